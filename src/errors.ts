@@ -1,0 +1,166 @@
+/**
+ * The one error type of the project, shared by the CPS, the protocol code and the client library.
+ *
+ * Every failure that can be caused by input carries a stable machine `code` from the union below and
+ * the HTTP status the CPS answers with (RFC 9457 problem details). Messages are short and never carry
+ * telephone numbers, blobs or tokens (DESIGN.md invariant 6): the detail a test needs goes in `code`.
+ */
+
+/** Codes for malformed or refused requests (4xx at the CPS). */
+export type CpsErrorCode =
+  // Telephone numbers and paths
+  | "INVALID_TN"
+  | "INVALID_ID"
+  | "NOT_FOUND"
+  | "METHOD_NOT_ALLOWED"
+  // Request bodies
+  | "UNSUPPORTED_MEDIA_TYPE"
+  | "BODY_TOO_LARGE"
+  | "INVALID_BODY"
+  // Sealed PASSporTs (envelope)
+  | "BLOB_ENCODING"
+  | "BLOB_SIZE"
+  | "PASSPORT_TOO_LARGE"
+  | "ENVELOPE_OPEN_FAILED"
+  | "INVALID_KEY"
+  // Storage limits
+  | "QUEUE_FULL"
+  // PASSporTs, SIP Identity headers, certificates, credential tokens (RFC 8225, 8224, 8226)
+  | "PASSPORT_MALFORMED"
+  | "PASSPORT_ALG"
+  | "PASSPORT_SIGNATURE"
+  | "PASSPORT_STALE"
+  | "PASSPORT_PPT_UNSUPPORTED"
+  | "PASSPORT_CLAIMS"
+  | "IDENTITY_HEADER_MALFORMED"
+  | "CERT_MALFORMED"
+  | "CERT_EXPIRED"
+  | "CERT_NOT_YET_VALID"
+  | "CERT_UNTRUSTED"
+  | "CERT_CHAIN_INVALID"
+  | "CERT_NO_TNAUTHLIST"
+  | "CERT_NOT_AUTHORISED"
+  | "X5U_FETCH_FAILED"
+  | "AUTH_MISSING"
+  | "AUTH_MALFORMED"
+  | "AUTH_INVALID"
+  | "AUTH_EXPIRED"
+  | "AUTH_AUDIENCE"
+  | "AUTH_REPLAYED"
+  | "AUTH_ACTION"
+  // Storage tokens (RFC 8816 §7.5, RFC 9474)
+  | "TOKEN_MISSING"
+  | "TOKEN_MALFORMED"
+  | "TOKEN_INVALID"
+  | "TOKEN_UNKNOWN_KEY"
+  | "TOKEN_SPENT"
+  | "TOKEN_RATE_LIMITED"
+  | "ISSUANCE_QUOTA"
+  | "BATCH_TOO_LARGE"
+  // Server side, never caused by input
+  | "INTERNAL"
+  | "MISCONFIGURED";
+
+/** Default HTTP status per code; a throw site may override it. */
+const STATUS: Record<CpsErrorCode, number> = {
+  INVALID_TN: 400,
+  INVALID_ID: 400,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  BODY_TOO_LARGE: 413,
+  INVALID_BODY: 400,
+  BLOB_ENCODING: 400,
+  BLOB_SIZE: 400,
+  PASSPORT_TOO_LARGE: 400,
+  ENVELOPE_OPEN_FAILED: 400,
+  INVALID_KEY: 400,
+  QUEUE_FULL: 429,
+  PASSPORT_MALFORMED: 400,
+  PASSPORT_ALG: 400,
+  PASSPORT_SIGNATURE: 400,
+  PASSPORT_STALE: 400,
+  PASSPORT_PPT_UNSUPPORTED: 400,
+  PASSPORT_CLAIMS: 400,
+  IDENTITY_HEADER_MALFORMED: 400,
+  CERT_MALFORMED: 400,
+  CERT_EXPIRED: 403,
+  CERT_NOT_YET_VALID: 403,
+  CERT_UNTRUSTED: 403,
+  CERT_CHAIN_INVALID: 403,
+  CERT_NO_TNAUTHLIST: 403,
+  CERT_NOT_AUTHORISED: 403,
+  X5U_FETCH_FAILED: 400,
+  AUTH_MISSING: 401,
+  AUTH_MALFORMED: 401,
+  AUTH_INVALID: 401,
+  AUTH_EXPIRED: 401,
+  AUTH_AUDIENCE: 401,
+  AUTH_REPLAYED: 401,
+  AUTH_ACTION: 403,
+  TOKEN_MISSING: 401,
+  TOKEN_MALFORMED: 400,
+  TOKEN_INVALID: 401,
+  TOKEN_UNKNOWN_KEY: 401,
+  TOKEN_SPENT: 429,
+  TOKEN_RATE_LIMITED: 429,
+  ISSUANCE_QUOTA: 429,
+  BATCH_TOO_LARGE: 400,
+  INTERNAL: 500,
+  MISCONFIGURED: 500,
+};
+
+export interface CpsErrorOptions {
+  status?: number;
+  /** Seconds, sent as `Retry-After` with 429 and 503 answers. */
+  retryAfter?: number;
+  cause?: unknown;
+}
+
+export class CpsError extends Error {
+  override readonly name = "CpsError";
+  readonly code: CpsErrorCode;
+  readonly status: number;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: CpsErrorCode, message: string, options: CpsErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = options.status ?? STATUS[code];
+    this.retryAfter = options.retryAfter;
+  }
+}
+
+export function isCpsError(value: unknown): value is CpsError {
+  return value instanceof CpsError;
+}
+
+/** Type URI base for problem `type` members: one stable URI per code. */
+export const PROBLEM_TYPE_BASE = "https://stir-oob.dev/problems/";
+
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  code: CpsErrorCode;
+  detail?: string;
+}
+
+export function toProblem(err: CpsError): ProblemDetails {
+  return {
+    type: PROBLEM_TYPE_BASE + err.code.toLowerCase().replaceAll("_", "-"),
+    title: err.message,
+    status: err.status,
+    code: err.code,
+  };
+}
+
+/** The one place a CpsError becomes an HTTP answer: RFC 9457 problem+json, never cached. */
+export function problemResponse(err: CpsError): Response {
+  const headers = new Headers({
+    "Content-Type": "application/problem+json",
+    "Cache-Control": "no-store",
+  });
+  if (err.retryAfter !== undefined) headers.set("Retry-After", String(Math.ceil(err.retryAfter)));
+  return new Response(JSON.stringify(toProblem(err)), { status: err.status, headers });
+}

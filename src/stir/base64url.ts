@@ -1,0 +1,23 @@
+/**
+ * Strict base64url (RFC 4648 §5, no padding) for the wire. RFC 8816 §9 shows encrypted PASSporTs
+ * folded over several lines, so ASCII whitespace is dropped before decoding; any other character
+ * outside the alphabet is an error rather than something silently skipped.
+ */
+import { base64url } from "jose";
+import { CpsError } from "../errors.js";
+
+const ALPHABET = /^[A-Za-z0-9_-]*$/;
+
+export function encodeBase64url(bytes: Uint8Array): string {
+  return base64url.encode(bytes);
+}
+
+/** Decodes base64url text, ignoring ASCII whitespace; throws `BLOB_ENCODING` on anything else. */
+export function decodeBase64url(text: string): Uint8Array {
+  const compact = text.replace(/[ \t\r\n]/g, "");
+  // A length of 1 mod 4 cannot come from any byte string.
+  if (!ALPHABET.test(compact) || compact.length % 4 === 1) {
+    throw new CpsError("BLOB_ENCODING", "The body is not base64url text");
+  }
+  return base64url.decode(compact);
+}
