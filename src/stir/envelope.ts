@@ -1,0 +1,183 @@
+/**
+ * The sealed PASSporT ("envelope"): a full-form PASSporT encrypted to one callee key with HPKE
+ * (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, through @hpke/core.
+ *
+ * RFC 8816 §6.2: the CPS must return dummies nobody can tell from real blobs, so every blob has one
+ * length (fixed-size padded plaintext) and carries no key id; RFC 8816 §7.4: the HPKE `info` binds the
+ * canonical called number, so a blob replayed under another number does not open.
+ * The exact layout is specified in docs/wire-format.md.
+ */
+import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
+import { CpsError } from "../errors.js";
+import { decodeBase64url, encodeBase64url } from "./base64url.js";
+import type { CanonicalTn } from "./tn.js";
+
+/** Version label bound into every envelope's HPKE `info`. */
+export const ENVELOPE_LABEL = "stir-oob envelope v1";
+/** Size of the padded plaintext: a 2-byte length, the PASSporT, zero padding. */
+export const PADDED_PLAINTEXT_LENGTH = 1024;
+/** Longest full-form PASSporT that fits (bytes of its UTF-8 form). */
+export const MAX_PASSPORT_LENGTH = PADDED_PLAINTEXT_LENGTH - 2;
+const ENC_LENGTH = 32; // Nenc for DHKEM(X25519, HKDF-SHA256), RFC 9180 §7.1
+const TAG_LENGTH = 16; // Nt for AES-128-GCM, RFC 9180 §7.3
+/** Length in bytes of every sealed blob, real or dummy: enc || ciphertext. */
+export const ENVELOPE_LENGTH = ENC_LENGTH + PADDED_PLAINTEXT_LENGTH + TAG_LENGTH;
+/** Length of a blob's base64url text (no padding, no line breaks). */
+export const ENVELOPE_TEXT_LENGTH = Math.ceil((ENVELOPE_LENGTH * 4) / 3);
+
+/** The HPKE suite of envelope v1 (exported for the RFC 9180 known-answer tests). */
+export const envelopeSuite = new CipherSuite({
+  kem: new DhkemX25519HkdfSha256(),
+  kdf: new HkdfSha256(),
+  aead: new Aes128Gcm(),
+});
+
+const utf8 = new TextEncoder();
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+
+/** HPKE `info` for a called number: label, one zero byte, the canonical digits (all ASCII). */
+export function envelopeInfo(tn: CanonicalTn): Uint8Array {
+  return utf8.encode(`${ENVELOPE_LABEL}\u0000${tn}`);
+}
+
+/** A callee's encryption key: raw 32-byte X25519 public key, or one already imported. */
+export type RecipientPublicKey = Uint8Array | CryptoKey;
+
+async function toPublicCryptoKey(key: RecipientPublicKey): Promise<CryptoKey> {
+  if (!(key instanceof Uint8Array)) return key;
+  if (key.length !== 32) throw new CpsError("INVALID_KEY", "An X25519 public key has 32 bytes");
+  try {
+    return await envelopeSuite.kem.deserializePublicKey(key);
+  } catch (cause) {
+    throw new CpsError("INVALID_KEY", "The X25519 public key is not valid", { cause });
+  }
+}
+
+function pad(passport: Uint8Array): Uint8Array {
+  if (passport.length > MAX_PASSPORT_LENGTH) {
+    throw new CpsError("PASSPORT_TOO_LARGE", `A PASSporT longer than ${MAX_PASSPORT_LENGTH} bytes cannot be sealed`);
+  }
+  const out = new Uint8Array(PADDED_PLAINTEXT_LENGTH);
+  new DataView(out.buffer).setUint16(0, passport.length);
+  out.set(passport, 2);
+  return out;
+}
+
+function unpad(padded: Uint8Array): Uint8Array {
+  if (padded.length !== PADDED_PLAINTEXT_LENGTH) throw openFailed();
+  const length = new DataView(padded.buffer, padded.byteOffset, padded.byteLength).getUint16(0);
+  if (length > MAX_PASSPORT_LENGTH) throw openFailed();
+  // Padding must be zero: a sender cannot smuggle a second message past the length field.
+  for (let i = 2 + length; i < padded.length; i++) if (padded[i] !== 0) throw openFailed();
+  return padded.subarray(2, 2 + length);
+}
+
+function openFailed(cause?: unknown): CpsError {
+  return new CpsError("ENVELOPE_OPEN_FAILED", "The blob does not open with this key for this number", { cause });
+}
+
+async function sealPadded(recipient: CryptoKey, tn: CanonicalTn, padded: Uint8Array): Promise<Uint8Array> {
+  const { enc, ct } = await envelopeSuite.seal({ recipientPublicKey: recipient, info: envelopeInfo(tn) }, padded);
+  const blob = new Uint8Array(ENVELOPE_LENGTH);
+  blob.set(new Uint8Array(enc), 0);
+  blob.set(new Uint8Array(ct), ENC_LENGTH);
+  return blob;
+}
+
+/**
+ * Seals a full-form PASSporT (RFC 8816 §8.1 step 4) to one callee key for one called number.
+ * @example
+ * const blob = await sealPassport(bobPublicKey, canonicalTn("+2 222 555 2222"), jws);
+ * await fetch(`${cps}/cps/22225552222/ppts`, { method: "POST", body: encodeEnvelope(blob), ... });
+ */
+export async function sealPassport(
+  recipient: RecipientPublicKey,
+  tn: CanonicalTn,
+  passport: string,
+): Promise<Uint8Array> {
+  return sealPadded(await toPublicCryptoKey(recipient), tn, pad(utf8.encode(passport)));
+}
+
+/**
+ * Opens a sealed blob with a callee's private key (RFC 8816 §8.2 step 1). Throws
+ * `ENVELOPE_OPEN_FAILED` for a dummy, a blob for another key or number, or a tampered blob.
+ * @example
+ * const jws = await openPassport(bobKeyPair, canonicalTn("22225552222"), blob);
+ */
+export async function openPassport(
+  recipientKey: CryptoKeyPair | CryptoKey,
+  tn: CanonicalTn,
+  blob: Uint8Array,
+): Promise<string> {
+  if (blob.length !== ENVELOPE_LENGTH) throw openFailed();
+  let padded: ArrayBuffer;
+  try {
+    padded = await envelopeSuite.open(
+      { recipientKey, enc: blob.subarray(0, ENC_LENGTH), info: envelopeInfo(tn) },
+      blob.subarray(ENC_LENGTH),
+    );
+  } catch (cause) {
+    throw openFailed(cause);
+  }
+  try {
+    return utf8Strict.decode(unpad(new Uint8Array(padded)));
+  } catch (cause) {
+    throw cause instanceof CpsError ? cause : openFailed(cause);
+  }
+}
+
+/**
+ * A dummy blob (RFC 8816 §6.2): random padded plaintext sealed by the same code to a fresh throwaway
+ * key, so it has the real blobs' length and structure (an X25519 `enc` has its top bit clear, which
+ * plain random bytes would not) and is never repeated.
+ */
+export async function makeDummy(tn: CanonicalTn): Promise<Uint8Array> {
+  const throwaway = await envelopeSuite.kem.generateKeyPair();
+  const padded = crypto.getRandomValues(new Uint8Array(PADDED_PLAINTEXT_LENGTH));
+  return sealPadded(throwaway.publicKey, tn, padded);
+}
+
+/** Base64url text of a blob, as it travels in `application/passport` bodies (RFC 8816 §9). */
+export function encodeEnvelope(blob: Uint8Array): string {
+  return encodeBase64url(blob);
+}
+
+/**
+ * Decodes an `application/passport` body and checks it is exactly one envelope long; the CPS
+ * refuses anything else with 400 `BLOB_ENCODING` or `BLOB_SIZE` before it reaches storage.
+ */
+export function decodeEnvelope(text: string): Uint8Array {
+  const blob = decodeBase64url(text);
+  if (blob.length !== ENVELOPE_LENGTH) {
+    throw new CpsError("BLOB_SIZE", `A sealed PASSporT is exactly ${ENVELOPE_LENGTH} bytes`);
+  }
+  return blob;
+}
+
+/** A callee key pair; `publicKey` raw bytes are what the key directory publishes. */
+export interface RecipientKeyPair {
+  keyPair: CryptoKeyPair;
+  publicKey: Uint8Array;
+}
+
+/** Generates a fresh X25519 key pair for a callee (extractable, so the CLI can save it). */
+export async function generateRecipientKeyPair(): Promise<RecipientKeyPair> {
+  const keyPair = await envelopeSuite.kem.generateKeyPair();
+  const publicKey = new Uint8Array(await envelopeSuite.kem.serializePublicKey(keyPair.publicKey));
+  return { keyPair, publicKey };
+}
+
+/** Imports a callee private key from its raw 32 bytes (RFC 7748 scalar). */
+export async function importRecipientPrivateKey(raw: Uint8Array): Promise<CryptoKey> {
+  if (raw.length !== 32) throw new CpsError("INVALID_KEY", "An X25519 private key has 32 bytes");
+  try {
+    return await envelopeSuite.kem.deserializePrivateKey(raw);
+  } catch (cause) {
+    throw new CpsError("INVALID_KEY", "The X25519 private key is not valid", { cause });
+  }
+}
+
+/** Raw 32 bytes of a callee private key, for storage by the CLI. */
+export async function exportRecipientPrivateKey(key: CryptoKey): Promise<Uint8Array> {
+  return new Uint8Array(await envelopeSuite.kem.serializePrivateKey(key));
+}
