@@ -1,0 +1,219 @@
+/**
+ * STIR credential auth token: a short-lived ES256 bearer JWT signed with the key of a STIR certificate
+ * (RFC 8226), in the shape of the ATIS-1000096 OOB bearer token. Header `alg` ES256, `typ` JWT, and
+ * the certificate by `x5u` (URL, RFC 7515 §4.1.5) or `x5c` (chain, RFC 7515 §4.1.6); claims `iat`,
+ * `aud` (the CPS), `jti` (single use) and `action` (what the holder asks to do).
+ *
+ * The verifier validates the certificate chain, checks signature, audience, age and action, and only
+ * then spends the `jti` through the caller's replay check (a Durable Object at the CPS), so a forged
+ * or stale token can never burn someone else's `jti`. It returns the certificate's TNAuthList, so a
+ * route decides coverage of a number, range or SPC itself.
+ */
+import { CompactSign, compactVerify } from "jose";
+import { CpsError } from "../errors.js";
+import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
+import type { CertificateValidator, ValidatedCertificate } from "./cert-validate.js";
+import type { TnAuthList } from "./tnauthlist.js";
+
+export const CREDENTIAL_TOKEN_ALG = "ES256";
+/** Default largest accepted token age, seconds. */
+export const DEFAULT_CREDENTIAL_MAX_AGE = 60;
+/** Tolerated clock skew for an `iat` in the future, seconds. */
+export const DEFAULT_CREDENTIAL_SKEW = 5;
+const MAX_TOKEN_LENGTH = 16_384;
+const JTI = /^[A-Za-z0-9_-]{16,128}$/;
+const ACTION = /^[a-z][a-z0-9:._-]{0,63}$/;
+
+/**
+ * Replay check backed by the caller's storage: resolve `true` when `jti` is used for the first time
+ * (and remember it until `expiresAt`, seconds since the epoch), `false` when it was seen before.
+ */
+export type ReplayCheck = (jti: string, expiresAt: number) => Promise<boolean>;
+
+export interface IssueCredentialTokenOptions {
+  /** The STIR certificate's private key (ECDSA P-256). */
+  readonly privateKey: CryptoKey;
+  /** Certificate URL; exactly one of `x5u` and `x5c`. */
+  readonly x5u?: string;
+  /** Certificate chain, leaf first, DER. */
+  readonly x5c?: readonly Uint8Array[];
+  /** The CPS this token is for (its origin, e.g. `https://cps.example`). */
+  readonly audience: string;
+  readonly action: string;
+  /** Seconds since the epoch (default: clock). */
+  readonly now?: number;
+  /** Default: 128 random bits, base64url. */
+  readonly jti?: string;
+}
+
+export interface VerifyCredentialTokenOptions {
+  /** This CPS's audience value; the token's `aud` must equal it. */
+  readonly audience: string;
+  /** Allowed actions for this route; omit to accept any well-formed action. */
+  readonly actions?: readonly string[];
+  /** Validator holding the trust anchors (and the validated-chain cache). */
+  readonly validator: CertificateValidator;
+  /** Resolves `x5u` URLs (an `X5uFetcher`); without it, only `x5c` tokens are accepted. */
+  readonly fetchChain?: (url: string) => Promise<CertificateChain>;
+  readonly replayCheck: ReplayCheck;
+  /** Largest age of `iat`, seconds (default 60). */
+  readonly maxAgeSeconds?: number;
+  /** Seconds since the epoch (default: clock). */
+  readonly now?: number;
+}
+
+export interface VerifiedCredentialToken {
+  readonly action: string;
+  readonly tnAuthList: TnAuthList;
+  readonly jti: string;
+  readonly iat: number;
+  readonly certificate: ValidatedCertificate;
+}
+
+function b64(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+function randomJti(): string {
+  return b64(crypto.getRandomValues(new Uint8Array(16)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/**
+ * Issues a credential token.
+ *
+ * @example
+ * const token = await issueCredentialToken({ privateKey, x5u, audience: "https://cps.example", action: "keys:put" });
+ * fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+ */
+export async function issueCredentialToken(options: IssueCredentialTokenOptions): Promise<string> {
+  if ((options.x5u === undefined) === (options.x5c === undefined)) {
+    throw new CpsError("AUTH_MALFORMED", "A credential token names its certificate by x5u or x5c");
+  }
+  if (!ACTION.test(options.action)) throw new CpsError("AUTH_ACTION", "The action is not well formed");
+  const jti = options.jti ?? randomJti();
+  if (!JTI.test(jti)) throw new CpsError("AUTH_MALFORMED", "The jti is not well formed");
+  const header: Record<string, unknown> = { alg: CREDENTIAL_TOKEN_ALG, typ: "JWT" };
+  if (options.x5u !== undefined) header.x5u = options.x5u;
+  if (options.x5c !== undefined) header.x5c = options.x5c.map(b64);
+  const claims = {
+    action: options.action,
+    aud: options.audience,
+    iat: options.now ?? Math.floor(Date.now() / 1000),
+    jti,
+  };
+  try {
+    return await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+      .setProtectedHeader(header as { alg: string })
+      .sign(options.privateKey);
+  } catch (cause) {
+    throw new CpsError("INVALID_KEY", "The signing key cannot sign ES256", { cause });
+  }
+}
+
+/** Extracts the token from an `Authorization: Bearer <token>` value (RFC 6750 §2.1). */
+export function bearerToken(authorization: string | null | undefined): string {
+  if (authorization === null || authorization === undefined || authorization.trim() === "") {
+    throw new CpsError("AUTH_MISSING", "A bearer token is required");
+  }
+  const m = /^Bearer[ ]+([A-Za-z0-9._~+/-]+=*)\s*$/i.exec(authorization);
+  if (!m?.[1]) throw new CpsError("AUTH_MALFORMED", "The Authorization header is not a bearer token");
+  return m[1];
+}
+
+function decodeJson(segment: string): Record<string, unknown> {
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(segment)) throw new Error("not base64url");
+    const bin = atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
+    const value: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
+    return value as Record<string, unknown>;
+  } catch (cause) {
+    throw new CpsError("AUTH_MALFORMED", "The credential token is not a JWS", { cause });
+  }
+}
+
+async function chainFromHeader(
+  header: Record<string, unknown>,
+  fetchChain: VerifyCredentialTokenOptions["fetchChain"],
+): Promise<CertificateChain> {
+  const { x5u, x5c } = header;
+  if ((x5u === undefined) === (x5c === undefined)) {
+    throw new CpsError("AUTH_MALFORMED", "The credential token names its certificate by x5u or x5c");
+  }
+  if (x5c !== undefined) {
+    if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((c) => typeof c === "string")) {
+      throw new CpsError("AUTH_MALFORMED", "x5c is not a list of certificates");
+    }
+    let ders: Uint8Array[];
+    try {
+      ders = (x5c as string[]).map((c) => Uint8Array.from(atob(c), (ch) => ch.charCodeAt(0)));
+    } catch (cause) {
+      throw new CpsError("AUTH_MALFORMED", "x5c is not base64", { cause });
+    }
+    return parseCertificateChain(ders);
+  }
+  if (typeof x5u !== "string") throw new CpsError("AUTH_MALFORMED", "x5u is not a URL");
+  if (fetchChain === undefined)
+    throw new CpsError("AUTH_INVALID", "x5u credential tokens are not accepted here");
+  return fetchChain(x5u);
+}
+
+/**
+ * Verifies a credential token and spends its `jti`. Throws `AUTH_*` or `CERT_*` CpsErrors.
+ *
+ * @example
+ * const { action, tnAuthList } = await verifyCredentialToken(bearerToken(req.headers.get("authorization")), {
+ *   audience: "https://cps.example", actions: ["keys:put"], validator, fetchChain: (u) => x5u.fetchChain(u),
+ *   replayCheck: (jti, exp) => ledger.claim(jti, exp) });
+ * if (!coversTn(tnAuthList, tn)) throw new CpsError("CERT_NOT_AUTHORISED", "...");
+ */
+export async function verifyCredentialToken(
+  token: string,
+  options: VerifyCredentialTokenOptions,
+): Promise<VerifiedCredentialToken> {
+  if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) {
+    throw new CpsError("AUTH_MALFORMED", "The credential token is not a JWS");
+  }
+  const parts = token.split(".");
+  if (parts.length !== 3) throw new CpsError("AUTH_MALFORMED", "The credential token is not a JWS");
+  const header = decodeJson(parts[0] ?? "");
+  const claims = decodeJson(parts[1] ?? "");
+  if (header.alg !== CREDENTIAL_TOKEN_ALG)
+    throw new CpsError("AUTH_INVALID", "Only ES256 tokens are accepted");
+  if (header.crit !== undefined) throw new CpsError("AUTH_MALFORMED", "crit is not supported");
+
+  const nowSec = options.now ?? Math.floor(Date.now() / 1000);
+  const chain = await chainFromHeader(header, options.fetchChain);
+  const certificate = await options.validator.validate(chain, new Date(nowSec * 1000));
+  try {
+    await compactVerify(token, certificate.publicKey, { algorithms: [CREDENTIAL_TOKEN_ALG] });
+  } catch (cause) {
+    throw new CpsError("AUTH_INVALID", "The credential token signature does not verify", { cause });
+  }
+
+  const { iat, aud, jti, action } = claims;
+  if (typeof iat !== "number" || !Number.isSafeInteger(iat))
+    throw new CpsError("AUTH_MALFORMED", "iat is missing");
+  if (typeof jti !== "string" || !JTI.test(jti))
+    throw new CpsError("AUTH_MALFORMED", "jti is missing or invalid");
+  if (typeof action !== "string" || !ACTION.test(action))
+    throw new CpsError("AUTH_MALFORMED", "action is missing");
+  if (aud !== options.audience) throw new CpsError("AUTH_AUDIENCE", "The token is for another audience");
+  const maxAge = options.maxAgeSeconds ?? DEFAULT_CREDENTIAL_MAX_AGE;
+  if (nowSec - iat > maxAge || iat - nowSec > DEFAULT_CREDENTIAL_SKEW) {
+    throw new CpsError("AUTH_EXPIRED", "The credential token is not fresh");
+  }
+  if (options.actions !== undefined && !options.actions.includes(action)) {
+    throw new CpsError("AUTH_ACTION", "The token does not allow this action");
+  }
+  // Last: only a token that passed everything else may spend its jti.
+  if (!(await options.replayCheck(jti, iat + maxAge))) {
+    throw new CpsError("AUTH_REPLAYED", "The credential token was already used");
+  }
+  return { action, tnAuthList: certificate.tnAuthList, jti, iat, certificate };
+}

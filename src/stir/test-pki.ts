@@ -1,0 +1,209 @@
+/**
+ * TEST AND DEMO ONLY: a throwaway STIR PKI built in memory at run time.
+ *
+ * root CA -> intermediate CA -> service-provider certificate with a TNAuthList (RFC 8226 §9), plus the
+ * broken variants the negative tests need (expired, not yet valid, chained to another root, issued by a
+ * non-CA intermediate, no TNAuthList). Every key is generated fresh with WebCrypto on each call and never
+ * leaves memory unless a caller writes it out; every subject carries "TEST ONLY". Nothing here is, or
+ * chains to, a real STI-PA / STI-CA trust anchor. It lives in src/ because tests, the demo and the CLI
+ * share it; production code paths never import it.
+ */
+import "reflect-metadata";
+import {
+  AuthorityKeyIdentifierExtension,
+  BasicConstraintsExtension,
+  Extension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  PemConverter,
+  SubjectKeyIdentifierExtension,
+  type X509Certificate,
+  X509CertificateGenerator,
+} from "@peculiar/x509";
+import { encodeTnAuthList, TN_AUTH_LIST_OID, type TnAuthList } from "./tnauthlist.js";
+
+/** Marker in every subject name of this PKI. */
+export const TEST_PKI_LABEL = "TEST ONLY - stir-oob test PKI";
+
+const ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
+const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
+const DAY = 86_400_000;
+
+/** A certificate with its key pair (private key extractable, so the CLI can write demo files). */
+export interface TestCertificate {
+  readonly certificate: X509Certificate;
+  readonly keys: CryptoKeyPair;
+}
+
+/** A signing credential: leaf key plus chain, leaf first, as PEM and DER. */
+export interface TestCredential {
+  readonly privateKey: CryptoKey;
+  readonly publicKey: CryptoKey;
+  readonly chain: readonly X509Certificate[];
+  /** PEM of the chain, leaf first: what an x5u URL serves. */
+  readonly pem: string;
+  /** DER of the chain, leaf first: what `x5c` carries (base64, RFC 7515 §4.1.6). */
+  readonly der: readonly Uint8Array[];
+}
+
+export interface TestPki {
+  readonly root: TestCertificate;
+  readonly intermediate: TestCertificate;
+  /** Valid service-provider credential with the TNAuthList given (or the default one). */
+  readonly valid: TestCredential;
+  readonly expired: TestCredential;
+  readonly notYetValid: TestCredential;
+  /** Chains to `otherRoot`, which is not an anchor of this PKI. */
+  readonly wrongAnchor: TestCredential;
+  readonly otherRoot: TestCertificate;
+  /** Leaf issued by an intermediate whose basicConstraints say cA=false. */
+  readonly nonCaIntermediate: TestCredential;
+  readonly noTnAuthList: TestCredential;
+  /** Issues another leaf under the intermediate, for custom TNAuthLists or dates. */
+  issue(options: LeafOptions): Promise<TestCredential>;
+}
+
+export interface LeafOptions {
+  readonly tnAuthList?: TnAuthList | null;
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+  readonly subject?: string;
+}
+
+/** Default TNAuthList of the valid leaf: one SPC, one range of 100 numbers, one single number. */
+export const DEFAULT_TEST_TN_AUTH_LIST: TnAuthList = [
+  { type: "spc", spc: "709J" },
+  { type: "range", start: "12025550100", count: 100 },
+  { type: "one", tn: "12155551212" },
+];
+
+async function keyPair(): Promise<CryptoKeyPair> {
+  return (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+}
+
+function serial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function caCertificate(
+  name: string,
+  issuer: TestCertificate | undefined,
+  options: { ca: boolean; notBefore: Date; notAfter: Date },
+): Promise<TestCertificate> {
+  const keys = await keyPair();
+  const extensions = [
+    new BasicConstraintsExtension(options.ca, undefined, true),
+    new KeyUsagesExtension(
+      options.ca ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.digitalSignature,
+      true,
+    ),
+    await SubjectKeyIdentifierExtension.create(keys.publicKey),
+  ];
+  const subject = `CN=${name}, O=${TEST_PKI_LABEL}`;
+  const certificate =
+    issuer === undefined
+      ? await X509CertificateGenerator.createSelfSigned({
+          serialNumber: serial(),
+          name: subject,
+          keys,
+          notBefore: options.notBefore,
+          notAfter: options.notAfter,
+          signingAlgorithm: SIGN,
+          extensions,
+        })
+      : await X509CertificateGenerator.create({
+          serialNumber: serial(),
+          subject,
+          issuer: issuer.certificate.subject,
+          publicKey: keys.publicKey,
+          signingKey: issuer.keys.privateKey,
+          notBefore: options.notBefore,
+          notAfter: options.notAfter,
+          signingAlgorithm: SIGN,
+          extensions: [...extensions, await AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey)],
+        });
+  return { certificate, keys };
+}
+
+async function leafCredential(
+  issuer: TestCertificate,
+  options: LeafOptions,
+  now: Date,
+): Promise<TestCredential> {
+  const keys = await keyPair();
+  const tnAuthList = options.tnAuthList === undefined ? DEFAULT_TEST_TN_AUTH_LIST : options.tnAuthList;
+  const extensions: Extension[] = [
+    new BasicConstraintsExtension(false, undefined, true),
+    new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+    await SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
+  ];
+  if (tnAuthList !== null)
+    extensions.push(new Extension(TN_AUTH_LIST_OID, false, encodeTnAuthList(tnAuthList)));
+  const certificate = await X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${options.subject ?? "SHAKEN 709J"}, O=${TEST_PKI_LABEL}`,
+    issuer: issuer.certificate.subject,
+    publicKey: keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    notBefore: options.notBefore ?? new Date(now.getTime() - DAY),
+    notAfter: options.notAfter ?? new Date(now.getTime() + 30 * DAY),
+    signingAlgorithm: SIGN,
+    extensions,
+  });
+  const chain = [certificate, issuer.certificate];
+  return {
+    privateKey: keys.privateKey,
+    publicKey: keys.publicKey,
+    chain,
+    pem: PemConverter.encode(
+      chain.map((c) => c.rawData),
+      "CERTIFICATE",
+    ),
+    der: chain.map((c) => new Uint8Array(c.rawData)),
+  };
+}
+
+/**
+ * Builds a fresh test PKI (about 10 key generations; a few tens of milliseconds).
+ *
+ * @example
+ * const pki = await createTestPki();
+ * const validator = new CertificateValidator({ anchors: [pki.root.certificate] });
+ */
+export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthList } = {}): Promise<TestPki> {
+  const now = options.now ?? new Date();
+  const caDates = {
+    notBefore: new Date(now.getTime() - 2 * DAY),
+    notAfter: new Date(now.getTime() + 3650 * DAY),
+  };
+  const root = await caCertificate("Test STI-PA Root", undefined, { ca: true, ...caDates });
+  const intermediate = await caCertificate("Test STI-CA Intermediate", root, { ca: true, ...caDates });
+  const otherRoot = await caCertificate("Unrelated Root", undefined, { ca: true, ...caDates });
+  const otherIntermediate = await caCertificate("Unrelated Intermediate", otherRoot, {
+    ca: true,
+    ...caDates,
+  });
+  const nonCa = await caCertificate("Not A CA", root, { ca: false, ...caDates });
+  const issue = (leaf: LeafOptions) => leafCredential(intermediate, leaf, now);
+  return {
+    root,
+    intermediate,
+    otherRoot,
+    valid: await issue({ tnAuthList: options.tnAuthList ?? DEFAULT_TEST_TN_AUTH_LIST }),
+    expired: await issue({
+      notBefore: new Date(now.getTime() - 60 * DAY),
+      notAfter: new Date(now.getTime() - DAY),
+    }),
+    notYetValid: await issue({
+      notBefore: new Date(now.getTime() + DAY),
+      notAfter: new Date(now.getTime() + 60 * DAY),
+    }),
+    wrongAnchor: await leafCredential(otherIntermediate, {}, now),
+    nonCaIntermediate: await leafCredential(nonCa, {}, now),
+    noTnAuthList: await issue({ tnAuthList: null }),
+    issue,
+  };
+}
