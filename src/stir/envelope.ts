@@ -33,7 +33,7 @@ export const envelopeSuite = new CipherSuite({
 });
 
 const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** HPKE `info` for a called number: label, one zero byte, the canonical digits (all ASCII). */
 export function envelopeInfo(tn: CanonicalTn): Uint8Array {
@@ -55,7 +55,10 @@ async function toPublicCryptoKey(key: RecipientPublicKey): Promise<CryptoKey> {
 
 function pad(passport: Uint8Array): Uint8Array {
   if (passport.length > MAX_PASSPORT_LENGTH) {
-    throw new CpsError("PASSPORT_TOO_LARGE", `A PASSporT longer than ${MAX_PASSPORT_LENGTH} bytes cannot be sealed`);
+    throw new CpsError(
+      "PASSPORT_TOO_LARGE",
+      `A PASSporT longer than ${MAX_PASSPORT_LENGTH} bytes cannot be sealed`,
+    );
   }
   const out = new Uint8Array(PADDED_PLAINTEXT_LENGTH);
   new DataView(out.buffer).setUint16(0, passport.length);
@@ -73,11 +76,16 @@ function unpad(padded: Uint8Array): Uint8Array {
 }
 
 function openFailed(cause?: unknown): CpsError {
-  return new CpsError("ENVELOPE_OPEN_FAILED", "The blob does not open with this key for this number", { cause });
+  return new CpsError("ENVELOPE_OPEN_FAILED", "The blob does not open with this key for this number", {
+    cause,
+  });
 }
 
 async function sealPadded(recipient: CryptoKey, tn: CanonicalTn, padded: Uint8Array): Promise<Uint8Array> {
-  const { enc, ct } = await envelopeSuite.seal({ recipientPublicKey: recipient, info: envelopeInfo(tn) }, padded);
+  const { enc, ct } = await envelopeSuite.seal(
+    { recipientPublicKey: recipient, info: envelopeInfo(tn) },
+    padded,
+  );
   const blob = new Uint8Array(ENVELOPE_LENGTH);
   blob.set(new Uint8Array(enc), 0);
   blob.set(new Uint8Array(ct), ENC_LENGTH);

@@ -1,0 +1,22 @@
+/**
+ * The benchmark's baseline: one bare Durable Object SQLite write or read with no CPS logic, so
+ * `npm run bench` can report CPS throughput as a ratio of what the platform itself does in the
+ * same run. Mounted only when BENCH_BASELINE is "true".
+ */
+import { DurableObject } from "cloudflare:workers";
+
+export class BaselineStore extends DurableObject<Env> {
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, v BLOB NOT NULL)");
+  }
+
+  async write(id: string, value: Uint8Array): Promise<void> {
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO kv (id, v) VALUES (?, ?)", id, value);
+  }
+
+  async read(id: string): Promise<Uint8Array | null> {
+    const rows = this.ctx.storage.sql.exec<{ v: ArrayBuffer }>("SELECT v FROM kv WHERE id = ?", id).toArray();
+    return rows[0] ? new Uint8Array(rows[0].v) : null;
+  }
+}

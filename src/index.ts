@@ -1,0 +1,4 @@
+/** Worker entry: the app as default export, and the Durable Object classes. Nothing else. */
+export { app as default } from "./app.js";
+export { BaselineStore } from "./durable-objects/baseline-store.js";
+export { PassportQueue } from "./durable-objects/passport-queue.js";

@@ -1,0 +1,7 @@
+/** Liveness: answers without touching storage, so a health check costs nothing and reveals nothing. */
+import { Hono } from "hono";
+import type { AppEnv } from "../http/types.js";
+
+export const healthRoutes = new Hono<AppEnv>();
+
+healthRoutes.get("/", (c) => c.json({ status: "ok" }));
