@@ -121,7 +121,7 @@ describe("credential token (ATIS-1000096 shape)", () => {
   const x5c = () => pki.valid.der.map((d) => btoa(String.fromCharCode(...d)));
   const goodClaims = () => ({ action: "keys:put", aud: AUD, iat: NOW, jti: "abcdefghijklmnop" });
 
-  it.each([
+  it.each<[string, () => Promise<string>, string]>([
     ["expired certificate", () => issue(pki.expired), "CERT_EXPIRED"],
     ["not-yet-valid certificate", () => issue(pki.notYetValid), "CERT_NOT_YET_VALID"],
     ["wrong anchor", () => issue(pki.wrongAnchor), "CERT_UNTRUSTED"],
@@ -181,7 +181,7 @@ describe("credential token (ATIS-1000096 shape)", () => {
       "AUTH_MALFORMED",
     ],
     ["not a JWS", async () => "abc.def", "AUTH_MALFORMED"],
-  ] as const)("refuses %s", async (_n, make, code) => {
+  ])("refuses %s", async (_n, make, code) => {
     const token = await make();
     await expect(verifyCredentialToken(token, options({ actions: ["keys:put"] }))).rejects.toMatchObject({
       code,
