@@ -101,14 +101,11 @@ function isUri(value: unknown): value is string {
   return typeof value === "string" && value.length <= MAX_URI && /^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(value);
 }
 
-function isHttpsUrl(value: unknown): value is string {
-  if (typeof value !== "string" || value.length > MAX_URI) return false;
-  try {
-    const url = new URL(value);
-    return url.protocol === "https:" || url.protocol === "http:";
-  } catch {
-    return false;
-  }
+// An http(s) URL with a host; the x5u fetcher parses it fully (and insists on https) before use.
+const HTTP_URL = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/i;
+
+function isHttpUrl(value: unknown): value is string {
+  return typeof value === "string" && value.length <= MAX_URI && HTTP_URL.test(value);
 }
 
 function checkOrig(orig: unknown): PassportOrig {
@@ -188,7 +185,7 @@ function checkHeader(header: unknown, supportedPpt: readonly string[]): Passport
   }
   // We never process critical extensions (RFC 7515 §4.1.11); RFC 8225 §8.1 lists none for shaken.
   if (h.crit !== undefined) throw new CpsError("PASSPORT_MALFORMED", "crit is not supported");
-  if (!isHttpsUrl(h.x5u)) throw new CpsError("PASSPORT_MALFORMED", "x5u is missing or not a URL");
+  if (!isHttpUrl(h.x5u)) throw new CpsError("PASSPORT_MALFORMED", "x5u is missing or not a URL");
   return h as unknown as PassportHeader;
 }
 
@@ -198,6 +195,8 @@ function checkHeader(header: unknown, supportedPpt: readonly string[]): Passport
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 const B64URL = /^[A-Za-z0-9_-]*$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is the point.
+const ASCII = /^[\x00-\x7f]*$/;
 
 function b64urlEncode(text: string): string {
   let bin = "";
@@ -211,7 +210,10 @@ function b64urlDecodeJson(segment: string): unknown {
   }
   try {
     const bin = atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
-    const bytes = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+    // Hot path: PASSporT JSON is ASCII, and then the binary string is already the text.
+    if (ASCII.test(bin)) return JSON.parse(bin);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
     return JSON.parse(decoder.decode(bytes));
   } catch (cause) {
     throw new CpsError("PASSPORT_MALFORMED", "A PASSporT segment is not JSON", { cause });
