@@ -2,3 +2,4 @@
 export { app as default } from "./app.js";
 export { BaselineStore } from "./durable-objects/baseline-store.js";
 export { PassportQueue } from "./durable-objects/passport-queue.js";
+export { ReplayGuard } from "./durable-objects/replay-guard.js";

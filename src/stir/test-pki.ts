@@ -207,3 +207,6 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
     issue,
   };
 }
+
+/** Issues a leaf under any test CA (used to rebuild a serialised test PKI inside workerd tests). */
+export { leafCredential as issueTestLeaf };

@@ -1,0 +1,7 @@
+// Test-only bindings that vitest.config.ts adds to the integration Worker.
+declare namespace Cloudflare {
+  interface Env {
+    /** Serialised test PKI (test/helpers/pki.ts). */
+    TEST_PKI: string;
+  }
+}
