@@ -52,7 +52,7 @@ export async function serializeTestPki(pki: TestPki): Promise<SerialTestPki> {
   for (const name of CREDENTIALS) {
     const cred = pki[name];
     credentials[name] = {
-      pkcs8: b64(await crypto.subtle.exportKey("pkcs8", cred.privateKey)),
+      pkcs8: b64((await crypto.subtle.exportKey("pkcs8", cred.privateKey)) as ArrayBuffer),
       der: cred.der.map((d) => b64(d)),
     };
   }
@@ -60,8 +60,8 @@ export async function serializeTestPki(pki: TestPki): Promise<SerialTestPki> {
     rootPem: pki.root.certificate.toString("pem"),
     intermediate: {
       der: b64(pki.intermediate.certificate.rawData),
-      pkcs8: b64(await crypto.subtle.exportKey("pkcs8", pki.intermediate.keys.privateKey)),
-      spki: b64(await crypto.subtle.exportKey("spki", pki.intermediate.keys.publicKey)),
+      pkcs8: b64((await crypto.subtle.exportKey("pkcs8", pki.intermediate.keys.privateKey)) as ArrayBuffer),
+      spki: b64((await crypto.subtle.exportKey("spki", pki.intermediate.keys.publicKey)) as ArrayBuffer),
     },
     credentials,
     createdAt: Date.now(),
