@@ -3,9 +3,10 @@
  * Identity header's `info`, for verifiers.
  *
  * https only (RFC 8226 §10 wants an integrity-protected fetch); plain http only for loopback hosts and
- * only when asked (tests). No redirects: a redirect could leave https. Bodies are read up to a size
- * limit, the whole fetch has a timeout, and results are cached as HTTP says (Cache-Control max-age /
- * no-store / no-cache, Expires), bounded in entries and in TTL. `fetch` is injected so the protocol
+ * only when asked (tests). No redirects (`redirect: "manual"`, which workerd also supports): a
+ * redirect could leave https. Bodies are read up to a size limit, the whole fetch has a timeout, and
+ * results are cached as HTTP says (Cache-Control max-age / no-store / no-cache, Expires), bounded in
+ * entries and in TTL. `fetch` is injected so the protocol
  * code stays free of I/O of its own and tests need no network.
  */
 import { CpsError } from "../errors.js";
@@ -162,7 +163,7 @@ export class X5uFetcher {
     let body: Uint8Array;
     try {
       response = await this.#fetch(url, {
-        redirect: "error",
+        redirect: "manual", // a 3xx (or a browser's opaque redirect, status 0) is not 200, so it fails below
         signal: controller.signal,
         headers: {
           accept: "application/pkix-cert, application/x-pem-file, application/pem-certificate-chain",
