@@ -19,5 +19,11 @@ export function decodeBase64url(text: string): Uint8Array {
   if (!ALPHABET.test(compact) || compact.length % 4 === 1) {
     throw new CpsError("BLOB_ENCODING", "The body is not base64url text");
   }
-  return base64url.decode(compact);
+  const bytes = base64url.decode(compact);
+  // Canonical only (RFC 4648 §3.5): unused bits of the last character must be zero, so one byte
+  // string has exactly one text form ("AB" and "AC" would otherwise both decode to 0x00).
+  if (encodeBase64url(bytes) !== compact) {
+    throw new CpsError("BLOB_ENCODING", "The body is not canonical base64url text");
+  }
+  return bytes;
 }

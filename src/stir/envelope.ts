@@ -103,7 +103,15 @@ export async function sealPassport(
   tn: CanonicalTn,
   passport: string,
 ): Promise<Uint8Array> {
-  return sealPadded(await toPublicCryptoKey(recipient), tn, pad(utf8.encode(passport)));
+  const key = await toPublicCryptoKey(recipient);
+  const padded = pad(utf8.encode(passport));
+  try {
+    return await sealPadded(key, tn, padded);
+  } catch (cause) {
+    // A low-order point (e.g. 32 zero bytes) imports fine but its X25519 output is all zero, which
+    // RFC 9180 §7.1.4 makes an encap failure: that is a bad key, not a server fault.
+    throw new CpsError("INVALID_KEY", "The X25519 public key is not valid", { cause });
+  }
 }
 
 /**
