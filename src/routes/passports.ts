@@ -79,4 +79,4 @@ for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) {
 }
 
 passportRoutes.all("/:tn/ppts", methodNotAllowed("GET, POST"));
-passportRoutes.all("/:tn/ppts/:id", methodNotAllowed("GET"));
+for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) passportRoutes.all(path, methodNotAllowed("GET"));
