@@ -1,0 +1,217 @@
+/**
+ * Runs the CPS locally: `wrangler dev` on workerd with persisted Durable Object and KV state.
+ * Shared by `npm start` (src/dev/start.mjs), the e2e tests and `npm run bench`.
+ *
+ * Plain Node ESM on purpose: it must run before anything is built. Types: local-server.d.mts.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (this file is src/dev/local-server.mjs). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const WRANGLER_BIN = join(REPO_ROOT, "node_modules/wrangler/bin/wrangler.js");
+
+/**
+ * Environment for a quiet, offline `wrangler dev`:
+ * - CLOUDFLARE_CF_FETCH_ENABLED=false: miniflare uses its placeholder `Request.cf` instead of fetching
+ *   https://workers.cloudflare.com/cf.json, whose failure offline is logged as a warning with a stack.
+ * - WRANGLER_SEND_METRICS=false: no telemetry.
+ * - WRANGLER_HIDE_BANNER=true: the banner is where wrangler runs its npm update check (the only
+ *   switch for that check), so hiding it also stops the registry lookup at every start.
+ */
+export function wranglerEnv(extra = {}) {
+  return {
+    ...process.env,
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_HIDE_BANNER: "true",
+    ...extra,
+  };
+}
+
+/** The address to poll for a listen address (a wildcard bind answers on loopback). */
+export function baseUrl(host, port) {
+  if (host === "0.0.0.0" || host === "*") return `http://127.0.0.1:${port}`;
+  if (host === "::") return `http://[::1]:${port}`;
+  return host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}
+
+/** A TCP port that was free a moment ago (the OS picks it; we close it straight away). */
+export function freePort(host = "127.0.0.1") {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, host, () => {
+      const { port } = /** @type {import("node:net").AddressInfo} */ (srv.address());
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Whether host:port can be bound right now (so a /health answer there would come from our server). */
+export function portIsFree(host, port) {
+  return new Promise((resolveFree) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", () => resolveFree(false));
+    srv.listen(port, host, () => srv.close(() => resolveFree(true)));
+  });
+}
+
+/**
+ * Polls `GET {url}/health` until it answers 200, or rejects after `timeoutMs` or as soon as
+ * `failed()` returns an error (e.g. the server process exited).
+ */
+export async function waitForHealth(url, { timeoutMs = 60_000, intervalMs = 150, failed = () => null } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const err = failed();
+    if (err) throw err;
+    try {
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url}/health did not answer within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The `wrangler dev` arguments for a local server on host:port persisting to persistTo. */
+export function wranglerDevArgs({ host, port, persistTo, vars = {}, extraArgs = [] }) {
+  const args = [WRANGLER_BIN, "dev", "--ip", host, "--port", String(port), "--persist-to", persistTo];
+  for (const [key, value] of Object.entries(vars)) args.push("--var", `${key}:${value}`);
+  return [...args, ...extraArgs];
+}
+
+const LOG_TAIL_CHARS = 8_000;
+const live = new Set();
+let exitHookInstalled = false;
+
+/** If the parent dies without calling stop(), do not leave wrangler and workerd running. */
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const child of live) killGroup(child, "SIGKILL");
+  });
+}
+
+function killGroup(child, signal) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    // Negative pid: the whole process group (wrangler and the workerd it spawned).
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Starts `wrangler dev` for this repository and resolves once `/health` answers.
+ *
+ * @param {object} [options]
+ * @param {number} [options.port] listen port; a free one when omitted
+ * @param {string} [options.host] listen address (default 127.0.0.1)
+ * @param {string} [options.persistTo] state directory; a fresh temp dir (removed on stop) when omitted
+ * @param {Record<string, string>} [options.vars] Worker vars, passed as `--var KEY:VALUE`
+ * @param {boolean} [options.quiet] keep wrangler's output to ourselves (default true); it is
+ *   included in the error if the server fails to start
+ * @param {string[]} [options.args] extra `wrangler dev` arguments
+ * @param {number} [options.timeoutMs] how long to wait for /health (default 60 s)
+ */
+export async function startLocalServer(options = {}) {
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? (await freePort(host === "0.0.0.0" ? "127.0.0.1" : host));
+  const ownsState = options.persistTo === undefined;
+  const persistTo = options.persistTo ?? (await mkdtemp(join(tmpdir(), "cps-state-")));
+  const quiet = options.quiet ?? true;
+  const url = baseUrl(host, port);
+
+  const args = wranglerDevArgs({
+    host,
+    port,
+    persistTo,
+    vars: options.vars,
+    extraArgs: ["--show-interactive-dev-session=false", ...(options.args ?? [])],
+  });
+  // detached: its own process group, so stop() reaches workerd too and a terminal Ctrl+C aimed at
+  // the test runner does not race our own shutdown.
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: wranglerEnv(),
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  live.add(child);
+  installExitHook();
+
+  let tail = "";
+  const onData = (chunk) => {
+    tail = (tail + chunk.toString()).slice(-LOG_TAIL_CHARS);
+    if (!quiet) process.stderr.write(chunk);
+  };
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+
+  let spawnError = null;
+  child.on("error", (err) => {
+    spawnError = err;
+  });
+  const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  exited.then(() => live.delete(child));
+
+  let stopping = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      killGroup(child, "SIGTERM");
+      const timer = setTimeout(() => killGroup(child, "SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+      // workerd may outlive wrangler by a moment; make sure nothing of the group remains.
+      killGroup(child, "SIGKILL");
+      if (ownsState) await rm(persistTo, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    await waitForHealth(url, {
+      timeoutMs: options.timeoutMs ?? 60_000,
+      failed: () => {
+        if (spawnError) return spawnError;
+        if (child.exitCode !== null || child.signalCode !== null) {
+          return new Error(
+            `wrangler dev exited (${child.exitCode ?? child.signalCode}) before ${url}/health answered`,
+          );
+        }
+        return null;
+      },
+    });
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message}\n--- wrangler output (tail) ---\n${tail}`, { cause: err });
+  }
+
+  return {
+    url,
+    port,
+    persistTo,
+    pid: child.pid,
+    exited,
+    output: () => tail,
+    stop,
+    kill: (signal = "SIGTERM") => killGroup(child, signal),
+  };
+}
