@@ -8,7 +8,9 @@ import { errorToResponse, notFound } from "./http/errors.js";
 import { noStoreByDefault, withConfig } from "./http/middleware.js";
 import type { AppEnv } from "./http/types.js";
 import { benchBaselineRoutes } from "./routes/bench-baseline.js";
+import { discoveryRoutes } from "./routes/discovery.js";
 import { healthRoutes } from "./routes/health.js";
+import { keyRoutes } from "./routes/keys.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { passportRoutes } from "./routes/passports.js";
 
@@ -22,6 +24,8 @@ export function buildApp(): Hono<AppEnv> {
   });
 
   app.route("/cps", passportRoutes);
+  app.route("/keys", keyRoutes);
+  app.route("/", discoveryRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
   app.route("/_bench/baseline", benchBaselineRoutes);

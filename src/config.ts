@@ -3,6 +3,8 @@
  * a deployment mistake, so the message says exactly what to set (in wrangler.toml `[vars]`).
  */
 import { CpsError } from "./errors.js";
+import { type Candidate, parseProvisionedRecords, parseServedPrefixes } from "./stir/discovery.js";
+import { type NumberPattern, parseSpcNumberBlocks, type SpcNumberBlocks } from "./stir/number-blocks.js";
 
 export interface CpsConfig {
   /** Lifetime of a stored blob (RFC 8816 §7.5: no longer than the 60 s iat freshness window). */
@@ -11,6 +13,16 @@ export interface CpsConfig {
   maxLivePerNumber: number;
   /** Whether the benchmark's bare Durable Object baseline route is mounted. */
   benchBaseline: boolean;
+  /** SPC -> number prefixes it speaks for, for key and discovery registration (SPC_NUMBER_BLOCKS). */
+  spcNumberBlocks: SpcNumberBlocks;
+  /** Provisioned discovery records (DISCOVERY_RECORDS, RFC 8816 §10 closed deployments). */
+  discoveryRecords: readonly Candidate[];
+  /** Prefixes this CPS serves (SERVED_PREFIXES); `null` = every number. */
+  servedPrefixes: readonly NumberPattern[] | null;
+  /** max-age of key-directory answers (KEYS_CACHE_SECONDS). */
+  keysCacheSeconds: number;
+  /** Open digits `GET /keys?prefix=` may leave (KEYS_PREFETCH_MAX_OPEN_DIGITS). */
+  keysPrefetchMaxOpenDigits: number;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -26,6 +38,17 @@ function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: 
   return value;
 }
 
+/** Parses a JSON or list var with `parse`; any failure is MISCONFIGURED naming the var. */
+function structured<T>(env: Env, name: keyof Env & string, fallback: string, parse: (raw: string) => T): T {
+  const raw = (env as unknown as Record<string, unknown>)[name];
+  try {
+    return parse(typeof raw === "string" ? raw : fallback);
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message : "invalid";
+    throw new CpsError("MISCONFIGURED", `Fix ${name} in wrangler.toml [vars]: ${why}`);
+  }
+}
+
 const cache = new WeakMap<object, CpsConfig>();
 
 export function readConfig(env: Env): CpsConfig {
@@ -35,6 +58,11 @@ export function readConfig(env: Env): CpsConfig {
     ttlSeconds: positiveInt(env, "PASSPORT_TTL_SECONDS", 60, 86_400),
     maxLivePerNumber: positiveInt(env, "MAX_LIVE_PER_NUMBER", 1000, 1_000_000),
     benchBaseline: env.BENCH_BASELINE === "true",
+    spcNumberBlocks: structured(env, "SPC_NUMBER_BLOCKS", "{}", parseSpcNumberBlocks),
+    discoveryRecords: structured(env, "DISCOVERY_RECORDS", "[]", parseProvisionedRecords),
+    servedPrefixes: structured(env, "SERVED_PREFIXES", "", parseServedPrefixes),
+    keysCacheSeconds: positiveInt(env, "KEYS_CACHE_SECONDS", 60, 86_400),
+    keysPrefetchMaxOpenDigits: positiveInt(env, "KEYS_PREFETCH_MAX_OPEN_DIGITS", 4, 6),
   };
   cache.set(env, config);
   return config;

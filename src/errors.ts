@@ -57,6 +57,11 @@ export type CpsErrorCode =
   | "TOKEN_RATE_LIMITED"
   | "ISSUANCE_QUOTA"
   | "BATCH_TOO_LARGE"
+  // Key directory and discovery (RFC 8816 §10, §11)
+  | "INVALID_PREFIX"
+  | "NOT_OWNER"
+  | "KEY_LIMIT"
+  | "NOT_SERVED"
   // Server side, never caused by input
   | "INTERNAL"
   | "MISCONFIGURED";
@@ -106,6 +111,10 @@ const STATUS: Record<CpsErrorCode, number> = {
   TOKEN_RATE_LIMITED: 429,
   ISSUANCE_QUOTA: 429,
   BATCH_TOO_LARGE: 400,
+  INVALID_PREFIX: 400,
+  NOT_OWNER: 403,
+  KEY_LIMIT: 409,
+  NOT_SERVED: 421,
   INTERNAL: 500,
   MISCONFIGURED: 500,
 };

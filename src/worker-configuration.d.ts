@@ -13,6 +13,11 @@ declare namespace Cloudflare {
 		BENCH_BASELINE: string;
 		CPS_ORIGIN: string;
 		ALLOW_LOOPBACK_X5U: string;
+		SPC_NUMBER_BLOCKS: string;
+		DISCOVERY_RECORDS: string;
+		SERVED_PREFIXES: string;
+		KEYS_CACHE_SECONDS: string;
+		KEYS_PREFETCH_MAX_OPEN_DIGITS: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;
@@ -24,6 +29,11 @@ declare namespace Cloudflare {
 		BENCH_BASELINE: string;
 		CPS_ORIGIN: string;
 		ALLOW_LOOPBACK_X5U: string;
+		SPC_NUMBER_BLOCKS: string;
+		DISCOVERY_RECORDS: string;
+		SERVED_PREFIXES: string;
+		KEYS_CACHE_SECONDS: string;
+		KEYS_PREFETCH_MAX_OPEN_DIGITS: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;

@@ -104,6 +104,192 @@ export const openApiDocument = {
         },
       },
     },
+    "/keys/{tn}": {
+      parameters: [
+        {
+          name: "tn",
+          in: "path",
+          required: true,
+          description:
+            "A number (GET, PUT, DELETE); for PUT/DELETE also a block (`1202555xxxx`: one 'x' per open digit) or, with `count`, the first number of a range (docs/key-directory.md).",
+          schema: { type: "string", examples: ["12025550123", "120255501xx"] },
+        },
+      ],
+      get: {
+        summary:
+          "Every live X25519 encryption key for the number, including keys of blocks containing it (RFC 8816 §11)",
+        operationId: "getKeys",
+        responses: {
+          "200": {
+            description:
+              "JWK Set (OKP/X25519, `use: enc`, extra members label, exp, block); publicly cacheable",
+            content: { "application/jwk-set+json": { schema: { $ref: "#/components/schemas/JwkSet" } } },
+          },
+          "400": problem,
+          "421": problem,
+        },
+      },
+      put: {
+        summary: "Register a public encryption key (STIR credential token, action keys:put)",
+        operationId: "putKey",
+        security: [{ stirCredential: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["jwk", "label"],
+                properties: {
+                  jwk: {
+                    type: "object",
+                    required: ["kty", "crv", "x"],
+                    properties: { kty: { const: "OKP" }, crv: { const: "X25519" }, x: { type: "string" } },
+                  },
+                  label: { type: "string", maxLength: 32 },
+                  ttl: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
+                  count: {
+                    type: "integer",
+                    minimum: 1,
+                    description: "Range size when {tn} is its first number",
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "201": { description: "Registered: kid (RFC 7638 thumbprint), label, exp, blocks" },
+          "400": problem,
+          "401": problem,
+          "403": problem,
+          "409": problem,
+          "415": problem,
+          "421": problem,
+        },
+      },
+      delete: {
+        summary: "Remove keys this certificate holder registered (all, or `kid`) (action keys:delete)",
+        operationId: "deleteKeys",
+        security: [{ stirCredential: [] }],
+        parameters: [
+          { name: "kid", in: "query", required: false, schema: { type: "string" } },
+          { name: "count", in: "query", required: false, schema: { type: "integer", minimum: 1 } },
+        ],
+        responses: {
+          "200": { description: "`{ removed }`" },
+          "400": problem,
+          "401": problem,
+          "403": problem,
+          "404": problem,
+          "421": problem,
+        },
+      },
+    },
+    "/keys": {
+      get: {
+        summary: "Prefetch every live key of a bounded number block (RFC 8816 §11 mitigation)",
+        operationId: "prefetchKeys",
+        parameters: [
+          {
+            name: "prefix",
+            in: "query",
+            required: true,
+            description:
+              "A block: digits then one 'x' per open digit, at most KEYS_PREFETCH_MAX_OPEN_DIGITS of them",
+            schema: { type: "string", examples: ["1202555xxxx"] },
+          },
+        ],
+        responses: {
+          "200": {
+            description: "JWK Set; `truncated: true` when the block held more than one answer may carry",
+            content: { "application/jwk-set+json": { schema: { $ref: "#/components/schemas/JwkSet" } } },
+          },
+          "400": problem,
+          "421": problem,
+        },
+      },
+    },
+    "/.well-known/stir-oob": {
+      get: {
+        summary: "CPS discovery: which CPS and key directory serve the number (RFC 8816 §10), longest prefix",
+        operationId: "discover",
+        parameters: [{ name: "tn", in: "query", required: true, schema: { type: "string" } }],
+        responses: {
+          "200": {
+            description: "The record; `Cache-Control: public, max-age=ttl`",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["prefix", "cps", "keys", "ttl", "source"],
+                  properties: {
+                    prefix: { type: "string" },
+                    cps: { type: "string", format: "uri" },
+                    keys: { type: "string", format: "uri" },
+                    ttl: { type: "integer" },
+                    source: { enum: ["served", "provisioned", "registered"] },
+                  },
+                },
+              },
+            },
+          },
+          "400": problem,
+          "404": problem,
+        },
+      },
+    },
+    "/discovery/{block}": {
+      parameters: [
+        {
+          name: "block",
+          in: "path",
+          required: true,
+          schema: { type: "string", examples: ["1415555xxxx", "14155550123"] },
+        },
+      ],
+      put: {
+        summary: "Register the CPS serving a block (action discovery:put)",
+        operationId: "putDiscoveryRecord",
+        security: [{ stirCredential: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["cps"],
+                properties: {
+                  cps: { type: "string", format: "uri" },
+                  keys: { type: "string", format: "uri" },
+                  ttl: { type: "integer", minimum: 0, maximum: 86400, default: 300 },
+                  lifetime: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "201": { description: "Registered" },
+          "400": problem,
+          "401": problem,
+          "403": problem,
+          "415": problem,
+        },
+      },
+      delete: {
+        summary: "Remove a record this certificate holder registered (action discovery:delete)",
+        operationId: "deleteDiscoveryRecord",
+        security: [{ stirCredential: [] }],
+        responses: {
+          "204": { description: "Removed" },
+          "400": problem,
+          "401": problem,
+          "403": problem,
+          "404": problem,
+        },
+      },
+    },
     "/health": {
       get: {
         summary: "Liveness",
@@ -122,6 +308,39 @@ export const openApiDocument = {
     },
   },
   components: {
+    securitySchemes: {
+      stirCredential: {
+        type: "http",
+        scheme: "bearer",
+        bearerFormat: "ES256 JWT with x5u/x5c STIR certificate (docs/passport-and-credentials.md)",
+      },
+    },
+    schemas: {
+      JwkSet: {
+        type: "object",
+        required: ["keys"],
+        properties: {
+          keys: {
+            type: "array",
+            items: {
+              type: "object",
+              required: ["kty", "crv", "x", "kid", "use", "label", "exp", "block"],
+              properties: {
+                kty: { const: "OKP" },
+                crv: { const: "X25519" },
+                x: { type: "string" },
+                kid: { type: "string" },
+                use: { const: "enc" },
+                label: { type: "string" },
+                exp: { type: "integer" },
+                block: { type: "string" },
+              },
+            },
+          },
+          truncated: { type: "boolean" },
+        },
+      },
+    },
     responses: {
       Problem: {
         description: "RFC 9457 problem details with a stable `code`",

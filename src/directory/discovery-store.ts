@@ -1,0 +1,104 @@
+/**
+ * Discovery records in Workers KV (docs/storage-schema.md, `disc:`), merged with the CPS's own
+ * served prefixes and the operator's provisioned records (RFC 8816 §10).
+ *
+ * One entry per registered block, `disc:{block}`, last writer wins among holders that cover the
+ * block (each has authority over those numbers, RFC 8816 §6.1); only the registrant may delete it.
+ * A lookup reads the (at most 15) blocks that can contain the number, in parallel, and picks the
+ * longest match among those, the served prefixes and the provisioned records (in memory).
+ */
+import { CpsError } from "../errors.js";
+import {
+  type Candidate,
+  type DiscoveryRecord,
+  type DiscoveryRegistration,
+  parseStoredRecord,
+  type StoredDiscoveryRecord,
+  selectRecord,
+} from "../stir/discovery.js";
+import type { NumberPattern } from "../stir/number-blocks.js";
+import { blocksContaining, formatBlock, type NumberBlock } from "../stir/number-blocks.js";
+
+export const DISCOVERY_PREFIX = "disc:";
+/** TTL of the answers that name this CPS itself. */
+export const SELF_RECORD_TTL = 300;
+
+const entryName = (block: NumberBlock) => `${DISCOVERY_PREFIX}${formatBlock(block)}`;
+
+export interface SelfDescription {
+  /** Base URL of this CPS (CPS_ORIGIN or the request origin). */
+  readonly origin: string;
+  readonly served: readonly NumberPattern[] | null;
+  readonly provisioned: readonly Candidate[];
+}
+
+/** The discovery answer for `tn`, or `undefined` when nothing matches. */
+export async function discover(
+  kv: KVNamespace,
+  self: SelfDescription,
+  tn: string,
+  now: number,
+): Promise<DiscoveryRecord | undefined> {
+  const own = (prefix: string) => ({
+    prefix,
+    cps: self.origin,
+    keys: `${self.origin}/keys`,
+    ttl: SELF_RECORD_TTL,
+    source: "served" as const,
+  });
+  const served: Candidate[] =
+    self.served === null
+      ? [{ pattern: { kind: "prefix", digits: "" }, record: own("") }]
+      : self.served.map((pattern) => ({
+          pattern,
+          record: own(pattern.kind === "prefix" ? pattern.digits : formatBlock(pattern.block)),
+        }));
+  const blocks = blocksContaining(tn);
+  const stored = await Promise.all(blocks.map((b) => kv.get(entryName(b), "json")));
+  const registered: Candidate[] = [];
+  blocks.forEach((block, i) => {
+    const r = parseStoredRecord(stored[i], now);
+    if (!r) return;
+    registered.push({
+      pattern: { kind: "block", block },
+      record: { prefix: formatBlock(block), cps: r.cps, keys: r.keys, ttl: r.ttl, source: "registered" },
+    });
+  });
+  return selectRecord([...served, ...self.provisioned, ...registered], tn);
+}
+
+/** Registers (or replaces) the record for `block`; the KV entry expires with the record. */
+export async function putRecord(
+  kv: KVNamespace,
+  block: NumberBlock,
+  holder: string,
+  reg: DiscoveryRegistration,
+  now: number,
+): Promise<StoredDiscoveryRecord> {
+  const record: StoredDiscoveryRecord = {
+    v: 1,
+    prefix: formatBlock(block),
+    cps: reg.cps,
+    keys: reg.keys,
+    ttl: reg.ttl,
+    exp: now + reg.lifetime,
+    holder,
+  };
+  await kv.put(entryName(block), JSON.stringify(record), { expiration: record.exp });
+  return record;
+}
+
+/** Deletes the record for `block` if `holder` registered it: else NOT_OWNER (403) or NOT_FOUND. */
+export async function deleteRecord(
+  kv: KVNamespace,
+  block: NumberBlock,
+  holder: string,
+  now: number,
+): Promise<void> {
+  const current = parseStoredRecord(await kv.get(entryName(block), "json"), now);
+  if (!current) throw new CpsError("NOT_FOUND", "No discovery record for this block");
+  if (current.holder !== holder) {
+    throw new CpsError("NOT_OWNER", "This record was registered by another certificate holder");
+  }
+  await kv.delete(entryName(block));
+}

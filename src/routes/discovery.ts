@@ -1,0 +1,67 @@
+/**
+ * CPS discovery (RFC 8816 §10, docs/key-directory.md): `GET /.well-known/stir-oob?tn=` answers with
+ * the longest-prefix record (this CPS's served prefixes, provisioned records, registrations);
+ * `PUT` / `DELETE /discovery/{block}` register and remove a record under STIR credential auth.
+ */
+import { Hono } from "hono";
+import { authz } from "../directory/authz-route.js";
+import { deleteRecord, discover, putRecord } from "../directory/discovery-store.js";
+import { edgeCached } from "../directory/edge-cache.js";
+import { CpsError } from "../errors.js";
+import { limitBody, requireContentType } from "../http/body.js";
+import { audienceOf, requireCredential } from "../http/credential-auth.js";
+import { methodNotAllowed } from "../http/errors.js";
+import type { AppEnv } from "../http/types.js";
+import { parseDiscoveryRegistration } from "../stir/discovery.js";
+import { parseBlock } from "../stir/number-blocks.js";
+import { canonicalTn } from "../stir/tn.js";
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export const discoveryRoutes = new Hono<AppEnv>();
+
+discoveryRoutes.get("/.well-known/stir-oob", (c) =>
+  edgeCached(c, async () => {
+    const tn = canonicalTn(c.req.query("tn") ?? "");
+    const config = c.get("config");
+    const record = await discover(
+      c.env.CPS_KV,
+      {
+        origin: audienceOf(c.env, c.req.url).replace(/\/+$/, ""),
+        served: config.servedPrefixes,
+        provisioned: config.discoveryRecords,
+      },
+      tn,
+      nowSeconds(),
+    );
+    if (!record) throw new CpsError("NOT_FOUND", "No CPS is known for this number");
+    return c.json(record, 200, { "Cache-Control": `public, max-age=${record.ttl}` });
+  }),
+);
+
+discoveryRoutes.put(
+  "/discovery/:block",
+  requireCredential(["discovery:put"]),
+  requireContentType("application/json"),
+  limitBody(2048),
+  async (c) => {
+    const reg = parseDiscoveryRegistration(await authz.jsonBody(c), c.env.ALLOW_LOOPBACK_X5U === "true");
+    const block = parseBlock(c.req.param("block"));
+    const { holder } = await authz.requireAuthority(c, [block]);
+    const record = await putRecord(c.env.CPS_KV, block, holder, reg, nowSeconds());
+    return c.json(
+      { prefix: record.prefix, cps: record.cps, keys: record.keys, ttl: record.ttl, exp: record.exp },
+      201,
+    );
+  },
+);
+
+discoveryRoutes.delete("/discovery/:block", requireCredential(["discovery:delete"]), async (c) => {
+  const block = parseBlock(c.req.param("block"));
+  const { holder } = await authz.requireAuthority(c, [block]);
+  await deleteRecord(c.env.CPS_KV, block, holder, nowSeconds());
+  return c.body(null, 204);
+});
+
+discoveryRoutes.all("/.well-known/stir-oob", methodNotAllowed("GET"));
+discoveryRoutes.all("/discovery/:block", methodNotAllowed("PUT, DELETE"));
