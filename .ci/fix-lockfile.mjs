@@ -26,8 +26,19 @@ function resolve(from, name) {
 /** What the registry says of one version; {} when it has none (some optional platforms are never published). */
 function registryView(name, version) {
   try {
-    const args = ["view", `${name}@${version}`, "os", "cpu", "license", "engines", "dist.integrity", "--json"];
-    return JSON.parse(execFileSync("npm", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }) || "{}");
+    const args = [
+      "view",
+      `${name}@${version}`,
+      "os",
+      "cpu",
+      "license",
+      "engines",
+      "dist.integrity",
+      "--json",
+    ];
+    return JSON.parse(
+      execFileSync("npm", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }) || "{}",
+    );
   } catch {
     return {};
   }
@@ -51,7 +62,11 @@ for (const [path, meta] of Object.entries({ ...packages })) {
   }
 }
 if (added > 0) {
-  lock.packages = Object.fromEntries(Object.entries(packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1)));
+  lock.packages = Object.fromEntries(
+    Object.entries(packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1)),
+  );
   writeFileSync(file, `${JSON.stringify(lock, null, 2)}\n`);
 }
-console.log(added > 0 ? `package-lock.json: ${added} optional platform entries added` : "package-lock.json: complete");
+console.log(
+  added > 0 ? `package-lock.json: ${added} optional platform entries added` : "package-lock.json: complete",
+);
