@@ -1,0 +1,66 @@
+/**
+ * The stir-oob client library (package export "."): the out-of-band AS, VS and gateways of RFC 8816
+ * §8, CPS discovery and key lookup (§10, §11), and the CPS HTTP client. Runs on Node >= 20, in
+ * browsers and in Workers: nothing here imports a Node built-in. See docs/client.md.
+ */
+
+// Protocol pieces an integrator needs next to the services.
+export { CpsError, type CpsErrorCode } from "../errors.js";
+export { type CertificateChain, parseCertificate, parseCertificateChain } from "../stir/cert-parse.js";
+export { CertificateValidator } from "../stir/cert-validate.js";
+export {
+  exportRecipientPrivateKey,
+  generateRecipientKeyPair,
+  importRecipientPrivateKey,
+  type RecipientKeyPair,
+} from "../stir/envelope.js";
+export { formatIdentityHeader, parseIdentityHeaders } from "../stir/identity-header.js";
+export { type CanonicalTn, canonicalTn } from "../stir/tn.js";
+export { X5uFetcher } from "../stir/x5u.js";
+export {
+  type AsTimings,
+  AuthenticationService,
+  type AuthenticationServiceOptions,
+  type PlaceCallInput,
+  type PlacedCall,
+  type SigningCredential,
+} from "./as.js";
+export {
+  CpsClient,
+  type CpsClientOptions,
+  CpsUnavailableError,
+  errorFromResponse,
+  type FetchLike,
+  type ListedBlob,
+  type StoredBlob,
+} from "./cps-client.js";
+export {
+  type CpsLocation,
+  checkServiceUrl,
+  type DestinationKey,
+  Discovery,
+  type DiscoveryOptions,
+  keysFromJwkSet,
+  maxAgeOf,
+} from "./discovery.js";
+export { type ClientErrorCode, StirClientError } from "./errors.js";
+export {
+  Gateway,
+  type GatewayOptions,
+  type GatewayStoreResult,
+  ReverseGateway,
+  type ReverseGatewayResult,
+} from "./gateway.js";
+export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
+export { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
+export {
+  type CalleeKey,
+  type CallVerification,
+  type Candidate,
+  type CandidateFailure,
+  type OpenedBlobs,
+  type Verdict,
+  VerificationService,
+  type VerificationServiceOptions,
+  type VsTimings,
+} from "./vs.js";

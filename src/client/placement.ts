@@ -1,0 +1,98 @@
+/**
+ * The part of RFC 8816 §8.1 shared by the AS and the gateway (§8.3): seal each PASSporT once per
+ * destination key (step 4), pay one storage token per store, store every blob at the CPS, and report
+ * success only when all stores succeeded ("Only after that is completed should any call be initiated").
+ */
+import { CpsError } from "../errors.js";
+import { sealPassport } from "../stir/envelope.js";
+import type { CanonicalTn } from "../stir/tn.js";
+import { CpsClient, type FetchLike } from "./cps-client.js";
+import type { DestinationKey } from "./discovery.js";
+import { StirClientError } from "./errors.js";
+import type { StoreTokenSource } from "./store-tokens.js";
+
+/** One stored copy: which key it was sealed to and where the CPS keeps it. */
+export interface StoredCopy {
+  /** Key id (thumbprint) of the destination key this copy was sealed to. */
+  readonly kid: string;
+  /** Index of the PASSporT in the input list (a gateway may store several for one call). */
+  readonly passport: number;
+  readonly id: string;
+  readonly location: string;
+  readonly expires: Date;
+}
+
+export interface PlacementTimings {
+  /** HPKE sealing of every copy, ms. */
+  seal: number;
+  /** Spending tokens (signing each store with its K_temp), ms. */
+  tokens: number;
+  /** The stores at the CPS, ms. */
+  store: number;
+}
+
+/** Milliseconds since an arbitrary origin; `performance.now` exists on Node, browsers and Workers. */
+export function clock(): number {
+  return performance.now();
+}
+
+/** Rounds a duration to 0.01 ms for reports. */
+export function ms(start: number, end = clock()): number {
+  return Math.round((end - start) * 100) / 100;
+}
+
+/**
+ * Seals every PASSporT to every key, pays for and stores each blob at `cps`. Throws
+ * `StirClientError("NO_KEYS")` without keys and `StirClientError("STORE_FAILED")` (with the copies that
+ * were stored in `details.stored`) when any store fails.
+ */
+export async function sealAndStore(input: {
+  cps: string;
+  tn: CanonicalTn;
+  passports: readonly string[];
+  keys: readonly DestinationKey[];
+  tokens: StoreTokenSource;
+  fetch?: FetchLike;
+}): Promise<{ stored: StoredCopy[]; timings: PlacementTimings }> {
+  const { cps, tn, passports, keys, tokens } = input;
+  if (keys.length === 0) {
+    throw new StirClientError("NO_KEYS", "No encryption key is registered for the called number");
+  }
+  let t = clock();
+  const jobs = passports.flatMap((passport, index) => keys.map((key) => ({ passport, index, key })));
+  const blobs = await Promise.all(jobs.map((j) => sealPassport(j.key.publicKey, tn, j.passport)));
+  const seal = ms(t);
+
+  t = clock();
+  await tokens.prefetch?.(cps, blobs.length);
+  const headers: Record<string, string>[] = [];
+  for (const blob of blobs) {
+    try {
+      headers.push(await tokens.headersForStore(cps, tn, blob));
+    } catch (cause) {
+      if (cause instanceof CpsError || cause instanceof StirClientError) throw cause;
+      throw new StirClientError("NO_TOKEN", "No storage token is available for this store", { cause });
+    }
+  }
+  const tokenMs = ms(t);
+
+  t = clock();
+  const client = new CpsClient({ baseUrl: cps, ...(input.fetch ? { fetch: input.fetch } : {}) });
+  const results = await Promise.allSettled(blobs.map((blob, i) => client.store(tn, blob, headers[i])));
+  const store = ms(t);
+  const stored: StoredCopy[] = [];
+  let failure: unknown;
+  results.forEach((r, i) => {
+    const job = jobs[i];
+    if (r.status === "fulfilled" && job) stored.push({ kid: job.key.kid, passport: job.index, ...r.value });
+    else if (r.status === "rejected") failure ??= r.reason;
+  });
+  if (failure !== undefined) {
+    throw new StirClientError(
+      "STORE_FAILED",
+      `${results.length - stored.length} of ${results.length} stores failed; do not rely on out-of-band for this call`,
+      { cause: failure, details: { stored } },
+    );
+  }
+  return { stored, timings: { seal, tokens: tokenMs, store } };
+}

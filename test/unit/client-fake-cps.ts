@@ -1,0 +1,118 @@
+/**
+ * An in-memory stand-in for the CPS HTTP API v1 (docs/wire-format.md §3) plus the discovery and
+ * key-directory reads, as a `fetch` function, for the client library's unit tests. It keeps the
+ * behaviours the client relies on: 201 + Location on store, dummies in every list, problem+json errors,
+ * Cache-Control max-age on key answers. The real server is exercised by test/e2e/.
+ */
+import { decodeEnvelope, encodeEnvelope, makeDummy } from "../../src/stir/envelope.js";
+import { type CanonicalTn, canonicalTn } from "../../src/stir/tn.js";
+
+export interface FakeCps {
+  readonly base: string;
+  readonly fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+  /** Requests seen, as "METHOD path". */
+  readonly log: string[];
+  /** Raw public keys per canonical number (the key directory). */
+  readonly keys: Map<string, { kid: string; x: string }[]>;
+  readonly stored: Map<string, { id: string; blob: string }[]>;
+  /** Headers of every store request. */
+  readonly storeHeaders: Headers[];
+  /** Make the next `n` stores fail with this status and code. */
+  failStores(n: number, status: number, code: string): void;
+  registerKey(tn: string, kid: string, publicKey: Uint8Array): void;
+}
+
+function problem(status: number, code: string): Response {
+  return new Response(JSON.stringify({ type: "about:blank", title: code, status, code }), {
+    status,
+    headers: { "content-type": "application/problem+json", "cache-control": "no-store" },
+  });
+}
+
+function b64u(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+export function fakeCps(
+  options: { discoveryTtl?: number; keysMaxAge?: number; dummies?: number } = {},
+): FakeCps {
+  const base = "https://cps.test";
+  const log: string[] = [];
+  const keys = new Map<string, { kid: string; x: string }[]>();
+  const stored = new Map<string, { id: string; blob: string }[]>();
+  const storeHeaders: Headers[] = [];
+  let failures: { n: number; status: number; code: string } = { n: 0, status: 0, code: "" };
+
+  const handle = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    log.push(`${request.method} ${url.pathname}`);
+    if (url.origin !== base) return problem(404, "NOT_FOUND");
+    if (url.pathname === "/.well-known/stir-oob") {
+      const tn = canonicalTn(url.searchParams.get("tn") ?? "");
+      return Response.json({ prefix: tn, cps: base, keys: `${base}/keys`, ttl: options.discoveryTtl ?? 300 });
+    }
+    const key = /^\/keys\/([0-9]+)$/.exec(url.pathname);
+    if (key?.[1]) {
+      const list = keys.get(key[1]) ?? [];
+      const body = { keys: list.map((k) => ({ kty: "OKP", crv: "X25519", use: "enc", kid: k.kid, x: k.x })) };
+      return Response.json(body, {
+        headers: { "cache-control": `public, max-age=${options.keysMaxAge ?? 60}` },
+      });
+    }
+    const m = /^\/cps\/([^/]+)\/ppts$/.exec(url.pathname);
+    if (m?.[1]) {
+      let tn: CanonicalTn;
+      try {
+        tn = canonicalTn(decodeURIComponent(m[1]));
+      } catch {
+        return problem(400, "INVALID_TN");
+      }
+      if (request.method === "POST") {
+        storeHeaders.push(request.headers);
+        if (failures.n > 0) {
+          failures.n--;
+          return problem(failures.status, failures.code);
+        }
+        const text = await request.text();
+        try {
+          decodeEnvelope(text);
+        } catch {
+          return problem(400, "BLOB_SIZE");
+        }
+        const id = crypto.randomUUID().replace(/-/g, "");
+        stored.set(tn, [...(stored.get(tn) ?? []), { id, blob: text.replace(/\s+/g, "") }]);
+        return Response.json(
+          { id, expires: new Date(Date.now() + 60_000).toISOString() },
+          { status: 201, headers: { location: `/cps/${tn}/ppts/${id}` } },
+        );
+      }
+      const dummies = await Promise.all(
+        Array.from({ length: options.dummies ?? 2 }, async () => ({
+          id: crypto.randomUUID().replace(/-/g, ""),
+          blob: encodeEnvelope(await makeDummy(tn)),
+        })),
+      );
+      return Response.json({ passports: [...(stored.get(tn) ?? []), ...dummies] });
+    }
+    return problem(404, "NOT_FOUND");
+  };
+
+  return {
+    base,
+    log,
+    keys,
+    stored,
+    storeHeaders,
+    fetch: (input, init) => handle(new Request(input, init)),
+    failStores(n, status, code) {
+      failures = { n, status, code };
+    },
+    registerKey(tn, kid, publicKey) {
+      const c = canonicalTn(tn);
+      keys.set(c, [...(keys.get(c) ?? []), { kid, x: b64u(publicKey) }]);
+    },
+  };
+}
