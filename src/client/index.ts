@@ -52,7 +52,7 @@ export {
   type ReverseGatewayResult,
 } from "./gateway.js";
 export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
-export { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
+export { type StoreTokenSource, untokenedStores, type WalletLike, walletTokens } from "./store-tokens.js";
 export {
   type CalleeKey,
   type CallVerification,

@@ -122,6 +122,8 @@ export interface VerificationServiceOptions {
   readonly concurrency?: number;
   /** Seconds since the epoch (default: clock). */
   readonly now?: () => number;
+  /** Called as blobs are tried during step 1 (for progress displays in bulk retrieval). */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 function failure(step: CandidateFailure["step"], err: unknown): CandidateFailure {
@@ -202,20 +204,28 @@ export class VerificationService {
 
     t = clock();
     const keys = this.#options.keys;
+    const onProgress = this.#options.onProgress;
+    let done = 0;
+    onProgress?.(0, list.length);
+    const tick = () => onProgress?.(++done, list.length);
     const results = await pool(list, this.#options.concurrency ?? 64, async (entry) => {
       let bytes: Uint8Array;
       try {
         bytes = decodeBase64url(entry.blob);
       } catch {
+        tick();
         return undefined; // not a blob: cannot open, like a dummy
       }
       for (const key of keys) {
         try {
-          return { id: entry.id, kid: key.kid, passport: await openPassport(key.privateKey, to, bytes) };
+          const passport = await openPassport(key.privateKey, to, bytes);
+          tick();
+          return { id: entry.id, kid: key.kid, passport };
         } catch {
           // ENVELOPE_OPEN_FAILED: another callee's blob or a dummy; try the next key.
         }
       }
+      tick();
       return undefined;
     });
     const passports = new Map<string, { blobIds: string[]; kids: string[] }>();

@@ -1,0 +1,285 @@
+/**
+ * `stir-oob tokens`, `place` (the AS, RFC 8816 §8.1) and `verify` (the VS, §8.2).
+ */
+import { AuthenticationService } from "../client/as.js";
+import { Discovery } from "../client/discovery.js";
+import type { StoreTokenSource } from "../client/store-tokens.js";
+import { untokenedStores } from "../client/store-tokens.js";
+import type { CallVerification, Candidate } from "../client/vs.js";
+import { VerificationService } from "../client/vs.js";
+import { canonicalTn } from "../stir/tn.js";
+import {
+  bold,
+  dim,
+  EXIT,
+  type GlobalOptions,
+  green,
+  isLoopback,
+  loadGlobals,
+  parse,
+  printJson,
+  progress,
+  red,
+  showTn,
+  UsageError,
+  yellow,
+} from "./common.js";
+import {
+  bearer,
+  credentialFor,
+  type LocalCredential,
+  loadCalleeKeys,
+  trustAnchors,
+  x5uResolver,
+} from "./home.js";
+import { FileWallet } from "./wallet.js";
+
+export const TOKENS_HELP = `stir-oob tokens: storage tokens (RFC 8816 §7.5), fetched ahead of calls
+
+Usage:
+  stir-oob tokens fetch [--count N] [--as CREDENTIAL]
+  stir-oob tokens status
+
+fetch   obtains N blind-signed tokens (default 10) from the CPS, authenticated by a STIR credential;
+        the CPS cannot link them to the stores they later pay for. Kept in <home>/wallet/.
+status  shows how many unspent tokens the wallet holds for the CPS.
+
+Options:
+  --count N     tokens to fetch (default 10)
+  --as NAME     credential for the issuance request (default: the first one)
+  --cps URL, --home DIR, --json
+`;
+
+export const PLACE_HELP = `stir-oob place: authenticate a call out of band (RFC 8816 §8.1)
+
+Usage:
+  stir-oob place --from +NUMBER --to +NUMBER [--as CREDENTIAL] [--attest A|B|C] [--no-tokens]
+
+Signs a full-form PASSporT with a credential covering --from, finds the CPS and every encryption key
+of --to, seals one copy per key, pays one storage token per store, stores them, and only then says
+the call may proceed. Exit 0 when every copy is stored.
+
+Options:
+  --from +NUMBER   calling number (a local credential must cover it)
+  --to +NUMBER     called number
+  --as NAME        credential to sign with (default: one covering --from)
+  --attest A|B|C   SHAKEN attestation (default A)
+  --no-tokens      store without storage tokens (only a CPS with ALLOW_UNTOKENED_STORES accepts that)
+  --cps URL, --home DIR, --json
+`;
+
+export const VERIFY_HELP = `stir-oob verify: verify a ringing call out of band (RFC 8816 §8.2)
+
+Usage:
+  stir-oob verify --to +NUMBER --calling +NUMBER [--calling +NUMBER ...] [--trust root.pem] [--freshness S]
+
+Retrieves every blob stored for --to, opens what it can with every local key of --to, and checks each
+PASSporT: ppt supported, orig = the calling number presented, credential valid and trusted, iat fresh,
+signature valid. Several --calling values judge several ringing calls over ONE retrieval (a call
+centre, §5.5).
+
+Verdicts and exit codes:
+  verified     0   a PASSporT passed every check
+  failed       1   PASSporT(s) opened, none passed (the reason for each is shown)
+  no-passport  2   nothing opened for this number: no out-of-band PASSporT for the call
+  (64 usage error, 69 CPS unreachable or refusing, 70 internal error; with several --calling the
+  worst verdict sets the exit code)
+
+Options:
+  --to +NUMBER        the called number (your number; keys in <home>/keys/NUMBER/)
+  --calling +NUMBER   the calling number presented in signalling
+  --trust FILE        extra trust anchor PEM (default: <home>/ca/root.pem and config "trust")
+  --freshness S       iat freshness window in seconds (default 60)
+  --cps URL, --home DIR, --json
+`;
+
+function discoveryFor(g: GlobalOptions): Discovery {
+  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) });
+}
+
+function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential | undefined): FileWallet {
+  return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined);
+}
+
+export async function tokensCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { count: { type: "string" }, as: { type: "string" } });
+  const [sub] = positionals;
+  if (values.help || sub === undefined) {
+    process.stdout.write(TOKENS_HELP);
+    return values.help ? EXIT.OK : EXIT.USAGE;
+  }
+  const g = await loadGlobals(values);
+  if (sub === "status") {
+    const n = await walletFor(g, g.cps, undefined).size();
+    if (g.json) printJson({ cps: g.cps, tokens: n });
+    else console.log(`${n} unspent storage token${n === 1 ? "" : "s"} for ${g.cps}`);
+    return EXIT.OK;
+  }
+  if (sub !== "fetch")
+    throw new UsageError(`Unknown tokens subcommand ${JSON.stringify(sub)} (fetch, status)`);
+  const count = Number(values.count ?? 10);
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new UsageError("--count is 1 to 1000");
+  const cred = await credentialFor(g.home, undefined, values.as);
+  const wallet = walletFor(g, g.cps, cred);
+  const bar = progress("blinding and fetching tokens", !g.json);
+  const t = performance.now();
+  try {
+    await wallet.refill(count, (d, total) => bar.update(Math.floor(d), total));
+  } finally {
+    bar.end();
+  }
+  const held = await wallet.size();
+  const seconds = (performance.now() - t) / 1000;
+  if (g.json) printJson({ cps: g.cps, fetched: count, held, seconds });
+  else
+    console.log(
+      `${green("✔")} fetched ${count} storage tokens in ${seconds.toFixed(1)} s (${held} held for ${g.cps})`,
+    );
+  return EXIT.OK;
+}
+
+export async function placeCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    from: { type: "string" },
+    to: { type: "string" },
+    as: { type: "string" },
+    attest: { type: "string" },
+    "no-tokens": { type: "boolean", default: false },
+  });
+  if (values.help) {
+    process.stdout.write(PLACE_HELP);
+    return EXIT.OK;
+  }
+  if (!values.from || !values.to)
+    throw new UsageError("place needs --from +NUMBER and --to +NUMBER (see --help)");
+  const attest = values.attest ?? "A";
+  if (attest !== "A" && attest !== "B" && attest !== "C") throw new UsageError("--attest is A, B or C");
+  const g = await loadGlobals(values);
+  const from = canonicalTn(values.from);
+  const to = canonicalTn(values.to);
+  const cred = await credentialFor(g.home, from, values.as);
+  const discovery = discoveryFor(g);
+  let tokens: StoreTokenSource = untokenedStores;
+  if (!values["no-tokens"]) {
+    const wallet = walletFor(g, g.cps, cred);
+    // Without tokens in the wallet and with a CPS that lets stores go without, say so instead of failing.
+    tokens = (await wallet.size()) > 0 ? wallet : await fallbackTokens(wallet);
+  }
+  const as = new AuthenticationService({
+    credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
+    discovery,
+    tokens,
+  });
+  const call = await as.placeCall({ from, to, attest });
+  if (g.json) {
+    printJson({
+      ...call,
+      credential: cred.name,
+      stored: call.stored.map((s) => ({ ...s, expires: s.expires.toISOString() })),
+    });
+    return EXIT.OK;
+  }
+  const t = call.timings;
+  console.log(`${green("✔ CALL MAY PROCEED")}  ${showTn(from)} → ${showTn(to)}`);
+  console.log(
+    `  PASSporT signed by ${bold(cred.name)}, ${call.stored.length} sealed cop${call.stored.length === 1 ? "y" : "ies"} stored at ${call.cps} (one per key of ${showTn(to)})`,
+  );
+  for (const s of call.stored)
+    console.log(dim(`    key ${s.kid} → ${s.location}, until ${s.expires.toISOString()}`));
+  console.log(
+    dim(
+      `  steps (ms): authorize ${t.authorize}, discover ${t.discover}, sign ${t.sign}, seal ${t.seal}, tokens ${t.tokens}, store ${t.store}; total ${t.total}`,
+    ),
+  );
+  return EXIT.OK;
+}
+
+/** An empty wallet: fetch a batch now if we can; the CPS's answer decides the rest. */
+async function fallbackTokens(wallet: FileWallet): Promise<StoreTokenSource> {
+  try {
+    await wallet.refill(wallet.batch);
+    return wallet;
+  } catch (err) {
+    // A CPS without token issuance (ALLOW_UNTOKENED_STORES, no issuer keys) still takes the store;
+    // a CPS that requires tokens answers TOKEN_MISSING, which the user then sees.
+    process.stderr.write(
+      dim(`note: no storage tokens (${err instanceof Error ? err.message : err}); storing without\n`),
+    );
+    return untokenedStores;
+  }
+}
+
+function describeCandidate(c: Candidate): string {
+  const who = c.orig ? `orig ${/^[0-9]+$/.test(c.orig) ? showTn(c.orig) : c.orig}` : "unreadable";
+  if (c.ok) return `${green("✔")} ${who}, attest ${c.attest ?? "-"}, signed by ${c.signer ?? "?"}`;
+  const f = c.failure;
+  return `${red("✘")} ${who}: step ${f?.step} ${f?.code} — ${f?.message}`;
+}
+
+function printVerdict(v: CallVerification): void {
+  const head = `${showTn(v.calling)} → ${showTn(v.to)}`;
+  if (v.verdict === "verified") {
+    const age =
+      v.verified?.iat === undefined
+        ? ""
+        : `, signed ${Math.max(0, Math.round(Date.now() / 1000 - v.verified.iat))} s ago`;
+    console.log(`${green("✔ VERIFIED")}  call ${head}: the calling number is authenticated${age}`);
+  } else if (v.verdict === "failed") {
+    console.log(`${red("✘ FAILED")}  call ${head}: out-of-band PASSporT(s) found, none valid for this call`);
+  } else {
+    console.log(
+      `${yellow("• NO PASSPORT")}  call ${head}: nothing stored for you; the caller is not authenticated out of band`,
+    );
+  }
+  for (const c of v.candidates) console.log(`  ${describeCandidate(c)}`);
+  console.log(
+    dim(
+      `  ${v.examined} blobs examined (real ones and CPS dummies), ${v.opened} opened; retrieve ${v.timings.retrieve} ms, open ${v.timings.open} ms, verify ${v.timings.verify} ms`,
+    ),
+  );
+}
+
+export async function verifyCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    to: { type: "string" },
+    calling: { type: "string", multiple: true },
+    trust: { type: "string", multiple: true },
+    freshness: { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(VERIFY_HELP);
+    return EXIT.OK;
+  }
+  if (!values.to || !values.calling?.length)
+    throw new UsageError("verify needs --to +NUMBER and --calling +NUMBER (see --help)");
+  const freshness = values.freshness === undefined ? undefined : Number(values.freshness);
+  if (freshness !== undefined && !(Number.isInteger(freshness) && freshness > 0))
+    throw new UsageError("--freshness is a positive number of seconds");
+  const g = await loadGlobals(values);
+  const to = canonicalTn(values.to);
+  const calling = values.calling.map((c) => canonicalTn(c));
+  const keys = await loadCalleeKeys(g.home, to);
+  if (keys.length === 0)
+    throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
+  const bar = progress("opening blobs", !g.json);
+  const vs = new VerificationService({
+    keys: keys.map((k) => k.key),
+    trustAnchors: await trustAnchors(g, values.trust ?? []),
+    resolveCertificate: x5uResolver(g),
+    discovery: discoveryFor(g),
+    ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
+    onProgress: (done, total) => bar.update(done, total),
+  });
+  let opened: Awaited<ReturnType<VerificationService["open"]>>;
+  try {
+    opened = await vs.open(to);
+  } finally {
+    bar.end();
+  }
+  const results = await Promise.all(calling.map((c) => vs.judge(opened, c)));
+  if (g.json) printJson(results.length === 1 ? results[0] : results);
+  else for (const r of results) printVerdict(r);
+  // Several ringing calls: a failed one (possible spoof) outranks a missing PASSporT.
+  const verdicts = new Set(results.map((r) => r.verdict));
+  return verdicts.has("failed") ? EXIT.FAILED : verdicts.has("no-passport") ? EXIT.NO_PASSPORT : EXIT.OK;
+}

@@ -1,0 +1,210 @@
+/**
+ * Shared pieces of the `stir-oob` CLI: exit codes, argument parsing, the state directory and its
+ * config, and output (human by default, `--json` for machines, progress on stderr).
+ */
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { CpsUnavailableError } from "../client/cps-client.js";
+import { StirClientError } from "../client/errors.js";
+import { CpsError } from "../errors.js";
+
+/** Exit codes (sysexits.h where one fits). Documented in docs/client.md. */
+export const EXIT = {
+  OK: 0,
+  /** `verify`: PASSporT(s) found, none passed. */
+  FAILED: 1,
+  /** `verify`: nothing opened for this number: no out-of-band PASSporT for the call. */
+  NO_PASSPORT: 2,
+  /** Bad flags, bad numbers, missing local state (credentials, keys, CA). */
+  USAGE: 64,
+  /** The CPS / directory could not be reached, or refused (its problem code is printed). */
+  SERVICE: 69,
+  /** A bug or an unexpected failure. */
+  INTERNAL: 70,
+} as const;
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export interface GlobalOptions {
+  readonly home: string;
+  readonly json: boolean;
+  /** CPS base URL (flag, STIR_OOB_CPS, config.json, default http://127.0.0.1:8787). */
+  readonly cps: string;
+  readonly config: CliConfig;
+}
+
+export interface CliConfig {
+  /** CPS base URL (also the discovery bootstrap). */
+  cps?: string;
+  /**
+   * DEMO ONLY: x5u URL -> local PEM file (relative to the home). The `ca` command writes these, so a
+   * local VS can resolve the `x5u` of demo PASSporTs without a certificate server. Any URL not in
+   * the map is fetched over https, as in a real deployment.
+   */
+  x5u?: Record<string, string>;
+  /** Extra trust anchors (PEM files, relative to the home) besides ca/root.pem. */
+  trust?: string[];
+}
+
+export const GLOBAL_FLAGS = {
+  home: { type: "string" },
+  cps: { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const satisfies ParseArgsConfig["options"];
+
+export const DEFAULT_CPS = "http://127.0.0.1:8787";
+
+/** Parses `argv` with the command's own flags plus the global ones; unknown flags are usage errors. */
+export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: O) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { ...GLOBAL_FLAGS, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+export async function loadGlobals(values: {
+  home?: string;
+  cps?: string;
+  json?: boolean;
+}): Promise<GlobalOptions> {
+  const home = resolve(values.home ?? process.env.STIR_OOB_HOME ?? ".stir-oob");
+  const config = await readJson<CliConfig>(join(home, "config.json"), {});
+  const cps = (values.cps ?? process.env.STIR_OOB_CPS ?? config.cps ?? DEFAULT_CPS).replace(/\/+$/, "");
+  try {
+    const u = new URL(cps);
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error("scheme");
+  } catch {
+    throw new UsageError(`--cps must be an http(s) URL, got ${JSON.stringify(cps)}`);
+  }
+  return { home, json: values.json ?? false, cps, config };
+}
+
+/** True when `url` is a loopback http URL (local demos may use plain http there). */
+export function isLoopback(url: string): boolean {
+  return /^http:\/\/(localhost|127(?:\.\d{1,3}){3}|\[::1\])(:\d+)?(\/|$)/.test(url);
+}
+
+export async function readJson<T>(path: string, fallback: T): Promise<T> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch {
+    return fallback;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UsageError(`${path} is not valid JSON`);
+  }
+}
+
+/** Writes a file, creating directories; `secret` files are readable by the owner only. */
+export async function writeFileSafe(path: string, data: string, secret = false): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, data, { mode: secret ? 0o600 : 0o644 });
+  if (secret) await chmod(path, 0o600);
+}
+
+export async function listDir(path: string): Promise<string[]> {
+  try {
+    return (await readdir(path)).sort();
+  } catch {
+    return [];
+  }
+}
+
+export async function updateConfig(home: string, change: (c: CliConfig) => CliConfig): Promise<void> {
+  const path = join(home, "config.json");
+  const next = change(await readJson<CliConfig>(path, {}));
+  await writeFileSafe(path, `${JSON.stringify(next, null, 2)}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: string) => (text: string) => (useColor ? `\x1b[${code}m${text}\x1b[0m` : text);
+export const green = paint("1;32");
+export const red = paint("1;31");
+export const yellow = paint("1;33");
+export const dim = paint("2");
+export const bold = paint("1");
+
+/** `+` and the digits: how people read an E.164 number. */
+export function showTn(tn: string): string {
+  return `+${tn}`;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? undefined : v), 2)}\n`);
+}
+
+/**
+ * A progress line on stderr for batch work (token batches, bulk verification): redrawn in place on a
+ * terminal, silent otherwise (so logs and `--json` output stay clean).
+ */
+export function progress(
+  label: string,
+  enabled: boolean,
+): { update(done: number, total: number): void; end(): void } {
+  const on = enabled && process.stderr.isTTY === true;
+  let last = 0;
+  return {
+    update(done, total) {
+      if (!on) return;
+      const now = Date.now();
+      if (done < total && now - last < 50) return;
+      last = now;
+      const width = 24;
+      const filled = total === 0 ? width : Math.round((done / total) * width);
+      process.stderr.write(
+        `\r${label} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total}`,
+      );
+    },
+    end() {
+      if (on) process.stderr.write("\r\x1b[2K");
+    },
+  };
+}
+
+/** Maps an error to an exit code and a one-line message for people (or a JSON object). */
+export function describeError(err: unknown): { exit: number; code: string; message: string } {
+  if (err instanceof UsageError) return { exit: EXIT.USAGE, code: "USAGE", message: err.message };
+  if (err instanceof StirClientError) {
+    const exit = err.code === "NOT_AUTHORITATIVE" ? EXIT.USAGE : EXIT.SERVICE;
+    const cause = err.cause instanceof CpsError ? ` (${err.cause.code}: ${err.cause.message})` : "";
+    return { exit, code: err.code, message: `${err.message}${cause}` };
+  }
+  if (err instanceof CpsUnavailableError) {
+    const why = err.cause instanceof Error ? `: ${err.cause.message}` : "";
+    return {
+      exit: EXIT.SERVICE,
+      code: "UNAVAILABLE",
+      message: `${err.message}${why}. Is the CPS running (npm start)?`,
+    };
+  }
+  if (err instanceof CpsError) {
+    // INVALID_TN from our own parsing of flags is a usage error; anything with an HTTP origin is the service's.
+    if (err.code === "INVALID_TN") return { exit: EXIT.USAGE, code: err.code, message: err.message };
+    return {
+      exit: EXIT.SERVICE,
+      code: err.code,
+      message: `${err.message} (${err.code}, HTTP ${err.status})`,
+    };
+  }
+  return {
+    exit: EXIT.INTERNAL,
+    code: "INTERNAL",
+    message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  };
+}

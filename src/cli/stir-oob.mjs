@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/**
+ * Launcher of the `stir-oob` CLI (package.json "bin"). The CLI is TypeScript (src/cli/main.ts); this
+ * file bundles it with esbuild into .wrangler/cli/stir-oob.mjs when that is missing or older than any
+ * file under src/, then runs it. Dependencies stay external (resolved from node_modules at run time),
+ * so a build takes well under a second. Works from a fresh clone after `npm ci`: no install script.
+ */
+import { mkdir, readdir, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const entry = join(root, "src/cli/main.ts");
+const out = join(root, ".wrangler/cli/stir-oob.mjs");
+
+async function newestMtime(dir) {
+  let newest = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, await newestMtime(p));
+    else if (/\.(ts|mts|mjs|js|json)$/.test(e.name)) newest = Math.max(newest, (await stat(p)).mtimeMs);
+  }
+  return newest;
+}
+
+async function build() {
+  const built = await stat(out).then(
+    (s) => s.mtimeMs,
+    () => 0,
+  );
+  if (built > (await newestMtime(join(root, "src")))) return;
+  const esbuild = await import("esbuild");
+  await mkdir(dirname(out), { recursive: true });
+  await esbuild.build({
+    entryPoints: [entry],
+    outfile: out,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    sourcemap: "inline",
+    logLevel: "error",
+    banner: { js: "// Built from src/cli/main.ts by src/cli/stir-oob.mjs; do not edit." },
+  });
+}
+
+try {
+  await build();
+} catch (err) {
+  process.stderr.write(`stir-oob: could not build the CLI: ${err?.message ?? err}\n`);
+  process.exit(70);
+}
+const { main } = await import(pathToFileURL(out).href);
+process.exitCode = await main(process.argv.slice(2));
