@@ -1,5 +1,6 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { generateIssuerKeyEntry } from "./src/dev/issuer-key.mjs";
 import { createTestPki } from "./src/stir/test-pki.js";
 import { serializeTestPki } from "./test/helpers/pki.js";
 
@@ -11,6 +12,21 @@ import { serializeTestPki } from "./test/helpers/pki.js";
 // its root goes in as TRUST_ANCHORS_PEM, and the serialised PKI as the test-only TEST_PKI binding.
 export default defineConfig(async () => {
   const pki = await serializeTestPki(await createTestPki());
+  // Storage-token issuer keys (TEST ONLY, made here): current, next (future), expired (docs/tokens.md).
+  const now = Date.now();
+  const hour = 3_600_000;
+  const issuerKeys = JSON.stringify([
+    await generateIssuerKeyEntry("test-current", now - hour, now + 24 * hour),
+    await generateIssuerKeyEntry("test-next", now + 12 * hour, now + 48 * hour),
+    await generateIssuerKeyEntry("test-expired", now - 48 * hour, now - hour),
+  ]);
+  const workerBindings = {
+    BENCH_BASELINE: "true",
+    CPS_ORIGIN: "https://cps.example.com",
+    TRUST_ANCHORS_PEM: pki.rootPem,
+    TEST_PKI: JSON.stringify(pki),
+    TOKEN_ISSUER_KEYS: issuerKeys,
+  };
   return {
     test: {
       projects: [
@@ -26,12 +42,7 @@ export default defineConfig(async () => {
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
-                bindings: {
-                  BENCH_BASELINE: "true",
-                  CPS_ORIGIN: "https://cps.example.com",
-                  TRUST_ANCHORS_PEM: pki.rootPem,
-                  TEST_PKI: JSON.stringify(pki),
-                },
+                bindings: workerBindings,
               },
             }),
           ],
@@ -39,6 +50,26 @@ export default defineConfig(async () => {
             name: "integration",
             include: ["test/integration/**/*.test.ts"],
             testTimeout: 30_000,
+          },
+        },
+        {
+          // Storage tokens enforced (the production setting): ALLOW_UNTOKENED_STORES off.
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "false", TOKEN_DAILY_QUOTA: "40" },
+              },
+            }),
+          ],
+          test: {
+            name: "integration-tokens",
+            // BENCH_TOKENS=1 adds the in-workerd token benchmark (bench/tokens.workerd.ts).
+            include: [
+              "test/integration-tokens/**/*.test.ts",
+              ...(process.env.BENCH_TOKENS ? ["bench/tokens.workerd.ts"] : []),
+            ],
+            testTimeout: process.env.BENCH_TOKENS ? 600_000 : 30_000,
           },
         },
         {

@@ -13,6 +13,7 @@ import { healthRoutes } from "./routes/health.js";
 import { keyRoutes } from "./routes/keys.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { passportRoutes } from "./routes/passports.js";
+import { tokenRoutes } from "./routes/tokens.js";
 
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -26,6 +27,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/cps", passportRoutes);
   app.route("/keys", keyRoutes);
   app.route("/", discoveryRoutes);
+  app.route("/tokens", tokenRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
   app.route("/_bench/baseline", benchBaselineRoutes);

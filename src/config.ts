@@ -13,6 +13,14 @@ export interface CpsConfig {
   maxLivePerNumber: number;
   /** Whether the benchmark's bare Durable Object baseline route is mounted. */
   benchBaseline: boolean;
+  /** Stores one storage token may pay for in total (docs/tokens.md). */
+  tokenMaxUses: number;
+  /** Stores one token may pay for under one called number per TTL window. */
+  tokenMaxUsesPerNumber: number;
+  /** Blind signatures one STIR credential may obtain per UTC day (coarse: counted in KV). */
+  tokenDailyQuota: number;
+  /** Local development only: stores without token headers are accepted (logged once per isolate). */
+  allowUntokenedStores: boolean;
   /** SPC -> number prefixes it speaks for, for key and discovery registration (SPC_NUMBER_BLOCKS). */
   spcNumberBlocks: SpcNumberBlocks;
   /** Provisioned discovery records (DISCOVERY_RECORDS, RFC 8816 §10 closed deployments). */
@@ -63,6 +71,10 @@ export function readConfig(env: Env): CpsConfig {
     servedPrefixes: structured(env, "SERVED_PREFIXES", "", parseServedPrefixes),
     keysCacheSeconds: positiveInt(env, "KEYS_CACHE_SECONDS", 60, 86_400),
     keysPrefetchMaxOpenDigits: positiveInt(env, "KEYS_PREFETCH_MAX_OPEN_DIGITS", 4, 6),
+    tokenMaxUses: positiveInt(env, "TOKEN_MAX_USES", 10, 1_000_000),
+    tokenMaxUsesPerNumber: positiveInt(env, "TOKEN_MAX_USES_PER_NUMBER", 2, 1_000_000),
+    tokenDailyQuota: positiveInt(env, "TOKEN_DAILY_QUOTA", 1000, 100_000_000),
+    allowUntokenedStores: env.ALLOW_UNTOKENED_STORES === "true",
   };
   cache.set(env, config);
   return config;

@@ -3,3 +3,4 @@ export { app as default } from "./app.js";
 export { BaselineStore } from "./durable-objects/baseline-store.js";
 export { PassportQueue } from "./durable-objects/passport-queue.js";
 export { ReplayGuard } from "./durable-objects/replay-guard.js";
+export { TokenLedger } from "./durable-objects/token-ledger.js";

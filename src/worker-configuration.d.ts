@@ -4,7 +4,7 @@
 declare namespace Cloudflare {
 	interface GlobalProps {
 		mainModule: typeof import("./index");
-		durableNamespaces: "PassportQueue" | "BaselineStore" | "ReplayGuard";
+		durableNamespaces: "PassportQueue" | "BaselineStore" | "ReplayGuard" | "TokenLedger";
 	}
 	interface ProductionEnv {
 		CPS_KV: KVNamespace;
@@ -18,9 +18,14 @@ declare namespace Cloudflare {
 		SERVED_PREFIXES: string;
 		KEYS_CACHE_SECONDS: string;
 		KEYS_PREFETCH_MAX_OPEN_DIGITS: string;
+		TOKEN_MAX_USES: string;
+		TOKEN_MAX_USES_PER_NUMBER: string;
+		TOKEN_DAILY_QUOTA: string;
+		ALLOW_UNTOKENED_STORES: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;
+		TOKEN_LEDGER: DurableObjectNamespace<import("./index").TokenLedger>;
 	}
 	interface Env {
 		CPS_KV: KVNamespace;
@@ -34,10 +39,16 @@ declare namespace Cloudflare {
 		SERVED_PREFIXES: string;
 		KEYS_CACHE_SECONDS: string;
 		KEYS_PREFETCH_MAX_OPEN_DIGITS: string;
+		TOKEN_MAX_USES: string;
+		TOKEN_MAX_USES_PER_NUMBER: string;
+		TOKEN_DAILY_QUOTA: string;
+		ALLOW_UNTOKENED_STORES: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;
+		TOKEN_LEDGER: DurableObjectNamespace<import("./index").TokenLedger>;
 		TRUST_ANCHORS_PEM?: string;
+		TOKEN_ISSUER_KEYS?: string;
 	}
 }
 interface Env extends Cloudflare.Env {}

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -92,6 +92,8 @@ export function wranglerDevArgs({ host, port, persistTo, vars = {}, extraArgs = 
 }
 
 const LOG_TAIL_CHARS = 8_000;
+const SELF = fileURLToPath(import.meta.url);
+const SUPERVISE_FLAG = "--supervise";
 const live = new Set();
 let exitHookInstalled = false;
 
@@ -146,14 +148,16 @@ export async function startLocalServer(options = {}) {
     vars: options.vars,
     extraArgs: ["--show-interactive-dev-session=false", ...(options.args ?? [])],
   });
-  // detached: its own process group, so stop() reaches workerd too and a terminal Ctrl+C aimed at
-  // the test runner does not race our own shutdown.
-  const child = spawn(process.execPath, args, {
+  // detached: its own process group (supervisor, wrangler, workerd), so stop() reaches all of it and
+  // a terminal Ctrl+C aimed at the test runner does not race our own shutdown. The supervisor holds
+  // our end of its stdin: if this process dies without stop() (a killed test worker), it tears down.
+  const child = spawn(process.execPath, [SELF, SUPERVISE_FLAG, ...args], {
     cwd: REPO_ROOT,
     env: wranglerEnv(),
     detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  child.stdin.on("error", () => {});
   live.add(child);
   installExitHook();
 
@@ -215,3 +219,40 @@ export async function startLocalServer(options = {}) {
     kill: (signal = "SIGTERM") => killGroup(child, signal),
   };
 }
+
+/**
+ * Supervisor mode (`node local-server.mjs --supervise <node args...>`), run by startLocalServer as
+ * the leader of the server's process group: runs wrangler, exits with its code, and kills the group
+ * when its stdin closes, which happens when the process that started it is gone, even by SIGKILL,
+ * where no exit hook of ours could run.
+ */
+function supervise(args) {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "inherit", "inherit"] });
+  let tornDown = false;
+  const teardown = () => {
+    if (tornDown) return;
+    tornDown = true;
+    const killOwnGroup = (signal) => {
+      try {
+        process.kill(-process.pid, signal);
+      } catch {
+        child.kill(signal);
+      }
+    };
+    killOwnGroup("SIGTERM");
+    setTimeout(() => killOwnGroup("SIGKILL"), 5_000).unref();
+  };
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    });
+  }
+  process.stdin.on("end", teardown);
+  process.stdin.on("error", teardown);
+  process.stdin.resume();
+  child.on("exit", (code, signal) => {
+    process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
+  });
+}
+
+if (process.argv[1] === SELF && process.argv[2] === SUPERVISE_FLAG) supervise(process.argv.slice(3));

@@ -39,8 +39,26 @@ export const openApiDocument = {
     "/cps/{tn}/ppts": {
       parameters: [tnParam],
       post: {
-        summary: "Store one sealed PASSporT (RFC 8816 §9)",
+        summary: "Store one sealed PASSporT (RFC 8816 §9), paid with a storage token (§7.5, docs/tokens.md)",
         operationId: "storePassport",
+        parameters: [
+          {
+            name: "CPS-Token",
+            in: "header",
+            required: true,
+            description:
+              "Storage token: v1.<keyId>.<b64u nonce>.<b64u K_temp SPKI>.<b64u RSA-PSS signature> (RFC 9474; docs/tokens.md). Optional only when ALLOW_UNTOKENED_STORES is on (local development).",
+            schema: { type: "string", pattern: "^v1\\.[A-Za-z0-9_-]{1,64}(\\.[A-Za-z0-9_-]+){3}$" },
+          },
+          {
+            name: "CPS-Token-Signature",
+            in: "header",
+            required: true,
+            description:
+              "base64url K_temp signature (Ed25519, or ECDSA P-256/SHA-256 r||s) over 'stir-oob store v1' || 0x00 || u8(len(tn)) || tn || blob bytes",
+            schema: { type: "string", pattern: "^[A-Za-z0-9_-]{86}$" },
+          },
+        ],
         requestBody: { required: true, content: { "application/passport": { schema: blobText } } },
         responses: {
           "201": {
@@ -57,6 +75,7 @@ export const openApiDocument = {
             },
           },
           "400": problem,
+          "401": problem,
           "413": problem,
           "415": problem,
           "429": problem,
@@ -287,6 +306,101 @@ export const openApiDocument = {
           "401": problem,
           "403": problem,
           "404": problem,
+        },
+      },
+    },
+    "/tokens/keys": {
+      get: {
+        summary: "Storage-token issuer public keys (current and next) and spend limits (docs/tokens.md)",
+        operationId: "getTokenKeys",
+        responses: {
+          "200": {
+            description: "Keys (RSABSSA-SHA384-PSS-Randomized, SPKI DER base64url) and limits; publicly cacheable",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["keys", "limits"],
+                  properties: {
+                    keys: {
+                      type: "array",
+                      items: {
+                        type: "object",
+                        required: ["id", "suite", "publicKey", "notBefore", "notAfter", "status"],
+                        properties: {
+                          id: { type: "string" },
+                          suite: { const: "RSABSSA-SHA384-PSS-Randomized" },
+                          publicKey: { type: "string" },
+                          notBefore: { type: "string", format: "date-time" },
+                          notAfter: { type: "string", format: "date-time" },
+                          status: { enum: ["current", "next"] },
+                        },
+                      },
+                    },
+                    limits: {
+                      type: "object",
+                      properties: {
+                        maxUses: { type: "integer" },
+                        maxUsesPerNumber: { type: "integer" },
+                        windowSeconds: { type: "integer" },
+                        batchMax: { type: "integer" },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    "/tokens": {
+      post: {
+        summary: "Blind-sign a batch of blinded token messages (RFC 9474; action tokens:issue; daily quota)",
+        operationId: "issueTokens",
+        security: [{ stirCredential: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["keyId", "blindedMessages"],
+                properties: {
+                  keyId: { type: "string", description: "The current key of GET /tokens/keys" },
+                  blindedMessages: {
+                    type: "array",
+                    minItems: 1,
+                    maxItems: 32,
+                    items: { type: "string", description: "base64url, modulus length" },
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "200": {
+            description: "One blind signature per blinded message, in order",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["keyId", "blindSignatures"],
+                  properties: {
+                    keyId: { type: "string" },
+                    blindSignatures: { type: "array", items: { type: "string" } },
+                  },
+                },
+              },
+            },
+          },
+          "400": problem,
+          "401": problem,
+          "403": problem,
+          "413": problem,
+          "415": problem,
+          "429": problem,
         },
       },
     },

@@ -8,6 +8,7 @@ import type { PassportQueue } from "../durable-objects/passport-queue.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { methodNotAllowed } from "../http/errors.js";
+import { requireStorageToken } from "../http/storage-token.js";
 import type { AppEnv } from "../http/types.js";
 import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
@@ -43,6 +44,7 @@ passportRoutes.post(
   "/:tn/ppts",
   requireContentType(PASSPORT_MEDIA_TYPE),
   limitBody(MAX_STORE_BODY_BYTES),
+  requireStorageToken(),
   async (c) => {
     const tn = canonicalTn(c.req.param("tn"));
     // Decoded by hand: the body is ASCII base64url, and non-ASCII bytes fail the alphabet check.

@@ -1,0 +1,174 @@
+/**
+ * Client-side storage-token wallet (RFC 8816 §7.5; protocol in docs/tokens.md): fetches the CPS's
+ * issuer keys, blinds a batch of fresh K_temp token messages, has the CPS blind-sign them with a STIR
+ * credential, finalizes and holds the tokens, and spends one per store. Runs on Node >= 20 and in
+ * Workers (WebCrypto + fetch only). Client blinding takes the library's big-number path (~35
+ * tokens/s on Node), so fetch tokens ahead of calls, not during one.
+ *
+ * Unlinkability: issuance is authenticated, stores are anonymous. By default each token pays for one
+ * store (`usesPerToken: 1`), so two stores cannot be linked to each other by their token either.
+ */
+import { CpsError } from "../errors.js";
+import { decodeBase64url, encodeBase64url } from "../stir/base64url.js";
+import {
+  blindTokenRequest,
+  encodeStorageToken,
+  finalizeToken,
+  importIssuerPublicKey,
+  type StorageToken,
+  signStore,
+  type TempKeyAlgorithm,
+  TOKEN_HEADER,
+  TOKEN_SIGNATURE_HEADER,
+} from "../stir/storage-token.js";
+import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
+
+export interface TokenWalletOptions {
+  /** Base URL of the CPS, e.g. `https://cps.example.com`. */
+  cpsUrl: string;
+  /**
+   * A fresh `Authorization` header value (`Bearer <STIR credential token>`, action `tokens:issue`)
+   * per call: credential tokens are single use.
+   */
+  authorization: () => Promise<string>;
+  /** Defaults to the global fetch. */
+  fetch?: (request: Request) => Promise<Response>;
+  /** K_temp algorithm (default Ed25519). */
+  tempKeyAlgorithm?: TempKeyAlgorithm;
+  /** Stores paid with one token before it is dropped (default 1; at most the CPS's maxUses). */
+  usesPerToken?: number;
+}
+
+/** `GET /tokens/keys` answer. */
+export interface IssuerKeysDocument {
+  keys: {
+    id: string;
+    suite: string;
+    publicKey: string;
+    notBefore: string;
+    notAfter: string;
+    status: string;
+  }[];
+  limits: { maxUses: number; maxUsesPerNumber: number; windowSeconds: number; batchMax: number };
+}
+
+interface HeldToken {
+  token: StorageToken;
+  privateKey: CryptoKey;
+  notAfter: number;
+  usesLeft: number;
+}
+
+/** The headers a store carries: `CPS-Token` and `CPS-Token-Signature`. */
+export type StoreTokenHeaders = Record<typeof TOKEN_HEADER | typeof TOKEN_SIGNATURE_HEADER, string>;
+
+/**
+ * @example
+ * const wallet = new TokenWallet({ cpsUrl, authorization: async () => `Bearer ${await issueCredentialToken(...)}` });
+ * await wallet.refill(10);
+ * await fetch(`${cpsUrl}/cps/${tn}/ppts`, {
+ *   method: "POST",
+ *   headers: { "Content-Type": "application/passport", ...(await wallet.storeHeaders(tn, blob)) },
+ *   body: encodeEnvelope(blob),
+ * });
+ */
+export class TokenWallet {
+  private readonly tokens: HeldToken[] = [];
+  private readonly fetcher: (request: Request) => Promise<Response>;
+  private readonly base: string;
+
+  constructor(private readonly options: TokenWalletOptions) {
+    this.fetcher = options.fetch ?? ((r) => fetch(r));
+    this.base = options.cpsUrl.replace(/\/+$/, "");
+  }
+
+  /** Tokens held that are still inside their issuer key's validity window. */
+  get size(): number {
+    this.dropExpired();
+    return this.tokens.length;
+  }
+
+  /** The CPS's published issuer keys and spend limits. */
+  async fetchKeys(): Promise<IssuerKeysDocument> {
+    const res = await this.fetcher(new Request(`${this.base}/tokens/keys`));
+    if (!res.ok) throw await problem(res);
+    return res.json<IssuerKeysDocument>();
+  }
+
+  /** Obtains `count` new tokens for the current issuer key, in batches; returns how many it added. */
+  async refill(count: number): Promise<number> {
+    const doc = await this.fetchKeys();
+    const current = doc.keys.find((k) => k.status === "current");
+    if (!current) throw new CpsError("TOKEN_UNKNOWN_KEY", "The CPS publishes no current issuer key");
+    const publicKey = await importIssuerPublicKey(decodeBase64url(current.publicKey));
+    const notAfter = Date.parse(current.notAfter);
+    const usesLeft = Math.max(1, Math.min(this.options.usesPerToken ?? 1, doc.limits.maxUses));
+    let added = 0;
+    while (added < count) {
+      const n = Math.min(count - added, doc.limits.batchMax);
+      const pending = await Promise.all(
+        Array.from({ length: n }, () =>
+          blindTokenRequest(publicKey, current.id, this.options.tempKeyAlgorithm),
+        ),
+      );
+      const res = await this.fetcher(
+        new Request(`${this.base}/tokens`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: await this.options.authorization() },
+          body: JSON.stringify({
+            keyId: current.id,
+            blindedMessages: pending.map((p) => encodeBase64url(p.blindedMessage)),
+          }),
+        }),
+      );
+      if (!res.ok) throw await problem(res);
+      const body = await res.json<{ blindSignatures: string[] }>();
+      if (body.blindSignatures.length !== n)
+        throw new CpsError("TOKEN_INVALID", "Wrong number of signatures");
+      for (const [i, p] of pending.entries()) {
+        const token = await finalizeToken(publicKey, p, decodeBase64url(body.blindSignatures[i] ?? ""));
+        this.tokens.push({ token, privateKey: p.kTempPrivateKey, notAfter, usesLeft });
+      }
+      added += n;
+    }
+    return added;
+  }
+
+  /**
+   * Spends one token use on storing `blob` under `tn`: the two headers of `POST /cps/{tn}/ppts`.
+   * Throws TOKEN_MISSING when the wallet is empty (call `refill`).
+   */
+  async storeHeaders(tn: string, blob: Uint8Array): Promise<StoreTokenHeaders> {
+    this.dropExpired();
+    const held = this.tokens[0];
+    if (!held) throw new CpsError("TOKEN_MISSING", "The token wallet is empty: refill it");
+    held.usesLeft -= 1;
+    if (held.usesLeft <= 0) this.tokens.shift();
+    const number: CanonicalTn = canonicalTn(tn);
+    const signature = await signStore(held.privateKey, number, blob);
+    return {
+      [TOKEN_HEADER]: encodeStorageToken(held.token),
+      [TOKEN_SIGNATURE_HEADER]: encodeBase64url(signature),
+    } as StoreTokenHeaders;
+  }
+
+  private dropExpired(now = Date.now()): void {
+    for (let i = this.tokens.length - 1; i >= 0; i--) {
+      if ((this.tokens[i]?.notAfter ?? 0) <= now) this.tokens.splice(i, 1);
+    }
+  }
+}
+
+async function problem(res: Response): Promise<CpsError> {
+  let code: string | undefined;
+  try {
+    code = (await res.json<{ code?: string }>()).code;
+  } catch {
+    // not problem+json
+  }
+  return new CpsError(
+    (code as ConstructorParameters<typeof CpsError>[0] | undefined) ?? "INTERNAL",
+    `The CPS answered ${res.status}`,
+    { status: res.status },
+  );
+}

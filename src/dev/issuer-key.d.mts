@@ -1,0 +1,24 @@
+/** Types for issuer-key.mjs: local storage-token issuer keys for `npm start` and the tests. */
+
+/** One entry of the TOKEN_ISSUER_KEYS JSON list. */
+export interface IssuerKeyEntry {
+  id: string;
+  /** PKCS#8 DER of an RSA-PSS (SHA-384) private key, standard base64. */
+  privateKeyPkcs8: string;
+  /** ISO 8601. */
+  notBefore: string;
+  notAfter: string;
+}
+
+export declare const DEV_KEYS_FILE: string;
+
+/** A fresh RSA key entry valid from notBefore to notAfter (ms since the epoch). */
+export declare function generateIssuerKeyEntry(
+  id: string,
+  notBefore: number,
+  notAfter: number,
+  modulusLength?: number,
+): Promise<IssuerKeyEntry>;
+
+/** TOKEN_ISSUER_KEYS JSON for local development, persisted in `<dir>/dev-issuer-keys.json`. */
+export declare function ensureLocalIssuerKeys(dir: string, now?: number): Promise<string>;

@@ -1,0 +1,66 @@
+/**
+ * Local storage-token issuer keys for `npm start` (docs/tokens.md "Issuer keys"). In production
+ * TOKEN_ISSUER_KEYS is a Worker secret; locally this makes one RSA-2048 key (RFC 9474
+ * RSABSSA-SHA384-PSS-Randomized) plus the next one, persists them in .wrangler/dev-issuer-keys.json
+ * (git-ignored) and returns the JSON string to pass as the TOKEN_ISSUER_KEYS var.
+ *
+ *   import { ensureLocalIssuerKeys } from "./issuer-key.mjs";
+ *   const keys = await ensureLocalIssuerKeys(join(REPO_ROOT, ".wrangler"));
+ *   // wrangler dev ... --var TOKEN_ISSUER_KEYS:<keys>
+ *
+ * Plain Node ESM (Node >= 20, WebCrypto only). Types: issuer-key.d.mts. DEVELOPMENT KEYS ONLY.
+ */
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+const DAY = 86_400_000;
+export const DEV_KEYS_FILE = "dev-issuer-keys.json";
+
+/** One TOKEN_ISSUER_KEYS entry: a fresh RSA-PSS/SHA-384 key valid from notBefore to notAfter (ms). */
+export async function generateIssuerKeyEntry(id, notBefore, notAfter, modulusLength = 2048) {
+  const pair = await crypto.subtle.generateKey(
+    { name: "RSA-PSS", hash: "SHA-384", modulusLength, publicExponent: new Uint8Array([1, 0, 1]) },
+    true,
+    ["sign", "verify"],
+  );
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+  return {
+    id,
+    privateKeyPkcs8: Buffer.from(pkcs8).toString("base64"),
+    notBefore: new Date(notBefore).toISOString(),
+    notAfter: new Date(notAfter).toISOString(),
+  };
+}
+
+function usable(keys, now) {
+  return (
+    Array.isArray(keys) &&
+    keys.some((k) => Date.parse(k?.notBefore) <= now && now + DAY < Date.parse(k?.notAfter))
+  );
+}
+
+/**
+ * Returns the TOKEN_ISSUER_KEYS JSON for local development, creating `<dir>/dev-issuer-keys.json`
+ * when it is missing or holds no key valid for at least another day. A current key (valid 30 days)
+ * and the next one (from day 25 to day 60) let the rotation path be seen locally.
+ */
+export async function ensureLocalIssuerKeys(dir, now = Date.now()) {
+  const file = join(dir, DEV_KEYS_FILE);
+  try {
+    const text = await readFile(file, "utf8");
+    if (usable(JSON.parse(text), now)) return JSON.stringify(JSON.parse(text));
+  } catch (err) {
+    if (err?.code !== "ENOENT" && !(err instanceof SyntaxError)) throw err;
+  }
+  const stamp = new Date(now).toISOString().slice(0, 10);
+  const keys = [
+    await generateIssuerKeyEntry(`dev-${stamp}`, now - 60_000, now + 30 * DAY),
+    await generateIssuerKeyEntry(`dev-${stamp}-next`, now + 25 * DAY, now + 60 * DAY),
+  ];
+  const json = JSON.stringify(keys);
+  await mkdir(dir, { recursive: true });
+  // Written then renamed, so a crash never leaves half a key file behind.
+  await writeFile(`${file}.tmp`, json, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+  return json;
+}

@@ -1,0 +1,102 @@
+/**
+ * The storage-token check of `POST /cps/{tn}/ppts` (RFC 8816 §7.5, docs/tokens.md), as one middleware
+ * so the store handler stays free of auth logic. In order:
+ *   1. both headers present (else 401 TOKEN_MISSING; unless the local-dev switch is on and neither is);
+ *   2. the token parses (400 TOKEN_MALFORMED) and names a known, unexpired issuer key (401 TOKEN_UNKNOWN_KEY);
+ *   3. the issuer's RSA-PSS signature over the token message and K_temp's signature over
+ *      (canonical number || blob) both verify (401 TOKEN_INVALID);
+ *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED).
+ * Nothing of the token reaches the handler or storage: the signatures are dropped here.
+ * A use is counted before the store runs; a store that then fails (e.g. QUEUE_FULL) has spent it.
+ */
+import type { MiddlewareHandler } from "hono";
+import type { TokenLedger } from "../durable-objects/token-ledger.js";
+import { ledgerShard } from "../durable-objects/token-ledger.js";
+import { CpsError } from "../errors.js";
+import { encodeBase64url } from "../stir/base64url.js";
+import { decodeEnvelope } from "../stir/envelope.js";
+import {
+  parseStorageToken,
+  parseStoreSignature,
+  TOKEN_HEADER,
+  TOKEN_SIGNATURE_HEADER,
+  tokenIdOf,
+  verifyStoreSignature,
+  verifyTokenSignature,
+} from "../stir/storage-token.js";
+import { canonicalTn } from "../stir/tn.js";
+import { issuerKeys } from "../tokens/issuer-keys.js";
+import { logEvent } from "./errors.js";
+import type { AppEnv } from "./types.js";
+
+const ascii = new TextDecoder();
+const utf8 = new TextEncoder();
+let untokenedWarned = false;
+
+function ledger(env: Env, tokenId: Uint8Array): DurableObjectStub<TokenLedger> {
+  const ns = env.TOKEN_LEDGER as DurableObjectNamespace<TokenLedger>;
+  return ns.get(ns.idFromName(`token-shard-${ledgerShard(tokenId)}`));
+}
+
+async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** Requires a valid, unspent storage token on a store; see the module comment for the order. */
+export function requireStorageToken(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const tokenHeader = c.req.header(TOKEN_HEADER);
+    const signatureHeader = c.req.header(TOKEN_SIGNATURE_HEADER);
+    if (tokenHeader === undefined && signatureHeader === undefined) {
+      if (!c.get("config").allowUntokenedStores) {
+        throw new CpsError("TOKEN_MISSING", `Send ${TOKEN_HEADER} and ${TOKEN_SIGNATURE_HEADER}`);
+      }
+      if (!untokenedWarned) {
+        untokenedWarned = true;
+        logEvent({
+          event: "untokened_stores_enabled",
+          level: "warn",
+          message:
+            "ALLOW_UNTOKENED_STORES is on: stores without a storage token are accepted. Never in production.",
+        });
+      }
+      return next();
+    }
+    if (tokenHeader === undefined || signatureHeader === undefined) {
+      throw new CpsError("TOKEN_MISSING", `Send both ${TOKEN_HEADER} and ${TOKEN_SIGNATURE_HEADER}`);
+    }
+    const token = parseStorageToken(tokenHeader);
+    const storeSignature = parseStoreSignature(signatureHeader);
+    const keys = await issuerKeys(c.env);
+    const key = keys.valid(token.keyId);
+    if (!key) throw new CpsError("TOKEN_UNKNOWN_KEY", "The token's issuer key is unknown or expired");
+
+    const tn = canonicalTn(c.req.param("tn") ?? "");
+    // The same decoding the store handler does (Hono caches the body, so it is read once).
+    const blob = decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
+    const [issuerOk, kTempOk, tokenId] = await Promise.all([
+      verifyTokenSignature(key.publicKey, token),
+      verifyStoreSignature(token.kTempSpki, storeSignature, tn, blob),
+      tokenIdOf(token.kTempSpki),
+    ]);
+    if (!issuerOk) throw new CpsError("TOKEN_INVALID", "The storage token's signature does not verify");
+    if (!kTempOk) throw new CpsError("TOKEN_INVALID", "The K_temp signature over this store does not verify");
+
+    // The ledger sees hashes only: of K_temp, and of (K_temp hash, number) for the per-number window.
+    const pair = await sha256(new Uint8Array([...tokenId, 0, ...utf8.encode(tn)]));
+    const result = await ledger(c.env, tokenId).spend(
+      encodeBase64url(tokenId),
+      encodeBase64url(pair.subarray(0, 16)),
+      key.notAfter,
+    );
+    if (!result.ok) {
+      if (result.code === "TOKEN_SPENT") {
+        throw new CpsError("TOKEN_SPENT", "This storage token has no stores left");
+      }
+      throw new CpsError("TOKEN_RATE_LIMITED", "This token reached its limit for this number", {
+        retryAfter: result.retryAfterSeconds,
+      });
+    }
+    return next();
+  };
+}
