@@ -8,11 +8,13 @@ import { errorToResponse, notFound } from "./http/errors.js";
 import { noStoreByDefault, withConfig } from "./http/middleware.js";
 import type { AppEnv } from "./http/types.js";
 import { benchBaselineRoutes } from "./routes/bench-baseline.js";
+import { blockRoutes } from "./routes/blocks.js";
 import { discoveryRoutes } from "./routes/discovery.js";
 import { healthRoutes } from "./routes/health.js";
 import { keyRoutes } from "./routes/keys.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { passportRoutes } from "./routes/passports.js";
+import { subscriptionRoutes } from "./routes/subscriptions.js";
 import { tokenRoutes } from "./routes/tokens.js";
 
 export function buildApp(): Hono<AppEnv> {
@@ -24,6 +26,8 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
 
+  app.route("/cps/blocks", blockRoutes);
+  app.route("/cps", subscriptionRoutes);
   app.route("/cps", passportRoutes);
   app.route("/keys", keyRoutes);
   app.route("/", discoveryRoutes);

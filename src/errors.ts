@@ -62,6 +62,11 @@ export type CpsErrorCode =
   | "NOT_OWNER"
   | "KEY_LIMIT"
   | "NOT_SERVED"
+  // Push subscriptions and number blocks (RFC 8816 §5.5, §6.2)
+  | "INVALID_BLOCK"
+  | "BLOCK_TOO_LARGE"
+  | "UPGRADE_REQUIRED"
+  | "TOO_MANY_SUBSCRIBERS"
   // Server side, never caused by input
   | "INTERNAL"
   | "MISCONFIGURED";
@@ -115,6 +120,10 @@ const STATUS: Record<CpsErrorCode, number> = {
   NOT_OWNER: 403,
   KEY_LIMIT: 409,
   NOT_SERVED: 421,
+  INVALID_BLOCK: 400,
+  BLOCK_TOO_LARGE: 400,
+  UPGRADE_REQUIRED: 426,
+  TOO_MANY_SUBSCRIBERS: 429,
   INTERNAL: 500,
   MISCONFIGURED: 500,
 };

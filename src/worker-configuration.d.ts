@@ -4,7 +4,7 @@
 declare namespace Cloudflare {
 	interface GlobalProps {
 		mainModule: typeof import("./index");
-		durableNamespaces: "PassportQueue" | "BaselineStore" | "ReplayGuard" | "TokenLedger";
+		durableNamespaces: "PassportQueue" | "BaselineStore" | "ReplayGuard" | "TokenLedger" | "BlockQueue";
 	}
 	interface ProductionEnv {
 		CPS_KV: KVNamespace;
@@ -22,10 +22,12 @@ declare namespace Cloudflare {
 		TOKEN_MAX_USES_PER_NUMBER: string;
 		TOKEN_DAILY_QUOTA: string;
 		ALLOW_UNTOKENED_STORES: string;
+		PUSH_BLOCK_INDEX: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;
 		TOKEN_LEDGER: DurableObjectNamespace<import("./index").TokenLedger>;
+		BLOCK_QUEUE: DurableObjectNamespace<import("./index").BlockQueue>;
 	}
 	interface Env {
 		CPS_KV: KVNamespace;
@@ -43,10 +45,12 @@ declare namespace Cloudflare {
 		TOKEN_MAX_USES_PER_NUMBER: string;
 		TOKEN_DAILY_QUOTA: string;
 		ALLOW_UNTOKENED_STORES: string;
+		PUSH_BLOCK_INDEX: string;
 		PASSPORT_QUEUE: DurableObjectNamespace<import("./index").PassportQueue>;
 		BASELINE_STORE: DurableObjectNamespace<import("./index").BaselineStore>;
 		REPLAY_GUARD: DurableObjectNamespace<import("./index").ReplayGuard>;
 		TOKEN_LEDGER: DurableObjectNamespace<import("./index").TokenLedger>;
+		BLOCK_QUEUE: DurableObjectNamespace<import("./index").BlockQueue>;
 		TRUST_ANCHORS_PEM?: string;
 		TOKEN_ISSUER_KEYS?: string;
 	}

@@ -3,12 +3,24 @@
  * blobs stored under that number (RFC 8816 §6, §9). It only ever sees opaque blobs, random ids and
  * expiry times: nothing about who stored them (DESIGN.md invariants 1 and 3).
  *
+ * Push (RFC 8816 §5.5, docs/push-and-blocks.md): it also serves the number's WebSocket subscribers
+ * (hibernation API, see push.ts) and files every stored blob in the number's index block (BlockQueue)
+ * so that block retrieval reads one object instead of 10^4.
+ *
  * Platform facts relied on: a Durable Object is single-threaded, so the count-then-insert below cannot
  * race; SQLite calls are synchronous inside it; about 1k requests/s per object is the planning figure.
+ * The subscribe path lists and accepts in one synchronous stretch, so no store falls between a new
+ * subscriber's snapshot and its first pushed frame.
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
+import { logEvent } from "../http/errors.js";
 import { newBlobId } from "../stir/blob-id.js";
+import { makeDummy } from "../stir/envelope.js";
+import { indexBlockOfTn } from "../stir/push-blocks.js";
+import { type CanonicalTn, isCanonicalTn } from "../stir/tn.js";
+import type { BlockQueue } from "./block-queue.js";
+import { broadcast, checkUpgrade, closeQuietly, MetaTable, nextDummyDelay, pushFrame } from "./push.js";
 
 export interface StoredBlob {
   id: string;
@@ -26,25 +38,42 @@ const SCHEMA = `
     expires_at INTEGER NOT NULL
   );
   CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
+  ${MetaTable.SCHEMA}
 `;
+
+/** The BlockQueue a number's blobs are also filed in. */
+export function blockQueueFor(env: Env, tn: string): DurableObjectStub<BlockQueue> {
+  const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
+  return ns.get(ns.idFromName(`block:${indexBlockOfTn(tn)}`));
+}
 
 export class PassportQueue extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** The alarm time we last set (ms), or null: saves a storage round trip per store. */
   private alarmAt: number | null = null;
+  private readonly meta: MetaTable;
+  /** This object's number, learnt from the first store or subscribe that names it (kept in meta). */
+  private tn: string | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.meta = new MetaTable(this.sql);
+    // Keep-alive pings are answered by the runtime without waking a hibernated object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     // Errors escape blockConcurrencyWhile and fail this start only, not every later request.
     void ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      this.tn = this.meta.get("tn");
       this.alarmAt = await ctx.storage.getAlarm();
     });
   }
 
-  /** Stores one blob until now + TTL, unless the number already holds the maximum live blobs. */
-  async store(blob: Uint8Array): Promise<StoreResult> {
+  /**
+   * Stores one blob until now + TTL, unless the number already holds the maximum live blobs. With `tn`
+   * (the route always passes it) the blob is also pushed to subscribers and filed in its index block.
+   */
+  async store(blob: Uint8Array, tn?: CanonicalTn): Promise<StoreResult> {
     const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
     const now = Date.now();
     const live = this.sql
@@ -63,8 +92,82 @@ export class PassportQueue extends DurableObject<Env> {
     const id = newBlobId();
     const expiresAt = now + ttlSeconds * 1000;
     this.sql.exec("INSERT INTO ppts (id, blob, expires_at) VALUES (?, ?, ?)", id, blob, expiresAt);
-    await this.scheduleAlarm(expiresAt);
+    if (tn !== undefined) this.rememberTn(tn);
+    if (this.tn !== null) {
+      const sockets = this.ctx.getWebSockets();
+      if (sockets.length > 0) broadcast(sockets, pushFrame({ id, tn: this.tn, blob }));
+    }
+    await Promise.all([
+      this.scheduleAlarm(expiresAt),
+      tn !== undefined && this.env.PUSH_BLOCK_INDEX !== "false"
+        ? this.fileInBlock(tn, id, blob, expiresAt)
+        : undefined,
+    ]);
     return { ok: true, id, expiresAt };
+  }
+
+  /**
+   * Files the blob in its index block. Awaited (a block query right after a 201 sees the blob) but in
+   * parallel with the alarm write; one retry, then logged: the number's own queue stays authoritative
+   * and the store is not failed, since a retried store would duplicate the blob.
+   */
+  private async fileInBlock(tn: string, id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await blockQueueFor(this.env, tn).add(tn, id, blob, expiresAt);
+        return;
+      } catch {
+        // retried once below
+      }
+    }
+    logEvent({ event: "block_file_failed", code: "BLOCK_FILE_FAILED" });
+  }
+
+  private rememberTn(tn: string): void {
+    if (this.tn === tn) return;
+    this.tn = tn;
+    this.meta.set("tn", tn);
+  }
+
+  /**
+   * `GET /cps/{tn}/subscribe` arrives here (routes/subscriptions.ts, `?tn=` canonical). Accepts a
+   * hibernatable WebSocket, sends every live blob plus one fresh dummy, then each new blob as stored.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const refused = checkUpgrade(request, this.ctx.getWebSockets().length);
+    if (refused) return refused;
+    const tn = new URL(request.url).searchParams.get("tn") ?? "";
+    if (!isCanonicalTn(tn)) return new Response(null, { status: 400 });
+    this.rememberTn(tn);
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ v: 1, at: Date.now() });
+    // Accept, list and send in one synchronous stretch: no store can fall in between.
+    for (const row of await this.list()) server.send(pushFrame({ ...row, tn }));
+    server.send(pushFrame({ id: newBlobId(), tn, blob: await makeDummy(tn) }));
+    await this.scheduleDummies();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(): Promise<void> {
+    // Subscribers have nothing to say; "ping" is answered by the runtime (auto-response).
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    closeQuietly(ws, code);
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    closeQuietly(ws, 1011);
+  }
+
+  /** Starts the dummy schedule if subscribers are attached and none is pending. */
+  private async scheduleDummies(): Promise<void> {
+    const pending = this.meta.get("dummyAt");
+    if (pending !== null) return;
+    const at = Date.now() + nextDummyDelay();
+    this.meta.set("dummyAt", String(at));
+    await this.scheduleAlarm(at);
   }
 
   /** Every live blob. Expired rows are filtered here too, so a late alarm never serves stale data. */
@@ -91,13 +194,34 @@ export class PassportQueue extends DurableObject<Env> {
       .one().n;
   }
 
-  /** Deletes expired rows and re-arms at the next expiry: one alarm per object, at the earliest expiry. */
+  /**
+   * Deletes expired rows, sends a due stream dummy, and re-arms at the earliest of the next expiry and
+   * the next dummy: one alarm per object. With no subscriber left the dummy schedule stops.
+   */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec("DELETE FROM ppts WHERE expires_at <= ?", now);
     this.alarmAt = null;
-    const next = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;
-    if (next !== null) await this.scheduleAlarm(next);
+    let dummyAt = Number(this.meta.get("dummyAt") ?? Number.NaN);
+    const sockets = this.ctx.getWebSockets();
+    if (sockets.length === 0 || this.tn === null) {
+      dummyAt = Number.NaN;
+      this.meta.set("dummyAt", null);
+    } else if (!(dummyAt > now)) {
+      // Due (or, defensively, never scheduled): send if due, then draw the next gap.
+      if (dummyAt <= now) {
+        const blob = await makeDummy(this.tn as CanonicalTn);
+        broadcast(sockets, pushFrame({ id: newBlobId(), tn: this.tn, blob }));
+      }
+      dummyAt = Date.now() + nextDummyDelay();
+      this.meta.set("dummyAt", String(dummyAt));
+    }
+    const expiry = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;
+    const next = Math.min(
+      expiry ?? Number.POSITIVE_INFINITY,
+      Number.isNaN(dummyAt) ? Number.POSITIVE_INFINITY : dummyAt,
+    );
+    if (Number.isFinite(next)) await this.scheduleAlarm(next);
   }
 
   private async scheduleAlarm(at: number): Promise<void> {

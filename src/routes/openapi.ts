@@ -20,6 +20,14 @@ const idParam = {
   required: true,
   schema: { type: "string", pattern: "^[0-9a-f]{32}$" },
 };
+const blockParam = {
+  name: "block",
+  in: "path",
+  required: true,
+  description:
+    "A number block: digits then one lowercase 'x' per open digit, 1 to 4 open (at most 10,000 numbers of 3-15 digits)",
+  schema: { type: "string", pattern: "^[0-9]+x{1,4}$", examples: ["120255501xx", "1202555xxxx"] },
+};
 const blobText = {
   type: "string",
   description:
@@ -120,6 +128,70 @@ export const openApiDocument = {
           "200": { description: "The blob", content: { "application/passport": { schema: blobText } } },
           "400": problem,
           "404": problem,
+        },
+      },
+    },
+    "/cps/{tn}/subscribe": {
+      parameters: [tnParam],
+      get: {
+        summary:
+          "Subscribe (WebSocket) to the number: every live blob plus a dummy, then each new blob and dummies at random intervals (RFC 8816 §5.5; docs/push-and-blocks.md)",
+        operationId: "subscribePassports",
+        responses: {
+          "101": {
+            description:
+              'WebSocket; text frames {"type":"passport","id","tn","blob"} alike for real blobs and dummies; send "ping" for "pong"',
+          },
+          "400": problem,
+          "426": problem,
+          "429": problem,
+        },
+      },
+    },
+    "/cps/blocks/{block}/ppts": {
+      parameters: [blockParam],
+      get: {
+        summary:
+          "Every live sealed PASSporT for the numbers of a block plus 1-3 dummies, shuffled (RFC 8816 §6.2)",
+        operationId: "listBlockPassports",
+        responses: {
+          "200": {
+            description: "Never empty; `truncated: true` when more than 10,000 blobs are live",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["passports"],
+                  properties: {
+                    passports: {
+                      type: "array",
+                      minItems: 1,
+                      items: {
+                        type: "object",
+                        required: ["id", "tn", "blob"],
+                        properties: { id: idParam.schema, tn: { type: "string" }, blob: blobText },
+                      },
+                    },
+                    truncated: { type: "boolean" },
+                  },
+                },
+              },
+            },
+          },
+          "400": problem,
+        },
+      },
+    },
+    "/cps/blocks/{block}/subscribe": {
+      parameters: [blockParam],
+      get: {
+        summary: "Subscribe (WebSocket) to a block of numbers, as /cps/{tn}/subscribe (RFC 8816 §5.5)",
+        operationId: "subscribeBlock",
+        responses: {
+          "101": { description: "WebSocket, frames as for one number" },
+          "400": problem,
+          "426": problem,
+          "429": problem,
         },
       },
     },

@@ -1,0 +1,167 @@
+/**
+ * Push delivery for one number (RFC 8816 §5.5 subscription/notification interface, §6.2 dummies),
+ * inside workerd with real Durable Objects, hibernatable WebSockets and the eviction helpers.
+ */
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import { decodeEnvelope, ENVELOPE_TEXT_LENGTH, openPassport } from "../../src/stir/envelope.js";
+import { canonicalTn } from "../../src/stir/tn.js";
+import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE, subscribe } from "../helpers/push.js";
+
+const fetchApp = (req: Request | string, init?: RequestInit) => exports.default.fetch(new Request(req, init));
+
+function queueFor(tn: string) {
+  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
+  return ns.get(ns.idFromName(canonicalTn(tn)));
+}
+
+async function store(tn: string, text: string): Promise<string> {
+  const res = await fetchApp(storeRequest(BASE, tn, text));
+  expect(res.status).toBe(201);
+  return (await res.json<{ id: string }>()).id;
+}
+
+describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
+  it("subscribe then store: the blob arrives with its id and opens with the callee key", async () => {
+    const tn = "15550300001";
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1); // the greeting dummy
+    const { callee, text } = await sealedFor(tn);
+    const id = await store(tn, text);
+    await sub.until((f) => f.some((x) => x.id === id));
+    const frame = sub.frames.find((x) => x.id === id)!;
+    expect(frame).toMatchObject({ type: "passport", tn, blob: text });
+    expect(await openPassport(callee.keyPair, canonicalTn(tn), decodeEnvelope(frame.blob))).toBe(
+      RFC8816_EXAMPLE_PASSPORT,
+    );
+    sub.close();
+  });
+
+  it("store then subscribe: live blobs come first, with at least one dummy, all frames one length", async () => {
+    const tn = "15550300002";
+    const { text } = await sealedFor(tn);
+    const ids = [await store(tn, text), await store(tn, text)];
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 3);
+    expect([...sub.ids()]).toEqual(expect.arrayContaining(ids));
+    const dummies = sub.frames.filter((f) => !ids.includes(f.id));
+    expect(dummies.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(sub.frames.map((f) => f.length)).size).toBe(1);
+    for (const f of sub.frames) {
+      expect(f.type).toBe("passport");
+      expect(f.blob).toHaveLength(ENVELOPE_TEXT_LENGTH);
+    }
+    sub.close();
+  });
+
+  it("two subscribers both get a new blob; a closed third does not slow or fail the store", async () => {
+    const tn = "15550300003";
+    const [a, b, gone] = await Promise.all([1, 2, 3].map(() => subscribe(`/cps/+${tn}/subscribe`)));
+    gone!.close();
+    const { text } = await sealedFor(tn);
+    const id = await store(tn, text);
+    await Promise.all([a!, b!].map((s) => s.until((f) => f.some((x) => x.id === id))));
+    a!.close();
+    b!.close();
+  });
+
+  it("a subscriber that disconnects and reconnects within the TTL misses nothing", async () => {
+    const tn = "15550300004";
+    const { text } = await sealedFor(tn);
+    const first = await subscribe(`/cps/${tn}/subscribe`);
+    const before = await store(tn, text);
+    await first.until((f) => f.some((x) => x.id === before));
+    first.close();
+    const during = [await store(tn, text), await store(tn, text)];
+    const second = await subscribe(`/cps/${tn}/subscribe`);
+    const after = await store(tn, text);
+    await second.until((f) => [before, ...during, after].every((id) => f.some((x) => x.id === id)));
+    // Each id exactly once on the new connection: duplicates only ever come from reconnecting.
+    const seen = second.frames.map((f) => f.id);
+    expect(seen.length).toBe(new Set(seen).size);
+    second.close();
+  });
+
+  it("hibernation (eviction) keeps the subscriber: a store after it is still pushed", async () => {
+    const tn = "15550300005";
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1);
+    const stub = queueFor(tn);
+    await runInDurableObject(stub, (instance: PassportQueue) => {
+      (instance as unknown as { marker?: number }).marker = 1;
+    });
+    await evictDurableObject(stub);
+    // A fresh instance: in-memory state gone, the socket (and its attachment) still there.
+    const state = await runInDurableObject(stub, (instance: PassportQueue, ctx) => ({
+      marker: (instance as unknown as { marker?: number }).marker,
+      sockets: ctx.getWebSockets().length,
+      attachment: ctx.getWebSockets()[0]?.deserializeAttachment() as { v: number } | null,
+    }));
+    expect(state.marker).toBeUndefined();
+    expect(state.sockets).toBe(1);
+    expect(state.attachment?.v).toBe(1);
+    const { text } = await sealedFor(tn);
+    const id = await store(tn, text);
+    await sub.until((f) => f.some((x) => x.id === id));
+    sub.close();
+  });
+
+  it("sends dummies from the alarm while subscribed, and stops scheduling them when nobody is", async () => {
+    const tn = "15550300006";
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1);
+    const stub = queueFor(tn);
+    const dummyAt = () =>
+      runInDurableObject(
+        stub,
+        (_i: PassportQueue, ctx) =>
+          ctx.storage.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'dummyAt'").toArray()[0]?.v ??
+          null,
+      );
+    const scheduled = Number(await dummyAt());
+    expect(scheduled).toBeGreaterThan(Date.now());
+    expect(
+      await runInDurableObject(stub, (_i: PassportQueue, ctx) => ctx.storage.getAlarm()),
+    ).toBeLessThanOrEqual(scheduled);
+    // Make the dummy due and fire the alarm.
+    await runInDurableObject(stub, (_i: PassportQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE meta SET v = '0' WHERE k = 'dummyAt'");
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await sub.until((f) => f.length >= 2);
+    const [greeting, tick] = sub.frames;
+    expect(tick!.id).not.toBe(greeting!.id);
+    expect(tick!.length).toBe(greeting!.length);
+    expect(Number(await dummyAt())).toBeGreaterThan(Date.now());
+
+    sub.close();
+    await new Promise((r) => setTimeout(r, 50));
+    await runInDurableObject(stub, (_i: PassportQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE meta SET v = '0' WHERE k = 'dummyAt'");
+    });
+    await runDurableObjectAlarm(stub);
+    expect(await dummyAt()).toBeNull();
+    expect(await runInDurableObject(stub, (_i: PassportQueue, ctx) => ctx.storage.getAlarm())).toBeNull();
+  });
+
+  it.each([
+    ["no Upgrade header", "/cps/15550300007/subscribe", {}, 426, "UPGRADE_REQUIRED"],
+    ["a bad number", "/cps/12ab/subscribe", { Upgrade: "websocket" }, 400, "INVALID_TN"],
+    ["too few digits", "/cps/12/subscribe", { Upgrade: "websocket" }, 400, "INVALID_TN"],
+  ])("refuses %s with a problem", async (_name, path, headers, status, code) => {
+    const res = await fetchApp(`${BASE}${path}`, { headers });
+    expect(res.status).toBe(status);
+    expect(res.headers.get("Content-Type")).toBe("application/problem+json");
+    expect(res.headers.get("Cache-Control")).toBe("no-store");
+    expect(((await res.json()) as { code: string }).code).toBe(code);
+  });
+
+  it("answers 405 for other methods", async () => {
+    const res = await fetchApp(`${BASE}/cps/15550300007/subscribe`, { method: "POST" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("Allow")).toBe("GET");
+  });
+});
