@@ -1,0 +1,262 @@
+/**
+ * Push client for the VS side (RFC 8816 §5.5, §8.2): watch one number or a number block at a CPS and
+ * hand every pushed blob to a callback, reconnecting with jittered exponential backoff and dropping
+ * ids already seen (a reconnect replays every live blob, so duplicates are expected; gaps are not).
+ *
+ * Opening and verifying is the caller's business (the callback): the stream also carries dummies,
+ * which open with no key, exactly as on `GET /cps/{tn}/ppts`. Runs on Node >= 22, browsers and
+ * Workers with the global `WebSocket`; on Node 20 pass `connect` (e.g. undici's `WebSocket`).
+ */
+import { decodeEnvelope } from "../stir/envelope.js";
+import { formatBlockQuery, parseBlockQuery } from "../stir/push-blocks.js";
+import { canonicalTn } from "../stir/tn.js";
+
+/** One pushed blob. `tn` is the called number (always sent by this CPS; needed to open block frames). */
+export interface WatchFrame {
+  readonly id: string;
+  readonly blob: Uint8Array;
+  readonly tn?: string;
+}
+
+/** A number (any spelling the CPS accepts) or a block such as `120255501xx` (at most 4 open digits). */
+export type WatchTarget = { readonly tn: string } | { readonly block: string };
+
+/** The part of the WHATWG WebSocket this client uses. */
+export interface WebSocketLike {
+  addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: "close" | "error" | "open", listener: (event: unknown) => void): void;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface WatchStatus {
+  readonly state: "open" | "closed";
+  /** Consecutive failed attempts so far. */
+  readonly attempt: number;
+  /** Wait before the next attempt (for `closed`). */
+  readonly retryInMs?: number;
+}
+
+export interface WatchOptions {
+  /** CPS base URL, e.g. `https://cps.example.com`. */
+  readonly cps: string | URL;
+  readonly target: WatchTarget;
+  /** Called once per distinct id. A thrown error or rejection goes to `onError`, never stops the watch. */
+  readonly onFrame: (frame: WatchFrame) => void | Promise<void>;
+  readonly onError?: (error: unknown) => void;
+  readonly onStatus?: (status: WatchStatus) => void;
+  /** Stops the watch (as does `close()`). */
+  readonly signal?: AbortSignal;
+  /** Opens a socket; defaults to `new WebSocket(url)`. */
+  readonly connect?: (url: string) => WebSocketLike | Promise<WebSocketLike>;
+  /** Backoff bounds (full jitter): default 250 ms doubling up to 30 s. */
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** How long an id is remembered for de-duplication: default 180 s (three 60 s TTLs). */
+  readonly dedupWindowMs?: number;
+  /** Keep-alive "ping" interval; a socket silent for two intervals is dropped and redialled. 0 = off. */
+  readonly pingIntervalMs?: number;
+}
+
+export interface Watcher {
+  /** Settles when the watch is closed. */
+  readonly done: Promise<void>;
+  close(): void;
+  /** Distinct frames delivered so far. */
+  readonly delivered: number;
+}
+
+/** The `ws:`/`wss:` URL of a target's subscription. */
+export function subscribeUrl(cps: string | URL, target: WatchTarget): string {
+  const path =
+    "tn" in target
+      ? `/cps/${canonicalTn(target.tn)}/subscribe`
+      : `/cps/blocks/${formatBlockQuery(parseBlockQuery(target.block))}/subscribe`;
+  const url = new URL(path, cps);
+  url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
+  return url.toString();
+}
+
+function parseFrame(data: unknown): WatchFrame | null {
+  if (typeof data !== "string") return null;
+  try {
+    const f = JSON.parse(data) as { type?: unknown; id?: unknown; blob?: unknown; tn?: unknown };
+    if (f.type !== "passport" || typeof f.id !== "string" || !/^[0-9a-f]{32}$/.test(f.id)) return null;
+    if (typeof f.blob !== "string") return null;
+    const blob = decodeEnvelope(f.blob);
+    return typeof f.tn === "string" ? { id: f.id, blob, tn: f.tn } : { id: f.id, blob };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Watches a number or block and calls `onFrame` once per distinct pushed blob until closed.
+ *
+ * @example
+ * const w = watch({
+ *   cps: "https://cps.example.com",
+ *   target: { block: "1202555xxxx" },
+ *   onFrame: async ({ id, tn, blob }) => {
+ *     const jws = await openPassport(key, canonicalTn(tn!), blob).catch(() => null); // dummies fail
+ *     if (jws) console.log(id, (await verifyPassport(jws, resolveKey)).claims.orig);
+ *   },
+ * });
+ * // later: w.close(); await w.done;
+ */
+export function watch(options: WatchOptions): Watcher {
+  const url = subscribeUrl(options.cps, options.target);
+  const minBackoff = options.minBackoffMs ?? 250;
+  const maxBackoff = options.maxBackoffMs ?? 30_000;
+  const dedupWindow = options.dedupWindowMs ?? 180_000;
+  const pingInterval = options.pingIntervalMs ?? 30_000;
+  const connect =
+    options.connect ??
+    ((u: string) => {
+      const Ctor = (globalThis as { WebSocket?: new (u: string) => WebSocketLike }).WebSocket;
+      if (!Ctor) throw new TypeError("No global WebSocket here: pass `connect` to watch()");
+      return new Ctor(u);
+    });
+
+  const seen = new Map<string, number>(); // id -> first seen (ms); insertion order = age order
+  let delivered = 0;
+  let attempt = 0;
+  let closed = false;
+  let socket: WebSocketLike | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let pinger: ReturnType<typeof setInterval> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+
+  const report = (err: unknown) => {
+    try {
+      options.onError?.(err);
+    } catch {
+      // a failing error hook must not stop the watch
+    }
+  };
+
+  const forget = (now: number) => {
+    for (const [id, at] of seen) {
+      if (now - at < dedupWindow) break;
+      seen.delete(id);
+    }
+  };
+
+  const deliver = (frame: WatchFrame) => {
+    const now = Date.now();
+    forget(now);
+    if (seen.has(frame.id)) return;
+    seen.set(frame.id, now);
+    delivered++;
+    try {
+      const r = options.onFrame(frame);
+      if (r && typeof (r as Promise<void>).then === "function") (r as Promise<void>).catch(report);
+    } catch (err) {
+      report(err);
+    }
+  };
+
+  const schedule = () => {
+    if (closed) return;
+    const ceiling = Math.min(maxBackoff, minBackoff * 2 ** Math.min(attempt, 20));
+    const delay = Math.floor(Math.random() * ceiling);
+    attempt++;
+    options.onStatus?.({ state: "closed", attempt, retryInMs: delay });
+    timer = setTimeout(dial, delay);
+  };
+
+  async function dial(): Promise<void> {
+    if (closed) return;
+    let ws: WebSocketLike;
+    try {
+      ws = await connect(url);
+    } catch (err) {
+      report(err);
+      schedule();
+      return;
+    }
+    if (closed) {
+      ws.close(1000, "closed");
+      return;
+    }
+    socket = ws;
+    let ended = false;
+    let heardAt = Date.now();
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      if (pinger) clearInterval(pinger);
+      pinger = undefined;
+      if (socket === ws) socket = null;
+      schedule();
+    };
+    ws.addEventListener("message", (event) => {
+      heardAt = Date.now();
+      if (event.data === "pong") return;
+      const frame = parseFrame(event.data);
+      if (!frame) return; // not ours to judge further: malformed frames are dropped
+      if (attempt > 0) {
+        attempt = 0; // the connection works: the next failure starts the backoff afresh
+        options.onStatus?.({ state: "open", attempt });
+      }
+      deliver(frame);
+    });
+    ws.addEventListener("open", () => options.onStatus?.({ state: "open", attempt }));
+    ws.addEventListener("close", end);
+    ws.addEventListener("error", (err) => {
+      report(err);
+      try {
+        ws.close(1000, "error");
+      } catch {
+        // already closed
+      }
+      end();
+    });
+    if (pingInterval > 0) {
+      pinger = setInterval(() => {
+        if (Date.now() - heardAt > 2 * pingInterval) {
+          try {
+            ws.close(4000, "silent");
+          } catch {
+            // already closed
+          }
+          end();
+          return;
+        }
+        try {
+          ws.send("ping");
+        } catch {
+          // the close event follows
+        }
+      }, pingInterval);
+    }
+  }
+
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    if (timer) clearTimeout(timer);
+    if (pinger) clearInterval(pinger);
+    try {
+      socket?.close(1000, "done");
+    } catch {
+      // already closed
+    }
+    socket = null;
+    resolveDone();
+  };
+  options.signal?.addEventListener("abort", close, { once: true });
+  if (options.signal?.aborted) close();
+  else void dial();
+
+  return {
+    done,
+    close,
+    get delivered() {
+      return delivered;
+    },
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The client's `watch()` (src/client/watch.ts) against the real app in workerd (RFC 8816 §5.5, §8.2):
+ * delivery, de-duplication of the live blobs a reconnect replays, and reconnecting after the server
+ * drops the socket.
+ */
+import { env, evictDurableObject } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { type WatchFrame, type WebSocketLike, watch } from "../../src/client/watch.js";
+import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import { openPassport } from "../../src/stir/envelope.js";
+import { canonicalTn } from "../../src/stir/tn.js";
+import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE } from "../helpers/push.js";
+
+/** Dials through the app itself (workerd has no loopback listener in tests). */
+async function connect(url: string): Promise<WebSocketLike> {
+  const res = await exports.default.fetch(
+    new Request(url.replace(/^ws/, "http"), { headers: { Upgrade: "websocket" } }),
+  );
+  if (!res.webSocket) throw new Error(`upgrade refused: ${res.status}`);
+  res.webSocket.accept();
+  return res.webSocket as unknown as WebSocketLike;
+}
+
+async function store(tn: string, text: string): Promise<string> {
+  const res = await exports.default.fetch(storeRequest(BASE, tn, text));
+  expect(res.status).toBe(201);
+  return (await res.json<{ id: string }>()).id;
+}
+
+async function until(pred: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("watch() (client)", () => {
+  it("delivers each id once across a server-side disconnect, and opens the real blobs", async () => {
+    const tn = "15550400001";
+    const { callee, text } = await sealedFor(tn);
+    const frames: WatchFrame[] = [];
+    const opened: string[] = [];
+    const states: string[] = [];
+    const w = watch({
+      cps: BASE,
+      target: { tn: `+${tn}` },
+      connect,
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+      onStatus: (s) => states.push(s.state),
+      onFrame: async (f) => {
+        frames.push(f);
+        const jws = await openPassport(callee.keyPair, canonicalTn(f.tn!), f.blob).catch(() => null);
+        if (jws) opened.push(f.id);
+      },
+    });
+    const first = [await store(tn, text), await store(tn, text)];
+    await until(() => first.every((id) => opened.includes(id)));
+
+    // Drop every socket of the number from the server side: the watcher redials and gets the live
+    // blobs again, which it must not deliver twice.
+    const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
+    await evictDurableObject(ns.get(ns.idFromName(tn)), { webSockets: "close" });
+    await until(() => states.includes("closed"));
+    const later = await store(tn, text);
+    await until(() => opened.includes(later));
+
+    expect(opened.sort()).toEqual([...first, later].sort());
+    const ids = frames.map((f) => f.id);
+    expect(ids.length).toBe(new Set(ids).size);
+    // Greeting dummies (one per connection) were delivered too, and opened with no key.
+    expect(frames.length).toBeGreaterThanOrEqual(opened.length + 2);
+    expect(w.delivered).toBe(frames.length);
+    expect(
+      await openPassport(callee.keyPair, canonicalTn(tn), frames.find((f) => f.id === later)!.blob),
+    ).toBe(RFC8816_EXAMPLE_PASSPORT);
+    w.close();
+    await w.done;
+  });
+
+  it("watches a block and retries a refused dial with backoff", async () => {
+    let dials = 0;
+    const frames: WatchFrame[] = [];
+    const w = watch({
+      cps: BASE,
+      target: { block: "155504002xx" },
+      minBackoffMs: 5,
+      maxBackoffMs: 20,
+      connect: async (url) => {
+        dials++;
+        if (dials < 3) throw new Error("refused");
+        expect(url).toBe("wss://cps.example.com/cps/blocks/155504002xx/subscribe");
+        return connect(url);
+      },
+      onFrame: (f) => {
+        frames.push(f);
+      },
+      onError: () => {},
+    });
+    const { text } = await sealedFor("15550400234");
+    const id = await store("15550400234", text);
+    await until(() => frames.some((f) => f.id === id));
+    expect(dials).toBe(3);
+    expect(frames.find((f) => f.id === id)?.tn).toBe("15550400234");
+    w.close();
+    await w.done;
+  });
+});
