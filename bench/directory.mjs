@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+/**
+ * Key-directory and discovery lookups per second over real HTTP against `wrangler dev` (workerd,
+ * local persisted KV), cached and uncached:
+ *
+ *   node bench/directory.mjs [--requests 2000] [--concurrency 16] [--rounds 3]
+ *
+ *   keys-uncached       GET /keys/{tn}, a different number each request (Cache API miss: 11 KV lists)
+ *   keys-cached         GET /keys/{tn}, one number (Cache API hit after the first)
+ *   discovery-uncached  GET /.well-known/stir-oob?tn=, a different number each request (11 KV gets)
+ *   discovery-cached    the same, one number
+ *   prefetch-uncached   GET /keys?prefix=, a different 2-open-digit block each request
+ *   health              GET /health, the no-storage baseline in the same run (machine load shows here)
+ *
+ * Setup registers, with a test-PKI credential (TEST ONLY keys), one key for the block 1415555xxxx
+ * and one key for each of 200 single numbers inside it, so every lookup returns 1-2 keys.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+
+const { values: flags } = parseArgs({
+  options: {
+    requests: { type: "string", default: "2000" },
+    concurrency: { type: "string", default: "16" },
+    rounds: { type: "string", default: "3" },
+  },
+});
+const REQUESTS = Number(flags.requests);
+const CONCURRENCY = Number(flags.concurrency);
+const ROUNDS = Number(flags.rounds);
+const progress = (m) => process.stderr.write(`[bench] ${m}\n`);
+
+async function loadModules() {
+  const { build } = await import("esbuild");
+  const dir = await mkdtemp(join(tmpdir(), "cps-bench-dir-"));
+  const outfile = join(dir, "m.mjs");
+  await build({
+    stdin: {
+      contents: `
+        export { createTestPki } from "./src/stir/test-pki.ts";
+        export { issueCredentialToken } from "./src/stir/credential-token.ts";
+        export { generateRecipientKeyPair } from "./src/stir/envelope.ts";
+        export { encodeBase64url } from "./src/stir/base64url.ts";`,
+      resolveDir: REPO_ROOT,
+      loader: "ts",
+      sourcefile: "bench-directory.ts",
+    },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile,
+    logLevel: "warning",
+  });
+  const m = await import(pathToFileURL(outfile).href);
+  await rm(dir, { recursive: true, force: true });
+  return m;
+}
+
+function percentile(sorted, p) {
+  return sorted.length === 0
+    ? 0
+    : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function load(count, urlFor) {
+  const lat = new Float64Array(count);
+  let next = 0;
+  let ok = 0;
+  const bad = {};
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const t0 = performance.now();
+      const res = await fetch(urlFor(i));
+      await res.arrayBuffer();
+      lat[i] = performance.now() - t0;
+      if (res.status === 200) ok++;
+      else bad[res.status] = (bad[res.status] ?? 0) + 1;
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const s = (performance.now() - t0) / 1000;
+  lat.sort();
+  return { rps: ok / s, p50: percentile(lat, 50), p99: percentile(lat, 99), bad };
+}
+
+const m = await loadModules();
+const pki = await m.createTestPki();
+const holder = await pki.issue({ tnAuthList: [{ type: "range", start: "14155550000", count: 10000 }] });
+const inspector = await freePort();
+const server = await startLocalServer({
+  vars: { TRUST_ANCHORS_PEM: pki.root.certificate.toString("pem"), KEYS_CACHE_SECONDS: "60" },
+  args: ["--inspector-port", String(inspector)],
+});
+try {
+  const url = server.url;
+  const put = async (path, body) => {
+    const token = await m.issueCredentialToken({
+      privateKey: holder.privateKey,
+      x5c: holder.der,
+      audience: url,
+      action: "keys:put",
+    });
+    const res = await fetch(`${url}/keys/${path}`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`setup PUT ${path}: ${res.status} ${await res.text()}`);
+  };
+  const jwk = async () => ({
+    kty: "OKP",
+    crv: "X25519",
+    x: m.encodeBase64url((await m.generateRecipientKeyPair()).publicKey),
+  });
+  progress("registering 201 keys");
+  await put("1415555xxxx", { jwk: await jwk(), label: "block" });
+  for (let i = 0; i < 200; i++)
+    await put(`1415555${String(i * 50).padStart(4, "0")}`, { jwk: await jwk(), label: `n${i}` });
+
+  let offset = 0; // uncached rounds never reuse a number
+  const scenarios = {
+    // Baseline on the same server and machine: a route with no storage at all.
+    health: () => () => `${url}/health`,
+    "keys-uncached": () => {
+      const base = offset;
+      offset += REQUESTS;
+      return (i) => `${url}/keys/1415555${String((base + i) % 10000).padStart(4, "0")}`;
+    },
+    "keys-cached": () => () => `${url}/keys/14155550050`,
+    "discovery-uncached": () => {
+      const base = offset;
+      offset += REQUESTS;
+      return (i) => `${url}/.well-known/stir-oob?tn=1${String(2000000000 + base + i)}`;
+    },
+    "discovery-cached": () => () => `${url}/.well-known/stir-oob?tn=14155550050`,
+    "prefetch-uncached": () => {
+      const base = offset;
+      offset += REQUESTS;
+      return (i) => `${url}/keys?prefix=1${String(400000000 + base + i).slice(0, 8)}xx`;
+    },
+  };
+  const results = {};
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, make] of Object.entries(scenarios)) {
+      const res = await load(REQUESTS, make());
+      (results[name] ??= []).push(res);
+      progress(`round ${r + 1} ${name}: ${res.rps.toFixed(0)}/s p50 ${res.p50.toFixed(1)} ms`);
+    }
+  }
+  console.log(`\n${REQUESTS} requests x ${ROUNDS} rounds, concurrency ${CONCURRENCY}, median round:`);
+  console.log("scenario             req/s    p50 ms   p99 ms   non-200");
+  for (const [name, rounds] of Object.entries(results)) {
+    const med = [...rounds].sort((a, b) => a.rps - b.rps)[Math.floor(rounds.length / 2)];
+    console.log(
+      `${name.padEnd(20)} ${med.rps.toFixed(0).padStart(6)} ${med.p50.toFixed(2).padStart(9)} ${med.p99.toFixed(2).padStart(8)}   ${JSON.stringify(med.bad)}`,
+    );
+  }
+} finally {
+  await server.stop();
+}
