@@ -13,7 +13,7 @@ import type { AppEnv } from "../http/types.js";
 import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
-import { dummiesFor } from "./dummies.js";
+import { deferOf, dummiesFor } from "./dummies.js";
 
 /** RFC 8816 §9 media type of an (encrypted) PASSporT body. */
 export const PASSPORT_MEDIA_TYPE = "application/passport";
@@ -62,7 +62,7 @@ passportRoutes.post(
 
 passportRoutes.get("/:tn/ppts", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
-  const [stored, dummies] = await Promise.all([queue(c.env, tn).list(), dummiesFor(tn)]);
+  const [stored, dummies] = await Promise.all([queue(c.env, tn).list(), dummiesFor(tn, deferOf(c))]);
   const passports = shuffle([...stored, ...dummies]).map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) }));
   return c.json({ passports });
 });
