@@ -77,9 +77,12 @@ export async function loadGlobals(values: {
   cps?: string;
   json?: boolean;
 }): Promise<GlobalOptions> {
-  const home = resolve(values.home ?? process.env.STIR_OOB_HOME ?? ".stir-oob");
+  const home = resolve(values.home ?? (process.env.STIR_OOB_HOME || undefined) ?? ".stir-oob");
   const config = await readJson<CliConfig>(join(home, "config.json"), {});
-  const cps = (values.cps ?? process.env.STIR_OOB_CPS ?? config.cps ?? DEFAULT_CPS).replace(/\/+$/, "");
+  const cps = (values.cps ?? (process.env.STIR_OOB_CPS || undefined) ?? config.cps ?? DEFAULT_CPS).replace(
+    /\/+$/,
+    "",
+  );
   try {
     const u = new URL(cps);
     if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error("scheme");

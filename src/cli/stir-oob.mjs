@@ -5,7 +5,7 @@
  * file under src/, then runs it. Dependencies stay external (resolved from node_modules at run time),
  * so a build takes well under a second. Works from a fresh clone after `npm ci`: no install script.
  */
-import { mkdir, readdir, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -31,9 +31,10 @@ async function build() {
   if (built > (await newestMtime(join(root, "src")))) return;
   const esbuild = await import("esbuild");
   await mkdir(dirname(out), { recursive: true });
-  await esbuild.build({
+  const result = await esbuild.build({
     entryPoints: [entry],
     outfile: out,
+    write: false,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -43,6 +44,10 @@ async function build() {
     logLevel: "error",
     banner: { js: "// Built from src/cli/main.ts by src/cli/stir-oob.mjs; do not edit." },
   });
+  // Write then rename: several CLI processes may rebuild at once, and none may import a half file.
+  const tmp = `${out}.${process.pid}.tmp`;
+  await writeFile(tmp, result.outputFiles[0].contents);
+  await rename(tmp, out);
 }
 
 try {

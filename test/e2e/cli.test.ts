@@ -1,0 +1,169 @@
+/**
+ * The `stir-oob` CLI end to end, as a person runs it: the docs/walkthrough.md flow (Alice calls Bob on
+ * a local CPS) command by command through the real launcher (src/cli/stir-oob.mjs), against a real
+ * `wrangler dev` server that trusts the CLI's demo CA and requires storage tokens. Exit codes and the
+ * human and --json outputs are checked, including the failure paths.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalServer, REPO_ROOT, startLocalServer } from "../../src/dev/local-server.mjs";
+
+const LAUNCHER = join(REPO_ROOT, "src/cli/stir-oob.mjs");
+let home: string;
+let server: LocalServer;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `stir-oob args...` with the test's home and CPS in the environment (as the walkthrough's defaults). */
+function cli(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [LAUNCHER, ...args],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, STIR_OOB_HOME: home, STIR_OOB_CPS: server?.url ?? "", NO_COLOR: "1" },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 70) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function issuerKeysVar(): Promise<string> {
+  const pair = (await crypto.subtle.generateKey(
+    { name: "RSA-PSS", hash: "SHA-384", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
+    true,
+    ["sign", "verify"],
+  )) as CryptoKeyPair;
+  const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer);
+  return JSON.stringify([
+    {
+      id: "cli-1",
+      privateKeyPkcs8: btoa(String.fromCharCode(...pkcs8)),
+      notBefore: new Date(Date.now() - 3_600_000).toISOString(),
+      notAfter: new Date(Date.now() + 86_400_000).toISOString(),
+    },
+  ]);
+}
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), "stir-oob-home-"));
+  // Walkthrough step 2: the demo CA and the two credentials, before the CPS starts (it must trust the root).
+  const ca = await cli("ca", "init", "--issue", "alice=+1-111-555-1111", "--issue", "bob=+2-222-555-2222");
+  expect(ca.code, ca.stderr).toBe(0);
+  server = await startLocalServer({
+    vars: {
+      TRUST_ANCHORS_PEM: await readFile(join(home, "ca/root.pem"), "utf8"),
+      TOKEN_ISSUER_KEYS: await issuerKeysVar(),
+      ALLOW_UNTOKENED_STORES: "false",
+    },
+  });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  if (home) await rm(home, { recursive: true, force: true });
+});
+
+describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 2222)", () => {
+  it("keygen + keys register: Bob publishes an encryption key", async () => {
+    const gen = await cli("keygen", "--tn", "+2-222-555-2222", "--label", "bob-phone");
+    expect(gen.code, gen.stderr).toBe(0);
+    expect(gen.stdout).toMatch(/key \S+ for \+22225552222/);
+    const reg = await cli("keys", "register", "--tn", "+2-222-555-2222");
+    expect(reg.code, reg.stderr).toBe(0);
+    expect(reg.stdout).toContain("registered key");
+    const list = await cli("keys", "list", "--tn", "+2-222-555-2222", "--json");
+    expect(JSON.parse(list.stdout).keys).toEqual([
+      expect.objectContaining({ label: "bob-phone", local: true }),
+    ]);
+  });
+
+  it("tokens fetch: Alice's wallet gets storage tokens ahead of the call", async () => {
+    const run = await cli("tokens", "fetch", "--count", "4");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/fetched 4 storage tokens/);
+    expect(JSON.parse((await cli("tokens", "status", "--json")).stdout).tokens).toBe(4);
+  });
+
+  it("place: the call may proceed once the sealed PASSporT is stored (one token spent)", async () => {
+    const run = await cli("place", "--from", "+1-111-555-1111", "--to", "+2-222-555-2222");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("CALL MAY PROCEED");
+    expect(run.stdout).toMatch(/steps \(ms\): authorize [\d.]+, discover [\d.]+, sign/);
+    expect(JSON.parse((await cli("tokens", "status", "--json")).stdout).tokens).toBe(3);
+  });
+
+  it("verify: Bob's verdict is VERIFIED (exit 0)", async () => {
+    const run = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^✔ VERIFIED {2}call \+11115551111 → \+22225552222/);
+    const json = JSON.parse(
+      (await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111", "--json")).stdout,
+    );
+    expect(json.verdict).toBe("verified");
+    expect(json.verified.orig).toBe("11115551111");
+  });
+
+  it("verify a spoofed call (another calling number): FAILED with the orig mismatch, exit 1", async () => {
+    const run = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-6666");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("✘ FAILED");
+    expect(run.stdout).toContain("step 3 ORIG_MISMATCH");
+  });
+
+  it("verify with nothing stored for the number: NO PASSPORT, exit 2", async () => {
+    expect((await cli("ca", "issue", "carol", "--tn", "+3-333-555-3333")).code).toBe(0);
+    expect((await cli("keygen", "--tn", "+3-333-555-3333")).code).toBe(0);
+    const run = await cli("verify", "--to", "+3-333-555-3333", "--calling", "+1-111-555-1111");
+    expect(run.code).toBe(2);
+    expect(run.stdout).toContain("NO PASSPORT");
+  });
+
+  it("gateway fetch writes an Identity header (§5.3); gateway store puts one back out of band (§5.4)", async () => {
+    const fetched = await cli("gateway", "fetch", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const line = fetched.stdout.split("\n").find((l) => l.startsWith("Identity: "));
+    expect(line).toMatch(
+      /^Identity: [\w-]+\.[\w-]+\.[\w-]+;info=<https:\/\/certs\.stir-oob\.test\/alice\.pem>;alg=ES256;ppt=shaken$/,
+    );
+    const stored = await cli("gateway", "store", "--identity", line ?? "", "--json");
+    expect(stored.code, stored.stderr).toBe(0);
+    expect(JSON.parse(stored.stdout).stored).toHaveLength(1);
+  });
+
+  it("usage errors exit 64, an unreachable CPS exits 69, --help exits 0 for every command", async () => {
+    const usage = await cli("place", "--from", "+1-111-555-1111");
+    expect(usage.code).toBe(64);
+    expect(usage.stderr).toContain("--to");
+    expect((await cli("verify", "--to", "not a number", "--calling", "+1-111-555-1111")).code).toBe(64);
+    expect((await cli("frobnicate")).code).toBe(64);
+    const down = await cli(
+      "--cps",
+      "http://127.0.0.1:9",
+      "verify",
+      "--to",
+      "+2-222-555-2222",
+      "--calling",
+      "+1-111-555-1111",
+    );
+    expect(down.code).toBe(69);
+    expect(down.stderr).toContain("Could not reach");
+    for (const cmd of [[], ["ca"], ["keygen"], ["keys"], ["tokens"], ["place"], ["verify"], ["gateway"]]) {
+      const help = await cli(...cmd, "--help");
+      expect(help.code, cmd.join(" ")).toBe(0);
+      expect(help.stdout).toMatch(/^stir-oob/);
+    }
+  });
+});
