@@ -1,0 +1,159 @@
+/**
+ * Dummy cost (issue item 4; RFC 8816 §6.2 dummies on every retrieval): what a retrieval of an EMPTY
+ * number costs against the platform baseline in the same run, on the real Worker (wrangler dev).
+ *
+ * Per server, interleaved, after a warm-up:
+ *   empty   GET /cps/{tn}/ppts for numbers with nothing stored (1-3 dummies each), 20 numbers polled
+ *           round-robin (a VS polls its own number; the pool is per number)
+ *   missing GET /cps/{tn}/ppts/{id} of an unknown id: the same route parsing, DO hop and SQLite read,
+ *           no dummies (a 404): the control that isolates the dummy work
+ *   base    GET /_bench/baseline/{key}/{id}: a bare DO read (BENCH_BASELINE=true)
+ * once back to back and once paced (--gap ms idle before each request, default 5: the pool refills in
+ * idle time, so only pacing shows what it takes off the request path), and a throughput phase
+ * (16 concurrent clients) of empty retrievals vs baseline reads.
+ * Reports medians (ms), ratios to the baseline, and empty - missing (the dummies' share).
+ *
+ *   node bench/privacy-dummy-cost.mjs [--before DIR] [--rounds R] [--per N]
+ * --before DIR also measures the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR` with a
+ * node_modules symlink), one server after the other, each against its own baseline.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+};
+const ROUNDS = Number(opt("rounds", 5));
+const PER = Number(opt("per", 300));
+const before = opt("before", null);
+/** Idle time between requests in the paced phase: a pool refills in idle time, not under saturation. */
+const GAP = Number(opt("gap", 5));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+async function measure(label, root) {
+  const { freePort, startLocalServer } = await import(
+    pathToFileURL(join(root, "src/dev/local-server.mjs")).href
+  );
+  // Own inspector port: another wrangler dev on the machine may hold the default one.
+  const srv = await startLocalServer({
+    vars: { BENCH_BASELINE: "true" },
+    args: ["--inspector-port", String(await freePort())],
+  });
+  try {
+    const u = srv.url;
+    const put = await fetch(`${u}/_bench/baseline/k`, { method: "POST", body: new Uint8Array(1072) });
+    const { id } = await put.json();
+    const tns = Array.from({ length: 20 }, (_, i) => `1555070${String(i).padStart(4, "0")}`);
+    const url = {
+      empty: (i) => `${u}/cps/${tns[i % tns.length]}/ppts`,
+      missing: (i) => `${u}/cps/${tns[i % tns.length]}/ppts/${"0".repeat(32)}`,
+      base: () => `${u}/_bench/baseline/k/${id}`,
+    };
+    const once = async (f, i) => {
+      const t0 = performance.now();
+      const res = await fetch(f(i));
+      await res.arrayBuffer();
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 200; i++) for (const f of Object.values(url)) await once(f, i);
+    const rounds = [];
+    const phase = async (gap) => {
+      const t = { empty: [], missing: [], base: [] };
+      const keys = Object.keys(url);
+      for (let i = 0; i < PER; i++) {
+        for (let k = 0; k < 3; k++) {
+          const key = keys[(i + k) % 3];
+          if (gap) await sleep(gap);
+          t[key].push(await once(url[key], i));
+        }
+      }
+      return { emptyMs: median(t.empty), missingMs: median(t.missing), baseMs: median(t.base) };
+    };
+    for (let r = 0; r < ROUNDS; r++) {
+      const b2b = await phase(0);
+      const paced = await phase(GAP);
+      const throughput = async (f, n = PER * 2, c = 16) => {
+        let next = 0;
+        const t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: c }, async () => {
+            while (next < n) {
+              const i = next++;
+              const res = await fetch(f(i));
+              await res.arrayBuffer();
+            }
+          }),
+        );
+        return n / ((performance.now() - t0) / 1000);
+      };
+      const rpsEmpty = await throughput(url.empty);
+      const rpsBase = await throughput(url.base);
+      rounds.push({
+        ...b2b,
+        pacedEmptyMs: paced.emptyMs,
+        pacedMissingMs: paced.missingMs,
+        pacedBaseMs: paced.baseMs,
+        rpsEmpty,
+        rpsBase,
+      });
+    }
+    const m = (k) => median(rounds.map((r) => r[k]));
+    const out = {
+      label,
+      root,
+      rounds: ROUNDS,
+      perRound: PER,
+      medianMs: { empty: m("emptyMs"), missing: m("missingMs"), base: m("baseMs") },
+      latencyRatioEmptyToBase: median(rounds.map((r) => r.emptyMs / r.baseMs)),
+      latencyRatioMissingToBase: median(rounds.map((r) => r.missingMs / r.baseMs)),
+      dummyShareMs: median(rounds.map((r) => r.emptyMs - r.missingMs)),
+      paced: {
+        gapMs: GAP,
+        medianMs: { empty: m("pacedEmptyMs"), missing: m("pacedMissingMs"), base: m("pacedBaseMs") },
+        latencyRatioEmptyToBase: median(rounds.map((r) => r.pacedEmptyMs / r.pacedBaseMs)),
+        dummyShareMs: median(rounds.map((r) => r.pacedEmptyMs - r.pacedMissingMs)),
+      },
+      rps: { empty: m("rpsEmpty"), base: m("rpsBase") },
+      throughputRatioEmptyToBase: median(rounds.map((r) => r.rpsEmpty / r.rpsBase)),
+    };
+    console.log(`\n${label} (${root})`);
+    console.log(
+      `  back to back: empty ${out.medianMs.empty.toFixed(3)} ms, missing-id ${out.medianMs.missing.toFixed(3)} ms,` +
+        ` baseline ${out.medianMs.base.toFixed(3)} ms`,
+    );
+    console.log(
+      `  ratios to baseline: empty ${out.latencyRatioEmptyToBase.toFixed(2)}, missing-id ${out.latencyRatioMissingToBase.toFixed(2)};` +
+        ` empty - missing-id (the dummies) ${out.dummyShareMs.toFixed(3)} ms`,
+    );
+    console.log(
+      `  paced (${GAP} ms idle): empty ${out.paced.medianMs.empty.toFixed(3)} ms, missing-id ${out.paced.medianMs.missing.toFixed(3)} ms,` +
+        ` baseline ${out.paced.medianMs.base.toFixed(3)} ms; empty/baseline ${out.paced.latencyRatioEmptyToBase.toFixed(2)};` +
+        ` empty - missing-id ${out.paced.dummyShareMs.toFixed(3)} ms`,
+    );
+    console.log(
+      `  throughput (16 clients): empty ${out.rps.empty.toFixed(0)}/s, baseline ${out.rps.base.toFixed(0)}/s,` +
+        ` ratio ${out.throughputRatioEmptyToBase.toFixed(2)}`,
+    );
+    return out;
+  } finally {
+    await srv.stop();
+  }
+}
+
+const results = { when: new Date().toISOString(), node: process.version, servers: [] };
+if (before) results.servers.push(await measure("before", resolve(before)));
+results.servers.push(await measure("this tree", resolve(here, "..")));
+await mkdir(join(here, "results"), { recursive: true });
+const file = join(here, "results", `dummy-cost-${results.when.replace(/[:.]/g, "-")}.json`);
+await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+console.log(`\nwrote ${file}`);

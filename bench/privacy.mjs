@@ -1,0 +1,208 @@
+/**
+ * `npm run privacy`: the privacy measurements of RFC 8816 §6.2 (dummies) and §7.4 / §14 (traffic
+ * analysis), printed and written as JSON to bench/results/.
+ *
+ * (a) N real sealed PASSporTs vs N CPS dummies (bench/privacy-stats.ts): lengths, byte-frequency
+ *     chi-square (each vs uniform, and real vs dummies), a per-position scan, and two classifiers
+ *     (naive Bayes on every position, logistic regression on histogram + enc + tag) trained on 70 %
+ *     and tested on 30 %: each must stay within 50 % +- 2 points (N = 10,000), else exit 1. A
+ *     positive control (random bytes posing as dummies) shows the tools can see a difference.
+ * (b) Against the real Worker (startLocalServer, wrangler dev on workerd): interleaved retrievals of
+ *     an empty number and of a number holding live blobs. The difference of the medians must be within
+ *     the run's own noise (99th percentile of the same statistic over random relabellings), else exit 1.
+ *
+ *   npm run privacy                 full: N = 10,000; 2,000 timing pairs
+ *   npm run privacy -- --short      CI size: N = 1,000 (bound 50 % +- 6 points = 3 sigma); 300 pairs
+ *   options: --only a|b, --pairs P, --live L (live blobs in the live number, default 1)
+ */
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build } from "esbuild";
+import { freePort, startLocalServer } from "../src/dev/local-server.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+};
+const short = flag("short");
+const only = opt("only", null);
+const N = Number(opt("n", short ? 1000 : 10_000));
+const BOUND = short ? 0.06 : 0.02;
+const PAIRS = Number(opt("pairs", short ? 300 : 2000));
+const LIVE = Number(opt("live", 1));
+
+async function loadHelpers() {
+  const outfile = join(await mkdtemp(join(tmpdir(), "cps-privacy-")), "privacy-stats.mjs");
+  await build({
+    entryPoints: [join(here, "privacy-stats.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile,
+    logLevel: "warning",
+  });
+  return import(`${pathToFileURL(outfile).href}?t=${Date.now()}`);
+}
+
+const pct = (x) => `${(x * 100).toFixed(2)} %`;
+const chi = (c) => `chi2 = ${c.stat.toFixed(1)}, dof ${c.dof}, p ~ ${c.p.toPrecision(3)}`;
+
+async function partA(h) {
+  const t0 = performance.now();
+  const r = await h.blobReport(N, Date.now() % 1_000_000);
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(`\n(a) ${N} real blobs vs ${N} dummies (${seconds.toFixed(1)} s)`);
+  console.log(
+    `  lengths: real ${r.lengths.real.join(",")} bytes, dummies ${r.lengths.dummies.join(",")} bytes` +
+      ` (PASSporTs ${r.passportLengths.min}-${r.passportLengths.max} bytes)`,
+  );
+  console.log(`  bytes vs uniform, real:     ${chi(r.chiSquare.realVsUniform)}`);
+  console.log(`  bytes vs uniform, dummies:  ${chi(r.chiSquare.dummiesVsUniform)}`);
+  console.log(`  real vs dummies:            ${chi(r.chiSquare.realVsDummies)}`);
+  console.log(`  real vs dummies, no byte 31: ${chi(r.chiSquare.realVsDummiesNoTopBitByte)}`);
+  console.log(
+    `  per position (1072 x 16 bins): worst byte ${r.positional.worst.pos}, p ~ ${r.positional.worst.p.toPrecision(3)}` +
+      ` (Bonferroni ${(r.positional.worst.p * 1072).toPrecision(3)}); positions with p < 0.001: ${r.positional.below001}`,
+  );
+  console.log(
+    `  classifiers on ${r.accuracy.testSize} held-out blobs: naive Bayes ${pct(r.accuracy.naiveBayes)}, logistic ${pct(r.accuracy.logistic)}` +
+      ` (bound 50 % +- ${BOUND * 100} points)`,
+  );
+  console.log(
+    `  control, random bytes as dummies: naive Bayes ${pct(r.control.naiveBayes)}, logistic ${pct(r.control.logistic)},` +
+      ` worst byte ${r.control.positionalWorst.pos} p ~ ${r.control.positionalWorst.p.toPrecision(3)}`,
+  );
+  const failures = [];
+  if (
+    r.lengths.real.length !== 1 ||
+    r.lengths.dummies.length !== 1 ||
+    r.lengths.real[0] !== r.lengths.dummies[0]
+  ) {
+    failures.push("lengths differ");
+  }
+  for (const [k, v] of Object.entries(r.accuracy)) {
+    if (k !== "testSize" && Math.abs(v - 0.5) > BOUND) failures.push(`${k} accuracy ${pct(v)}`);
+  }
+  if (r.chiSquare.realVsDummies.p < 0.001) failures.push("byte frequencies differ (p < 0.001)");
+  return { report: { ...r, bound: BOUND, seconds }, failures };
+}
+
+async function partB(h) {
+  // Own inspector port: another wrangler dev on the machine may hold the default one.
+  const srv = await startLocalServer({
+    vars: { PASSPORT_TTL_SECONDS: "3600" },
+    args: ["--inspector-port", String(await freePort())],
+  });
+  try {
+    const EMPTY = "15550600001";
+    const LIVE_TN = "15550600002";
+    const { generateRecipientKeyPair, sealPassport, encodeEnvelope, canonicalTn } = h;
+    const callee = await generateRecipientKeyPair();
+    for (let i = 0; i < LIVE; i++) {
+      const blob = await sealPassport(
+        callee.publicKey,
+        canonicalTn(LIVE_TN),
+        "eyJ0eXAiOiJwYXNzcG9ydCJ9.e30.sig",
+      );
+      const res = await fetch(`${srv.url}/cps/${LIVE_TN}/ppts`, {
+        method: "POST",
+        headers: { "Content-Type": "application/passport" },
+        body: encodeEnvelope(blob),
+      });
+      if (res.status !== 201) throw new Error(`store failed: ${res.status} ${await res.text()}`);
+    }
+    const time = async (tn) => {
+      const t0 = performance.now();
+      const res = await fetch(`${srv.url}/cps/${tn}/ppts`);
+      const body = await res.json();
+      const ms = performance.now() - t0;
+      if (res.status !== 200 || body.passports.length < 1) throw new Error("bad retrieval");
+      return { ms, count: body.passports.length };
+    };
+    for (let i = 0; i < 100; i++) {
+      await time(EMPTY);
+      await time(LIVE_TN);
+    }
+    const empty = [];
+    const live = [];
+    const counts = { empty: 0, live: 0 };
+    for (let i = 0; i < PAIRS; i++) {
+      // Alternate which goes first, so drift and warm-up hit both populations alike.
+      const order = i % 2 ? [EMPTY, LIVE_TN] : [LIVE_TN, EMPTY];
+      for (const tn of order) {
+        const { ms, count } = await time(tn);
+        if (tn === EMPTY) {
+          empty.push(ms);
+          counts.empty += count;
+        } else {
+          live.push(ms);
+          counts.live += count;
+        }
+      }
+    }
+    const noise = h.medianDifferenceNoise(empty, live, 2000);
+    const result = {
+      pairs: PAIRS,
+      liveBlobs: LIVE,
+      medianMs: { empty: h.median(empty), live: h.median(live) },
+      meanEntries: { empty: counts.empty / PAIRS, live: counts.live / PAIRS },
+      differenceMs: noise.observed,
+      noiseMs: { p95: noise.p95, p99: noise.p99 },
+      permutationP: noise.p,
+    };
+    console.log(
+      `\n(b) retrieval latency, ${PAIRS} interleaved pairs, empty number vs number with ${LIVE} live blob(s)`,
+    );
+    console.log(
+      `  median empty ${result.medianMs.empty.toFixed(3)} ms, live ${result.medianMs.live.toFixed(3)} ms,` +
+        ` difference ${result.differenceMs.toFixed(3)} ms`,
+    );
+    console.log(
+      `  run noise (|median difference| over random relabellings): p95 ${noise.p95.toFixed(3)} ms, p99 ${noise.p99.toFixed(3)} ms;` +
+        ` permutation p = ${noise.p.toFixed(3)}`,
+    );
+    console.log(
+      `  entries per answer: empty ${result.meanEntries.empty.toFixed(2)}, live ${result.meanEntries.live.toFixed(2)}` +
+        " (the count is visible by design: RFC 8816 §6.2 returns every blob)",
+    );
+    const failures =
+      Math.abs(noise.observed) > noise.p99 ? ["latency difference beyond the run's noise"] : [];
+    return { report: result, failures };
+  } finally {
+    await srv.stop();
+  }
+}
+
+const h = await loadHelpers();
+const out = { when: new Date().toISOString(), short, node: process.version };
+const failures = [];
+for (const [part, key, fn] of [
+  ["a", "blobs", partA],
+  ["b", "timing", partB],
+]) {
+  if (only && only !== part) continue;
+  try {
+    const r = await fn(h);
+    out[key] = r.report;
+    failures.push(...r.failures);
+  } catch (err) {
+    // Keep what the other part measured; the run still fails.
+    console.error(err);
+    failures.push(`part ${part} did not run: ${err.message.split("\n")[0]}`);
+  }
+}
+out.failures = failures;
+await mkdir(join(here, "results"), { recursive: true });
+const file = join(here, "results", `privacy-${short ? "short-" : ""}${out.when.replace(/[:.]/g, "-")}.json`);
+await writeFile(file, `${JSON.stringify(out, null, 2)}\n`);
+console.log(`\nwrote ${file}`);
+if (failures.length) {
+  console.error(`FAIL: ${failures.join("; ")}`);
+  process.exit(1);
+}
+console.log("PASS");
