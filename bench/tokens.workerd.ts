@@ -1,0 +1,100 @@
+/**
+ * Storage-token benchmark, inside workerd (the server's RSA-RAW exists only there):
+ *   1. blind signatures per second at the issuer (RFC 9474 BlindSign with native RSA-RAW, 2048-bit);
+ *   2. store-with-token throughput as a ratio of store-without-token, interleaved in the same run
+ *      (target >= 0.8x). Both arms go through the whole app (middleware, PassportQueue DO); the token
+ *      arm adds both signature checks and the TokenLedger DO round trip. Tokens, K_temp signatures
+ *      and the sealed blob are made before timing, as a wallet makes them ahead of calls.
+ *
+ * Run: BENCH_TOKENS=1 npx vitest run --project integration-tokens bench/tokens.workerd.ts
+ * (ROUNDS and PER_ROUND are fixed below; medians over rounds are printed as JSON.)
+ */
+import { env } from "cloudflare:test";
+import { it } from "vitest";
+import { app } from "../src/app.js";
+import { blindSign, issuerKeys } from "../src/tokens/issuer-keys.js";
+import {
+  directToken,
+  issuerPrivateKey,
+  sealedFor,
+  tokenHeaders,
+} from "../test/integration-tokens/helpers.js";
+
+const ROUNDS = 7;
+const SIGN_PER_ROUND = 300;
+const STORE_PER_ROUND = 150;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+async function rate(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await op(i);
+  return n / ((performance.now() - t0) / 1000);
+}
+
+it("storage-token benchmark", async () => {
+  const key = (await issuerKeys(env)).current();
+  if (!key) throw new Error("no current issuer key");
+  const blinded = Array.from({ length: SIGN_PER_ROUND }, () => {
+    const m = crypto.getRandomValues(new Uint8Array(key.modulusBytes));
+    m[0] = 1;
+    return m;
+  });
+  const signRates: number[] = [];
+  for (let r = 0; r < ROUNDS; r++)
+    signRates.push(await rate(SIGN_PER_ROUND, (i) => blindSign(key, blinded[i] ?? blinded[0]!)));
+
+  // Same env for both arms; the switch on lets the baseline store without a token.
+  const benchEnv = { ...env, ALLOW_UNTOKENED_STORES: "true" };
+  const signer = await issuerPrivateKey("test-current");
+  const { text } = await sealedFor("12025550000");
+  const withRates: number[] = [];
+  const withoutRates: number[] = [];
+  let seq = 0;
+  const nextTn = () => `1303${String(seq++).padStart(7, "0")}`;
+  const post = (tn: string, headers: Record<string, string>) =>
+    app.request(
+      `https://cps.example.com/cps/${tn}/ppts`,
+      { method: "POST", headers: { "Content-Type": "application/passport", ...headers }, body: text },
+      benchEnv,
+    );
+  for (let r = 0; r < ROUNDS; r++) {
+    const prepared = await Promise.all(
+      Array.from({ length: STORE_PER_ROUND }, async () => {
+        const tn = nextTn();
+        const { token, privateKey } = await directToken("test-current", signer);
+        return { tn, headers: await tokenHeaders(token, privateKey, tn, text) };
+      }),
+    );
+    const plainTns = Array.from({ length: STORE_PER_ROUND }, nextTn);
+    const check = async (res: Response) => {
+      if (res.status !== 201) throw new Error(`store answered ${res.status}: ${await res.text()}`);
+    };
+    // Alternate which arm goes first, so warm-up and drift hit both.
+    const arms = [
+      async () =>
+        withoutRates.push(await rate(STORE_PER_ROUND, async (i) => check(await post(plainTns[i]!, {})))),
+      async () =>
+        withRates.push(
+          await rate(STORE_PER_ROUND, async (i) => check(await post(prepared[i]!.tn, prepared[i]!.headers))),
+        ),
+    ];
+    if (r % 2) arms.reverse();
+    for (const arm of arms) await arm();
+  }
+  const result = {
+    issuerBlindSignaturesPerSecond: Math.round(median(signRates)),
+    storeWithoutTokenPerSecond: Math.round(median(withoutRates)),
+    storeWithTokenPerSecond: Math.round(median(withRates)),
+    ratioWithOverWithout: Number((median(withRates) / median(withoutRates)).toFixed(3)),
+    rounds: ROUNDS,
+    signPerRound: SIGN_PER_ROUND,
+    storePerRound: STORE_PER_ROUND,
+    note: "sequential, one request in flight",
+  };
+  console.log(`TOKENS_BENCH ${JSON.stringify(result)}`);
+});
