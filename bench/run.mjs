@@ -1,0 +1,435 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: CPS throughput and latency over real HTTP against `wrangler dev` on workerd, each
+ * scenario beside a bare Durable Object baseline (/_bench/baseline, BENCH_BASELINE=true) doing the
+ * same number of writes or reads over the same key spread, in the same run, rounds interleaved.
+ *
+ *   npm run bench -- [--rounds 5] [--requests 1500] [--concurrency 16] [--out bench/results/x.json]
+ *
+ * Scenarios (CPS route vs baseline route):
+ *   store-hot        POST /cps/{tn}/ppts            vs POST /_bench/baseline/{key}
+ *                    one hot number at a time, replaced every 900 stores (under the 1,000-live cap)
+ *   store-spread     the same, each request to a random one of 10,000 numbers
+ *   retrieve-hot     GET /cps/{tn}/ppts, tn holds 3 blobs (+1-3 dummies sealed per answer)
+ *                    vs GET /_bench/baseline/{key}/{id}, key holds 3 rows
+ *   retrieve-spread  the same over 10,000 numbers holding nothing (the CPS still seals 1-3 dummies)
+ *
+ * Blobs are real envelopes: src/stir/envelope.ts is bundled with esbuild and seals 200 distinct ones.
+ * Progress goes to stderr, the table to stdout, the full figures to bench/results/bench-<date>.json.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    requests: { type: "string", default: "500" },
+    concurrency: { type: "string", default: "16" },
+    blobs: { type: "string", default: "200" },
+    out: { type: "string" },
+    "persist-to": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (flags.help) {
+  console.log("npm run bench -- [--rounds N] [--requests N] [--concurrency N] [--blobs N] [--out FILE]");
+  process.exit(0);
+}
+const ROUNDS = positive("rounds");
+const REQUESTS = positive("requests");
+const CONCURRENCY = positive("concurrency");
+const BLOBS = positive("blobs");
+const SPREAD = 10_000;
+const HOT_SEGMENT = 900; // stores per hot number before the next one: under MAX_LIVE_PER_NUMBER (1,000)
+const HOT_BLOBS = 3;
+const TARGET_RATIO = 0.7;
+
+function positive(name) {
+  const n = Number(flags[name]);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} must be a positive whole number`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Sealed blobs, made once with the project's own envelope code.
+
+async function sealBlobs(count) {
+  const { build } = await import("esbuild");
+  const dir = await mkdtemp(join(tmpdir(), "cps-bench-"));
+  const outfile = join(dir, "seal.mjs");
+  await build({
+    stdin: {
+      contents: `
+        export { encodeEnvelope, generateRecipientKeyPair, makeDummy, sealPassport } from "./src/stir/envelope.ts";
+        export { canonicalTn } from "./src/stir/tn.ts";
+        export { RFC8816_EXAMPLE_PASSPORT } from "./test/helpers/cps.ts";`,
+      resolveDir: REPO_ROOT,
+      loader: "ts",
+      sourcefile: "bench-seal.ts",
+    },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile,
+    logLevel: "warning",
+  });
+  const m = await import(pathToFileURL(outfile).href);
+  await rm(dir, { recursive: true, force: true });
+  // Sealed for one number: the CPS cannot tell which number a blob was sealed for (that is the
+  // point of the envelope), so storing them under other numbers costs it exactly the same.
+  const tn = m.canonicalTn("15550100000");
+  const callee = await m.generateRecipientKeyPair();
+  const blobs = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    blobs.push(m.encodeEnvelope(await m.sealPassport(callee.publicKey, tn, m.RFC8816_EXAMPLE_PASSPORT)));
+  }
+  const sealUs = ((performance.now() - t0) * 1000) / count;
+  // What one dummy costs (a throwaway key pair plus a seal), here on Node: the CPS pays this 1-3
+  // times per retrieval, in workerd, on the same kind of WebCrypto X25519.
+  const t1 = performance.now();
+  for (let i = 0; i < count; i++) await m.makeDummy(tn);
+  const dummyUs = ((performance.now() - t1) * 1000) / count;
+  return { blobs, sealUs, dummyUs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generation: a fixed number of requests, at most CONCURRENCY in flight.
+
+/** Deterministic PRNG (mulberry32), so the CPS and baseline rounds use the same key sequence. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * Runs `count` requests; request i is `makeRequest(i)` -> [url, init, expectedStatus].
+ * Returns throughput (successful requests/s), latency percentiles (ms) and unexpected statuses.
+ */
+async function load(count, makeRequest) {
+  const latencies = new Float64Array(count);
+  const unexpected = {};
+  let next = 0;
+  let ok = 0;
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const [url, init, expected] = makeRequest(i);
+      const t0 = performance.now();
+      let status;
+      try {
+        const res = await fetch(url, init);
+        await res.arrayBuffer();
+        status = res.status;
+      } catch (err) {
+        status = err?.cause?.code ?? "fetch-error";
+      }
+      latencies[i] = performance.now() - t0;
+      if (status === expected) ok++;
+      else unexpected[status] = (unexpected[status] ?? 0) + 1;
+    }
+  }
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  latencies.sort();
+  return {
+    requests: count,
+    ok,
+    unexpected,
+    seconds,
+    rps: ok / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios. Numbers are 11-digit E.164 strings in disjoint ranges per scenario.
+
+function buildScenarios(url, blobs) {
+  const post = (body) => ({
+    method: "POST",
+    headers: { "Content-Type": "application/passport" },
+    body,
+  });
+  const blob = (i) => blobs[i % blobs.length];
+  let hotCounter = 0; // every store-hot round starts on fresh hot numbers
+  let retrieveHotCounter = 0;
+
+  return [
+    {
+      name: "store-hot",
+      what: `POST, one hot number at a time (new one every ${HOT_SEGMENT} stores)`,
+      async prepare() {
+        const base = hotCounter;
+        hotCounter += Math.ceil(REQUESTS / HOT_SEGMENT);
+        const tn = (i) => `1555020${String(base + Math.floor(i / HOT_SEGMENT)).padStart(4, "0")}`;
+        return {
+          cps: (i) => [`${url}/cps/${tn(i)}/ppts`, post(blob(i)), 201],
+          baseline: (i) => [`${url}/_bench/baseline/${tn(i)}`, post(blob(i)), 201],
+        };
+      },
+    },
+    {
+      name: "store-spread",
+      what: `POST, random one of ${SPREAD.toLocaleString("en")} numbers`,
+      async prepare(round) {
+        const keys = randomKeys(round, "1555030", SPREAD);
+        return {
+          cps: (i) => [`${url}/cps/${keys[i]}/ppts`, post(blob(i)), 201],
+          baseline: (i) => [`${url}/_bench/baseline/${keys[i]}`, post(blob(i)), 201],
+        };
+      },
+    },
+    {
+      name: "retrieve-hot",
+      what: `GET list, one number holding ${HOT_BLOBS} blobs (baseline: read 1 of ${HOT_BLOBS} rows)`,
+      async prepare() {
+        // A fresh number per round, so it holds exactly HOT_BLOBS live blobs whatever the TTL did.
+        const tn = `1555040${String(retrieveHotCounter++).padStart(4, "0")}`;
+        const ids = [];
+        for (let k = 0; k < HOT_BLOBS; k++) {
+          await mustStore(`${url}/cps/${tn}/ppts`, post(blob(k)));
+          ids.push((await mustStore(`${url}/_bench/baseline/${tn}`, post(blob(k)))).id);
+        }
+        return {
+          cps: () => [`${url}/cps/${tn}/ppts`, undefined, 200],
+          baseline: (i) => [`${url}/_bench/baseline/${tn}/${ids[i % ids.length]}`, undefined, 200],
+        };
+      },
+    },
+    {
+      name: "retrieve-spread",
+      what: `GET list, random one of ${SPREAD.toLocaleString("en")} numbers holding nothing (baseline: read a missing row)`,
+      async prepare(round) {
+        const keys = randomKeys(round, "1555050", SPREAD);
+        const missing = "0".repeat(32);
+        return {
+          cps: (i) => [`${url}/cps/${keys[i]}/ppts`, undefined, 200],
+          baseline: (i) => [`${url}/_bench/baseline/${keys[i]}/${missing}`, undefined, 404],
+        };
+      },
+    },
+  ];
+}
+
+function randomKeys(seed, prefix, spread) {
+  const rand = prng(0x5eed + seed);
+  return Array.from(
+    { length: REQUESTS },
+    () => `${prefix}${String(Math.floor(rand() * spread)).padStart(4, "0")}`,
+  );
+}
+
+async function mustStore(url, init) {
+  const res = await fetch(url, init);
+  if (res.status !== 201) throw new Error(`seeding ${url} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine() {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? "unknown";
+  // The workerd that wrangler dev runs is wrangler's own dependency, not the top-level one.
+  const fromWrangler = createRequire(join(REPO_ROOT, "node_modules/wrangler/package.json"));
+  const version = (pkg) => fromWrangler(`${pkg}/package.json`).version;
+  let commit = "unknown";
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO_ROOT }).toString().trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: REPO_ROOT });
+    if (dirty.length > 0) commit += "+dirty";
+  } catch {
+    // not a git checkout
+  }
+  return {
+    nproc: cpus().length,
+    cpu: model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    wrangler: JSON.parse(readFileSync(join(REPO_ROOT, "node_modules/wrangler/package.json"), "utf8")).version,
+    workerd: version("workerd"),
+    commit,
+  };
+}
+
+const fmt = (n, d = 0) => n.toLocaleString("en", { minimumFractionDigits: d, maximumFractionDigits: d });
+
+function table(summary) {
+  const head = ["scenario", "route", "req/s", "p50 ms", "p99 ms", "errors", "CPS/baseline"];
+  const rows = [];
+  for (const s of summary) {
+    for (const side of ["cps", "baseline"]) {
+      const m = s[side];
+      rows.push([
+        side === "cps" ? s.name : "",
+        side,
+        fmt(m.rps),
+        fmt(m.p50, 1),
+        fmt(m.p99, 1),
+        fmt(m.errors),
+        side === "cps"
+          ? `${fmt(s.ratio, 2)}x ${s.ratio >= TARGET_RATIO ? "(>= 0.7 target)" : "(below 0.7 target)"}`
+          : "",
+      ]);
+    }
+  }
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (r) =>
+    `| ${r.map((v, c) => (c >= 2 && c <= 5 ? v.padStart(widths[c]) : v.padEnd(widths[c]))).join(" | ")} |`;
+  return [
+    line(head),
+    `|${widths.map((w, c) => (c >= 2 && c <= 5 ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`,
+    ...rows.map(line),
+  ].join("\n");
+}
+
+async function main() {
+  const started = Date.now();
+  const env = machine();
+  progress(`${env.nproc} x ${env.cpu}, Node ${env.node}, workerd ${env.workerd}; commit ${env.commit}`);
+  progress(`rounds ${ROUNDS}, ${REQUESTS} requests per route per round, concurrency ${CONCURRENCY}`);
+
+  progress(`sealing ${BLOBS} blobs with src/stir/envelope.ts (bundled by esbuild)...`);
+  const { blobs, sealUs, dummyUs } = await sealBlobs(BLOBS);
+  progress(`seal ${fmt(sealUs)} us/blob, dummy ${fmt(dummyUs)} us/blob (Node WebCrypto, one thread)`);
+
+  // ALLOW_UNTOKENED_STORES: stores here carry no storage token (issuance is not what this measures).
+  const vars = { BENCH_BASELINE: "true", ALLOW_UNTOKENED_STORES: "true" };
+  progress("starting wrangler dev (fresh state dir)...");
+  const server = await startLocalServer({ vars, persistTo: flags["persist-to"] });
+  let summary;
+  const rounds = {};
+  try {
+    const scenarios = buildScenarios(server.url, blobs);
+
+    progress("warming up...");
+    for (const s of scenarios) {
+      const routes = await s.prepare(-1);
+      const n = Math.min(REQUESTS, 300);
+      await load(n, routes.cps);
+      await load(n, routes.baseline);
+    }
+
+    for (const s of scenarios) {
+      rounds[s.name] = { cps: [], baseline: [] };
+      for (let r = 0; r < ROUNDS; r++) {
+        const routes = await s.prepare(r);
+        // Alternate which side goes first, so drift within the run falls on both equally.
+        const order = r % 2 === 0 ? ["cps", "baseline"] : ["baseline", "cps"];
+        for (const side of order) rounds[s.name][side].push(await load(REQUESTS, routes[side]));
+        const c = rounds[s.name].cps.at(-1);
+        const b = rounds[s.name].baseline.at(-1);
+        progress(
+          `${s.name} round ${r + 1}/${ROUNDS}: cps ${fmt(c.rps)} req/s (p99 ${fmt(c.p99, 1)} ms), ` +
+            `baseline ${fmt(b.rps)} req/s (p99 ${fmt(b.p99, 1)} ms)`,
+        );
+      }
+    }
+
+    summary = scenarios.map((s) => {
+      const side = (k) => {
+        const rs = rounds[s.name][k];
+        return {
+          rps: median(rs.map((x) => x.rps)),
+          p50: median(rs.map((x) => x.p50)),
+          p99: median(rs.map((x) => x.p99)),
+          errors: rs.reduce((sum, x) => sum + (x.requests - x.ok), 0),
+          unexpected: rs.reduce((acc, x) => {
+            for (const [k2, v] of Object.entries(x.unexpected)) acc[k2] = (acc[k2] ?? 0) + v;
+            return acc;
+          }, {}),
+        };
+      };
+      const cps = side("cps");
+      const baseline = side("baseline");
+      return { name: s.name, what: s.what, cps, baseline, ratio: cps.rps / baseline.rps };
+    });
+  } finally {
+    await server.stop();
+  }
+
+  const elapsed = (Date.now() - started) / 1000;
+  console.log(
+    `\nCPS vs bare Durable Object baseline, wrangler dev (workerd ${env.workerd}) on ${env.nproc} x ${env.cpu}, Node ${env.node}`,
+  );
+  console.log(
+    `medians of ${ROUNDS} interleaved rounds, ${REQUESTS} requests per route per round, concurrency ${CONCURRENCY}; ` +
+      `hot stores rotate to a new number every ${HOT_SEGMENT} (live cap 1,000 per number, TTL 60 s)\n`,
+  );
+  console.log(table(summary));
+  for (const s of summary) console.log(`  ${s.name}: ${s.what}`);
+
+  const day = new Date().toISOString().slice(0, 10);
+  const out = flags.out ?? join(REPO_ROOT, "bench", "results", `bench-${day}.json`);
+  await mkdir(join(out, ".."), { recursive: true });
+  await writeFile(
+    out,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        command: `npm run bench -- --rounds ${ROUNDS} --requests ${REQUESTS} --concurrency ${CONCURRENCY}`,
+        machine: env,
+        config: {
+          rounds: ROUNDS,
+          requests: REQUESTS,
+          concurrency: CONCURRENCY,
+          blobs: BLOBS,
+          spread: SPREAD,
+          hotSegment: HOT_SEGMENT,
+          hotBlobs: HOT_BLOBS,
+          vars,
+        },
+        targetRatio: TARGET_RATIO,
+        sealing: { sealMicros: sealUs, dummyMicros: dummyUs, on: `Node ${process.version}` },
+        summary,
+        rounds,
+        elapsedSeconds: elapsed,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`\n${fmt(elapsed)} s in all; figures in ${out}`);
+  if (summary.some((s) => s.cps.errors > 0 || s.baseline.errors > 0)) {
+    console.error("some requests got unexpected answers: see `unexpected` in the JSON");
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
