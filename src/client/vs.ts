@@ -13,11 +13,11 @@
  * `failed` (something opened, nothing passed), with the reason for every candidate.
  */
 import type { X509Certificate } from "@peculiar/x509";
+import { base64url } from "jose";
 import { CpsError } from "../errors.js";
-import { decodeBase64url } from "../stir/base64url.js";
 import type { CertificateChain } from "../stir/cert-parse.js";
 import { CertificateValidator } from "../stir/cert-validate.js";
-import { openPassport } from "../stir/envelope.js";
+import { ENVELOPE_TEXT_LENGTH, openPassport } from "../stir/envelope.js";
 import {
   checkFreshness,
   DEFAULT_FRESHNESS_SECONDS,
@@ -126,6 +126,22 @@ export interface VerificationServiceOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * The blob bytes of a listed entry, or undefined when it cannot be one. Looser than the CPS's decoder
+ * on purpose (no canonical-encoding check): a VS only needs the bytes, and HPKE authenticates them.
+ */
+function blobBytes(text: string): Uint8Array | undefined {
+  const compact = text.length === ENVELOPE_TEXT_LENGTH ? text : text.replace(/\s+/g, "");
+  if (compact.length !== ENVELOPE_TEXT_LENGTH || !B64URL.test(compact)) return undefined;
+  try {
+    return base64url.decode(compact);
+  } catch {
+    return undefined;
+  }
+}
+
 function failure(step: CandidateFailure["step"], err: unknown): CandidateFailure {
   if (err instanceof CpsError) return { step, code: err.code, message: err.message };
   return { step, code: "INTERNAL", message: err instanceof Error ? err.message : "Unexpected failure" };
@@ -209,10 +225,8 @@ export class VerificationService {
     onProgress?.(0, list.length);
     const tick = () => onProgress?.(++done, list.length);
     const results = await pool(list, this.#options.concurrency ?? 64, async (entry) => {
-      let bytes: Uint8Array;
-      try {
-        bytes = decodeBase64url(entry.blob);
-      } catch {
+      const bytes = blobBytes(entry.blob);
+      if (bytes === undefined) {
         tick();
         return undefined; // not a blob: cannot open, like a dummy
       }
