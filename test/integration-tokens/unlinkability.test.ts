@@ -124,7 +124,7 @@ describe("a store with a token leaves no token data with the blob", () => {
         sql
           .exec(`SELECT * FROM "${t}"`)
           .toArray()
-          .map((r) => ({ table: t, ...r })),
+          .map((r): Record<string, unknown> => ({ table: t, ...r })),
       );
     });
     const ppts = rows.filter((r) => r.table === "ppts");
