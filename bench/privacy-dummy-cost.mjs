@@ -11,15 +11,19 @@
  * once back to back and once paced (--gap ms idle before each request, default 5: the pool refills in
  * idle time, so only pacing shows what it takes off the request path), and a throughput phase
  * (16 concurrent clients) of empty retrievals vs baseline reads.
- * Reports medians (ms), ratios to the baseline, and empty - missing (the dummies' share).
+ * Reports medians (ms), ratios to the baseline, and empty - missing. First, in process (Node's
+ * WebCrypto, bench/privacy-dummy-micro.ts): one makeDummy, and one retrieval's dummies with the pool
+ * drained vs warm.
  *
- *   node bench/privacy-dummy-cost.mjs [--before DIR] [--rounds R] [--per N]
+ *   node bench/privacy-dummy-cost.mjs [--before DIR] [--rounds R] [--per N] [--gap MS] [--micro-only]
  * --before DIR also measures the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR` with a
  * node_modules symlink), one server after the other, each against its own baseline.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -133,7 +137,7 @@ async function measure(label, root) {
     );
     console.log(
       `  ratios to baseline: empty ${out.latencyRatioEmptyToBase.toFixed(2)}, missing-id ${out.latencyRatioMissingToBase.toFixed(2)};` +
-        ` empty - missing-id (the dummies) ${out.dummyShareMs.toFixed(3)} ms`,
+        ` empty - missing-id ${out.dummyShareMs.toFixed(3)} ms`,
     );
     console.log(
       `  paced (${GAP} ms idle): empty ${out.paced.medianMs.empty.toFixed(3)} ms, missing-id ${out.paced.medianMs.missing.toFixed(3)} ms,` +
@@ -151,8 +155,29 @@ async function measure(label, root) {
 }
 
 const results = { when: new Date().toISOString(), node: process.version, servers: [] };
-if (before) results.servers.push(await measure("before", resolve(before)));
-results.servers.push(await measure("this tree", resolve(here, "..")));
+{
+  const outfile = join(await mkdtemp(join(tmpdir(), "cps-dummy-")), "micro.mjs");
+  await build({
+    entryPoints: [join(here, "privacy-dummy-micro.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile,
+    logLevel: "warning",
+  });
+  const { micro } = await import(pathToFileURL(outfile).href);
+  results.micro = await micro();
+  const m = results.micro;
+  console.log(`in process (Node ${process.version}, medians of ${m.rounds} x ${m.per}):`);
+  console.log(
+    `  makeDummy ${m.makeDummyMs.toFixed(3)} ms; one retrieval's dummies (1-3): pool drained ` +
+      `${m.dummiesPerRetrievalMs.drained.toFixed(3)} ms, pool warm ${m.dummiesPerRetrievalMs.warm.toFixed(3)} ms`,
+  );
+}
+if (!args.includes("--micro-only")) {
+  if (before) results.servers.push(await measure("before", resolve(before)));
+  results.servers.push(await measure("this tree", resolve(here, "..")));
+}
 await mkdir(join(here, "results"), { recursive: true });
 const file = join(here, "results", `dummy-cost-${results.when.replace(/[:.]/g, "-")}.json`);
 await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
