@@ -64,3 +64,13 @@ export {
   type VerificationServiceOptions,
   type VsTimings,
 } from "./vs.js";
+export {
+  subscribeUrl,
+  type Watcher,
+  type WatchFrame,
+  type WatchOptions,
+  type WatchStatus,
+  type WatchTarget,
+  type WebSocketLike,
+  watch,
+} from "./watch.js";

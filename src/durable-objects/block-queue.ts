@@ -15,7 +15,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { newBlobId } from "../stir/blob-id.js";
 import { makeDummy } from "../stir/envelope.js";
-import { type BlockQuery, blockHoldsTn, formatBlockQuery, randomTnInBlock } from "../stir/push-blocks.js";
+import {
+  type BlockQuery,
+  formatBlockQuery,
+  MAX_BLOCK_OPEN_DIGITS,
+  randomTnInBlock,
+} from "../stir/push-blocks.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import {
   broadcast,
@@ -27,7 +32,7 @@ import {
   pushFrame,
 } from "./push.js";
 
-/** Live rows one index block keeps; beyond this `add` drops (logged by the caller's absence here). */
+/** Live rows one index block keeps; beyond this `add` refuses (false) and the number queue alone has it. */
 export const MAX_LIVE_PER_BLOCK = 100_000;
 /** Most blobs one block answer carries (~14 MB of JSON); the rest is flagged `truncated`. */
 export const MAX_BLOCK_LIST = 10_000;
@@ -59,6 +64,8 @@ export class BlockQueue extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly meta: MetaTable;
   private alarmAt: number | null = null;
+  /** Live rows (over-estimate between alarms); null until first needed after a wake-up. */
+  private live: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -73,10 +80,10 @@ export class BlockQueue extends DurableObject<Env> {
 
   /** Files one blob stored to `tn` (idempotent by id) and pushes it to the sub-blocks holding `tn`. */
   async add(tn: string, id: string, blob: Uint8Array, expiresAt: number): Promise<boolean> {
-    const live = this.sql
-      .exec<{ n: number }>("SELECT count(*) AS n FROM blobs WHERE expires_at > ?", Date.now())
-      .one().n;
-    if (live >= MAX_LIVE_PER_BLOCK) return false;
+    // Counted once per wake-up, then kept in memory (an over-estimate until the alarm recounts): a
+    // count(*) per add would cost O(live rows) on every store to the block.
+    this.live ??= this.countLive();
+    if (this.live >= MAX_LIVE_PER_BLOCK) return false;
     this.sql.exec(
       "INSERT OR IGNORE INTO blobs (id, tn, blob, expires_at) VALUES (?, ?, ?, ?)",
       id,
@@ -84,11 +91,16 @@ export class BlockQueue extends DurableObject<Env> {
       blob,
       expiresAt,
     );
-    const sockets = this.ctx.getWebSockets().filter((ws) => {
-      const q = queryOf(ws);
-      return q !== null && blockHoldsTn(q, tn);
-    });
-    if (sockets.length > 0) broadcast(sockets, pushFrame({ id, tn, blob }));
+    this.live++;
+    // A number lies in exactly one sub-block per open-digit count: at most 4 tag look-ups, no
+    // per-socket attachment reads on the store path.
+    let frame: string | null = null;
+    for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
+      const sockets = this.ctx.getWebSockets(formatBlockQuery({ digits: tn.slice(0, -open), open }));
+      if (sockets.length === 0) continue;
+      frame ??= pushFrame({ id, tn, blob });
+      broadcast(sockets, frame);
+    }
     await this.scheduleAlarm(expiresAt);
     return true;
   }
@@ -131,7 +143,8 @@ export class BlockQueue extends DurableObject<Env> {
     }
     const query: BlockQuery = { digits, open };
     const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server);
+    // The tag is the sub-block: `add` finds its sockets by tag without reading attachments.
+    this.ctx.acceptWebSocket(server, [formatBlockQuery(query)]);
     server.serializeAttachment({ v: 1, digits, open } satisfies Attachment);
     const { blobs } = await this.list(query);
     for (const b of blobs) server.send(pushFrame(b));
@@ -154,6 +167,10 @@ export class BlockQueue extends DurableObject<Env> {
 
   /** Count of live rows (tests and operators). */
   async liveCount(): Promise<number> {
+    return this.countLive();
+  }
+
+  private countLive(): number {
     return this.sql
       .exec<{ n: number }>("SELECT count(*) AS n FROM blobs WHERE expires_at > ?", Date.now())
       .one().n;
@@ -163,6 +180,7 @@ export class BlockQueue extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec("DELETE FROM blobs WHERE expires_at <= ?", now);
+    this.live = null;
     this.alarmAt = null;
     let dummyAt = Number(this.meta.get("dummyAt") ?? Number.NaN);
     const sockets = this.ctx.getWebSockets();

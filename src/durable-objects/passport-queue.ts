@@ -114,7 +114,8 @@ export class PassportQueue extends DurableObject<Env> {
   private async fileInBlock(tn: string, id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await blockQueueFor(this.env, tn).add(tn, id, blob, expiresAt);
+        const filed = await blockQueueFor(this.env, tn).add(tn, id, blob, expiresAt);
+        if (!filed) logEvent({ event: "block_full", code: "BLOCK_FULL" });
         return;
       } catch {
         // retried once below

@@ -1,0 +1,371 @@
+#!/usr/bin/env node
+/**
+ * Push and block benchmark (RFC 8816 §5.5, §6.2; docs/push-and-blocks.md) over real HTTP and
+ * WebSockets against `wrangler dev` on workerd. Two servers run side by side, rounds interleaved:
+ * A with the block index on (the default), B with PUSH_BLOCK_INDEX=false, so the per-store cost of
+ * the index is a ratio from the same run.
+ *
+ *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--out bench/results/x.json]
+ *
+ * Scenarios (medians over rounds of each round's figure):
+ *   delivery-S    S = 1, 10, 100 subscribers on one number; stores one at a time; latency from the
+ *                 start of the POST to the frame's arrival at each subscriber (p50, p99 over all).
+ *   throughput    stores at --concurrency to a number with 100 subscribers vs to one with none, on A;
+ *                 ratio = with / without (target >= 0.8).
+ *   index-cost    stores at --concurrency, each to a random number of 10 blocks, A (index) vs B (none):
+ *                 throughput ratio and p50 latency difference = the block copy's cost per store.
+ *   block-get     GET /cps/blocks/{block}/ppts for a block holding 100 live blobs (sequential, p50/p99),
+ *                 beside GET /cps/{tn}/ppts of one number holding 100 and a fan-out GET over the 100
+ *                 numbers that hold them (a lower bound of what a block read without the index costs).
+ *
+ * Blobs are random bytes of the envelope length: the CPS never opens them, so sealing adds nothing.
+ * Subscribers are bare WebSocket clients on raw TCP sockets (frames cut out, no JSON parsing), so
+ * the client side takes as little of the shared CPU as possible.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "5" },
+    stores: { type: "string", default: "200" },
+    concurrency: { type: "string", default: "16" },
+    out: { type: "string" },
+  },
+});
+const ROUNDS = Number(flags.rounds);
+const STORES = Number(flags.stores);
+const CONCURRENCY = Number(flags.concurrency);
+const ENVELOPE_LENGTH = 1072; // src/stir/envelope.ts: 32 (enc) + 1024 (padded) + 16 (tag)
+const SUBSCRIBER_COUNTS = [1, 10, 100];
+const DELIVERY_STORES = 50;
+const BLOCK_GETS = 50;
+
+const log = (...a) => console.error(...a);
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
+};
+const randomBlob = () =>
+  Buffer.from(crypto.getRandomValues(new Uint8Array(ENVELOPE_LENGTH))).toString("base64url");
+const digits = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b % 10).join("");
+
+/** `wrangler dev` answers 503 "worker restarted mid-request" now and then on a crowded machine. */
+const restarts = { count: 0 };
+
+async function store(url, tn, blob = randomBlob()) {
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${url}/cps/${tn}/ppts`, {
+      method: "POST",
+      headers: { "Content-Type": "application/passport" },
+      body: blob,
+    });
+    const text = await res.text();
+    if (res.status === 201) return;
+    if (res.status === 503 && attempt < 3) {
+      restarts.count++;
+      continue;
+    }
+    throw new Error(`store ${tn}: ${res.status} ${text.slice(0, 300)}`);
+  }
+}
+
+/**
+ * A bare WebSocket subscriber on a raw TCP socket: handshake, then server frames (unmasked) are cut
+ * out of the byte stream and handed to `onFrame` with their arrival time. Much cheaper per frame than
+ * a full client, which matters on a small machine where the subscribers share the CPU with the CPS.
+ */
+function rawSubscriber(url, path, onFrame) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const sock = connect(Number(u.port), u.hostname);
+    sock.setNoDelay(true);
+    let buf = Buffer.alloc(0);
+    let open = false;
+    sock.on("connect", () =>
+      sock.write(
+        `GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      ),
+    );
+    sock.on("data", (chunk) => {
+      const at = performance.now();
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (!open) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        if (!buf.subarray(0, 16).toString().includes(" 101 ")) {
+          reject(new Error(`subscribe refused: ${buf.subarray(0, 60).toString()}`));
+          sock.destroy();
+          return;
+        }
+        open = true;
+        buf = buf.subarray(end + 4);
+        resolve(sock);
+      }
+      for (;;) {
+        if (buf.length < 2) return;
+        let len = buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf.length < off + len) return;
+        if ((buf[0] & 0x0f) === 1) onFrame(buf.subarray(off, off + len), at);
+        buf = buf.subarray(off + len);
+      }
+    });
+    sock.on("error", reject);
+  });
+}
+
+const BLOB_KEY = Buffer.from('"blob":"');
+
+/** Opens `count` subscribers; each frame's arrival time is recorded by its blob's first 40 chars. */
+async function subscribers(url, path, count, { record = true } = {}) {
+  const arrivals = new Map(); // key -> [times]
+  let frames = 0;
+  const onFrame = (payload, at) => {
+    frames++;
+    if (!record) return;
+    const i = payload.indexOf(BLOB_KEY) + BLOB_KEY.length;
+    const key = payload.subarray(i, i + 40).toString();
+    const list = arrivals.get(key) ?? [];
+    list.push(at);
+    arrivals.set(key, list);
+  };
+  const sockets = [];
+  for (let i = 0; i < count; i += 10) {
+    sockets.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(10, count - i) }, () => rawSubscriber(url, path, onFrame)),
+      )),
+    );
+  }
+  // Every subscriber is greeted with a dummy: wait for all greetings before measuring.
+  const deadline = Date.now() + 30_000;
+  while (frames < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  return {
+    arrivals,
+    frames: () => frames,
+    close: () => {
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** Runs `count` requests at CONCURRENCY; returns stores/s and latency percentiles. */
+async function load(count, fn) {
+  const latencies = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < count) {
+        const i = next++;
+        const t0 = performance.now();
+        await fn(i);
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { rps: count / seconds, ...stats(latencies) };
+}
+
+async function delivery(url, subs) {
+  const tn = `1555${digits(7)}`;
+  const s = await subscribers(url, `/cps/${tn}/subscribe`, subs);
+  const latencies = [];
+  for (let i = 0; i < DELIVERY_STORES; i++) {
+    const blob = randomBlob();
+    const key = blob.slice(0, 40);
+    const t0 = performance.now();
+    await store(url, tn, blob);
+    const deadline = Date.now() + 10_000;
+    while ((s.arrivals.get(key)?.length ?? 0) < subs) {
+      if (Date.now() > deadline) throw new Error(`delivery to ${subs} subscribers timed out`);
+      await new Promise((r) => setImmediate(r));
+    }
+    for (const at of s.arrivals.get(key)) latencies.push(at - t0);
+  }
+  s.close();
+  return stats(latencies);
+}
+
+async function throughput(url) {
+  const withTn = `1666${digits(7)}`;
+  const withoutTn = `1666${digits(7)}`;
+  const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: false });
+  // Interleaved halves so drift in the machine's load hits both alike.
+  const half = Math.floor(STORES / 2);
+  const a1 = await load(half, () => store(url, withoutTn));
+  const b1 = await load(half, () => store(url, withTn));
+  const b2 = await load(half, () => store(url, withTn));
+  const a2 = await load(half, () => store(url, withoutTn));
+  // Every store reached every subscriber (plus its greeting), or the figure means nothing.
+  const want = 100 * (2 * half + 1);
+  const deadline = Date.now() + 30_000;
+  while (s.frames() < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  s.close();
+  if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
+  const none = (a1.rps + a2.rps) / 2;
+  const hundred = (b1.rps + b2.rps) / 2;
+  return { none, hundred, ratio: hundred / none };
+}
+
+async function indexCost(urlIndex, urlNone) {
+  const blocks = Array.from({ length: 10 }, () => `1777${digits(3)}`);
+  const tn = () => blocks[Math.floor(Math.random() * blocks.length)] + digits(4);
+  const off1 = await load(STORES, () => store(urlNone, tn()));
+  const on1 = await load(STORES, () => store(urlIndex, tn()));
+  const on2 = await load(STORES, () => store(urlIndex, tn()));
+  const off2 = await load(STORES, () => store(urlNone, tn()));
+  const on = { rps: (on1.rps + on2.rps) / 2, p50: (on1.p50 + on2.p50) / 2 };
+  const off = { rps: (off1.rps + off2.rps) / 2, p50: (off1.p50 + off2.p50) / 2 };
+  return { on, off, ratio: on.rps / off.rps, extraP50Ms: on.p50 - off.p50 };
+}
+
+async function timedGets(count, url) {
+  const latencies = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const res = await fetch(url);
+    const body = await res.json();
+    if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
+    latencies.push(performance.now() - t0);
+    if (i === 0) timedGets.last = body.passports.length;
+  }
+  return stats(latencies);
+}
+
+async function blockGet(url) {
+  const prefix = `1888${digits(3)}`;
+  const numbers = new Set();
+  while (numbers.size < 100) numbers.add(prefix + digits(4));
+  const one = `1889${digits(7)}`;
+  await Promise.all([...numbers].map((tn) => store(url, tn)));
+  for (let i = 0; i < 100; i++) await store(url, one);
+  const block = await timedGets(BLOCK_GETS, `${url}/cps/blocks/${prefix}xxxx/ppts`);
+  const blockItems = timedGets.last;
+  const number = await timedGets(BLOCK_GETS, `${url}/cps/${one}/ppts`);
+  const fanout = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    const list = [...numbers];
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (list.length) await (await fetch(`${url}/cps/${list.pop()}/ppts`)).arrayBuffer();
+      }),
+    );
+    fanout.push(performance.now() - t0);
+  }
+  return { block, blockItems, number, fanout100: stats(fanout) };
+}
+
+async function main() {
+  const vars = { ALLOW_UNTOKENED_STORES: "true", MAX_LIVE_PER_NUMBER: "1000000" };
+  log("starting two local servers (block index on / off)...");
+  // One at a time, each with its own inspector port (two wrangler devs would both want 9229).
+  const server = async (v) =>
+    startLocalServer({ vars: v, args: ["--inspector-port", String(await freePort())] });
+  const a = await server(vars);
+  const b = await server({ ...vars, PUSH_BLOCK_INDEX: "false" });
+  const rounds = [];
+  const failedRounds = [];
+  try {
+    // Warm-up: isolates, DO classes, JIT.
+    await Promise.all([
+      load(100, () => store(a.url, `1999${digits(7)}`)),
+      load(100, () => store(b.url, `1999${digits(7)}`)),
+    ]);
+    await delivery(a.url, 1);
+    for (let r = 0, failures = 0; r < ROUNDS; ) {
+      try {
+        const round = { delivery: {} };
+        for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(a.url, s);
+        round.throughput = await throughput(a.url);
+        round.indexCost = await indexCost(a.url, b.url);
+        round.blockGet = await blockGet(a.url);
+        rounds.push(round);
+        log(`round ${++r}/${ROUNDS}:`, JSON.stringify(round));
+      } catch (err) {
+        // A worker restart drops the subscribers' sockets: the round is discarded and run again.
+        if (++failures > 3) throw err;
+        failedRounds.push(String(err).slice(0, 200));
+        log(`round discarded: ${err}`);
+      }
+    }
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+  const m = (f) => Number(median(rounds.map(f)).toFixed(2));
+  const summary = {
+    delivery: Object.fromEntries(
+      SUBSCRIBER_COUNTS.map((s) => [
+        s,
+        { p50Ms: m((r) => r.delivery[s].p50), p99Ms: m((r) => r.delivery[s].p99) },
+      ]),
+    ),
+    throughput: {
+      noneStoresPerS: m((r) => r.throughput.none),
+      hundredSubsStoresPerS: m((r) => r.throughput.hundred),
+      ratio: m((r) => r.throughput.ratio),
+      target: 0.8,
+    },
+    indexCost: {
+      withIndexStoresPerS: m((r) => r.indexCost.on.rps),
+      withoutIndexStoresPerS: m((r) => r.indexCost.off.rps),
+      ratio: m((r) => r.indexCost.ratio),
+      extraP50Ms: m((r) => r.indexCost.extraP50Ms),
+    },
+    blockGet: {
+      items: m((r) => r.blockGet.blockItems),
+      blockP50Ms: m((r) => r.blockGet.block.p50),
+      blockP99Ms: m((r) => r.blockGet.block.p99),
+      oneNumber100P50Ms: m((r) => r.blockGet.number.p50),
+      fanout100NumbersP50Ms: m((r) => r.blockGet.fanout100.p50),
+    },
+  };
+  const machine = {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
+  const result = {
+    date: new Date().toISOString(),
+    restartedStores: restarts.count,
+    failedRounds,
+    loadAverage: loadavg(),
+    rounds: ROUNDS,
+    stores: STORES,
+    concurrency: CONCURRENCY,
+    machine,
+    summary,
+    raw: rounds,
+  };
+  const out = flags.out ?? join(REPO_ROOT, "bench/results", `push-${result.date.replace(/[:.]/g, "-")}.json`);
+  await mkdir(join(out, ".."), { recursive: true });
+  await writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(summary, null, 2));
+  log(`written ${out}`);
+}
+
+await main();
