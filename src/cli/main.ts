@@ -7,6 +7,7 @@ import { placeCommand, tokensCommand, verifyCommand } from "./calls.js";
 import { describeError, EXIT, printJson } from "./common.js";
 import { gatewayCommand } from "./gateway.js";
 import { keygenCommand, keysCommand } from "./keys.js";
+import { watchCommand } from "./watch.js";
 
 export const MAIN_HELP = `stir-oob: STIR out-of-band (RFC 8816) from the command line
 
@@ -21,6 +22,7 @@ Commands:
   verify --to B --calling A
                          verify a ringing call: verified / failed / no-passport (VS, §8.2)
   gateway store|fetch    move PASSporTs between SIP Identity headers and the CPS (§8.3)
+  watch --to B           receive PASSporTs for a number as they are stored (push, §5.5)
 
 Global options:
   --cps URL     CPS base URL (env STIR_OOB_CPS, config.json "cps"; default http://127.0.0.1:8787)
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   place: placeCommand,
   verify: verifyCommand,
   gateway: gatewayCommand,
+  watch: watchCommand,
 };
 
 /** Global flags may come before the command (`stir-oob --home h verify ...`): move them after it. */

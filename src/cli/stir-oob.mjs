@@ -56,5 +56,21 @@ try {
   process.stderr.write(`stir-oob: could not build the CLI: ${err?.message ?? err}\n`);
   process.exit(70);
 }
+// Node 20 has WebSocket only behind a flag; `watch` needs it, so run again with the flag there.
+if (
+  typeof WebSocket === "undefined" &&
+  process.argv.includes("watch") &&
+  !process.execArgv.includes("--experimental-websocket")
+) {
+  const { spawnSync } = await import("node:child_process");
+  const child = spawnSync(
+    process.execPath,
+    ["--experimental-websocket", ...process.execArgv, ...process.argv.slice(1)],
+    {
+      stdio: "inherit",
+    },
+  );
+  process.exit(child.status ?? 70);
+}
 const { main } = await import(pathToFileURL(out).href);
 process.exitCode = await main(process.argv.slice(2));

@@ -4,7 +4,7 @@
  * `wrangler dev` server that trusts the CLI's demo CA and requires storage tokens. Exit codes and the
  * human and --json outputs are checked, including the failure paths.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -143,6 +143,36 @@ describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 22
     expect(JSON.parse(stored.stdout).stored).toHaveLength(1);
   });
 
+  it("watch: a PASSporT stored while Carol watches is pushed and reported VERIFIED (push, §5.5)", async () => {
+    // Carol's number has held nothing so far (the no-passport case), so only the call below can count.
+    expect((await cli("keys", "register", "--tn", "+3-333-555-3333")).code).toBe(0);
+    const child = spawn(
+      process.execPath,
+      [LAUNCHER, "watch", "--to", "+3-333-555-3333", "--count", "1", "--timeout", "40"],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, STIR_OOB_HOME: home, STIR_OOB_CPS: server.url, NO_COLOR: "1" },
+      },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    const watching = new Promise<void>((resolve) => {
+      child.stderr.on("data", (d) => {
+        stderr += d;
+        if (stderr.includes("watching")) resolve();
+      });
+    });
+    const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? 70)));
+    await Promise.race([watching, exited]);
+    const placed = await cli("place", "--from", "+1-111-555-1111", "--to", "+3-333-555-3333");
+    expect(placed.code, placed.stderr).toBe(0);
+    expect(await exited, stderr).toBe(0);
+    expect(stdout).toMatch(/✔ VERIFIED {2}incoming call from \+11115551111 to \+33335553333/);
+  });
+
   it("usage errors exit 64, an unreachable CPS exits 69, --help exits 0 for every command", async () => {
     const usage = await cli("place", "--from", "+1-111-555-1111");
     expect(usage.code).toBe(64);
@@ -160,7 +190,17 @@ describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 22
     );
     expect(down.code).toBe(69);
     expect(down.stderr).toContain("Could not reach");
-    for (const cmd of [[], ["ca"], ["keygen"], ["keys"], ["tokens"], ["place"], ["verify"], ["gateway"]]) {
+    for (const cmd of [
+      [],
+      ["ca"],
+      ["keygen"],
+      ["keys"],
+      ["tokens"],
+      ["place"],
+      ["verify"],
+      ["gateway"],
+      ["watch"],
+    ]) {
       const help = await cli(...cmd, "--help");
       expect(help.code, cmd.join(" ")).toBe(0);
       expect(help.stdout).toMatch(/^stir-oob/);

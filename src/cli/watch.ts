@@ -1,0 +1,128 @@
+/**
+ * `stir-oob watch`: the push side of §5.5 / §8.2 step 1 ("it may receive PASSporTs through a push
+ * interface from the CPS"): subscribe to a number, open every pushed blob with the local keys, and
+ * report each PASSporT that opens with steps 2 and 4-6 (its `orig` is the caller it announces; a call
+ * centre matches it to the ringing line). Dummies open with no key and are only counted.
+ */
+
+import { Discovery } from "../client/discovery.js";
+import { VerificationService } from "../client/vs.js";
+import { watch } from "../client/watch.js";
+import { encodeBase64url } from "../stir/base64url.js";
+import { decodePassport } from "../stir/passport.js";
+import { canonicalTn } from "../stir/tn.js";
+import { dim, EXIT, green, isLoopback, loadGlobals, parse, red, showTn, UsageError } from "./common.js";
+import { loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
+
+export const WATCH_HELP = `stir-oob watch: receive PASSporTs for a number as the CPS stores them (push, RFC 8816 §5.5)
+
+Usage:
+  stir-oob watch --to +NUMBER [--count N] [--timeout S] [--trust root.pem]
+
+Subscribes to the CPS for --to, opens each pushed blob with the local keys of --to, and prints one
+line per PASSporT that opens: the caller it announces and whether it verifies (ppt, credential,
+freshness, signature). With --json, one JSON object per line. Stops on Ctrl+C, after N verified
+PASSporTs (--count, then exit 0), or after S seconds (--timeout, then exit 2 if --count was not met).
+
+Options:
+  --to +NUMBER   the number to watch (keys in <home>/keys/NUMBER/)
+  --count N      stop after N verified PASSporTs
+  --timeout S    stop after S seconds
+  --trust FILE, --cps URL, --home DIR, --json
+`;
+
+export async function watchCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    to: { type: "string" },
+    count: { type: "string" },
+    timeout: { type: "string" },
+    trust: { type: "string", multiple: true },
+  });
+  if (values.help) {
+    process.stdout.write(WATCH_HELP);
+    return EXIT.OK;
+  }
+  if (!values.to) throw new UsageError("watch needs --to +NUMBER (see --help)");
+  const count = values.count === undefined ? undefined : Number(values.count);
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (count !== undefined && !(Number.isInteger(count) && count > 0))
+    throw new UsageError("--count is a positive number");
+  if (timeout !== undefined && !(timeout > 0))
+    throw new UsageError("--timeout is a positive number of seconds");
+  const g = await loadGlobals(values);
+  const to = canonicalTn(values.to);
+  const keys = await loadCalleeKeys(g.home, to);
+  if (keys.length === 0)
+    throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
+  const vs = new VerificationService({
+    keys: keys.map((k) => k.key),
+    trustAnchors: await trustAnchors(g, values.trust ?? []),
+    resolveCertificate: x5uResolver(g),
+    discovery: new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) }),
+  });
+
+  let verified = 0;
+  let dummies = 0;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once("SIGINT", stop);
+  const timer = timeout === undefined ? undefined : setTimeout(stop, timeout * 1000);
+
+  const w = watch({
+    cps: g.cps,
+    target: { tn: to },
+    signal: controller.signal,
+    onStatus: (s) => {
+      if (!g.json)
+        process.stderr.write(
+          dim(
+            s.state === "open"
+              ? `watching ${showTn(to)} at ${g.cps}\n`
+              : `disconnected; retrying in ${s.retryInMs} ms\n`,
+          ),
+        );
+    },
+    onError: (err) => {
+      if (!g.json)
+        process.stderr.write(dim(`watch: ${err instanceof Error ? err.message : "connection error"}\n`));
+    },
+    onFrame: async (frame) => {
+      const opened = await vs.open(to, [{ id: frame.id, blob: encodeBase64url(frame.blob) }]);
+      const [passport] = [...opened.passports.keys()];
+      if (passport === undefined) {
+        dummies++;
+        return;
+      }
+      let orig: string | undefined;
+      try {
+        const o = decodePassport(passport).claims.orig;
+        orig = "tn" in o ? o.tn : undefined;
+      } catch {
+        orig = undefined;
+      }
+      // The caller's number is the one the PASSporT announces: step 3 is the call centre's matching.
+      const v = await vs.judge(opened, orig ?? to);
+      const c = v.candidates[0];
+      if (v.verdict === "verified") verified++;
+      if (g.json) {
+        process.stdout.write(
+          `${JSON.stringify({ id: frame.id, at: new Date().toISOString(), orig, verdict: v.verdict, failure: c?.failure })}\n`,
+        );
+      } else if (v.verdict === "verified") {
+        console.log(
+          `${green("✔ VERIFIED")}  incoming call from ${orig ? showTn(orig) : "?"} to ${showTn(to)} (attest ${c?.attest ?? "-"})`,
+        );
+      } else {
+        console.log(
+          `${red("✘ FAILED")}  PASSporT for ${showTn(to)}: step ${c?.failure?.step} ${c?.failure?.code}`,
+        );
+      }
+      if (count !== undefined && verified >= count) stop();
+    },
+  });
+  await w.done;
+  if (timer) clearTimeout(timer);
+  process.off("SIGINT", stop);
+  if (!g.json) process.stderr.write(dim(`${verified} verified, ${dummies} dummies or not for these keys\n`));
+  return count !== undefined && verified < count ? EXIT.NO_PASSPORT : EXIT.OK;
+}
