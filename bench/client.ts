@@ -136,7 +136,9 @@ if (process.env.SKIP_AS !== "1") {
       for (let i = 0; i < CALLS; i++) {
         const call = await as.placeCall({ from: ALICE, to: BOB });
         place.push(call.timings.total);
-        for (const [k, v] of Object.entries(call.timings)) (steps[k] ??= []).push(v);
+        for (const [k, v] of Object.entries(call.timings)) {
+          steps[k] = [...(steps[k] ?? []), v];
+        }
         // Floor, interleaved: the crypto a call cannot avoid, and one bare HTTP round trip.
         let t = performance.now();
         const jws = await createPassport(
