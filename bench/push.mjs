@@ -5,13 +5,18 @@
  * A with the block index on (the default), B with PUSH_BLOCK_INDEX=false, so the per-store cost of
  * the index is a ratio from the same run.
  *
- *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--out bench/results/x.json]
+ *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--out FILE]
+ *
+ * `wrangler dev` puts a proxy Worker in front of the app that relays every request and every
+ * WebSocket message in JavaScript; production has no such hop. `--direct` (Linux, needs `ss`) finds
+ * the app's own workerd socket in the server's process group and talks to it instead.
  *
  * Scenarios (medians over rounds of each round's figure):
  *   delivery-S    S = 1, 10, 100 subscribers on one number; stores one at a time; latency from the
  *                 start of the POST to the frame's arrival at each subscriber (p50, p99 over all).
  *   throughput    stores at --concurrency to a number with 100 subscribers vs to one with none, on A;
- *                 ratio = with / without (target >= 0.8).
+ *                 ratio = with / without (target >= 0.8). Once with subscribers reading, once with
+ *                 them paused during the stores (slow readers; no client CPU), all frames checked.
  *   index-cost    stores at --concurrency, each to a random number of 10 blocks, A (index) vs B (none):
  *                 throughput ratio and p50 latency difference = the block copy's cost per store.
  *   block-get     GET /cps/blocks/{block}/ppts for a block holding 100 live blobs (sequential, p50/p99),
@@ -22,6 +27,7 @@
  * Subscribers are bare WebSocket clients on raw TCP sockets (frames cut out, no JSON parsing), so
  * the client side takes as little of the shared CPU as possible.
  */
+import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
@@ -36,6 +42,7 @@ const { values: flags } = parseArgs({
     stores: { type: "string", default: "200" },
     concurrency: { type: "string", default: "16" },
     out: { type: "string" },
+    direct: { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -164,6 +171,12 @@ async function subscribers(url, path, count, { record = true } = {}) {
   return {
     arrivals,
     frames: () => frames,
+    pause: () => {
+      for (const sock of sockets) sock.pause();
+    },
+    resume: () => {
+      for (const sock of sockets) sock.resume();
+    },
     close: () => {
       for (const s of sockets) s.destroy();
     },
@@ -209,19 +222,25 @@ async function delivery(url, subs) {
   return stats(latencies);
 }
 
-async function throughput(url) {
+/**
+ * Store throughput with 100 subscribers on the number vs none, halves interleaved. `paused`: the
+ * subscribers stop reading during the stores (slow subscribers; and no client CPU taken from the
+ * CPS on this shared machine), then resume, and every frame must still arrive.
+ */
+async function throughput(url, { paused = false } = {}) {
   const withTn = `1666${digits(7)}`;
   const withoutTn = `1666${digits(7)}`;
   const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: false });
-  // Interleaved halves so drift in the machine's load hits both alike.
+  if (paused) s.pause();
   const half = Math.floor(STORES / 2);
   const a1 = await load(half, () => store(url, withoutTn));
   const b1 = await load(half, () => store(url, withTn));
   const b2 = await load(half, () => store(url, withTn));
   const a2 = await load(half, () => store(url, withoutTn));
+  if (paused) s.resume();
   // Every store reached every subscriber (plus its greeting), or the figure means nothing.
   const want = 100 * (2 * half + 1);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (s.frames() < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   s.close();
   if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
@@ -279,6 +298,31 @@ async function blockGet(url) {
   return { block, blockItems, number, fanout100: stats(fanout) };
 }
 
+/** The app's own listening socket (not the dev proxy): the port in the server's process group that
+ * answers /health and is not the proxy's. */
+async function directUrl(srv) {
+  const pgid = execSync(`ps -o pgid= -p ${srv.pid}`).toString().trim();
+  const pids = new Set(
+    execSync("ps -eo pid=,pgid=")
+      .toString()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, g]) => g === pgid)
+      .map(([p]) => p),
+  );
+  for (const line of execSync("ss -ltnpH").toString().split("\n")) {
+    const m = /127\.0\.0\.1:(\d+).*pid=(\d+)/.exec(line);
+    if (!m || !pids.has(m[2]) || Number(m[1]) === srv.port) continue;
+    try {
+      const res = await fetch(`http://127.0.0.1:${m[1]}/health`, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200 && (await res.text()).includes('"ok"')) return `http://127.0.0.1:${m[1]}`;
+    } catch {
+      // not an HTTP listener
+    }
+  }
+  throw new Error("--direct: could not find the app's own socket");
+}
+
 async function main() {
   const vars = { ALLOW_UNTOKENED_STORES: "true", MAX_LIVE_PER_NUMBER: "1000000" };
   log("starting two local servers (block index on / off)...");
@@ -287,22 +331,26 @@ async function main() {
     startLocalServer({ vars: v, args: ["--inspector-port", String(await freePort())] });
   const a = await server(vars);
   const b = await server({ ...vars, PUSH_BLOCK_INDEX: "false" });
+  const urlOf = async (srv) => (flags.direct ? await directUrl(srv) : srv.url);
+  const [aUrl, bUrl] = [await urlOf(a), await urlOf(b)];
+  log(`A ${aUrl}, B ${bUrl}${flags.direct ? " (direct, bypassing the dev proxy)" : ""}`);
   const rounds = [];
   const failedRounds = [];
   try {
     // Warm-up: isolates, DO classes, JIT.
     await Promise.all([
-      load(100, () => store(a.url, `1999${digits(7)}`)),
-      load(100, () => store(b.url, `1999${digits(7)}`)),
+      load(100, () => store(aUrl, `1999${digits(7)}`)),
+      load(100, () => store(bUrl, `1999${digits(7)}`)),
     ]);
-    await delivery(a.url, 1);
+    await delivery(aUrl, 1);
     for (let r = 0, failures = 0; r < ROUNDS; ) {
       try {
         const round = { delivery: {} };
-        for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(a.url, s);
-        round.throughput = await throughput(a.url);
-        round.indexCost = await indexCost(a.url, b.url);
-        round.blockGet = await blockGet(a.url);
+        for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(aUrl, s);
+        round.throughput = await throughput(aUrl);
+        round.throughputPaused = await throughput(aUrl, { paused: true });
+        round.indexCost = await indexCost(aUrl, bUrl);
+        round.blockGet = await blockGet(aUrl);
         rounds.push(round);
         log(`round ${++r}/${ROUNDS}:`, JSON.stringify(round));
       } catch (err) {
@@ -329,6 +377,11 @@ async function main() {
       ratio: m((r) => r.throughput.ratio),
       target: 0.8,
     },
+    throughputPausedSubscribers: {
+      noneStoresPerS: m((r) => r.throughputPaused.none),
+      hundredSubsStoresPerS: m((r) => r.throughputPaused.hundred),
+      ratio: m((r) => r.throughputPaused.ratio),
+    },
     indexCost: {
       withIndexStoresPerS: m((r) => r.indexCost.on.rps),
       withoutIndexStoresPerS: m((r) => r.indexCost.off.rps),
@@ -354,6 +407,7 @@ async function main() {
     restartedStores: restarts.count,
     failedRounds,
     loadAverage: loadavg(),
+    via: flags.direct ? "direct" : "wrangler dev proxy",
     rounds: ROUNDS,
     stores: STORES,
     concurrency: CONCURRENCY,

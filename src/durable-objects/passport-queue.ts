@@ -54,6 +54,8 @@ export class PassportQueue extends DurableObject<Env> {
   private readonly meta: MetaTable;
   /** This object's number, learnt from the first store or subscribe that names it (kept in meta). */
   private tn: string | null = null;
+  /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
+  private sockets: WebSocket[] | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -94,8 +96,8 @@ export class PassportQueue extends DurableObject<Env> {
     this.sql.exec("INSERT INTO ppts (id, blob, expires_at) VALUES (?, ?, ?)", id, blob, expiresAt);
     if (tn !== undefined) this.rememberTn(tn);
     if (this.tn !== null) {
-      const sockets = this.ctx.getWebSockets();
-      if (sockets.length > 0) broadcast(sockets, pushFrame({ id, tn: this.tn, blob }));
+      this.sockets ??= this.ctx.getWebSockets();
+      if (this.sockets.length > 0) broadcast(this.sockets, pushFrame({ id, tn: this.tn, blob }));
     }
     await Promise.all([
       this.scheduleAlarm(expiresAt),
@@ -142,6 +144,7 @@ export class PassportQueue extends DurableObject<Env> {
     this.rememberTn(tn);
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
+    this.sockets = null;
     server.serializeAttachment({ v: 1, at: Date.now() });
     // Accept, list and send in one synchronous stretch: no store can fall in between.
     for (const row of await this.list()) server.send(pushFrame({ ...row, tn }));
@@ -155,10 +158,12 @@ export class PassportQueue extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.sockets = null;
     closeQuietly(ws, code);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
+    this.sockets = null;
     closeQuietly(ws, 1011);
   }
 
