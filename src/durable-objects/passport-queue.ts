@@ -223,6 +223,12 @@ export class PassportQueue extends DurableObject<Env> {
       this.meta.set("dummyAt", String(dummyAt));
     }
     const expiry = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;
+    if (expiry === null && sockets.length === 0 && this.tn !== null) {
+      // Nothing live and nobody listening: forget the number too, so a subscribe-only visit leaves
+      // no storage behind.
+      this.tn = null;
+      this.meta.set("tn", null);
+    }
     const next = Math.min(
       expiry ?? Number.POSITIVE_INFINITY,
       Number.isNaN(dummyAt) ? Number.POSITIVE_INFINITY : dummyAt,

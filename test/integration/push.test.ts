@@ -144,6 +144,12 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
     });
     await runDurableObjectAlarm(stub);
     expect(await dummyAt()).toBeNull();
+    // No blob and no subscriber left: the object keeps nothing, not even the number.
+    expect(
+      await runInDurableObject(stub, (_i: PassportQueue, ctx) =>
+        ctx.storage.sql.exec("SELECT k FROM meta").toArray(),
+      ),
+    ).toEqual([]);
     expect(await runInDurableObject(stub, (_i: PassportQueue, ctx) => ctx.storage.getAlarm())).toBeNull();
   });
 
