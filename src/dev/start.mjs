@@ -10,7 +10,10 @@
  * SIGINT and SIGTERM go to wrangler, and this process exits with wrangler's code.
  */
 import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { constants } from "node:os";
+import { join, resolve } from "node:path";
+import { ensureLocalIssuerKeys } from "./issuer-key.mjs";
 import {
   baseUrl,
   portIsFree,
@@ -53,6 +56,31 @@ if (port !== 0 && !(await portIsFree(host, port))) {
   process.exit(1);
 }
 for (const flag of ["--port", "--ip", "--persist-to"]) extraArgs = withoutFlag(extraArgs, flag);
+
+// Local demo credentials: the blind-signature issuer keys (made once, kept in .wrangler/) and, when
+// `stir-oob ca init` has run, its root as the trust anchor for credential tokens. Never in production:
+// there both are secrets (`wrangler secret put TOKEN_ISSUER_KEYS` / `TRUST_ANCHORS_PEM`).
+const devVars = [];
+const hasVar = (name) => extraArgs.some((a, i) => extraArgs[i - 1] === "--var" && a.startsWith(`${name}:`));
+if (!hasVar("TOKEN_ISSUER_KEYS")) {
+  devVars.push("--var", `TOKEN_ISSUER_KEYS:${await ensureLocalIssuerKeys(join(REPO_ROOT, ".wrangler"))}`);
+}
+const home = resolve(REPO_ROOT, process.env.STIR_OOB_HOME ?? ".stir-oob");
+const rootPem = join(home, "ca", "root.pem");
+if (!hasVar("TRUST_ANCHORS_PEM")) {
+  if (existsSync(rootPem)) {
+    devVars.push("--var", `TRUST_ANCHORS_PEM:${readFileSync(rootPem, "utf8")}`);
+    console.log(`start: trusting the demo CA ${rootPem} for credential tokens`);
+  } else {
+    console.log(
+      "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
+    );
+  }
+}
+console.log(
+  "start: ALLOW_UNTOKENED_STORES is on for local development: stores without a storage token are accepted",
+);
+extraArgs = [...devVars, ...extraArgs];
 
 const child = spawn(process.execPath, wranglerDevArgs({ host, port, persistTo, extraArgs }), {
   cwd: REPO_ROOT,
