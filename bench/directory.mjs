@@ -150,7 +150,7 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, make] of Object.entries(scenarios)) {
       const res = await load(REQUESTS, make());
-      (results[name] ??= []).push(res);
+      results[name] = [...(results[name] ?? []), res];
       progress(`round ${r + 1} ${name}: ${res.rps.toFixed(0)}/s p50 ${res.p50.toFixed(1)} ms`);
     }
   }

@@ -387,7 +387,8 @@ export const openApiDocument = {
         operationId: "getTokenKeys",
         responses: {
           "200": {
-            description: "Keys (RSABSSA-SHA384-PSS-Randomized, SPKI DER base64url) and limits; publicly cacheable",
+            description:
+              "Keys (RSABSSA-SHA384-PSS-Randomized, SPKI DER base64url) and limits; publicly cacheable",
             content: {
               "application/json": {
                 schema: {
