@@ -1,10 +1,8 @@
 /**
  * The CPS store/retrieve API inside workerd with real Durable Objects (RFC 8816 §6, §7.5, §9).
  */
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import {
   decodeEnvelope,
   ENVELOPE_LENGTH,
@@ -13,20 +11,7 @@ import {
 } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { type ListBody, RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
-
-const BASE = "https://cps.example.com";
-const fetchApp = (req: Request | string, init?: RequestInit) => exports.default.fetch(new Request(req, init));
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
-
-async function list(tn: string): Promise<ListBody> {
-  const res = await fetchApp(`${BASE}/cps/${tn}/ppts`);
-  expect(res.status).toBe(200);
-  return res.json();
-}
+import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
 
 describe("RFC 8816 §9 store -> list -> fetch -> open", () => {
   it("gives the PASSporT back to the holder of the callee key", async () => {

@@ -4,10 +4,8 @@
  * app in workerd.
  */
 import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, type MockInstance, vi } from "vitest";
 import { app } from "../../src/app.js";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { CpsError } from "../../src/errors.js";
 import {
   decodeEnvelope,
@@ -18,21 +16,8 @@ import {
   type RecipientKeyPair,
 } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { type ListBody, RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
-
-const BASE = "https://cps.example.com";
-const fetchApp = (req: Request | string, init?: RequestInit) => exports.default.fetch(new Request(req, init));
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
-
-async function list(tn: string): Promise<ListBody> {
-  const res = await fetchApp(`${BASE}/cps/${tn}/ppts`);
-  expect(res.status).toBe(200);
-  return res.json();
-}
+import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
 
 async function store(tn: string, text: string, headers: Record<string, string> = {}): Promise<string> {
   const req = storeRequest(BASE, tn, text);

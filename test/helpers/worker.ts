@@ -1,0 +1,24 @@
+/** Helpers for tests that run inside workerd against the app and its PassportQueue objects. */
+import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import { canonicalTn } from "../../src/stir/tn.js";
+import type { ListBody } from "./cps.js";
+
+export const BASE = "https://cps.example.com";
+
+export const fetchApp = (req: Request | string, init?: RequestInit) =>
+  exports.default.fetch(new Request(req, init));
+
+export function queueFor(tn: string) {
+  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
+  return ns.get(ns.idFromName(canonicalTn(tn)));
+}
+
+/** `GET /cps/{tn}/ppts`, asserting a 200. */
+export async function list(tn: string): Promise<ListBody> {
+  const res = await fetchApp(`${BASE}/cps/${tn}/ppts`);
+  expect(res.status).toBe(200);
+  return res.json();
+}
