@@ -38,6 +38,8 @@ export interface StoredBlob {
   readonly location: string;
   /** When the CPS stops serving it. */
   readonly expires: Date;
+  /** Requests it took: more than 1 when an answer was lost and the same request was sent again. */
+  readonly attempts: number;
 }
 
 export interface CpsClientOptions {
@@ -46,6 +48,13 @@ export interface CpsClientOptions {
   readonly fetch?: FetchLike;
   /** Per-request timeout, milliseconds (default 10,000). */
   readonly timeoutMs?: number;
+  /**
+   * Times a store is sent again after a lost answer (network failure, timeout, 5xx); default 2.
+   * Safe: the retry is the identical request, which the CPS counts once (docs/tokens.md).
+   */
+  readonly storeRetries?: number;
+  /** Wait before the first retry, doubled for each next one, milliseconds (default 100). */
+  readonly retryDelayMs?: number;
 }
 
 const KNOWN_STATUS_TEXT = /^[A-Z][A-Z0-9_]{1,63}$/;
@@ -92,11 +101,15 @@ export class CpsClient {
   readonly baseUrl: string;
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number;
+  readonly #storeRetries: number;
+  readonly #retryDelayMs: number;
 
   constructor(options: CpsClientOptions) {
     this.baseUrl = stripSlash(options.baseUrl);
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#storeRetries = Math.max(0, Math.floor(options.storeRetries ?? 2));
+    this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 100);
   }
 
   /** Sends a request to `path` on this CPS; maps transport failures to CpsUnavailableError. */
@@ -129,6 +142,9 @@ export class CpsClient {
 
   /**
    * Stores one sealed blob (`POST /cps/{tn}/ppts`); `headers` carry the storage token, if any.
+   * When the answer is lost (network failure, timeout, 5xx) the very same request is sent again, up
+   * to `storeRetries` times: the CPS recognises it and answers the first store's id without spending
+   * the token again (docs/tokens.md "Retried stores"). A 4xx is final and never retried.
    * @example
    * await cps.store(tn, await sealPassport(key, tn, jws), await wallet.headersForStore(tn, blob));
    */
@@ -137,17 +153,29 @@ export class CpsClient {
     blob: Uint8Array | string,
     headers: Record<string, string> = {},
   ): Promise<StoredBlob> {
-    const res = await this.request(`/cps/${tn}/ppts`, {
+    const init = {
       method: "POST",
       headers: { "content-type": "application/passport", ...headers },
       body: typeof blob === "string" ? blob : encodeEnvelope(blob),
-    });
-    const body = (await res.json().catch(() => ({}))) as { id?: unknown; expires?: unknown };
-    const location = res.headers.get("location") ?? "";
-    if (typeof body.id !== "string" || typeof body.expires !== "string") {
-      throw new CpsUnavailableError("The store answer has no id", `${this.baseUrl}/cps`);
+    };
+    for (let attempt = 1; ; attempt++) {
+      let res: Response;
+      try {
+        res = await this.request(`/cps/${tn}/ppts`, init);
+      } catch (err) {
+        const lost =
+          err instanceof CpsUnavailableError || (err instanceof CpsError && (err.status ?? 0) >= 500);
+        if (!lost || attempt > this.#storeRetries) throw err;
+        await new Promise((r) => setTimeout(r, this.#retryDelayMs * 2 ** (attempt - 1)));
+        continue;
+      }
+      const body = (await res.json().catch(() => ({}))) as { id?: unknown; expires?: unknown };
+      const location = res.headers.get("location") ?? "";
+      if (typeof body.id !== "string" || typeof body.expires !== "string") {
+        throw new CpsUnavailableError("The store answer has no id", `${this.baseUrl}/cps`);
+      }
+      return { id: body.id, location, expires: new Date(body.expires), attempts: attempt };
     }
-    return { id: body.id, location, expires: new Date(body.expires) };
   }
 
   /**

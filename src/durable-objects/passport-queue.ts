@@ -11,6 +11,10 @@
  * race; SQLite calls are synchronous inside it; about 1k requests/s per object is the planning figure.
  * The subscribe path lists and accepts in one synchronous stretch, so no store falls between a new
  * subscriber's snapshot and its first pushed frame.
+ *
+ * Retried stores: a blob identical to a live one (same SHA-256) is the same store sent again after a
+ * lost answer (HPKE makes every real seal unique), so it gets the id it already has and is neither
+ * stored, pushed nor filed twice. The digest is of the stored bytes: it adds nothing they do not hold.
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
@@ -28,7 +32,8 @@ export interface StoredBlob {
 }
 
 export type StoreResult =
-  | { ok: true; id: string; expiresAt: number }
+  /** `repeat`: the same blob was already live under this id (a retried store). */
+  | { ok: true; id: string; expiresAt: number; repeat: boolean }
   | { ok: false; code: "QUEUE_FULL"; retryAfterSeconds: number };
 
 const SCHEMA = `
@@ -40,6 +45,15 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
   ${MetaTable.SCHEMA}
 `;
+/**
+ * Adds the digest column (retried stores) to a table made before it existed. Checked on each object
+ * start rather than versioned in meta, so an object that never stored keeps no rows at all.
+ */
+export function migrate(sql: SqlStorage): void {
+  const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
+  if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE ppts ADD COLUMN digest BLOB");
+  sql.exec("CREATE INDEX IF NOT EXISTS ppts_digest ON ppts (digest)");
+}
 
 /** The BlockQueue a number's blobs are also filed in. */
 export function blockQueueFor(env: Env, tn: string): DurableObjectStub<BlockQueue> {
@@ -66,6 +80,7 @@ export class PassportQueue extends DurableObject<Env> {
     // Errors escape blockConcurrencyWhile and fail this start only, not every later request.
     void ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      migrate(this.sql);
       this.tn = this.meta.get("tn");
       this.alarmAt = await ctx.storage.getAlarm();
     });
@@ -77,7 +92,17 @@ export class PassportQueue extends DurableObject<Env> {
    */
   async store(blob: Uint8Array, tn?: CanonicalTn): Promise<StoreResult> {
     const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", blob)).subarray(0, 16);
+    // From here to the insert nothing awaits: the check and the insert cannot interleave.
     const now = Date.now();
+    const same = this.sql
+      .exec<{ id: string; expires_at: number }>(
+        "SELECT id, expires_at FROM ppts WHERE digest = ? AND expires_at > ?",
+        digest,
+        now,
+      )
+      .toArray()[0];
+    if (same) return { ok: true, id: same.id, expiresAt: same.expires_at, repeat: true };
     const live = this.sql
       .exec<{ n: number }>("SELECT count(*) AS n FROM ppts WHERE expires_at > ?", now)
       .one().n;
@@ -93,7 +118,13 @@ export class PassportQueue extends DurableObject<Env> {
     }
     const id = newBlobId();
     const expiresAt = now + ttlSeconds * 1000;
-    this.sql.exec("INSERT INTO ppts (id, blob, expires_at) VALUES (?, ?, ?)", id, blob, expiresAt);
+    this.sql.exec(
+      "INSERT INTO ppts (id, blob, expires_at, digest) VALUES (?, ?, ?, ?)",
+      id,
+      blob,
+      expiresAt,
+      digest,
+    );
     if (tn !== undefined) this.rememberTn(tn);
     if (this.tn !== null) {
       this.sockets ??= this.ctx.getWebSockets();
@@ -105,7 +136,7 @@ export class PassportQueue extends DurableObject<Env> {
         ? this.fileInBlock(tn, id, blob, expiresAt)
         : undefined,
     ]);
-    return { ok: true, id, expiresAt };
+    return { ok: true, id, expiresAt, repeat: false };
   }
 
   /**

@@ -8,6 +8,11 @@
  * What it holds: a hash of K_temp's SPKI with a use count until the issuer key's `notAfter`, and
  * per-(token, number) use times as a hash of both, for one TTL window. Never the token, the
  * signatures, the number in clear, a blob or a blob id (DESIGN.md invariant 3).
+ *
+ * Retries (docs/tokens.md "Retried stores"): each counted spend leaves a receipt, a hash of the K_temp
+ * signature that paid for it, for one TTL window. The same request sent again (a client retrying after
+ * a lost answer) finds its receipt and passes without a second use. The signature itself is dropped,
+ * so stored state cannot recompute a receipt from a blob: receipts link no blob to a token.
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
@@ -15,7 +20,8 @@ import { readConfig } from "../config.js";
 export const LEDGER_SHARDS = 64;
 
 export type SpendResult =
-  | { ok: true; uses: number }
+  /** `repeat`: this exact store was counted before (a retry); nothing was counted now. */
+  | { ok: true; uses: number; repeat: boolean }
   | { ok: false; code: "TOKEN_SPENT" }
   | { ok: false; code: "TOKEN_RATE_LIMITED"; retryAfterSeconds: number };
 
@@ -32,6 +38,11 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS number_uses_pair ON number_uses (pair, at);
   CREATE INDEX IF NOT EXISTS number_uses_at ON number_uses (at);
   CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
+  CREATE TABLE IF NOT EXISTS receipts (
+    receipt TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS receipts_at ON receipts (at);
 `;
 
 export class TokenLedger extends DurableObject<Env> {
@@ -50,15 +61,19 @@ export class TokenLedger extends DurableObject<Env> {
   /**
    * Counts one store by `token` under number-pair `pair`, unless that would pass the limits:
    * TOKEN_MAX_USES in total (remembered until `tokenExpiresAt`, ms) and TOKEN_MAX_USES_PER_NUMBER
-   * per sliding TTL window.
+   * per sliding TTL window. A `receipt` already counted within the window is a retry: ok, not counted.
    */
-  async spend(token: string, pair: string, tokenExpiresAt: number): Promise<SpendResult> {
+  async spend(token: string, pair: string, tokenExpiresAt: number, receipt: string): Promise<SpendResult> {
     const { tokenMaxUses, tokenMaxUsesPerNumber, ttlSeconds } = readConfig(this.env);
     const now = Date.now();
     const windowMs = ttlSeconds * 1000;
     const row = this.sql
       .exec<{ uses: number }>("SELECT uses FROM tokens WHERE token = ?", token)
       .toArray()[0];
+    const seen = this.sql
+      .exec("SELECT 1 FROM receipts WHERE receipt = ? AND at > ?", receipt, now - windowMs)
+      .toArray().length;
+    if (seen > 0) return { ok: true, uses: row?.uses ?? 0, repeat: true };
     if (row && row.uses >= tokenMaxUses) return { ok: false, code: "TOKEN_SPENT" };
     const recent = this.sql
       .exec<{ n: number; first: number | null }>(
@@ -78,8 +93,13 @@ export class TokenLedger extends DurableObject<Env> {
       tokenExpiresAt,
     );
     this.sql.exec("INSERT INTO number_uses (pair, at) VALUES (?, ?)", pair, now);
+    this.sql.exec(
+      "INSERT INTO receipts (receipt, at) VALUES (?, ?) ON CONFLICT (receipt) DO UPDATE SET at = excluded.at",
+      receipt,
+      now,
+    );
     await this.scheduleAt(Math.min(now + windowMs, tokenExpiresAt));
-    return { ok: true, uses };
+    return { ok: true, uses, repeat: false };
   }
 
   private async scheduleAt(at: number): Promise<void> {
@@ -94,6 +114,7 @@ export class TokenLedger extends DurableObject<Env> {
     const now = Date.now();
     const windowMs = ttlSeconds * 1000;
     this.sql.exec("DELETE FROM number_uses WHERE at <= ?", now - windowMs);
+    this.sql.exec("DELETE FROM receipts WHERE at <= ?", now - windowMs);
     this.sql.exec("DELETE FROM tokens WHERE expires_at <= ?", now);
     this.alarmAt = null;
     const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM number_uses").one().a;

@@ -8,6 +8,9 @@
  *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED).
  * Nothing of the token reaches the handler or storage: the signatures are dropped here.
  * A use is counted before the store runs; a store that then fails (e.g. QUEUE_FULL) has spent it.
+ * Sending the same request again within the TTL (same K_temp signature) is not counted twice: the
+ * ledger keeps a receipt per counted spend, and the PassportQueue answers a repeated blob with the id
+ * it already holds (docs/tokens.md "Retried stores").
  */
 import type { MiddlewareHandler } from "hono";
 import type { TokenLedger } from "../durable-objects/token-ledger.js";
@@ -82,12 +85,17 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
     if (!issuerOk) throw new CpsError("TOKEN_INVALID", "The storage token's signature does not verify");
     if (!kTempOk) throw new CpsError("TOKEN_INVALID", "The K_temp signature over this store does not verify");
 
-    // The ledger sees hashes only: of K_temp, and of (K_temp hash, number) for the per-number window.
-    const pair = await sha256(new Uint8Array([...tokenId, 0, ...utf8.encode(tn)]));
+    // The ledger sees hashes only: of K_temp, of (K_temp hash, number) for the per-number window, and
+    // of the K_temp signature as the retry receipt.
+    const [pair, receipt] = await Promise.all([
+      sha256(new Uint8Array([...tokenId, 0, ...utf8.encode(tn)])),
+      sha256(storeSignature),
+    ]);
     const result = await ledger(c.env, tokenId).spend(
       encodeBase64url(tokenId),
       encodeBase64url(pair.subarray(0, 16)),
       key.notAfter,
+      encodeBase64url(receipt.subarray(0, 16)),
     );
     if (!result.ok) {
       if (result.code === "TOKEN_SPENT") {

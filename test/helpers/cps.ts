@@ -14,10 +14,14 @@ export interface ListBody {
 }
 
 /** A callee key pair and a blob of `passport` sealed to it for `tn`, as base64url text. */
+/**
+ * A PASSporT sealed to a fresh callee key for `tn`, as envelope text. `another()` seals it again to
+ * the same key: a distinct blob, since storing identical bytes again is a retry (same id).
+ */
 export async function sealedFor(tn: string, passport = RFC8816_EXAMPLE_PASSPORT) {
   const callee = await generateRecipientKeyPair();
-  const blob = await sealPassport(callee.publicKey, canonicalTn(tn), passport);
-  return { callee, text: encodeEnvelope(blob) };
+  const another = async () => encodeEnvelope(await sealPassport(callee.publicKey, canonicalTn(tn), passport));
+  return { callee, text: await another(), another };
 }
 
 export function storeRequest(

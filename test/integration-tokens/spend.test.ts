@@ -254,15 +254,56 @@ describe("counting (TokenLedger Durable Object)", () => {
     expect((await store(other, text, await tokenHeaders(token, privateKey, other, text))).status).toBe(201);
   });
 
-  it("replaying the exact same request counts as another use", async () => {
+  // docs/tokens.md "Retried stores": a client that lost the answer sends the same request again.
+  it("the same request sent again is a retry: same id, one blob, one use counted", async () => {
     const current = await issuerPrivateKey("test-current");
     const { token, privateKey } = await directToken("test-current", current);
     const tn = freshTn();
     const { text } = await sealedFor(tn);
     const headers = await tokenHeaders(token, privateKey, tn, text);
-    const codes = [];
-    for (let i = 0; i < MAX_PER_NUMBER + 1; i++) codes.push((await store(tn, text, headers)).status);
-    expect(codes.filter((c) => c === 201)).toHaveLength(MAX_PER_NUMBER);
+    const first = await store(tn, text, headers);
+    // Twice in a row, then twice at once (a retry racing a slow first attempt).
+    const again = [await store(tn, text, headers), await store(tn, text, headers)];
+    again.push(...(await Promise.all([store(tn, text, headers), store(tn, text, headers)])));
+    expect(first.status).toBe(201);
+    for (const res of again) {
+      expect(res.status).toBe(201);
+      expect(res.body.id).toBe(first.body.id);
+      expect(res.headers.get("Location")).toBe(first.headers.get("Location"));
+    }
+    expect(await liveCount(tn)).toBe(1);
+    // Only one use went: the token still pays for TOKEN_MAX_USES - 1 other stores, then is spent.
+    const others = [];
+    for (let i = 0; i < MAX_USES; i++) {
+      const other = freshTn();
+      const sealed = await sealedFor(other);
+      others.push(await store(other, sealed.text, await tokenHeaders(token, privateKey, other, sealed.text)));
+    }
+    expect(others.map((r) => r.status)).toEqual([...Array(MAX_USES - 1).fill(201), 429]);
+    expect(others.at(-1)?.body.code).toBe("TOKEN_SPENT");
     expect(encodeStorageToken(token)).toBe(headers[TOKEN_HEADER]);
+  });
+
+  it("a retry still passes once the token is spent, and a new blob under it does not", async () => {
+    const current = await issuerPrivateKey("test-current");
+    const { token, privateKey } = await directToken("test-current", current);
+    const sent = [];
+    for (let i = 0; i < MAX_USES; i++) {
+      const tn = freshTn();
+      const { text } = await sealedFor(tn);
+      const headers = await tokenHeaders(token, privateKey, tn, text);
+      sent.push({ tn, text, headers, res: await store(tn, text, headers) });
+    }
+    expect(sent.map((s) => s.res.status)).toEqual(Array(MAX_USES).fill(201));
+    const last = sent.at(-1)!;
+    const retried = await store(last.tn, last.text, last.headers);
+    expect(retried.status).toBe(201);
+    expect(retried.body.id).toBe(last.res.body.id);
+    // Same number, new blob: a new store, and the token has none left.
+    const { text } = await sealedFor(last.tn);
+    const fresh = await store(last.tn, text, await tokenHeaders(token, privateKey, last.tn, text));
+    expect(fresh.status).toBe(429);
+    expect(fresh.body.code).toBe("TOKEN_SPENT");
+    expect(await liveCount(last.tn)).toBe(1);
   });
 });

@@ -129,8 +129,11 @@ describe("a store with a token leaves no token data with the blob", () => {
     });
     const ppts = rows.filter((r) => r.table === "ppts");
     expect(ppts).toHaveLength(1);
-    expect(Object.keys(ppts[0] ?? {}).sort()).toEqual(["blob", "expires_at", "id", "table"]);
+    expect(Object.keys(ppts[0] ?? {}).sort()).toEqual(["blob", "digest", "expires_at", "id", "table"]);
     expect(new Uint8Array(ppts[0]?.blob as ArrayBuffer)).toEqual(decodeEnvelope(body));
+    // The retry digest is a function of the stored blob alone: it can carry nothing of the token.
+    const blobHash = new Uint8Array(await crypto.subtle.digest("SHA-256", decodeEnvelope(body)));
+    expect(new Uint8Array(ppts[0]?.digest as ArrayBuffer)).toEqual(blobHash.subarray(0, 16));
     for (const row of rows) {
       for (const value of Object.values(row)) {
         const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : text.encode(String(value));
@@ -145,7 +148,14 @@ describe("a store with a token leaves no token data with the blob", () => {
     const ledgerRows = await runInDurableObject(ledger, (_i, state) => ({
       tokens: state.storage.sql.exec("SELECT * FROM tokens").toArray(),
       uses: state.storage.sql.exec("SELECT * FROM number_uses").toArray(),
+      receipts: state.storage.sql.exec("SELECT * FROM receipts").toArray(),
     }));
+    // The retry receipt is a hash of the K_temp signature, which is dropped: stored state cannot
+    // recompute it from a blob, so it links no blob to the token.
+    const signature = decodeBase64url(headers["CPS-Token-Signature"] ?? "");
+    const receipt = new Uint8Array(await crypto.subtle.digest("SHA-256", signature)).subarray(0, 16);
+    expect(ledgerRows.receipts.map((r) => r.receipt)).toContain(encodeBase64url(receipt));
+    expect(JSON.stringify(ledgerRows)).not.toContain(encodeBase64url(blobHash.subarray(0, 16)));
     expect(ledgerRows.tokens.map((r) => r.token)).toContain(encodeBase64url(tokenId));
     const dump = JSON.stringify(ledgerRows);
     expect(dump).not.toContain(tn);

@@ -59,12 +59,14 @@ interface BadCase {
 }
 
 let validText = ""; // base64url of a real envelope sealed for REF
+let anotherValid: () => Promise<string>; // a fresh seal for REF (the same bytes again are a retry)
 let realId = ""; // the id REF's real blob was stored under
 let initial: Row[] = []; // REF's rows right after beforeAll
 
 beforeAll(async () => {
   const sealed = await sealedFor(REF);
   validText = sealed.text;
+  anotherValid = sealed.another;
   const res = await fetchApp(storeRequest(BASE, REF, validText));
   expect(res.status).toBe(201);
   realId = (await res.json<{ id: string }>()).id;
@@ -465,7 +467,7 @@ describe("DESIGN.md invariant 7: bad input gets a 4xx problem and changes nothin
 
   it("controls: the same requests done right do change state, so the state check has teeth", async () => {
     const before = await snapshot(REF);
-    const stored = await fetchApp(post(`/cps/1555.010.0001/ppts`, validText));
+    const stored = await fetchApp(post(`/cps/1555.010.0001/ppts`, await anotherValid()));
     expect(stored.status).toBe(201);
     const { id } = await stored.json<{ id: string }>();
     const after = await snapshot(REF);

@@ -71,6 +71,12 @@ class StoreCmd implements fc.AsyncCommand<Model, Real> {
     const { id } = await res.json<{ id: string }>();
     expect(id).toMatch(/^[0-9a-f]{32}$/);
     expect(res.headers.get("Location")).toBe(`/cps/${r.tns[this.n]}/ppts/${id}`);
+    // The same blob while it is live is a retried store (docs/tokens.md): the id it already has.
+    const same = [...m.live[this.n]!].find(([, t]) => t === text);
+    if (same) {
+      expect(id).toBe(same[0]);
+      return;
+    }
     for (const live of m.live) expect(live.has(id)).toBe(false);
     expect(m.expired.has(id)).toBe(false);
     m.live[this.n]!.set(id, text);

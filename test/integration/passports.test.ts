@@ -3,6 +3,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { migrate } from "../../src/durable-objects/passport-queue.js";
 import {
   decodeEnvelope,
   ENVELOPE_LENGTH,
@@ -47,16 +48,59 @@ describe("RFC 8816 §9 store -> list -> fetch -> open", () => {
 
   it("gives 200 concurrent stores to one number 200 distinct ids, all listed", async () => {
     const tn = "15550000200";
-    const { text } = await sealedFor(tn);
-    const results = await Promise.all(
-      Array.from({ length: 200 }, () => fetchApp(storeRequest(BASE, tn, text))),
-    );
+    const { another } = await sealedFor(tn);
+    const texts = await Promise.all(Array.from({ length: 200 }, another));
+    const results = await Promise.all(texts.map((text) => fetchApp(storeRequest(BASE, tn, text))));
     expect(results.map((r) => r.status)).toEqual(Array(200).fill(201));
     const ids = await Promise.all(results.map(async (r) => (await r.json<{ id: string }>()).id));
     expect(new Set(ids).size).toBe(200);
     const listed = new Set((await list(tn)).passports.map((p) => p.id));
     for (const id of ids) expect(listed.has(id)).toBe(true);
     expect(listed.size).toBeGreaterThanOrEqual(201);
+  });
+});
+
+describe("retried stores (docs/tokens.md): identical bytes while live are the same store", () => {
+  it("answers the same id and Location, keeps one row, and stores anew once the first expired", async () => {
+    const tn = "15550000300";
+    const { text } = await sealedFor(tn);
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await fetchApp(storeRequest(BASE, tn, text)));
+    const bodies = await Promise.all(answers.map((r) => r.json<{ id: string; expires: string }>()));
+    expect(answers.map((r) => r.status)).toEqual([201, 201, 201]);
+    expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
+    expect(new Set(bodies.map((b) => b.expires)).size).toBe(1);
+    expect(new Set(answers.map((r) => r.headers.get("Location"))).size).toBe(1);
+    expect(await queueFor(tn).liveCount()).toBe(1);
+    // Past its TTL the same bytes are a new store with a new id (the row is only filtered, not gone).
+    await runInDurableObject(queueFor(tn), (_obj, state) => {
+      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
+    });
+    const later = await fetchApp(storeRequest(BASE, tn, text));
+    expect(later.status).toBe(201);
+    expect((await later.json<{ id: string }>()).id).not.toBe(bodies[0]?.id);
+    expect(await queueFor(tn).liveCount()).toBe(1);
+  });
+
+  it("adds the digest column to a queue table made before it existed, keeping its rows", async () => {
+    const tn = "15550000301";
+    const { text, another } = await sealedFor(tn);
+    const first = await queueFor(tn).store(decodeEnvelope(text));
+    // Rebuild the table in the old shape (id, blob, expires_at), then start the object again.
+    await runInDurableObject(queueFor(tn), (_obj, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DROP INDEX ppts_digest");
+      sql.exec("CREATE TABLE old AS SELECT id, blob, expires_at FROM ppts");
+      sql.exec("DROP TABLE ppts");
+      sql.exec("ALTER TABLE old RENAME TO ppts");
+      migrate(sql);
+      const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
+      expect(columns.map((c) => c.name)).toEqual(["id", "blob", "expires_at", "digest"]);
+    });
+    expect((await list(tn)).passports.map((p) => p.id)).toContain(first.ok ? first.id : "missing");
+    const second = await queueFor(tn).store(decodeEnvelope(await another()));
+    expect(second.ok && !second.repeat).toBe(true);
+    expect(await queueFor(tn).liveCount()).toBe(2);
   });
 });
 
@@ -97,7 +141,7 @@ describe("RFC 8816 §7.5 ageing out (TTL 60 s)", () => {
   it("the alarm deletes expired rows and re-arms for the next expiry", async () => {
     const tn = "15550005555";
     const stub = queueFor(tn);
-    const { text } = await sealedFor(tn);
+    const { text, another } = await sealedFor(tn);
     const first = await stub.store(decodeEnvelope(text));
     expect(first.ok).toBe(true);
     // Backdate the first row, add a second fresh one: the alarm must drop only the first.
@@ -105,7 +149,7 @@ describe("RFC 8816 §7.5 ageing out (TTL 60 s)", () => {
       state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
       expect(await state.storage.getAlarm()).not.toBeNull();
     });
-    const second = await stub.store(decodeEnvelope(text));
+    const second = await stub.store(decodeEnvelope(await another()));
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await runInDurableObject(stub, async (_obj, state) => {
       const ids = state.storage.sql

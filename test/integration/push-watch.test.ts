@@ -40,7 +40,7 @@ async function until(pred: () => boolean, timeoutMs = 15_000): Promise<void> {
 describe("watch() (client)", () => {
   it("delivers each id once across a server-side disconnect, and opens the real blobs", async () => {
     const tn = "15550400001";
-    const { callee, text } = await sealedFor(tn);
+    const { callee, another } = await sealedFor(tn);
     const frames: WatchFrame[] = [];
     const opened: string[] = [];
     const states: string[] = [];
@@ -57,7 +57,7 @@ describe("watch() (client)", () => {
         if (jws) opened.push(f.id);
       },
     });
-    const first = [await store(tn, text), await store(tn, text)];
+    const first = [await store(tn, await another()), await store(tn, await another())];
     await until(() => first.every((id) => opened.includes(id)));
 
     // Drop every socket of the number from the server side: the watcher redials and gets the live
@@ -65,7 +65,7 @@ describe("watch() (client)", () => {
     const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
     await evictDurableObject(ns.get(ns.idFromName(tn)), { webSockets: "close" });
     await until(() => states.includes("closed"));
-    const later = await store(tn, text);
+    const later = await store(tn, await another());
     await until(() => opened.includes(later));
 
     expect(opened.sort()).toEqual([...first, later].sort());

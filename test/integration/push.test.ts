@@ -42,8 +42,8 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
 
   it("store then subscribe: live blobs come first, with at least one dummy, all frames one length", async () => {
     const tn = "15550300002";
-    const { text } = await sealedFor(tn);
-    const ids = [await store(tn, text), await store(tn, text)];
+    const { another } = await sealedFor(tn);
+    const ids = [await store(tn, await another()), await store(tn, await another())];
     const sub = await subscribe(`/cps/${tn}/subscribe`);
     await sub.until((f) => f.length >= 3);
     expect([...sub.ids()]).toEqual(expect.arrayContaining(ids));
@@ -61,8 +61,8 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
     const tn = "15550300003";
     const [a, b, gone] = await Promise.all([1, 2, 3].map(() => subscribe(`/cps/+${tn}/subscribe`)));
     gone!.close();
-    const { text } = await sealedFor(tn);
-    const id = await store(tn, text);
+    const { another } = await sealedFor(tn);
+    const id = await store(tn, await another());
     await Promise.all([a!, b!].map((s) => s.until((f) => f.some((x) => x.id === id))));
     a!.close();
     b!.close();
@@ -70,14 +70,14 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
 
   it("a subscriber that disconnects and reconnects within the TTL misses nothing", async () => {
     const tn = "15550300004";
-    const { text } = await sealedFor(tn);
+    const { another } = await sealedFor(tn);
     const first = await subscribe(`/cps/${tn}/subscribe`);
-    const before = await store(tn, text);
+    const before = await store(tn, await another());
     await first.until((f) => f.some((x) => x.id === before));
     first.close();
-    const during = [await store(tn, text), await store(tn, text)];
+    const during = [await store(tn, await another()), await store(tn, await another())];
     const second = await subscribe(`/cps/${tn}/subscribe`);
-    const after = await store(tn, text);
+    const after = await store(tn, await another());
     await second.until((f) => [before, ...during, after].every((id) => f.some((x) => x.id === id)));
     // Each id exactly once on the new connection: duplicates only ever come from reconnecting.
     const seen = second.frames.map((f) => f.id);
@@ -103,8 +103,8 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
     expect(state.marker).toBeUndefined();
     expect(state.sockets).toBe(1);
     expect(state.attachment?.v).toBe(1);
-    const { text } = await sealedFor(tn);
-    const id = await store(tn, text);
+    const { another } = await sealedFor(tn);
+    const id = await store(tn, await another());
     await sub.until((f) => f.some((x) => x.id === id));
     sub.close();
   });
