@@ -13,8 +13,11 @@ import { decodeBase64url, encodeBase64url } from "../stir/base64url.js";
 import {
   blindTokenRequest,
   encodeStorageToken,
+  exportTempKey,
   finalizeToken,
   importIssuerPublicKey,
+  importTempKey,
+  parseStorageToken,
   type StorageToken,
   signStore,
   type TempKeyAlgorithm,
@@ -50,6 +53,21 @@ export interface IssuerKeysDocument {
     status: string;
   }[];
   limits: { maxUses: number; maxUsesPerNumber: number; windowSeconds: number; batchMax: number };
+}
+
+/**
+ * A token taken out of a wallet, as JSON-safe data: to save it to disk (the CLI's wallet file) or
+ * hand it to another process. Holds K_temp's private key: keep it as secret as the wallet itself.
+ */
+export interface ExportedToken {
+  /** The `CPS-Token` header value. */
+  token: string;
+  /** K_temp private key, PKCS#8, base64url. */
+  kTemp: string;
+  alg: TempKeyAlgorithm;
+  /** The issuer key's notAfter, ms since the epoch: the token is void after it. */
+  notAfter: number;
+  usesLeft: number;
 }
 
 interface HeldToken {
@@ -95,8 +113,11 @@ export class TokenWallet {
     return res.json<IssuerKeysDocument>();
   }
 
-  /** Obtains `count` new tokens for the current issuer key, in batches; returns how many it added. */
-  async refill(count: number): Promise<number> {
+  /**
+   * Obtains `count` new tokens for the current issuer key, in batches; returns how many it added.
+   * `onBatch` runs after each batch (with the running total), e.g. to save or show progress.
+   */
+  async refill(count: number, onBatch?: (added: number) => Promise<void> | void): Promise<number> {
     const doc = await this.fetchKeys();
     const current = doc.keys.find((k) => k.status === "current");
     if (!current) throw new CpsError("TOKEN_UNKNOWN_KEY", "The CPS publishes no current issuer key");
@@ -130,8 +151,45 @@ export class TokenWallet {
         this.tokens.push({ token, privateKey: p.kTempPrivateKey, notAfter, usesLeft });
       }
       added += n;
+      await onBatch?.(added);
     }
     return added;
+  }
+
+  /** Every unexpired token held, as data; the wallet keeps them too (use `clear` to hand them over). */
+  async exportTokens(): Promise<ExportedToken[]> {
+    this.dropExpired();
+    return Promise.all(
+      this.tokens.map(async (t) => ({
+        token: encodeStorageToken(t.token),
+        kTemp: encodeBase64url(await exportTempKey(t.privateKey)),
+        alg: t.privateKey.algorithm.name === "Ed25519" ? "Ed25519" : "P-256",
+        notAfter: t.notAfter,
+        usesLeft: t.usesLeft,
+      })),
+    );
+  }
+
+  /** Adds exported tokens (spent or expired ones are skipped); throws TOKEN_MALFORMED on bad data. */
+  async importTokens(tokens: readonly ExportedToken[]): Promise<void> {
+    const now = Date.now();
+    for (const t of tokens) {
+      if (!(t.notAfter > now && t.usesLeft > 0)) continue;
+      const privateKey = await importTempKey(decodeBase64url(t.kTemp), t.alg).catch((cause: unknown) => {
+        throw new CpsError("TOKEN_MALFORMED", "A saved token's K_temp key does not import", { cause });
+      });
+      this.tokens.push({
+        token: parseStorageToken(t.token),
+        privateKey,
+        notAfter: t.notAfter,
+        usesLeft: t.usesLeft,
+      });
+    }
+  }
+
+  /** Forgets every token held. */
+  clear(): void {
+    this.tokens.length = 0;
   }
 
   /**

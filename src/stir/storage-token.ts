@@ -165,6 +165,16 @@ export async function generateTempKey(
   return { privateKey: pair.privateKey, spki };
 }
 
+/** K_temp's private key as PKCS#8 (a wallet that saves or hands over its tokens). */
+export async function exportTempKey(privateKey: CryptoKey): Promise<Uint8Array> {
+  return new Uint8Array((await crypto.subtle.exportKey("pkcs8", privateKey)) as ArrayBuffer);
+}
+
+/** The inverse of {@link exportTempKey}; extractable, so it can be saved again. */
+export function importTempKey(pkcs8: Uint8Array, alg: TempKeyAlgorithm): Promise<CryptoKey> {
+  return crypto.subtle.importKey("pkcs8", pkcs8, tempAlgorithm(alg).key, true, ["sign"]);
+}
+
 /** The K_temp signature a store carries in `CPS-Token-Signature`. */
 export async function signStore(
   privateKey: CryptoKey,
