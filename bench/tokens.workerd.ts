@@ -7,7 +7,7 @@
  *      and the sealed blob are made before timing, as a wallet makes them ahead of calls.
  *
  * Run: BENCH_TOKENS=1 npx vitest run --project integration-tokens bench/tokens.workerd.ts
- * (ROUNDS and PER_ROUND are fixed below; medians over rounds are printed as JSON.)
+ * (ROUNDS, PER_ROUND and IN_FLIGHT are fixed below; medians over rounds are printed as JSON.)
  */
 import { env } from "cloudflare:test";
 import { it } from "vitest";
@@ -23,6 +23,8 @@ import {
 const ROUNDS = 7;
 const SIGN_PER_ROUND = 300;
 const STORE_PER_ROUND = 150;
+/** Requests in flight: one at a time (latency-bound), and several (throughput-bound). */
+const IN_FLIGHT = [1, 8];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -30,9 +32,15 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
 }
 
-async function rate(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+/** Runs op(0..n-1) with `inFlight` at a time; operations per second. */
+async function rate(n: number, op: (i: number) => Promise<unknown>, inFlight = 1): Promise<number> {
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) await op(i);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < n) await op(next++);
+    }),
+  );
   return n / ((performance.now() - t0) / 1000);
 }
 
@@ -52,8 +60,6 @@ it("storage-token benchmark", async () => {
   const benchEnv = { ...env, ALLOW_UNTOKENED_STORES: "true" };
   const signer = await issuerPrivateKey("test-current");
   const { text } = await sealedFor("12025550000");
-  const withRates: number[] = [];
-  const withoutRates: number[] = [];
   let seq = 0;
   const nextTn = () => `1303${String(seq++).padStart(7, "0")}`;
   const post = (tn: string, headers: Record<string, string>) =>
@@ -62,39 +68,53 @@ it("storage-token benchmark", async () => {
       { method: "POST", headers: { "Content-Type": "application/passport", ...headers }, body: text },
       benchEnv,
     );
-  for (let r = 0; r < ROUNDS; r++) {
-    const prepared = await Promise.all(
-      Array.from({ length: STORE_PER_ROUND }, async () => {
-        const tn = nextTn();
-        const { token, privateKey } = await directToken("test-current", signer);
-        return { tn, headers: await tokenHeaders(token, privateKey, tn, text) };
-      }),
-    );
-    const plainTns = Array.from({ length: STORE_PER_ROUND }, nextTn);
-    const check = async (res: Response) => {
-      if (res.status !== 201) throw new Error(`store answered ${res.status}: ${await res.text()}`);
+  const check = async (res: Response) => {
+    if (res.status !== 201) throw new Error(`store answered ${res.status}: ${await res.text()}`);
+  };
+  const stores: Record<string, unknown> = {};
+  for (const inFlight of IN_FLIGHT) {
+    const withRates: number[] = [];
+    const withoutRates: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const prepared = await Promise.all(
+        Array.from({ length: STORE_PER_ROUND }, async () => {
+          const tn = nextTn();
+          const { token, privateKey } = await directToken("test-current", signer);
+          return { tn, headers: await tokenHeaders(token, privateKey, tn, text) };
+        }),
+      );
+      const plainTns = Array.from({ length: STORE_PER_ROUND }, nextTn);
+      // Alternate which arm goes first, so warm-up and drift hit both.
+      const arms = [
+        async () =>
+          withoutRates.push(
+            await rate(STORE_PER_ROUND, async (i) => check(await post(plainTns[i]!, {})), inFlight),
+          ),
+        async () =>
+          withRates.push(
+            await rate(
+              STORE_PER_ROUND,
+              async (i) => check(await post(prepared[i]!.tn, prepared[i]!.headers)),
+              inFlight,
+            ),
+          ),
+      ];
+      if (r % 2) arms.reverse();
+      for (const arm of arms) await arm();
+    }
+    stores[`inFlight${inFlight}`] = {
+      storeWithoutTokenPerSecond: Math.round(median(withoutRates)),
+      storeWithTokenPerSecond: Math.round(median(withRates)),
+      ratioWithOverWithout: Number((median(withRates) / median(withoutRates)).toFixed(3)),
+      roundRatios: withRates.map((w, i) => Number((w / (withoutRates[i] ?? w)).toFixed(3))),
     };
-    // Alternate which arm goes first, so warm-up and drift hit both.
-    const arms = [
-      async () =>
-        withoutRates.push(await rate(STORE_PER_ROUND, async (i) => check(await post(plainTns[i]!, {})))),
-      async () =>
-        withRates.push(
-          await rate(STORE_PER_ROUND, async (i) => check(await post(prepared[i]!.tn, prepared[i]!.headers))),
-        ),
-    ];
-    if (r % 2) arms.reverse();
-    for (const arm of arms) await arm();
   }
   const result = {
     issuerBlindSignaturesPerSecond: Math.round(median(signRates)),
-    storeWithoutTokenPerSecond: Math.round(median(withoutRates)),
-    storeWithTokenPerSecond: Math.round(median(withRates)),
-    ratioWithOverWithout: Number((median(withRates) / median(withoutRates)).toFixed(3)),
+    stores,
     rounds: ROUNDS,
     signPerRound: SIGN_PER_ROUND,
     storePerRound: STORE_PER_ROUND,
-    note: "sequential, one request in flight",
   };
   console.log(`TOKENS_BENCH ${JSON.stringify(result)}`);
 });

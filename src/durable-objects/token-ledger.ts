@@ -5,13 +5,13 @@
  * the read-check-write in `spend` cannot interleave. Sharded by a hash of the token
  * (`ledgerShard`) so no single object (about 1k requests/s each) carries every token.
  *
- * What it holds: a hash of K_temp's SPKI with a use count until the issuer key's `notAfter`, and
- * per-(token, number) use times as a hash of both, for one TTL window. Never the token, the
- * signatures, the number in clear, a blob or a blob id (DESIGN.md invariant 3).
+ * What it holds: a hash of K_temp's SPKI with a use count until the issuer key's `notAfter`, and one
+ * row per counted spend for one TTL window: a hash of (token, number) for the per-number limit and a
+ * receipt, a hash of the K_temp signature that paid. Never the token, the signatures, the number in
+ * clear, a blob or a blob id (DESIGN.md invariant 3).
  *
- * Retries (docs/tokens.md "Retried stores"): each counted spend leaves a receipt, a hash of the K_temp
- * signature that paid for it, for one TTL window. The same request sent again (a client retrying after
- * a lost answer) finds its receipt and passes without a second use. The signature itself is dropped,
+ * Retries (docs/tokens.md "Retried stores"): the same request sent again (a client retrying after a
+ * lost answer) finds its receipt and passes without a second use. The signature itself is dropped,
  * so stored state cannot recompute a receipt from a blob: receipts link no blob to a token.
  */
 import { DurableObject } from "cloudflare:workers";
@@ -31,18 +31,15 @@ const SCHEMA = `
     uses INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
   );
-  CREATE TABLE IF NOT EXISTS number_uses (
+  CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
+  CREATE TABLE IF NOT EXISTS spends (
+    receipt TEXT PRIMARY KEY,
     pair TEXT NOT NULL,
     at INTEGER NOT NULL
   );
-  CREATE INDEX IF NOT EXISTS number_uses_pair ON number_uses (pair, at);
-  CREATE INDEX IF NOT EXISTS number_uses_at ON number_uses (at);
-  CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
-  CREATE TABLE IF NOT EXISTS receipts (
-    receipt TEXT PRIMARY KEY,
-    at INTEGER NOT NULL
-  );
-  CREATE INDEX IF NOT EXISTS receipts_at ON receipts (at);
+  CREATE INDEX IF NOT EXISTS spends_pair ON spends (pair, at);
+  CREATE INDEX IF NOT EXISTS spends_at ON spends (at);
+  DROP TABLE IF EXISTS number_uses;
 `;
 
 export class TokenLedger extends DurableObject<Env> {
@@ -71,13 +68,13 @@ export class TokenLedger extends DurableObject<Env> {
       .exec<{ uses: number }>("SELECT uses FROM tokens WHERE token = ?", token)
       .toArray()[0];
     const seen = this.sql
-      .exec("SELECT 1 FROM receipts WHERE receipt = ? AND at > ?", receipt, now - windowMs)
+      .exec("SELECT 1 FROM spends WHERE receipt = ? AND at > ?", receipt, now - windowMs)
       .toArray().length;
     if (seen > 0) return { ok: true, uses: row?.uses ?? 0, repeat: true };
     if (row && row.uses >= tokenMaxUses) return { ok: false, code: "TOKEN_SPENT" };
     const recent = this.sql
       .exec<{ n: number; first: number | null }>(
-        "SELECT count(*) AS n, min(at) AS first FROM number_uses WHERE pair = ? AND at > ?",
+        "SELECT count(*) AS n, min(at) AS first FROM spends WHERE pair = ? AND at > ?",
         pair,
         now - windowMs,
       )
@@ -92,10 +89,11 @@ export class TokenLedger extends DurableObject<Env> {
       token,
       tokenExpiresAt,
     );
-    this.sql.exec("INSERT INTO number_uses (pair, at) VALUES (?, ?)", pair, now);
+    // A receipt past its window (not `seen` above) is simply renewed.
     this.sql.exec(
-      "INSERT INTO receipts (receipt, at) VALUES (?, ?) ON CONFLICT (receipt) DO UPDATE SET at = excluded.at",
+      "INSERT INTO spends (receipt, pair, at) VALUES (?, ?, ?) ON CONFLICT (receipt) DO UPDATE SET pair = excluded.pair, at = excluded.at",
       receipt,
+      pair,
       now,
     );
     await this.scheduleAt(Math.min(now + windowMs, tokenExpiresAt));
@@ -113,11 +111,10 @@ export class TokenLedger extends DurableObject<Env> {
     const { ttlSeconds } = readConfig(this.env);
     const now = Date.now();
     const windowMs = ttlSeconds * 1000;
-    this.sql.exec("DELETE FROM number_uses WHERE at <= ?", now - windowMs);
-    this.sql.exec("DELETE FROM receipts WHERE at <= ?", now - windowMs);
+    this.sql.exec("DELETE FROM spends WHERE at <= ?", now - windowMs);
     this.sql.exec("DELETE FROM tokens WHERE expires_at <= ?", now);
     this.alarmAt = null;
-    const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM number_uses").one().a;
+    const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM spends").one().a;
     const nextToken = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM tokens").one().e;
     const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken].filter(
       (t): t is number => t !== null,

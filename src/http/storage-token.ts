@@ -77,6 +77,7 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
     const tn = canonicalTn(c.req.param("tn") ?? "");
     // The same decoding the store handler does (Hono caches the body, so it is read once).
     const blob = decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
+    c.set("blob", blob);
     const [issuerOk, kTempOk, tokenId] = await Promise.all([
       verifyTokenSignature(key.publicKey, token),
       verifyStoreSignature(token.kTempSpki, storeSignature, tn, blob),

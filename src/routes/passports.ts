@@ -47,8 +47,9 @@ passportRoutes.post(
   requireStorageToken(),
   async (c) => {
     const tn = canonicalTn(c.req.param("tn"));
-    // Decoded by hand: the body is ASCII base64url, and non-ASCII bytes fail the alphabet check.
-    const blob = decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
+    // Decoded by hand: the body is ASCII base64url, and non-ASCII bytes fail the alphabet check. The
+    // token check has already decoded it when the store carried a token.
+    const blob = c.get("blob") ?? decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
     const result = await queue(c.env, tn).store(blob, tn);
     if (!result.ok) {
       throw new CpsError("QUEUE_FULL", "Too many live PASSporTs for this number", {

@@ -165,6 +165,26 @@ export async function generateTempKey(
   return { privateKey: pair.privateKey, spki };
 }
 
+/**
+ * A token the issuer mints for itself, without blinding: the RSASSA-PSS signature over
+ * (nonce || token message) that RSABSSA's finalize would yield (RFC 9474 §4.5), so the CPS cannot
+ * tell it from a blind-issued one. For an issuer's own AS, tests and benchmarks; other callers get
+ * theirs through `POST /tokens`, which is what keeps their stores unlinkable to them.
+ */
+export async function mintToken(
+  issuerPrivateKey: CryptoKey,
+  keyId: string,
+  alg: TempKeyAlgorithm = "Ed25519",
+): Promise<{ token: StorageToken; privateKey: CryptoKey }> {
+  const kTemp = await generateTempKey(alg);
+  const nonce = crypto.getRandomValues(new Uint8Array(TOKEN_NONCE_LENGTH));
+  const prepared = concat([nonce, tokenMessage(keyId, kTemp.spki)]);
+  const signature = new Uint8Array(
+    await crypto.subtle.sign({ name: "RSA-PSS", saltLength: 48 }, issuerPrivateKey, prepared),
+  );
+  return { token: { keyId, nonce, kTempSpki: kTemp.spki, signature }, privateKey: kTemp.privateKey };
+}
+
 /** K_temp's private key as PKCS#8 (a wallet that saves or hands over its tokens). */
 export async function exportTempKey(privateKey: CryptoKey): Promise<Uint8Array> {
   return new Uint8Array((await crypto.subtle.exportKey("pkcs8", privateKey)) as ArrayBuffer);

@@ -10,14 +10,12 @@ import { encodeBase64url } from "../../src/stir/base64url.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
 import {
   encodeStorageToken,
-  generateTempKey,
+  mintToken,
   type StorageToken,
   signStore,
   type TempKeyAlgorithm,
   TOKEN_HEADER,
-  TOKEN_NONCE_LENGTH,
   TOKEN_SIGNATURE_HEADER,
-  tokenMessage,
 } from "../../src/stir/storage-token.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { sealedFor } from "../helpers/cps.js";
@@ -48,15 +46,8 @@ export async function issuerPrivateKey(id: string): Promise<CryptoKey> {
 }
 
 /** A token signed directly (no blinding) by `signer` under key id `keyId`, with its K_temp key. */
-export async function directToken(keyId: string, signer: CryptoKey) {
-  const kTemp = await generateTempKey();
-  const nonce = crypto.getRandomValues(new Uint8Array(TOKEN_NONCE_LENGTH));
-  const prepared = new Uint8Array([...nonce, ...tokenMessage(keyId, kTemp.spki)]);
-  const signature = new Uint8Array(
-    await crypto.subtle.sign({ name: "RSA-PSS", saltLength: 48 }, signer, prepared),
-  );
-  const token: StorageToken = { keyId, nonce, kTempSpki: kTemp.spki, signature };
-  return { token, privateKey: kTemp.privateKey };
+export function directToken(keyId: string, signer: CryptoKey) {
+  return mintToken(signer, keyId);
 }
 
 /** A wallet talking to the Worker through SELF, authenticating with the `valid` test credential. */

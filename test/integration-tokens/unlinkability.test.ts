@@ -147,14 +147,13 @@ describe("a store with a token leaves no token data with the blob", () => {
     const ledger = env.TOKEN_LEDGER.get(env.TOKEN_LEDGER.idFromName(`token-shard-${ledgerShard(tokenId)}`));
     const ledgerRows = await runInDurableObject(ledger, (_i, state) => ({
       tokens: state.storage.sql.exec("SELECT * FROM tokens").toArray(),
-      uses: state.storage.sql.exec("SELECT * FROM number_uses").toArray(),
-      receipts: state.storage.sql.exec("SELECT * FROM receipts").toArray(),
+      spends: state.storage.sql.exec("SELECT * FROM spends").toArray(),
     }));
     // The retry receipt is a hash of the K_temp signature, which is dropped: stored state cannot
     // recompute it from a blob, so it links no blob to the token.
     const signature = decodeBase64url(headers["CPS-Token-Signature"] ?? "");
     const receipt = new Uint8Array(await crypto.subtle.digest("SHA-256", signature)).subarray(0, 16);
-    expect(ledgerRows.receipts.map((r) => r.receipt)).toContain(encodeBase64url(receipt));
+    expect(ledgerRows.spends.map((r) => r.receipt)).toContain(encodeBase64url(receipt));
     expect(JSON.stringify(ledgerRows)).not.toContain(encodeBase64url(blobHash.subarray(0, 16)));
     expect(ledgerRows.tokens.map((r) => r.token)).toContain(encodeBase64url(tokenId));
     const dump = JSON.stringify(ledgerRows);
