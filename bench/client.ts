@@ -36,6 +36,8 @@ import { createPassport } from "../src/stir/passport.js";
 import { generateTempKey, signStore } from "../src/stir/storage-token.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { canonicalTn } from "../src/stir/tn.js";
+import { closedLoop } from "./lib/closed-loop.mjs";
+import { ascending, median, percentile } from "./lib/stats.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const CALLS = Number(process.env.CALLS ?? 60);
@@ -47,21 +49,8 @@ const X5U = "https://certs.example.test/alice.pem";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? 0;
-}
-const median = (xs: number[]) => pct(xs, 50);
+const pct = (xs: number[], p: number) => percentile(ascending(xs), p) ?? 0;
 const r2 = (x: number) => Math.round(x * 100) / 100;
-
-async function pool<T>(items: readonly T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++] as T);
-    }),
-  );
-}
 
 async function issuerKeysVar(): Promise<string> {
   const pair = (await crypto.subtle.generateKey(
@@ -85,6 +74,22 @@ const pki = await createTestPki({ tnAuthList: [{ type: "one", tn: ALICE }] });
 const bobOperator = await pki.issue({ tnAuthList: [{ type: "one", tn: BOB }] });
 const bob = await generateRecipientKeyPair();
 const chain = await parseCertificateChain(pki.valid.pem);
+/** A fresh SHAKEN PASSporT from ALICE to BOB, signed with the test PKI's credential. */
+const alicePassport = () =>
+  createPassport(
+    {
+      x5u: X5U,
+      ppt: "shaken",
+      claims: {
+        attest: "A",
+        dest: { tn: [BOB] },
+        iat: Math.floor(Date.now() / 1000),
+        orig: { tn: ALICE },
+        origid: crypto.randomUUID(),
+      },
+    },
+    pki.valid.privateKey,
+  );
 
 // ------------------------------------------------------------------------------------------------
 // 1. AS place latency against wrangler dev
@@ -141,20 +146,7 @@ if (process.env.SKIP_AS !== "1") {
         }
         // Floor, interleaved: the crypto a call cannot avoid, and one bare HTTP round trip.
         let t = performance.now();
-        const jws = await createPassport(
-          {
-            x5u: X5U,
-            ppt: "shaken",
-            claims: {
-              attest: "A",
-              dest: { tn: [BOB] },
-              iat: Math.floor(Date.now() / 1000),
-              orig: { tn: ALICE },
-              origid: crypto.randomUUID(),
-            },
-          },
-          pki.valid.privateKey,
-        );
+        const jws = await alicePassport();
         const blob = await sealPassport(bob.publicKey, BOB, jws);
         await signStore(kTemp.privateKey, BOB, blob);
         floorCrypto.push(performance.now() - t);
@@ -183,20 +175,7 @@ if (process.env.SKIP_AS !== "1") {
 // 2. VS bulk verification: BLOBS blobs for one number, one real
 
 log(`sealing ${BLOBS - 1} dummies and 1 real blob ...`);
-const realJws = await createPassport(
-  {
-    x5u: X5U,
-    ppt: "shaken",
-    claims: {
-      attest: "A",
-      dest: { tn: [BOB] },
-      iat: Math.floor(Date.now() / 1000),
-      orig: { tn: ALICE },
-      origid: crypto.randomUUID(),
-    },
-  },
-  pki.valid.privateKey,
-);
+const realJws = await alicePassport();
 const blobs: { id: string; blob: string }[] = [];
 for (let i = 0; i < BLOBS - 1; i++) blobs.push({ id: `d${i}`, blob: encodeBase64url(await makeDummy(BOB)) });
 blobs.splice(Math.floor(BLOBS / 2), 0, {
@@ -224,7 +203,8 @@ if (!leafKey) throw new Error("the VS did not verify the real blob");
 /** Raw floor: one HPKE open attempt per blob (the one real opens) + one ES256 verify, same concurrency. */
 async function raw(concurrency: number): Promise<number> {
   let opened = 0;
-  await pool(bytes, concurrency, async (blob) => {
+  await closedLoop(bytes.length, concurrency, async (i) => {
+    const blob = bytes[i] as Uint8Array;
     try {
       await envelopeSuite.open(
         { recipientKey: bob.keyPair, enc: blob.subarray(0, 32), info },

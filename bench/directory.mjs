@@ -15,12 +15,12 @@
  * Setup registers, with a test-PKI credential (TEST ONLY keys), one key for the block 1415555xxxx
  * and one key for each of 200 single numbers inside it, so every lookup returns 1-2 keys.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+import { freePort, startLocalServer } from "../src/dev/local-server.mjs";
+import { positive } from "./lib/args.mjs";
+import { importBundle } from "./lib/bundle.mjs";
+import { httpLoad } from "./lib/closed-loop.mjs";
+import { progressLog } from "./lib/report.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -29,68 +29,22 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "3" },
   },
 });
-const REQUESTS = Number(flags.requests);
-const CONCURRENCY = Number(flags.concurrency);
-const ROUNDS = Number(flags.rounds);
-const progress = (m) => process.stderr.write(`[bench] ${m}\n`);
+const REQUESTS = positive(flags, "requests");
+const CONCURRENCY = positive(flags, "concurrency");
+const ROUNDS = positive(flags, "rounds");
+const progress = progressLog("bench");
 
-async function loadModules() {
-  const { build } = await import("esbuild");
-  const dir = await mkdtemp(join(tmpdir(), "cps-bench-dir-"));
-  const outfile = join(dir, "m.mjs");
-  await build({
-    stdin: {
-      contents: `
+/** GET urlFor(0 .. count - 1) at CONCURRENCY; anything but a 200 is counted under its status. */
+const load = (count, urlFor) => httpLoad(count, CONCURRENCY, (i) => [urlFor(i), undefined, 200]);
+
+const m = await importBundle({
+  name: "bench-directory",
+  source: `
         export { createTestPki } from "./src/stir/test-pki.ts";
         export { issueCredentialToken } from "./src/stir/credential-token.ts";
         export { generateRecipientKeyPair } from "./src/stir/envelope.ts";
         export { encodeBase64url } from "./src/stir/base64url.ts";`,
-      resolveDir: REPO_ROOT,
-      loader: "ts",
-      sourcefile: "bench-directory.ts",
-    },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    outfile,
-    logLevel: "warning",
-  });
-  const m = await import(pathToFileURL(outfile).href);
-  await rm(dir, { recursive: true, force: true });
-  return m;
-}
-
-function percentile(sorted, p) {
-  return sorted.length === 0
-    ? 0
-    : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-async function load(count, urlFor) {
-  const lat = new Float64Array(count);
-  let next = 0;
-  let ok = 0;
-  const bad = {};
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= count) return;
-      const t0 = performance.now();
-      const res = await fetch(urlFor(i));
-      await res.arrayBuffer();
-      lat[i] = performance.now() - t0;
-      if (res.status === 200) ok++;
-      else bad[res.status] = (bad[res.status] ?? 0) + 1;
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  const s = (performance.now() - t0) / 1000;
-  lat.sort();
-  return { rps: ok / s, p50: percentile(lat, 50), p99: percentile(lat, 99), bad };
-}
-
-const m = await loadModules();
+});
 const pki = await m.createTestPki();
 const holder = await pki.issue({ tnAuthList: [{ type: "range", start: "14155550000", count: 10000 }] });
 const inspector = await freePort();
@@ -159,7 +113,7 @@ try {
   for (const [name, rounds] of Object.entries(results)) {
     const med = [...rounds].sort((a, b) => a.rps - b.rps)[Math.floor(rounds.length / 2)];
     console.log(
-      `${name.padEnd(20)} ${med.rps.toFixed(0).padStart(6)} ${med.p50.toFixed(2).padStart(9)} ${med.p99.toFixed(2).padStart(8)}   ${JSON.stringify(med.bad)}`,
+      `${name.padEnd(20)} ${med.rps.toFixed(0).padStart(6)} ${med.p50.toFixed(2).padStart(9)} ${med.p99.toFixed(2).padStart(8)}   ${JSON.stringify(med.unexpected)}`,
     );
   }
 } finally {

@@ -11,22 +11,15 @@ import { CertificateValidator } from "../src/stir/certificates.js";
 import { createPassport, verifyPassport } from "../src/stir/passport.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { X5uFetcher } from "../src/stir/x5u.js";
+import { closedLoop } from "./lib/closed-loop.mjs";
+import { median } from "./lib/stats.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const PER_ROUND = Number(process.env.PER_ROUND ?? 3000);
 const X5U = "https://cert.example.org/sp.pem";
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-}
-
-async function rate(n: number, op: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) await op();
-  return n / ((performance.now() - t0) / 1000);
-}
+/** Runs op n times, one after the other; operations per second. */
+const rate = async (n: number, op: () => Promise<unknown>) => n / (await closedLoop(n, 1, op));
 
 async function main(): Promise<void> {
   const pki = await createTestPki();

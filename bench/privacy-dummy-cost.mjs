@@ -19,30 +19,20 @@
  * --before DIR also measures the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR` with a
  * node_modules symlink), one server after the other, each against its own baseline.
  */
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { build } from "esbuild";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { REPO_ROOT } from "../src/dev/local-server.mjs";
+import { argvFlag, argvOption } from "./lib/args.mjs";
+import { importBundle } from "./lib/bundle.mjs";
+import { closedLoop, sleep } from "./lib/closed-loop.mjs";
+import { resultFile, writeJson } from "./lib/report.mjs";
+import { median } from "./lib/stats.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-};
-const ROUNDS = Number(opt("rounds", 5));
-const PER = Number(opt("per", 300));
-const before = opt("before", null);
+const ROUNDS = Number(argvOption("rounds", 5));
+const PER = Number(argvOption("per", 300));
+const before = argvOption("before", null);
 /** Idle time between requests in the paced phase: a pool refills in idle time, not under saturation. */
-const GAP = Number(opt("gap", 5));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+const GAP = Number(argvOption("gap", 5));
 
 async function measure(label, root) {
   const { freePort, startLocalServer } = await import(
@@ -87,18 +77,11 @@ async function measure(label, root) {
       const b2b = await phase(0);
       const paced = await phase(GAP);
       const throughput = async (f, n = PER * 2, c = 16) => {
-        let next = 0;
-        const t0 = performance.now();
-        await Promise.all(
-          Array.from({ length: c }, async () => {
-            while (next < n) {
-              const i = next++;
-              const res = await fetch(f(i));
-              await res.arrayBuffer();
-            }
-          }),
-        );
-        return n / ((performance.now() - t0) / 1000);
+        const seconds = await closedLoop(n, c, async (i) => {
+          const res = await fetch(f(i));
+          await res.arrayBuffer();
+        });
+        return n / seconds;
       };
       const rpsEmpty = await throughput(url.empty);
       const rpsBase = await throughput(url.base);
@@ -156,16 +139,10 @@ async function measure(label, root) {
 
 const results = { when: new Date().toISOString(), node: process.version, servers: [] };
 {
-  const outfile = join(await mkdtemp(join(tmpdir(), "cps-dummy-")), "micro.mjs");
-  await build({
-    entryPoints: [join(here, "privacy-dummy-micro.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    outfile,
-    logLevel: "warning",
+  const { micro } = await importBundle({
+    name: "privacy-dummy-micro",
+    entry: join(REPO_ROOT, "bench", "privacy-dummy-micro.ts"),
   });
-  const { micro } = await import(pathToFileURL(outfile).href);
   results.micro = await micro();
   const m = results.micro;
   console.log(`in process (Node ${process.version}, medians of ${m.rounds} x ${m.per}):`);
@@ -174,11 +151,10 @@ const results = { when: new Date().toISOString(), node: process.version, servers
       `${m.dummiesPerRetrievalMs.drained.toFixed(3)} ms, pool warm ${m.dummiesPerRetrievalMs.warm.toFixed(3)} ms`,
   );
 }
-if (!args.includes("--micro-only")) {
+if (!argvFlag("micro-only")) {
   if (before) results.servers.push(await measure("before", resolve(before)));
-  results.servers.push(await measure("this tree", resolve(here, "..")));
+  results.servers.push(await measure("this tree", REPO_ROOT));
 }
-await mkdir(join(here, "results"), { recursive: true });
-const file = join(here, "results", `dummy-cost-${results.when.replace(/[:.]/g, "-")}.json`);
-await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+const file = resultFile("dummy-cost", results.when);
+await writeJson(file, results);
 console.log(`\nwrote ${file}`);

@@ -7,12 +7,7 @@ import { DummyPool } from "../src/dummies/pool.js";
 import { dummiesFor } from "../src/routes/dummies.js";
 import { makeDummy } from "../src/stir/envelope.js";
 import { canonicalTn } from "../src/stir/tn.js";
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+import { median } from "./lib/stats.mjs";
 
 export async function micro(rounds = 5, per = 400) {
   const tn = canonicalTn("15550800000");

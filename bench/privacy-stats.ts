@@ -10,21 +10,14 @@ import { generateRecipientKeyPair, makeDummy, sealPassport } from "../src/stir/e
 import { createPassport } from "../src/stir/passport.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
+import { median, prng } from "./lib/stats.mjs";
+
+/** Shared with the other benchmarks (bench/lib/stats.mjs); prng drives shuffles and splits here, so
+ * crypto randomness stays in the blobs. Re-exported for the unit test and bench/privacy.mjs. */
+export { median, prng };
 
 // ---------------------------------------------------------------------------------------------
 // Populations
-
-/** Deterministic PRNG (mulberry32) for shuffles and splits; crypto randomness stays in the blobs. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const digits = (rand: () => number, n: number) =>
   Array.from({ length: n }, () => Math.floor(rand() * 10)).join("");
@@ -384,12 +377,6 @@ export async function blobReport(n: number, seed = 1): Promise<BlobReport> {
 
 // ---------------------------------------------------------------------------------------------
 // Timing (part b)
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /**
  * The run's own noise for a difference of medians: the permutation distribution of

@@ -15,39 +15,18 @@
  *   npm run privacy -- --short      CI size: N = 1,000 (bound 50 % +- 6 points = 3 sigma); 300 pairs
  *   options: --only a|b, --pairs P, --live L (live blobs in the live number, default 1)
  */
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { build } from "esbuild";
-import { freePort, startLocalServer } from "../src/dev/local-server.mjs";
+import { join } from "node:path";
+import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+import { argvFlag, argvOption } from "./lib/args.mjs";
+import { importBundle } from "./lib/bundle.mjs";
+import { resultFile, writeJson } from "./lib/report.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(`--${name}`);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-};
-const short = flag("short");
-const only = opt("only", null);
-const N = Number(opt("n", short ? 1000 : 10_000));
+const short = argvFlag("short");
+const only = argvOption("only", null);
+const N = Number(argvOption("n", short ? 1000 : 10_000));
 const BOUND = short ? 0.06 : 0.02;
-const PAIRS = Number(opt("pairs", short ? 300 : 2000));
-const LIVE = Number(opt("live", 1));
-
-async function loadHelpers() {
-  const outfile = join(await mkdtemp(join(tmpdir(), "cps-privacy-")), "privacy-stats.mjs");
-  await build({
-    entryPoints: [join(here, "privacy-stats.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    outfile,
-    logLevel: "warning",
-  });
-  return import(`${pathToFileURL(outfile).href}?t=${Date.now()}`);
-}
+const PAIRS = Number(argvOption("pairs", short ? 300 : 2000));
+const LIVE = Number(argvOption("live", 1));
 
 const pct = (x) => `${(x * 100).toFixed(2)} %`;
 const chi = (c) => `chi2 = ${c.stat.toFixed(1)}, dof ${c.dof}, p ~ ${c.p.toPrecision(3)}`;
@@ -210,7 +189,7 @@ async function partB(h) {
   }
 }
 
-const h = await loadHelpers();
+const h = await importBundle({ name: "privacy-stats", entry: join(REPO_ROOT, "bench", "privacy-stats.ts") });
 const out = { when: new Date().toISOString(), short, node: process.version };
 const failures = [];
 for (const [part, key, fn] of [
@@ -229,9 +208,8 @@ for (const [part, key, fn] of [
   }
 }
 out.failures = failures;
-await mkdir(join(here, "results"), { recursive: true });
-const file = join(here, "results", `privacy-${short ? "short-" : ""}${out.when.replace(/[:.]/g, "-")}.json`);
-await writeFile(file, `${JSON.stringify(out, null, 2)}\n`);
+const file = resultFile(`privacy${short ? "-short" : ""}`, out.when);
+await writeJson(file, out);
 console.log(`\nwrote ${file}`);
 if (failures.length) {
   console.error(`FAIL: ${failures.join("; ")}`);

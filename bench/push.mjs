@@ -29,12 +29,15 @@
  */
 import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
-import { cpus, loadavg, totalmem } from "node:os";
-import { join } from "node:path";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+import { freePort, startLocalServer } from "../src/dev/local-server.mjs";
+import { positive } from "./lib/args.mjs";
+import { closedLoop, sleep } from "./lib/closed-loop.mjs";
+import { machine } from "./lib/machine.mjs";
+import { resultFile, writeJson } from "./lib/report.mjs";
+import { median, stats } from "./lib/stats.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,24 +48,15 @@ const { values: flags } = parseArgs({
     direct: { type: "boolean", default: false },
   },
 });
-const ROUNDS = Number(flags.rounds);
-const STORES = Number(flags.stores);
-const CONCURRENCY = Number(flags.concurrency);
+const ROUNDS = positive(flags, "rounds");
+const STORES = positive(flags, "stores");
+const CONCURRENCY = positive(flags, "concurrency");
 const ENVELOPE_LENGTH = 1072; // src/stir/envelope.ts: 32 (enc) + 1024 (padded) + 16 (tag)
 const SUBSCRIBER_COUNTS = [1, 10, 100];
 const DELIVERY_STORES = 50;
 const BLOCK_GETS = 50;
 
 const log = (...a) => console.error(...a);
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const stats = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
-};
 const randomBlob = () =>
   Buffer.from(crypto.getRandomValues(new Uint8Array(ENVELOPE_LENGTH))).toString("base64url");
 const digits = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b % 10).join("");
@@ -167,7 +161,7 @@ async function subscribers(url, path, count, { record = true } = {}) {
   }
   // Every subscriber is greeted with a dummy: wait for all greetings before measuring.
   const deadline = Date.now() + 30_000;
-  while (frames < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  while (frames < count && Date.now() < deadline) await sleep(5);
   return {
     arrivals,
     frames: () => frames,
@@ -186,19 +180,11 @@ async function subscribers(url, path, count, { record = true } = {}) {
 /** Runs `count` requests at CONCURRENCY; returns stores/s and latency percentiles. */
 async function load(count, fn) {
   const latencies = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < count) {
-        const i = next++;
-        const t0 = performance.now();
-        await fn(i);
-        latencies.push(performance.now() - t0);
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = await closedLoop(count, CONCURRENCY, async (i) => {
+    const t0 = performance.now();
+    await fn(i);
+    latencies.push(performance.now() - t0);
+  });
   return { rps: count / seconds, ...stats(latencies) };
 }
 
@@ -241,7 +227,7 @@ async function throughput(url, { paused = false } = {}) {
   // Every store reached every subscriber (plus its greeting), or the figure means nothing.
   const want = 100 * (2 * half + 1);
   const deadline = Date.now() + 60_000;
-  while (s.frames() < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  while (s.frames() < want && Date.now() < deadline) await sleep(10);
   s.close();
   if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
   const none = (a1.rps + a2.rps) / 2;
@@ -288,11 +274,9 @@ async function blockGet(url) {
   for (let r = 0; r < 5; r++) {
     const t0 = performance.now();
     const list = [...numbers];
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (list.length) await (await fetch(`${url}/cps/${list.pop()}/ppts`)).arrayBuffer();
-      }),
-    );
+    await closedLoop(list.length, CONCURRENCY, async (i) => {
+      await (await fetch(`${url}/cps/${list[i]}/ppts`)).arrayBuffer();
+    });
     fanout.push(performance.now() - t0);
   }
   return { block, blockItems, number, fanout100: stats(fanout) };
@@ -396,12 +380,6 @@ async function main() {
       fanout100NumbersP50Ms: m((r) => r.blockGet.fanout100.p50),
     },
   };
-  const machine = {
-    cpus: cpus().length,
-    cpu: cpus()[0]?.model,
-    memGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-  };
   const result = {
     date: new Date().toISOString(),
     restartedStores: restarts.count,
@@ -411,13 +389,12 @@ async function main() {
     rounds: ROUNDS,
     stores: STORES,
     concurrency: CONCURRENCY,
-    machine,
+    machine: machine(),
     summary,
     raw: rounds,
   };
-  const out = flags.out ?? join(REPO_ROOT, "bench/results", `push-${result.date.replace(/[:.]/g, "-")}.json`);
-  await mkdir(join(out, ".."), { recursive: true });
-  await writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+  const out = flags.out ?? resultFile("push", result.date);
+  await writeJson(out, result);
   console.log(JSON.stringify(summary, null, 2));
   log(`written ${out}`);
 }

@@ -24,16 +24,16 @@
  * Blobs are real envelopes: src/stir/envelope.ts is bundled with esbuild and seals 200 distinct ones.
  * Progress goes to stderr, the table to stdout, the full figures to bench/results/bench-<date>.json.
  */
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { generateIssuerKeyEntry } from "../src/dev/issuer-key.mjs";
 import { REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+import { positive } from "./lib/args.mjs";
+import { importBundle } from "./lib/bundle.mjs";
+import { httpLoad } from "./lib/closed-loop.mjs";
+import { machine } from "./lib/machine.mjs";
+import { fmt, markdownTable, progressLog, writeJson } from "./lib/report.mjs";
+import { median, prng } from "./lib/stats.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -53,10 +53,10 @@ if (flags.help) {
   );
   process.exit(0);
 }
-const ROUNDS = positive("rounds");
-const REQUESTS = positive("requests");
-const CONCURRENCY = positive("concurrency");
-const BLOBS = positive("blobs");
+const ROUNDS = positive(flags, "rounds");
+const REQUESTS = positive(flags, "requests");
+const CONCURRENCY = positive(flags, "concurrency");
+const BLOBS = positive(flags, "blobs");
 const SPREAD = 10_000;
 const HOT_SEGMENT = 900; // stores per hot number before the next one: under MAX_LIVE_PER_NUMBER (1,000)
 const HOT_BLOBS = 3;
@@ -64,45 +64,22 @@ const TARGET_RATIO = 0.7;
 const TOKEN_TARGET_RATIO = 0.8;
 const ISSUER_KEY_ID = "bench-1";
 
-function positive(name) {
-  const n = Number(flags[name]);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive whole number`);
-    process.exit(2);
-  }
-  return n;
-}
-
-const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+const progress = progressLog("bench");
 
 // ---------------------------------------------------------------------------------------------
 // Sealed blobs, made once with the project's own envelope code.
 
 async function sealBlobs(count) {
-  const { build } = await import("esbuild");
-  const dir = await mkdtemp(join(tmpdir(), "cps-bench-"));
-  const outfile = join(dir, "seal.mjs");
-  await build({
-    stdin: {
-      contents: `
+  const m = await importBundle({
+    name: "bench-seal",
+    source: `
         export { encodeEnvelope, generateRecipientKeyPair, makeDummy, sealPassport } from "./src/stir/envelope.ts";
         export { canonicalTn } from "./src/stir/tn.ts";
         export { decodeEnvelope } from "./src/stir/envelope.ts";
         export { encodeBase64url } from "./src/stir/base64url.ts";
         export { encodeStorageToken, mintToken, signStore } from "./src/stir/storage-token.ts";
         export { RFC8816_EXAMPLE_PASSPORT } from "./test/helpers/cps.ts";`,
-      resolveDir: REPO_ROOT,
-      loader: "ts",
-      sourcefile: "bench-seal.ts",
-    },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    outfile,
-    logLevel: "warning",
   });
-  const m = await import(pathToFileURL(outfile).href);
-  await rm(dir, { recursive: true, force: true });
   // Sealed for one number: the CPS cannot tell which number a blob was sealed for (that is the
   // point of the envelope), so storing them under other numbers costs it exactly the same.
   const tn = m.canonicalTn("15550100000");
@@ -141,71 +118,8 @@ async function tokenStores(m, issuerKey, round, blobs) {
 // ---------------------------------------------------------------------------------------------
 // Load generation: a fixed number of requests, at most CONCURRENCY in flight.
 
-/** Deterministic PRNG (mulberry32), so the CPS and baseline rounds use the same key sequence. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-/**
- * Runs `count` requests; request i is `makeRequest(i)` -> [url, init, expectedStatus].
- * Returns throughput (successful requests/s), latency percentiles (ms) and unexpected statuses.
- */
-async function load(count, makeRequest) {
-  const latencies = new Float64Array(count);
-  const unexpected = {};
-  let next = 0;
-  let ok = 0;
-  async function worker() {
-    for (;;) {
-      const i = next++;
-      if (i >= count) return;
-      const [url, init, expected] = makeRequest(i);
-      const t0 = performance.now();
-      let status;
-      try {
-        const res = await fetch(url, init);
-        await res.arrayBuffer();
-        status = res.status;
-      } catch (err) {
-        status = err?.cause?.code ?? "fetch-error";
-      }
-      latencies[i] = performance.now() - t0;
-      if (status === expected) ok++;
-      else unexpected[status] = (unexpected[status] ?? 0) + 1;
-    }
-  }
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, worker));
-  const seconds = (performance.now() - t0) / 1000;
-  latencies.sort();
-  return {
-    requests: count,
-    ok,
-    unexpected,
-    seconds,
-    rps: ok / seconds,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-  };
-}
+/** Runs `count` requests at CONCURRENCY; request i is `makeRequest(i)` -> [url, init, expectedStatus]. */
+const load = (count, makeRequest) => httpLoad(count, CONCURRENCY, makeRequest);
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios. Numbers are 11-digit E.164 strings in disjoint ranges per scenario.
@@ -299,6 +213,7 @@ function buildScenarios(url, blobs, tokens) {
   ];
 }
 
+/** REQUESTS numbers from a seeded PRNG, so the CPS and baseline rounds use the same key sequence. */
 function randomKeys(seed, prefix, spread) {
   const rand = prng(0x5eed + seed);
   return Array.from(
@@ -314,33 +229,6 @@ async function mustStore(url, init) {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function machine() {
-  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
-  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? "unknown";
-  // The workerd that wrangler dev runs is wrangler's own dependency, not the top-level one.
-  const fromWrangler = createRequire(join(REPO_ROOT, "node_modules/wrangler/package.json"));
-  const version = (pkg) => fromWrangler(`${pkg}/package.json`).version;
-  let commit = "unknown";
-  try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO_ROOT }).toString().trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: REPO_ROOT });
-    if (dirty.length > 0) commit += "+dirty";
-  } catch {
-    // not a git checkout
-  }
-  return {
-    nproc: cpus().length,
-    cpu: model,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    wrangler: JSON.parse(readFileSync(join(REPO_ROOT, "node_modules/wrangler/package.json"), "utf8")).version,
-    workerd: version("workerd"),
-    commit,
-  };
-}
-
-const fmt = (n, d = 0) => n.toLocaleString("en", { minimumFractionDigits: d, maximumFractionDigits: d });
 
 function table(summary) {
   const head = ["scenario", "route", "req/s", "p50 ms", "p99 ms", "errors", "CPS/baseline"];
@@ -361,14 +249,7 @@ function table(summary) {
       ]);
     }
   }
-  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const line = (r) =>
-    `| ${r.map((v, c) => (c >= 2 && c <= 5 ? v.padStart(widths[c]) : v.padEnd(widths[c]))).join(" | ")} |`;
-  return [
-    line(head),
-    `|${widths.map((w, c) => (c >= 2 && c <= 5 ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`,
-    ...rows.map(line),
-  ].join("\n");
+  return markdownTable(head, rows, (c) => c >= 2 && c <= 5);
 }
 
 async function main() {
@@ -468,34 +349,26 @@ async function main() {
 
   const day = new Date().toISOString().slice(0, 10);
   const out = flags.out ?? join(REPO_ROOT, "bench", "results", `bench-${day}.json`);
-  await mkdir(join(out, ".."), { recursive: true });
-  await writeFile(
-    out,
-    `${JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        command: `npm run bench -- --rounds ${ROUNDS} --requests ${REQUESTS} --concurrency ${CONCURRENCY}`,
-        machine: env,
-        config: {
-          rounds: ROUNDS,
-          requests: REQUESTS,
-          concurrency: CONCURRENCY,
-          blobs: BLOBS,
-          spread: SPREAD,
-          hotSegment: HOT_SEGMENT,
-          hotBlobs: HOT_BLOBS,
-          vars: { ...vars, TOKEN_ISSUER_KEYS: "(an RSA-2048 key made for this run, not recorded)" },
-        },
-        targetRatio: Object.fromEntries(summary.map((s) => [s.name, s.target])),
-        sealing: { sealMicros: sealUs, dummyMicros: dummyUs, on: `Node ${process.version}` },
-        summary,
-        rounds,
-        elapsedSeconds: elapsed,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  await writeJson(out, {
+    date: new Date().toISOString(),
+    command: `npm run bench -- --rounds ${ROUNDS} --requests ${REQUESTS} --concurrency ${CONCURRENCY}`,
+    machine: env,
+    config: {
+      rounds: ROUNDS,
+      requests: REQUESTS,
+      concurrency: CONCURRENCY,
+      blobs: BLOBS,
+      spread: SPREAD,
+      hotSegment: HOT_SEGMENT,
+      hotBlobs: HOT_BLOBS,
+      vars: { ...vars, TOKEN_ISSUER_KEYS: "(an RSA-2048 key made for this run, not recorded)" },
+    },
+    targetRatio: Object.fromEntries(summary.map((s) => [s.name, s.target])),
+    sealing: { sealMicros: sealUs, dummyMicros: dummyUs, on: `Node ${process.version}` },
+    summary,
+    rounds,
+    elapsedSeconds: elapsed,
+  });
   console.log(`\n${fmt(elapsed)} s in all; figures in ${out}`);
   if (summary.some((s) => s.cps.errors > 0 || s.baseline.errors > 0)) {
     console.error("some requests got unexpected answers: see `unexpected` in the JSON");

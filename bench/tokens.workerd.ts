@@ -19,6 +19,8 @@ import {
   sealedFor,
   tokenHeaders,
 } from "../test/integration-tokens/helpers.js";
+import { closedLoop } from "./lib/closed-loop.mjs";
+import { median } from "./lib/stats.mjs";
 
 const ROUNDS = 7;
 const SIGN_PER_ROUND = 300;
@@ -26,23 +28,9 @@ const STORE_PER_ROUND = 150;
 /** Requests in flight: one at a time (latency-bound), and several (throughput-bound). */
 const IN_FLIGHT = [1, 8];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-}
-
 /** Runs op(0..n-1) with `inFlight` at a time; operations per second. */
-async function rate(n: number, op: (i: number) => Promise<unknown>, inFlight = 1): Promise<number> {
-  const t0 = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < n) await op(next++);
-    }),
-  );
-  return n / ((performance.now() - t0) / 1000);
-}
+const rate = async (n: number, op: (i: number) => Promise<unknown>, inFlight = 1) =>
+  n / (await closedLoop(n, inFlight, op));
 
 it("storage-token benchmark", async () => {
   const key = (await issuerKeys(env)).current();
