@@ -8,6 +8,7 @@
  * Workers with the global `WebSocket`; on Node 20 pass `connect` (e.g. undici's `WebSocket`).
  */
 import { decodeEnvelope } from "../stir/envelope.js";
+import { ACK_EVERY_CHARS, ackMessage, parseFrames } from "../stir/push-frames.js";
 import { formatBlockQuery, parseBlockQuery } from "../stir/push-blocks.js";
 import { canonicalTn } from "../stir/tn.js";
 
@@ -77,17 +78,16 @@ export function subscribeUrl(cps: string | URL, target: WatchTarget): string {
   return url.toString();
 }
 
-function parseFrame(data: unknown): WatchFrame | null {
-  if (typeof data !== "string") return null;
-  try {
-    const f = JSON.parse(data) as { type?: unknown; id?: unknown; blob?: unknown; tn?: unknown };
-    if (f.type !== "passport" || typeof f.id !== "string" || !/^[0-9a-f]{32}$/.test(f.id)) return null;
-    if (typeof f.blob !== "string") return null;
-    const blob = decodeEnvelope(f.blob);
-    return typeof f.tn === "string" ? { id: f.id, blob, tn: f.tn } : { id: f.id, blob };
-  } catch {
-    return null;
-  }
+/** The frames of one message (one or more, one per line: the CPS batches overlapping stores). */
+function framesOf(data: string): WatchFrame[] {
+  return parseFrames(data).flatMap((f) => {
+    try {
+      const blob = decodeEnvelope(f.blob);
+      return [f.tn === undefined ? { id: f.id, blob } : { id: f.id, blob, tn: f.tn }];
+    } catch {
+      return []; // not an envelope: dropped
+    }
+  });
 }
 
 /**
@@ -185,6 +185,8 @@ export function watch(options: WatchOptions): Watcher {
     socket = ws;
     let ended = false;
     let heardAt = Date.now();
+    let received = 0; // characters of frames read on this connection (acknowledged as we go)
+    let acked = 0;
     const end = () => {
       if (ended) return;
       ended = true;
@@ -196,13 +198,24 @@ export function watch(options: WatchOptions): Watcher {
     ws.addEventListener("message", (event) => {
       heardAt = Date.now();
       if (event.data === "pong") return;
-      const frame = parseFrame(event.data);
-      if (!frame) return; // not ours to judge further: malformed frames are dropped
+      if (typeof event.data !== "string") return;
+      // Flow control (push-frames.ts): say what we have read, so the CPS keeps sending.
+      received += event.data.length;
+      if (received - acked >= ACK_EVERY_CHARS) {
+        acked = received;
+        try {
+          ws.send(ackMessage(received));
+        } catch {
+          // closing: the reconnect starts a fresh count
+        }
+      }
+      const frames = framesOf(event.data);
+      if (frames.length === 0) return; // not ours to judge further: malformed frames are dropped
       if (attempt > 0) {
         attempt = 0; // the connection works: the next failure starts the backoff afresh
         options.onStatus?.({ state: "open", attempt });
       }
-      deliver(frame);
+      for (const frame of frames) deliver(frame);
     });
     ws.addEventListener("open", () => options.onStatus?.({ state: "open", attempt }));
     ws.addEventListener("close", end);

@@ -21,6 +21,8 @@ import {
   MAX_BLOCK_OPEN_DIGITS,
   randomTnInBlock,
 } from "../stir/push-blocks.js";
+import { joinFrames } from "../stir/push-frames.js";
+import { shuffle } from "../stir/shuffle.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import {
   broadcast,
@@ -28,8 +30,10 @@ import {
   closeQuietly,
   MetaTable,
   nextDummyDelay,
+  PushBatch,
   type PushBlob,
   pushFrame,
+  SendWindow,
 } from "./push.js";
 
 /** Live rows one index block keeps; beyond this `add` refuses (false) and the number queue alone has it. */
@@ -66,6 +70,10 @@ export class BlockQueue extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /** Live rows (over-estimate between alarms); null until first needed after a wake-up. */
   private live: number | null = null;
+  /** Frames of adds in progress, sent together when one of them settles (push.ts). */
+  private readonly batch = new PushBatch();
+  /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
+  private readonly window = new SendWindow();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -96,17 +104,25 @@ export class BlockQueue extends DurableObject<Env> {
     // per-socket attachment reads on the store path.
     let frame: string | null = null;
     for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
-      const sockets = this.ctx.getWebSockets(formatBlockQuery({ digits: tn.slice(0, -open), open }));
-      if (sockets.length === 0) continue;
+      const tag = formatBlockQuery({ digits: tn.slice(0, -open), open });
+      if (this.ctx.getWebSockets(tag).length === 0) continue;
       frame ??= pushFrame({ id, tn, blob });
-      broadcast(sockets, frame);
+      this.batch.add(tag, frame);
     }
-    await this.scheduleAlarm(expiresAt);
+    try {
+      await this.scheduleAlarm(expiresAt);
+    } finally {
+      this.batch.flush((tag) => this.ctx.getWebSockets(tag), this.window);
+    }
     return true;
   }
 
   /** Live blobs of the numbers in `query` (which must lie in this index block), oldest first. */
   async list(query: BlockQuery): Promise<{ blobs: PushBlob[]; truncated: boolean }> {
+    return this.listRows(query);
+  }
+
+  private listRows(query: BlockQuery): { blobs: PushBlob[]; truncated: boolean } {
     const length = query.digits.length + query.open;
     // Range scan on the tn index: every digit string starting with `digits` sorts in [digits, digits:).
     const rows = this.sql
@@ -142,26 +158,31 @@ export class BlockQueue extends DurableObject<Env> {
       return new Response(null, { status: 400 });
     }
     const query: BlockQuery = { digits, open };
+    const dummy = await this.dummyFrame(query);
     const { 0: client, 1: server } = new WebSocketPair();
-    // The tag is the sub-block: `add` finds its sockets by tag without reading attachments.
+    // The tag is the sub-block: `add` finds its sockets by tag without reading attachments. Accept,
+    // list and send in one synchronous stretch; the greeting is one message, the live blobs and a
+    // fresh dummy in random order.
     this.ctx.acceptWebSocket(server, [formatBlockQuery(query)]);
     server.serializeAttachment({ v: 1, digits, open } satisfies Attachment);
-    const { blobs } = await this.list(query);
-    for (const b of blobs) server.send(pushFrame(b));
-    server.send(await this.dummyFrame(query));
+    const { blobs } = this.listRows(query);
+    this.window.greet(server, joinFrames(shuffle([...blobs.map((b) => pushFrame(b)), dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  override async webSocketMessage(): Promise<void> {
-    // Nothing to hear; "ping" is answered by the runtime.
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    // Only acknowledgements; "ping" is answered by the runtime.
+    this.window.receive(ws, message);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.window.forget(ws);
     closeQuietly(ws, code);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
+    this.window.forget(ws);
     closeQuietly(ws, 1011);
   }
 
@@ -210,7 +231,9 @@ export class BlockQueue extends DurableObject<Env> {
       group.sockets.push(ws);
       groups.set(key, group);
     }
-    for (const { query, sockets: group } of groups.values()) broadcast(group, await this.dummyFrame(query));
+    for (const { query, sockets: group } of groups.values()) {
+      broadcast(this.window, group, await this.dummyFrame(query));
+    }
   }
 
   private async dummyFrame(query: BlockQuery): Promise<string> {

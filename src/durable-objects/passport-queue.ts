@@ -10,7 +10,8 @@
  * Platform facts relied on: a Durable Object is single-threaded, so the count-then-insert below cannot
  * race; SQLite calls are synchronous inside it; about 1k requests/s per object is the planning figure.
  * The subscribe path lists and accepts in one synchronous stretch, so no store falls between a new
- * subscriber's snapshot and its first pushed frame.
+ * subscriber's snapshot and its first pushed frame (a frame still held in the batch goes to the new
+ * socket too: a duplicate id, which clients drop, never a gap).
  *
  * Retried stores: a blob identical to a live one (same SHA-256) is the same store sent again after a
  * lost answer (HPKE makes every real seal unique), so it gets the id it already has and is neither
@@ -22,9 +23,20 @@ import { logEvent } from "../http/errors.js";
 import { newBlobId } from "../stir/blob-id.js";
 import { makeDummy } from "../stir/envelope.js";
 import { indexBlockOfTn } from "../stir/push-blocks.js";
+import { joinFrames } from "../stir/push-frames.js";
+import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, isCanonicalTn } from "../stir/tn.js";
 import type { BlockQueue } from "./block-queue.js";
-import { broadcast, checkUpgrade, closeQuietly, MetaTable, nextDummyDelay, pushFrame } from "./push.js";
+import {
+  broadcast,
+  checkUpgrade,
+  closeQuietly,
+  MetaTable,
+  nextDummyDelay,
+  PushBatch,
+  pushFrame,
+  SendWindow,
+} from "./push.js";
 
 export interface StoredBlob {
   id: string;
@@ -70,6 +82,10 @@ export class PassportQueue extends DurableObject<Env> {
   private tn: string | null = null;
   /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
   private sockets: WebSocket[] | null = null;
+  /** Frames of stores in progress, sent together when one of them settles (push.ts). */
+  private readonly batch = new PushBatch();
+  /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
+  private readonly window = new SendWindow();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -128,14 +144,19 @@ export class PassportQueue extends DurableObject<Env> {
     if (tn !== undefined) this.rememberTn(tn);
     if (this.tn !== null) {
       this.sockets ??= this.ctx.getWebSockets();
-      if (this.sockets.length > 0) broadcast(this.sockets, pushFrame({ id, tn: this.tn, blob }));
+      if (this.sockets.length > 0) this.batch.add("", pushFrame({ id, tn: this.tn, blob }));
     }
-    await Promise.all([
-      this.scheduleAlarm(expiresAt),
-      tn !== undefined && this.env.PUSH_BLOCK_INDEX !== "false"
-        ? this.fileInBlock(tn, id, blob, expiresAt)
-        : undefined,
-    ]);
+    try {
+      await Promise.all([
+        this.scheduleAlarm(expiresAt),
+        tn !== undefined && this.env.PUSH_BLOCK_INDEX !== "false"
+          ? this.fileInBlock(tn, id, blob, expiresAt)
+          : undefined,
+      ]);
+    } finally {
+      // This store's frame, with those of stores that came in while it waited (one message each).
+      this.batch.flush(() => (this.sockets ??= this.ctx.getWebSockets()), this.window);
+    }
     return { ok: true, id, expiresAt, repeat: false };
   }
 
@@ -173,28 +194,33 @@ export class PassportQueue extends DurableObject<Env> {
     const tn = new URL(request.url).searchParams.get("tn") ?? "";
     if (!isCanonicalTn(tn)) return new Response(null, { status: 400 });
     this.rememberTn(tn);
+    const dummy = pushFrame({ id: newBlobId(), tn, blob: await makeDummy(tn) });
     const { 0: client, 1: server } = new WebSocketPair();
+    // Accept, list and send in one synchronous stretch: no store can fall in between. The greeting is
+    // one message, the live blobs and a fresh dummy in random order.
     this.ctx.acceptWebSocket(server);
     this.sockets = null;
     server.serializeAttachment({ v: 1, at: Date.now() });
-    // Accept, list and send in one synchronous stretch: no store can fall in between.
-    for (const row of await this.list()) server.send(pushFrame({ ...row, tn }));
-    server.send(pushFrame({ id: newBlobId(), tn, blob: await makeDummy(tn) }));
+    const live = this.listRows().map((row) => pushFrame({ ...row, tn }));
+    this.window.greet(server, joinFrames(shuffle([...live, dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  override async webSocketMessage(): Promise<void> {
-    // Subscribers have nothing to say; "ping" is answered by the runtime (auto-response).
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    // Subscribers only acknowledge what they read; "ping" is answered by the runtime (auto-response).
+    this.window.receive(ws, message);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     this.sockets = null;
+    this.window.forget(ws);
     closeQuietly(ws, code);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
     this.sockets = null;
+    this.window.forget(ws);
     closeQuietly(ws, 1011);
   }
 
@@ -209,6 +235,10 @@ export class PassportQueue extends DurableObject<Env> {
 
   /** Every live blob. Expired rows are filtered here too, so a late alarm never serves stale data. */
   async list(): Promise<StoredBlob[]> {
+    return this.listRows();
+  }
+
+  private listRows(): StoredBlob[] {
     const rows = this.sql.exec<{ id: string; blob: ArrayBuffer }>(
       "SELECT id, blob FROM ppts WHERE expires_at > ?",
       Date.now(),
@@ -248,7 +278,7 @@ export class PassportQueue extends DurableObject<Env> {
       // Due (or, defensively, never scheduled): send if due, then draw the next gap.
       if (dummyAt <= now) {
         const blob = await makeDummy(this.tn as CanonicalTn);
-        broadcast(sockets, pushFrame({ id: newBlobId(), tn: this.tn, blob }));
+        broadcast(this.window, sockets, pushFrame({ id: newBlobId(), tn: this.tn, blob }));
       }
       dummyAt = Date.now() + nextDummyDelay();
       this.meta.set("dummyAt", String(dummyAt));

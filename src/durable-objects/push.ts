@@ -3,7 +3,9 @@
  * hibernatable WebSocket subscribers (RFC 8816 §5.5 "subscription/notification interface").
  *
  * - Frames are JSON text `{"type":"passport","id","tn","blob"}`, the same shape and length for real
- *   blobs and dummies: nothing but the callee's private key tells them apart.
+ *   blobs and dummies: nothing but the callee's private key tells them apart. A WebSocket message
+ *   carries one or more frames, one per line: stores that overlap in one object are sent together
+ *   (PushBatch), so 100 subscribers cost 100 sends per burst of stores, not per store.
  * - Sending never blocks a store: `ws.send` only queues bytes in the runtime; we never await a client,
  *   and a send that throws (socket closing or gone) is ignored. A dead socket is dropped by the runtime
  *   (webSocketClose / webSocketError) and costs nothing after that.
@@ -18,35 +20,107 @@
  * alarms; memory is lost on hibernation, so nothing here lives only in memory.
  */
 import { CpsError, problemResponse } from "../errors.js";
-import { encodeEnvelope } from "../stir/envelope.js";
+import {
+  joinFrames,
+  MAX_UNACKED_CHARS,
+  type PushBlob,
+  parseAck,
+  pushFrame,
+  SLOW_READER_CLOSE_CODE,
+} from "../stir/push-frames.js";
+
+export { type PushBlob, pushFrame };
 
 /** Mean gap between stream dummies. */
 export const DUMMY_MEAN_MS = 10_000;
 /** Sockets per object; beyond this a subscribe gets 429 (the runtime allows 32,768). */
 export const MAX_SUBSCRIBERS_PER_OBJECT = 1_000;
 
-export interface PushBlob {
-  id: string;
-  tn: string;
-  blob: Uint8Array;
+/**
+ * Frames of overlapping stores, held until the store that queued the first of them settles, then sent
+ * as one message (frames joined by "\n") per socket group. A store awaits other objects (the block
+ * index, the alarm), and stores that arrive meanwhile add their frames here; the first store to settle
+ * flushes them all, so a frame never waits longer than its own store. Groups: "" for a number's
+ * sockets, the sub-block tag for a block's.
+ */
+export class PushBatch {
+  private readonly groups = new Map<string, string[]>();
+
+  add(group: string, frame: string): void {
+    const frames = this.groups.get(group);
+    if (frames) frames.push(frame);
+    else this.groups.set(group, [frame]);
+  }
+
+  /** Sends every held frame to the group's current sockets, one message per group. */
+  flush(socketsOf: (group: string) => WebSocket[], window: SendWindow): void {
+    for (const [group, frames] of this.groups) broadcast(window, socketsOf(group), joinFrames(frames));
+    this.groups.clear();
+  }
 }
 
-/** The one frame format for real blobs and dummies: key order and lengths are fixed. */
-export function pushFrame(p: PushBlob): string {
-  return JSON.stringify({ type: "passport", id: p.id, tn: p.tn, blob: encodeEnvelope(p.blob) });
-}
+/**
+ * Characters sent to and acknowledged by each socket (push-frames.ts "Flow control"). In memory only:
+ * after a hibernation both counts start again from the client's next acknowledgement, which errs on
+ * the lenient side. A socket more than MAX_UNACKED_CHARS behind is closed instead of sent to, so a
+ * reader that stopped reading costs the runtime a bounded queue, and stores never wait for it.
+ */
+export class SendWindow {
+  private readonly counts = new Map<WebSocket, { sent: number; acked: number }>();
 
-/** Sends to each socket without waiting; returns how many sends the runtime accepted. */
-export function broadcast(sockets: Iterable<WebSocket>, frame: string): number {
-  let sent = 0;
-  for (const ws of sockets) {
+  /** Sends `message` unless `ws` is too far behind (then closes it); true if sent. */
+  send(ws: WebSocket, message: string): boolean {
+    let c = this.counts.get(ws);
+    if (!c) {
+      c = { sent: 0, acked: 0 };
+      this.counts.set(ws, c);
+    }
+    if (c.sent - c.acked + message.length > MAX_UNACKED_CHARS) {
+      this.counts.delete(ws);
+      closeQuietly(ws, SLOW_READER_CLOSE_CODE, "slow reader: send `ack <characters received>`");
+      return false;
+    }
     try {
-      ws.send(frame);
-      sent++;
+      ws.send(message);
     } catch {
-      // Closing or closed: the runtime delivers webSocketClose/Error and drops it.
+      return false; // closing or closed: the runtime delivers webSocketClose/Error and drops it
+    }
+    c.sent += message.length;
+    return true;
+  }
+
+  /**
+   * Sends a new socket its greeting (the live blobs and a dummy), which is not held against it: a
+   * block's greeting alone may pass the cap, and the client acknowledges it only as it reads on. The
+   * runtime's queue for a reader that stops is bounded by greeting + MAX_UNACKED_CHARS.
+   */
+  greet(ws: WebSocket, message: string): void {
+    this.counts.set(ws, { sent: message.length, acked: message.length });
+    try {
+      ws.send(message);
+    } catch {
+      // closed already
     }
   }
+
+  /** Takes a client message; true if it was an acknowledgement (anything else is ignored). */
+  receive(ws: WebSocket, message: string | ArrayBuffer): boolean {
+    const n = typeof message === "string" ? parseAck(message) : null;
+    if (n === null) return false;
+    const c = this.counts.get(ws);
+    if (c) c.acked = Math.min(c.sent, Math.max(c.acked, n));
+    return true;
+  }
+
+  forget(ws: WebSocket): void {
+    this.counts.delete(ws);
+  }
+}
+
+/** Sends to each socket without waiting; returns how many sends went out. */
+export function broadcast(window: SendWindow, sockets: Iterable<WebSocket>, message: string): number {
+  let sent = 0;
+  for (const ws of sockets) if (window.send(ws, message)) sent++;
   return sent;
 }
 
@@ -72,11 +146,11 @@ export function checkUpgrade(request: Request, sockets: number): Response | null
   return null;
 }
 
-/** Completes the close handshake the client started (ignored if the runtime already did). */
-export function closeQuietly(ws: WebSocket, code: number): void {
+/** Closes, or completes the close handshake the client started (ignored if already closed). */
+export function closeQuietly(ws: WebSocket, code: number, reason = "bye"): void {
   try {
     // 1005/1006 are "no code"/"abnormal" and may not be sent back.
-    ws.close(code === 1005 || code === 1006 ? 1000 : code, "bye");
+    ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
   } catch {
     // already closed
   }

@@ -11,6 +11,7 @@ import type { AppEnv } from "../http/types.js";
 import { newBlobId } from "../stir/blob-id.js";
 import { encodeEnvelope, makeDummy } from "../stir/envelope.js";
 import { type BlockQuery, indexBlockOfQuery, parseBlockQuery, randomTnInBlock } from "../stir/push-blocks.js";
+import { shuffle } from "../stir/shuffle.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { MAX_DUMMIES, MIN_DUMMIES } from "./dummies.js";
 import { forwardUpgrade, requireWebSocketUpgrade } from "./subscriptions.js";
@@ -30,15 +31,6 @@ async function blockDummies(query: BlockQuery) {
       return { id: newBlobId(), tn, blob: await makeDummy(tn as CanonicalTn) };
     }),
   );
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const rand = crypto.getRandomValues(new Uint32Array(items.length));
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rand[i]! % (i + 1);
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }
 
 export const blockRoutes = new Hono<AppEnv>();

@@ -12,6 +12,7 @@ import { requireStorageToken } from "../http/storage-token.js";
 import type { AppEnv } from "../http/types.js";
 import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
+import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import { deferOf, dummiesFor } from "./dummies.js";
 
@@ -23,17 +24,6 @@ export const MAX_STORE_BODY_BYTES = 8 * 1024;
 function queue(env: Env, tn: CanonicalTn): DurableObjectStub<PassportQueue> {
   const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
   return ns.get(ns.idFromName(tn));
-}
-
-/** Fisher-Yates with WebCrypto randomness: position must not tell real blobs from dummies. */
-function shuffle<T>(items: T[]): T[] {
-  const rand = new Uint32Array(items.length);
-  crypto.getRandomValues(rand);
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rand[i]! % (i + 1);
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }
 
 const ascii = new TextDecoder();

@@ -6,13 +6,15 @@ export interface PushFrameBody {
   id: string;
   tn: string;
   blob: string;
-  /** Length of the raw text frame. */
+  /** Length of the frame's text (one line of a message). */
   length: number;
 }
 
 export interface Subscription {
   ws: WebSocket;
   frames: PushFrameBody[];
+  /** Frames per WebSocket message received, in order. */
+  messages: number[];
   ids(): Set<string>;
   /** Resolves once `pred(frames)` holds; rejects after `timeoutMs`. */
   until(pred: (frames: PushFrameBody[]) => boolean, timeoutMs?: number): Promise<void>;
@@ -28,14 +30,17 @@ export async function subscribe(path: string): Promise<Subscription> {
   if (res.status !== 101 || !res.webSocket) throw new Error(`subscribe ${path}: ${res.status}`);
   const ws = res.webSocket;
   const frames: PushFrameBody[] = [];
+  const messages: number[] = []; // frames per WebSocket message (overlapping stores share one)
   ws.addEventListener("message", (e) => {
-    const text = typeof e.data === "string" ? e.data : "";
-    frames.push({ ...(JSON.parse(text) as PushFrameBody), length: text.length });
+    const lines = (typeof e.data === "string" ? e.data : "").split("\n");
+    messages.push(lines.length);
+    for (const line of lines) frames.push({ ...(JSON.parse(line) as PushFrameBody), length: line.length });
   });
   ws.accept();
   return {
     ws,
     frames,
+    messages,
     ids: () => new Set(frames.map((f) => f.id)),
     async until(pred, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

@@ -7,11 +7,13 @@ import { env, evictDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type WatchFrame, type WebSocketLike, watch } from "../../src/client/watch.js";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
-import { openPassport } from "../../src/stir/envelope.js";
+import { blockQueueFor, type PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import { newBlobId } from "../../src/stir/blob-id.js";
+import { ENVELOPE_LENGTH, openPassport } from "../../src/stir/envelope.js";
+import { MAX_UNACKED_CHARS, SLOW_READER_CLOSE_CODE } from "../../src/stir/push-frames.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE } from "../helpers/push.js";
+import { BASE, subscribe } from "../helpers/push.js";
 
 /** Dials through the app itself (workerd has no loopback listener in tests). */
 async function connect(url: string): Promise<WebSocketLike> {
@@ -108,4 +110,46 @@ describe("watch() (client)", () => {
     w.close();
     await w.done;
   });
+
+  // Flow control (src/stir/push-frames.ts): a reader that never acknowledges cannot make the runtime
+  // queue bytes for it without bound; watch() acknowledges and is never cut off; filing never fails.
+  it("closes a reader that never acknowledges at MAX_UNACKED_CHARS (4008); watch() keeps up", async () => {
+    const block = "15550405xxx"; // 1,000 numbers of one index block
+    const silent = await subscribe(`/cps/blocks/${block}/subscribe`);
+    const closed = new Promise<number>((resolve) =>
+      silent.ws.addEventListener("close", (e) => resolve((e as CloseEvent).code)),
+    );
+    const got = new Set<string>();
+    const w = watch({ cps: BASE, target: { block }, connect, onFrame: (f) => void got.add(f.id) });
+    await until(() => got.size >= 1 && silent.frames.length >= 1); // both greeted
+
+    const frameChars = silent.frames[0]!.length;
+    const count = Math.ceil((1.1 * MAX_UNACKED_CHARS) / frameChars);
+    const stub = blockQueueFor(env, "15550405000");
+    const ids: string[] = [];
+    for (let i = 0; i < count; i += 100) {
+      const chunk = Array.from({ length: Math.min(100, count - i) }, (_, k) => {
+        const tn = `15550405${String((i + k) % 1000).padStart(3, "0")}`;
+        const id = newBlobId();
+        ids.push(id);
+        return stub.add(tn, id, crypto.getRandomValues(new Uint8Array(ENVELOPE_LENGTH)), Date.now() + 60_000);
+      });
+      expect(await Promise.all(chunk)).toEqual(chunk.map(() => true));
+    }
+    expect(await closed).toBe(SLOW_READER_CLOSE_CODE);
+    // It was cut off near the cap, not before: everything after its greeting (one dummy, not held
+    // against it) up to ~MAX_UNACKED_CHARS reached it.
+    const afterGreeting = silent.frames.slice(1).reduce((n, f) => n + f.length, 0);
+    expect(afterGreeting).toBeGreaterThan(0.9 * MAX_UNACKED_CHARS);
+    expect(afterGreeting).toBeLessThanOrEqual(MAX_UNACKED_CHARS);
+    await until(() => ids.every((id) => got.has(id)), 30_000);
+    w.close();
+    await w.done;
+    // A late subscriber's greeting (every live blob, more than the cap) is not held against it.
+    const late = new Set<string>();
+    const again = watch({ cps: BASE, target: { block }, connect, onFrame: (f) => void late.add(f.id) });
+    await until(() => ids.every((id) => late.has(id)), 30_000);
+    again.close();
+    await again.done;
+  }, 60_000);
 });

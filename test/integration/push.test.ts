@@ -68,6 +68,23 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
     b!.close();
   });
 
+  it("overlapping stores share messages: each id once, every frame line one length, nothing lost", async () => {
+    const tn = "15550300016";
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1); // the greeting dummy
+    const { another } = await sealedFor(tn);
+    const texts = await Promise.all(Array.from({ length: 50 }, another));
+    const ids = await Promise.all(texts.map((t) => store(tn, t)));
+    await sub.until((f) => ids.every((id) => f.some((x) => x.id === id)));
+    const seen = sub.frames.map((f) => f.id);
+    expect(seen.length).toBe(new Set(seen).size);
+    expect(new Set(sub.frames.map((f) => f.length)).size).toBe(1);
+    expect(sub.messages.reduce((a, b) => a + b, 0)).toBe(sub.frames.length);
+    // 50 stores in flight at once overlap in the object: fewer messages than frames.
+    expect(sub.messages.length).toBeLessThan(sub.frames.length);
+    sub.close();
+  });
+
   it("a subscriber that disconnects and reconnects within the TTL misses nothing", async () => {
     const tn = "15550300004";
     const { another } = await sealedFor(tn);
