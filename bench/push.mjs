@@ -5,11 +5,14 @@
  * A with the block index on (the default), B with PUSH_BLOCK_INDEX=false, so the per-store cost of
  * the index is a ratio from the same run.
  *
- *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--out FILE]
+ *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--pin] [--out FILE]
  *
  * `wrangler dev` puts a proxy Worker in front of the app that relays every request and every
  * WebSocket message in JavaScript; production has no such hop. `--direct` (Linux, needs `ss`) finds
  * the app's own workerd socket in the server's process group and talks to it instead.
+ * `--pin` (Linux, needs `taskset`) puts the servers' process groups on CPU 0 and this process (the
+ * load and the 100 subscribers) on CPU 1, so that on a 2-core machine the subscribers' reading does
+ * not take CPU from the CPS: with subscribers on other machines, as in production, it would not.
  *
  * Scenarios (medians over rounds of each round's figure):
  *   delivery-S    S = 1, 10, 100 subscribers on one number; stores one at a time; latency from the
@@ -46,6 +49,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "16" },
     out: { type: "string" },
     direct: { type: "boolean", default: false },
+    pin: { type: "boolean", default: false },
   },
 });
 const ROUNDS = positive(flags, "rounds");
@@ -138,18 +142,25 @@ function rawSubscriber(url, path, onFrame) {
 
 const BLOB_KEY = Buffer.from('"blob":"');
 
-/** Opens `count` subscribers; each frame's arrival time is recorded by its blob's first 40 chars. */
+/**
+ * Opens `count` subscribers; each frame's arrival time is recorded by its blob's first 40 chars. A
+ * message may carry several frames, one per line (overlapping stores are batched): each is counted.
+ */
 async function subscribers(url, path, count, { record = true } = {}) {
   const arrivals = new Map(); // key -> [times]
   let frames = 0;
+  let messages = 0;
   const onFrame = (payload, at) => {
-    frames++;
-    if (!record) return;
-    const i = payload.indexOf(BLOB_KEY) + BLOB_KEY.length;
-    const key = payload.subarray(i, i + 40).toString();
-    const list = arrivals.get(key) ?? [];
-    list.push(at);
-    arrivals.set(key, list);
+    messages++;
+    for (let i = payload.indexOf(BLOB_KEY); i >= 0; i = payload.indexOf(BLOB_KEY, i + 1)) {
+      frames++;
+      if (!record) continue;
+      const start = i + BLOB_KEY.length;
+      const key = payload.subarray(start, start + 40).toString();
+      const list = arrivals.get(key) ?? [];
+      list.push(at);
+      arrivals.set(key, list);
+    }
   };
   const sockets = [];
   for (let i = 0; i < count; i += 10) {
@@ -165,6 +176,7 @@ async function subscribers(url, path, count, { record = true } = {}) {
   return {
     arrivals,
     frames: () => frames,
+    messages: () => messages,
     pause: () => {
       for (const sock of sockets) sock.pause();
     },
@@ -232,7 +244,7 @@ async function throughput(url, { paused = false } = {}) {
   if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
   const none = (a1.rps + a2.rps) / 2;
   const hundred = (b1.rps + b2.rps) / 2;
-  return { none, hundred, ratio: hundred / none };
+  return { none, hundred, ratio: hundred / none, framesPerMessage: s.frames() / s.messages() };
 }
 
 async function indexCost(urlIndex, urlNone) {
@@ -284,9 +296,10 @@ async function blockGet(url) {
 
 /** The app's own listening socket (not the dev proxy): the port in the server's process group that
  * answers /health and is not the proxy's. */
-async function directUrl(srv) {
+/** Pids of the server's process group (wrangler and its workerd). */
+function groupPids(srv) {
   const pgid = execSync(`ps -o pgid= -p ${srv.pid}`).toString().trim();
-  const pids = new Set(
+  return new Set(
     execSync("ps -eo pid=,pgid=")
       .toString()
       .split("\n")
@@ -294,6 +307,16 @@ async function directUrl(srv) {
       .filter(([, g]) => g === pgid)
       .map(([p]) => p),
   );
+}
+
+/** --pin: every thread of the servers on CPU 0, every thread of this process on CPU 1. */
+function pinCpus(servers) {
+  for (const srv of servers) for (const pid of groupPids(srv)) execSync(`taskset -a -p -c 0 ${pid}`);
+  execSync(`taskset -a -p -c 1 ${process.pid}`);
+}
+
+async function directUrl(srv) {
+  const pids = groupPids(srv);
   for (const line of execSync("ss -ltnpH").toString().split("\n")) {
     const m = /127\.0\.0\.1:(\d+).*pid=(\d+)/.exec(line);
     if (!m || !pids.has(m[2]) || Number(m[1]) === srv.port) continue;
@@ -315,6 +338,10 @@ async function main() {
     startLocalServer({ vars: v, args: ["--inspector-port", String(await freePort())] });
   const a = await server(vars);
   const b = await server({ ...vars, PUSH_BLOCK_INDEX: "false" });
+  if (flags.pin) {
+    pinCpus([a, b]);
+    log("pinned: servers on CPU 0, load and subscribers on CPU 1");
+  }
   const urlOf = async (srv) => (flags.direct ? await directUrl(srv) : srv.url);
   const [aUrl, bUrl] = [await urlOf(a), await urlOf(b)];
   log(`A ${aUrl}, B ${bUrl}${flags.direct ? " (direct, bypassing the dev proxy)" : ""}`);
@@ -360,11 +387,13 @@ async function main() {
       hundredSubsStoresPerS: m((r) => r.throughput.hundred),
       ratio: m((r) => r.throughput.ratio),
       target: 0.8,
+      framesPerMessage: m((r) => r.throughput.framesPerMessage),
     },
     throughputPausedSubscribers: {
       noneStoresPerS: m((r) => r.throughputPaused.none),
       hundredSubsStoresPerS: m((r) => r.throughputPaused.hundred),
       ratio: m((r) => r.throughputPaused.ratio),
+      framesPerMessage: m((r) => r.throughputPaused.framesPerMessage),
     },
     indexCost: {
       withIndexStoresPerS: m((r) => r.indexCost.on.rps),
@@ -386,6 +415,7 @@ async function main() {
     failedRounds,
     loadAverage: loadavg(),
     via: flags.direct ? "direct" : "wrangler dev proxy",
+    pinned: flags.pin,
     rounds: ROUNDS,
     stores: STORES,
     concurrency: CONCURRENCY,

@@ -100,19 +100,20 @@ export class BlockQueue extends DurableObject<Env> {
       expiresAt,
     );
     this.live++;
-    // A number lies in exactly one sub-block per open-digit count: at most 4 tag look-ups, no
-    // per-socket attachment reads on the store path.
-    let frame: string | null = null;
-    for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
-      const tag = formatBlockQuery({ digits: tn.slice(0, -open), open });
-      if (this.ctx.getWebSockets(tag).length === 0) continue;
-      frame ??= pushFrame({ id, tn, blob });
-      this.batch.add(tag, frame);
-    }
+    this.batch.begin();
     try {
+      // A number lies in exactly one sub-block per open-digit count: at most 4 tag look-ups, no
+      // per-socket attachment reads on the store path.
+      let frame: string | null = null;
+      for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
+        const tag = formatBlockQuery({ digits: tn.slice(0, -open), open });
+        if (this.ctx.getWebSockets(tag).length === 0) continue;
+        frame ??= pushFrame({ id, tn, blob });
+        this.batch.add(tag, frame);
+      }
       await this.scheduleAlarm(expiresAt);
     } finally {
-      this.batch.flush((tag) => this.ctx.getWebSockets(tag), this.window);
+      this.batch.settle((tag) => this.ctx.getWebSockets(tag), this.window);
     }
     return true;
   }

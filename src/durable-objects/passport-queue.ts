@@ -142,11 +142,12 @@ export class PassportQueue extends DurableObject<Env> {
       digest,
     );
     if (tn !== undefined) this.rememberTn(tn);
-    if (this.tn !== null) {
-      this.sockets ??= this.ctx.getWebSockets();
-      if (this.sockets.length > 0) this.batch.add("", pushFrame({ id, tn: this.tn, blob }));
-    }
+    this.batch.begin();
     try {
+      if (this.tn !== null) {
+        this.sockets ??= this.ctx.getWebSockets();
+        if (this.sockets.length > 0) this.batch.add("", pushFrame({ id, tn: this.tn, blob }));
+      }
       await Promise.all([
         this.scheduleAlarm(expiresAt),
         tn !== undefined && this.env.PUSH_BLOCK_INDEX !== "false"
@@ -154,8 +155,8 @@ export class PassportQueue extends DurableObject<Env> {
           : undefined,
       ]);
     } finally {
-      // This store's frame, with those of stores that came in while it waited (one message each).
-      this.batch.flush(() => (this.sockets ??= this.ctx.getWebSockets()), this.window);
+      // This store's frame, with those of stores that came in while it waited (push.ts PushBatch).
+      this.batch.settle(() => (this.sockets ??= this.ctx.getWebSockets()), this.window);
     }
     return { ok: true, id, expiresAt, repeat: false };
   }

@@ -36,24 +36,38 @@ export const DUMMY_MEAN_MS = 10_000;
 /** Sockets per object; beyond this a subscribe gets 429 (the runtime allows 32,768). */
 export const MAX_SUBSCRIBERS_PER_OBJECT = 1_000;
 
+/** Longest a held frame waits for overlapping stores to settle before it is sent anyway. */
+export const MAX_HOLD_MS = 5;
+
 /**
- * Frames of overlapping stores, held until the store that queued the first of them settles, then sent
- * as one message (frames joined by "\n") per socket group. A store awaits other objects (the block
- * index, the alarm), and stores that arrive meanwhile add their frames here; the first store to settle
- * flushes them all, so a frame never waits longer than its own store. Groups: "" for a number's
- * sockets, the sub-block tag for a block's.
+ * Frames of overlapping stores, sent as one message (frames joined by "\n") per socket group. A store
+ * awaits other objects (the block index, the alarm); stores that arrive meanwhile add their frames
+ * here. When a store settles, the held frames go out if no other store is still running or the oldest
+ * has waited MAX_HOLD_MS: an object that is not busy sends at once, a busy one sends one message per
+ * burst instead of per store. Groups: "" for a number's sockets, the sub-block tag for a block's.
  */
 export class PushBatch {
   private readonly groups = new Map<string, string[]>();
+  private running = 0;
+  private oldest = 0;
+
+  /** A store that may add frames has started; pair with `settle` in a `finally`. */
+  begin(): void {
+    this.running++;
+  }
 
   add(group: string, frame: string): void {
+    if (this.groups.size === 0) this.oldest = Date.now();
     const frames = this.groups.get(group);
     if (frames) frames.push(frame);
     else this.groups.set(group, [frame]);
   }
 
-  /** Sends every held frame to the group's current sockets, one message per group. */
-  flush(socketsOf: (group: string) => WebSocket[], window: SendWindow): void {
+  /** A store has settled: sends the held frames unless others still run and none waited long. */
+  settle(socketsOf: (group: string) => WebSocket[], window: SendWindow): void {
+    this.running--;
+    if (this.groups.size === 0) return;
+    if (this.running > 0 && Date.now() - this.oldest < MAX_HOLD_MS) return;
     for (const [group, frames] of this.groups) broadcast(window, socketsOf(group), joinFrames(frames));
     this.groups.clear();
   }
