@@ -20,6 +20,9 @@
  *   throughput    stores at --concurrency to a number with 100 subscribers vs to one with none, on A;
  *                 ratio = with / without (target >= 0.8). Once with subscribers reading, once with
  *                 them paused during the stores (slow readers; no client CPU), all frames checked.
+ *                 Beside the rates: the server's own CPU time per store in each arm (/proc, all its
+ *                 processes), and cpuRatio = none / hundred, the rate ratio a CPU-bound server would
+ *                 reach, which the load generator and subscribers sharing the machine cannot disturb.
  *   index-cost    stores at --concurrency, each to a random number of 10 blocks, A (index) vs B (none):
  *                 throughput ratio and p50 latency difference = the block copy's cost per store.
  *   block-get     GET /cps/blocks/{block}/ppts for a block holding 100 live blobs (sequential, p50/p99),
@@ -32,6 +35,7 @@
  */
 import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -225,16 +229,27 @@ async function delivery(url, subs) {
  * subscribers stop reading during the stores (slow subscribers; and no client CPU taken from the
  * CPS on this shared machine), then resume, and every frame must still arrive.
  */
-async function throughput(url, { paused = false } = {}) {
+async function throughput(url, pids, { paused = false } = {}) {
   const withTn = `1666${digits(7)}`;
   const withoutTn = `1666${digits(7)}`;
   const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: false });
   if (paused) s.pause();
   const half = Math.floor(STORES / 2);
-  const a1 = await load(half, () => store(url, withoutTn));
-  const b1 = await load(half, () => store(url, withTn));
-  const b2 = await load(half, () => store(url, withTn));
-  const a2 = await load(half, () => store(url, withoutTn));
+  // The server's own CPU time per store (user + system, all its processes), beside the rate: a
+  // figure the load generator and the subscribers on the same machine cannot disturb.
+  const cpu = { none: { user: 0, system: 0 }, hundred: { user: 0, system: 0 } };
+  const arm = async (key, tn) => {
+    const t0 = cpuMs(pids);
+    const r = await load(half, () => store(url, tn));
+    const t1 = cpuMs(pids);
+    cpu[key].user += t1.user - t0.user;
+    cpu[key].system += t1.system - t0.system;
+    return r;
+  };
+  const a1 = await arm("none", withoutTn);
+  const b1 = await arm("hundred", withTn);
+  const b2 = await arm("hundred", withTn);
+  const a2 = await arm("none", withoutTn);
   if (paused) s.resume();
   // Every store reached every subscriber (plus its greeting), or the figure means nothing.
   const want = 100 * (2 * half + 1);
@@ -244,7 +259,40 @@ async function throughput(url, { paused = false } = {}) {
   if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
   const none = (a1.rps + a2.rps) / 2;
   const hundred = (b1.rps + b2.rps) / 2;
-  return { none, hundred, ratio: hundred / none, framesPerMessage: s.frames() / s.messages() };
+  const per = (c) => ({ user: c.user / (2 * half), system: c.system / (2 * half) });
+  const cpuPerStore = {
+    none: per(cpu.none).user + per(cpu.none).system,
+    hundred: per(cpu.hundred).user + per(cpu.hundred).system,
+    noneUser: per(cpu.none).user,
+    hundredUser: per(cpu.hundred).user,
+  };
+  return {
+    none,
+    hundred,
+    ratio: hundred / none,
+    framesPerMessage: s.frames() / s.messages(),
+    cpuMsPerStore: cpuPerStore,
+    cpuRatio: cpuPerStore.none / cpuPerStore.hundred,
+  };
+}
+
+const TICK_MS = 1000 / Number(execSync("getconf CLK_TCK").toString().trim() || 100);
+
+/** CPU time (ms) used so far by the given processes (Linux /proc): user, system, and their sum. */
+function cpuMs(pids) {
+  let user = 0;
+  let system = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      user += Number(fields[11]); // utime
+      system += Number(fields[12]); // stime
+    } catch {
+      // gone
+    }
+  }
+  return { user: user * TICK_MS, system: system * TICK_MS, total: (user + system) * TICK_MS };
 }
 
 async function indexCost(urlIndex, urlNone) {
@@ -342,6 +390,7 @@ async function main() {
     pinCpus([a, b]);
     log("pinned: servers on CPU 0, load and subscribers on CPU 1");
   }
+  const aPids = groupPids(a);
   const urlOf = async (srv) => (flags.direct ? await directUrl(srv) : srv.url);
   const [aUrl, bUrl] = [await urlOf(a), await urlOf(b)];
   log(`A ${aUrl}, B ${bUrl}${flags.direct ? " (direct, bypassing the dev proxy)" : ""}`);
@@ -358,8 +407,8 @@ async function main() {
       try {
         const round = { delivery: {} };
         for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(aUrl, s);
-        round.throughput = await throughput(aUrl);
-        round.throughputPaused = await throughput(aUrl, { paused: true });
+        round.throughput = await throughput(aUrl, aPids);
+        round.throughputPaused = await throughput(aUrl, aPids, { paused: true });
         round.indexCost = await indexCost(aUrl, bUrl);
         round.blockGet = await blockGet(aUrl);
         rounds.push(round);
@@ -388,12 +437,22 @@ async function main() {
       ratio: m((r) => r.throughput.ratio),
       target: 0.8,
       framesPerMessage: m((r) => r.throughput.framesPerMessage),
+      serverCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.none),
+      serverCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundred),
+      serverUserCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.noneUser),
+      serverUserCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundredUser),
+      cpuRatio: m((r) => r.throughput.cpuRatio),
     },
     throughputPausedSubscribers: {
       noneStoresPerS: m((r) => r.throughputPaused.none),
       hundredSubsStoresPerS: m((r) => r.throughputPaused.hundred),
       ratio: m((r) => r.throughputPaused.ratio),
       framesPerMessage: m((r) => r.throughputPaused.framesPerMessage),
+      serverCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.none),
+      serverCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundred),
+      serverUserCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.noneUser),
+      serverUserCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundredUser),
+      cpuRatio: m((r) => r.throughputPaused.cpuRatio),
     },
     indexCost: {
       withIndexStoresPerS: m((r) => r.indexCost.on.rps),

@@ -8,8 +8,8 @@
  * Workers with the global `WebSocket`; on Node 20 pass `connect` (e.g. undici's `WebSocket`).
  */
 import { decodeEnvelope } from "../stir/envelope.js";
-import { ACK_EVERY_CHARS, ackMessage, parseFrames } from "../stir/push-frames.js";
 import { formatBlockQuery, parseBlockQuery } from "../stir/push-blocks.js";
+import { ACK_EVERY_CHARS, ackMessage, parseFrames } from "../stir/push-frames.js";
 import { canonicalTn } from "../stir/tn.js";
 
 /** One pushed blob. `tn` is the called number (always sent by this CPS; needed to open block frames). */
