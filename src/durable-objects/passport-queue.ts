@@ -52,19 +52,27 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS ppts (
     id TEXT PRIMARY KEY,
     blob BLOB NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    digest BLOB
   );
   CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
+  CREATE INDEX IF NOT EXISTS ppts_digest ON ppts (digest);
   ${MetaTable.SCHEMA}
 `;
 /**
- * Adds the digest column (retried stores) to a table made before it existed. Checked on each object
- * start rather than versioned in meta, so an object that never stored keeps no rows at all.
+ * Creates the tables, or brings a `ppts` table made before the digest column (retried stores) up to
+ * date. The common start runs the schema alone: only when its digest index fails on an old table is
+ * the column added, so a cold object (most numbers) pays nothing for the migration, and an object
+ * that never stored keeps no rows at all.
  */
-export function migrate(sql: SqlStorage): void {
-  const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
-  if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE ppts ADD COLUMN digest BLOB");
-  sql.exec("CREATE INDEX IF NOT EXISTS ppts_digest ON ppts (digest)");
+export function applySchema(sql: SqlStorage): void {
+  try {
+    sql.exec(SCHEMA);
+  } catch {
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
+    if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE ppts ADD COLUMN digest BLOB");
+    sql.exec(SCHEMA);
+  }
 }
 
 /** The BlockQueue a number's blobs are also filed in. */
@@ -95,8 +103,7 @@ export class PassportQueue extends DurableObject<Env> {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     // Errors escape blockConcurrencyWhile and fail this start only, not every later request.
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
-      migrate(this.sql);
+      applySchema(this.sql);
       this.tn = this.meta.get("tn");
       this.alarmAt = await ctx.storage.getAlarm();
     });

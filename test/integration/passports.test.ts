@@ -3,7 +3,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { migrate } from "../../src/durable-objects/passport-queue.js";
+import { applySchema } from "../../src/durable-objects/passport-queue.js";
 import {
   decodeEnvelope,
   ENVELOPE_LENGTH,
@@ -93,7 +93,7 @@ describe("retried stores (docs/tokens.md): identical bytes while live are the sa
       sql.exec("CREATE TABLE old AS SELECT id, blob, expires_at FROM ppts");
       sql.exec("DROP TABLE ppts");
       sql.exec("ALTER TABLE old RENAME TO ppts");
-      migrate(sql);
+      applySchema(sql);
       const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
       expect(columns.map((c) => c.name)).toEqual(["id", "blob", "expires_at", "digest"]);
     });
