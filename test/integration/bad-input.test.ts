@@ -6,30 +6,20 @@
  * Bad telephone numbers are spelled as near-misses of that number (e.g. `++1555…`, `1555..0100…`),
  * so a parser that leniently accepted them would reach its queue and the state check would fail.
  */
-import { env, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import type { CpsErrorCode } from "../../src/errors.js";
 import { PROBLEM_TYPE_BASE } from "../../src/errors.js";
 import { MAX_STORE_BODY_BYTES } from "../../src/routes/passports.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { decodeEnvelope, ENVELOPE_LENGTH } from "../../src/stir/envelope.js";
-import { canonicalTn } from "../../src/stir/tn.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
 
-const BASE = "https://cps.example.com";
 /** The number that holds one real blob for the whole file. */
 const REF = "15550100001";
 /** A well-formed id that no number holds (random ids are 128 bits; all-'a' never comes up). */
 const UNKNOWN_ID = "a".repeat(32);
-
-const fetchApp = (req: Request) => exports.default.fetch(req);
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
 
 interface Row {
   id: string;

@@ -3,19 +3,17 @@
  * centres): one BlockQueue per 10^4 index block answers, in workerd with real Durable Objects.
  */
 import { env } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { BlockQueue } from "../../src/durable-objects/block-queue.js";
 import { ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, subscribe } from "../helpers/push.js";
+import { fetchApp } from "../helpers/worker.js";
 
 interface BlockBody {
   passports: { id: string; tn: string; blob: string }[];
   truncated?: boolean;
 }
-
-const fetchApp = (req: Request | string, init?: RequestInit) => exports.default.fetch(new Request(req, init));
 
 async function store(tn: string, text: string): Promise<string> {
   const res = await fetchApp(storeRequest(BASE, tn, text));

@@ -7,27 +7,18 @@
  * `npm run fuzz` sends 10,000, issue #8); the oracle properties keep moderate numRuns.
  */
 import { env, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { isCpsError } from "../../src/errors.js";
 import { MAX_STORE_BODY_BYTES } from "../../src/routes/passports.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
 
-const BASE = "https://cps.example.com";
 const REF = "15550300001";
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
 const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-const fetchApp = (req: Request) => exports.default.fetch(req);
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
 
 async function snapshot(): Promise<string> {
   return runInDurableObject(queueFor(REF), (_obj, state) =>

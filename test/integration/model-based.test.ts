@@ -14,16 +14,13 @@
  *
  * Each run uses its own numbers, so runs do not share state; spellings vary (dotted, +, spaces).
  */
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
-import { canonicalTn } from "../../src/stir/tn.js";
 import { type ListBody, sealedFor, storeRequest } from "../helpers/cps.js";
+import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
 
-const BASE = "https://cps.example.com";
 const NUMBERS = 3;
 const BLOBS_PER_NUMBER = 4;
 
@@ -43,13 +40,6 @@ interface Real {
 const servedDummies = new Set<string>();
 let realBlobs: string[][] = [];
 let run = 0;
-
-const fetchApp = (req: Request) => exports.default.fetch(req);
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
 
 function spellingsOf(tn: string): string[] {
   const [a, b, c] = [tn.slice(0, 1), tn.slice(1, 4), tn.slice(4)];

@@ -2,21 +2,14 @@
  * Push delivery for one number (RFC 8816 §5.5 subscription/notification interface, §6.2 dummies),
  * inside workerd with real Durable Objects, hibernatable WebSockets and the eviction helpers.
  */
-import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { decodeEnvelope, ENVELOPE_TEXT_LENGTH, openPassport } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, subscribe } from "../helpers/push.js";
-
-const fetchApp = (req: Request | string, init?: RequestInit) => exports.default.fetch(new Request(req, init));
-
-function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
-}
+import { fetchApp, queueFor } from "../helpers/worker.js";
 
 async function store(tn: string, text: string): Promise<string> {
   const res = await fetchApp(storeRequest(BASE, tn, text));
