@@ -21,6 +21,7 @@ import { Discovery } from "../src/client/discovery.js";
 import { walletTokens } from "../src/client/store-tokens.js";
 import { TokenWallet } from "../src/client/token-wallet.js";
 import { VerificationService } from "../src/client/vs.js";
+import { oneIssuerKeyVar } from "../src/dev/issuer-key.mjs";
 import { REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
 import { encodeBase64url } from "../src/stir/base64url.js";
 import { parseCertificateChain } from "../src/stir/cert-parse.js";
@@ -52,24 +53,6 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 const pct = (xs: number[], p: number) => percentile(ascending(xs), p) ?? 0;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
-async function issuerKeysVar(): Promise<string> {
-  const pair = (await crypto.subtle.generateKey(
-    { name: "RSA-PSS", hash: "SHA-384", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
-    true,
-    ["sign", "verify"],
-  )) as CryptoKeyPair;
-  const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer);
-  const iso = (ms: number) => new Date(Date.now() + ms).toISOString();
-  return JSON.stringify([
-    {
-      id: "bench-1",
-      privateKeyPkcs8: btoa(String.fromCharCode(...pkcs8)),
-      notBefore: iso(-3.6e6),
-      notAfter: iso(8.64e7),
-    },
-  ]);
-}
-
 const pki = await createTestPki({ tnAuthList: [{ type: "one", tn: ALICE }] });
 const bobOperator = await pki.issue({ tnAuthList: [{ type: "one", tn: BOB }] });
 const bob = await generateRecipientKeyPair();
@@ -100,7 +83,7 @@ if (process.env.SKIP_AS !== "1") {
   const server = await startLocalServer({
     vars: {
       TRUST_ANCHORS_PEM: pki.root.certificate.toString("pem"),
-      TOKEN_ISSUER_KEYS: await issuerKeysVar(),
+      TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("bench-1"),
       ALLOW_UNTOKENED_STORES: "false",
       KEYS_CACHE_SECONDS: "3600",
     },

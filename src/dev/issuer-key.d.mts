@@ -20,5 +20,8 @@ export declare function generateIssuerKeyEntry(
   modulusLength?: number,
 ): Promise<IssuerKeyEntry>;
 
+/** TOKEN_ISSUER_KEYS JSON of one fresh key `id`, valid from an hour ago for a day (tests, benches). */
+export declare function oneIssuerKeyVar(id: string): Promise<string>;
+
 /** TOKEN_ISSUER_KEYS JSON for local development, persisted in `<dir>/dev-issuer-keys.json`. */
 export declare function ensureLocalIssuerKeys(dir: string, now?: number): Promise<string>;

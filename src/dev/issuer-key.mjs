@@ -39,6 +39,12 @@ function usable(keys, now) {
   );
 }
 
+/** TOKEN_ISSUER_KEYS JSON of one fresh key `id`, valid from an hour ago for a day (tests, benches). */
+export async function oneIssuerKeyVar(id) {
+  const now = Date.now();
+  return JSON.stringify([await generateIssuerKeyEntry(id, now - 3_600_000, now + 86_400_000)]);
+}
+
 /**
  * Returns the TOKEN_ISSUER_KEYS JSON for local development, creating `<dir>/dev-issuer-keys.json`
  * when it is missing or holds no key valid for at least another day. A current key (valid 30 days)

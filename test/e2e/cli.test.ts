@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, REPO_ROOT, startLocalServer } from "../../src/dev/local-server.mjs";
 
 const LAUNCHER = join(REPO_ROOT, "src/cli/stir-oob.mjs");
@@ -40,23 +41,6 @@ function cli(...args: string[]): Promise<Run> {
   });
 }
 
-async function issuerKeysVar(): Promise<string> {
-  const pair = (await crypto.subtle.generateKey(
-    { name: "RSA-PSS", hash: "SHA-384", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
-    true,
-    ["sign", "verify"],
-  )) as CryptoKeyPair;
-  const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer);
-  return JSON.stringify([
-    {
-      id: "cli-1",
-      privateKeyPkcs8: btoa(String.fromCharCode(...pkcs8)),
-      notBefore: new Date(Date.now() - 3_600_000).toISOString(),
-      notAfter: new Date(Date.now() + 86_400_000).toISOString(),
-    },
-  ]);
-}
-
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "stir-oob-home-"));
   // Walkthrough step 2: the demo CA and the two credentials, before the CPS starts (it must trust the root).
@@ -65,7 +49,7 @@ beforeAll(async () => {
   server = await startLocalServer({
     vars: {
       TRUST_ANCHORS_PEM: await readFile(join(home, "ca/root.pem"), "utf8"),
-      TOKEN_ISSUER_KEYS: await issuerKeysVar(),
+      TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("cli-1"),
       ALLOW_UNTOKENED_STORES: "false",
     },
   });

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CpsClient } from "../../src/client/cps-client.js";
 import { type ExportedToken, TokenWallet } from "../../src/client/token-wallet.js";
-import { generateIssuerKeyEntry } from "../../src/dev/issuer-key.mjs";
+import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
 import { issueCredentialToken } from "../../src/stir/credential-token.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
@@ -72,12 +72,9 @@ function post(s: Store): Promise<Response> {
 beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "cps-faults-"));
   pki = await createTestPki();
-  const now = Date.now();
   vars = {
     TRUST_ANCHORS_PEM: pki.root.certificate.toString("pem"),
-    TOKEN_ISSUER_KEYS: JSON.stringify([
-      await generateIssuerKeyEntry("faults-1", now - 3_600_000, now + 86_400_000),
-    ]),
+    TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("faults-1"),
     ALLOW_UNTOKENED_STORES: "false",
     TOKEN_MAX_USES: String(USES),
     TOKEN_MAX_USES_PER_NUMBER: String(USES),

@@ -13,6 +13,7 @@ import { Gateway, ReverseGateway } from "../../src/client/gateway.js";
 import { walletTokens } from "../../src/client/store-tokens.js";
 import { TokenWallet } from "../../src/client/token-wallet.js";
 import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
+import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
 import { CpsError } from "../../src/errors.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
@@ -50,23 +51,6 @@ const pems = new Map<string, string>();
 let discovery: Discovery;
 let tokens: ReturnType<typeof walletTokens>;
 const calleeKeys = new Map<string, CalleeKey[]>();
-
-async function issuerKeysVar(): Promise<string> {
-  const pair = (await crypto.subtle.generateKey(
-    { name: "RSA-PSS", hash: "SHA-384", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
-    true,
-    ["sign", "verify"],
-  )) as CryptoKeyPair;
-  const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer);
-  return JSON.stringify([
-    {
-      id: "e2e-1",
-      privateKeyPkcs8: btoa(String.fromCharCode(...pkcs8)),
-      notBefore: new Date(Date.now() - 3_600_000).toISOString(),
-      notAfter: new Date(Date.now() + 86_400_000).toISOString(),
-    },
-  ]);
-}
 
 function signing(name: string, cred: TestCredential): SigningCredential {
   const x5u = `https://certs.example.test/${name}.pem`;
@@ -129,7 +113,7 @@ beforeAll(async () => {
   server = await startLocalServer({
     vars: {
       TRUST_ANCHORS_PEM: pki.root.certificate.toString("pem"),
-      TOKEN_ISSUER_KEYS: await issuerKeysVar(),
+      TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("e2e-1"),
       ALLOW_UNTOKENED_STORES: "false",
     },
   });
