@@ -163,8 +163,7 @@ export class CpsClient {
       try {
         res = await this.request(`/cps/${tn}/ppts`, init);
       } catch (err) {
-        const lost =
-          err instanceof CpsUnavailableError || (err instanceof CpsError && (err.status ?? 0) >= 500);
+        const lost = err instanceof CpsUnavailableError || (err instanceof CpsError && err.status >= 500);
         if (!lost || attempt > this.#storeRetries) throw err;
         await new Promise((r) => setTimeout(r, this.#retryDelayMs * 2 ** (attempt - 1)));
         continue;

@@ -119,11 +119,7 @@ export class BlockQueue extends DurableObject<Env> {
   }
 
   /** Live blobs of the numbers in `query` (which must lie in this index block), oldest first. */
-  async list(query: BlockQuery): Promise<{ blobs: PushBlob[]; truncated: boolean }> {
-    return this.listRows(query);
-  }
-
-  private listRows(query: BlockQuery): { blobs: PushBlob[]; truncated: boolean } {
+  list(query: BlockQuery): { blobs: PushBlob[]; truncated: boolean } {
     const length = query.digits.length + query.open;
     // Range scan on the tn index: every digit string starting with `digits` sorts in [digits, digits:).
     const rows = this.sql
@@ -166,7 +162,7 @@ export class BlockQueue extends DurableObject<Env> {
     // fresh dummy in random order.
     this.ctx.acceptWebSocket(server, [formatBlockQuery(query)]);
     server.serializeAttachment({ v: 1, digits, open } satisfies Attachment);
-    const { blobs } = this.listRows(query);
+    const { blobs } = this.list(query);
     this.window.greet(server, joinFrames(shuffle([...blobs.map((b) => pushFrame(b)), dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });

@@ -209,7 +209,7 @@ export class PassportQueue extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     this.sockets = null;
     server.serializeAttachment({ v: 1, at: Date.now() });
-    const live = this.listRows().map((row) => pushFrame({ ...row, tn }));
+    const live = this.list().map((row) => pushFrame({ ...row, tn }));
     this.window.greet(server, joinFrames(shuffle([...live, dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });
@@ -242,11 +242,7 @@ export class PassportQueue extends DurableObject<Env> {
   }
 
   /** Every live blob. Expired rows are filtered here too, so a late alarm never serves stale data. */
-  async list(): Promise<StoredBlob[]> {
-    return this.listRows();
-  }
-
-  private listRows(): StoredBlob[] {
+  list(): StoredBlob[] {
     const rows = this.sql.exec<{ id: string; blob: ArrayBuffer }>(
       "SELECT id, blob FROM ppts WHERE expires_at > ?",
       Date.now(),

@@ -20,8 +20,7 @@ import { readConfig } from "../config.js";
 export const LEDGER_SHARDS = 64;
 
 export type SpendResult =
-  /** `repeat`: this exact store was counted before (a retry); nothing was counted now. */
-  | { ok: true; uses: number; repeat: boolean }
+  | { ok: true; uses: number }
   | { ok: false; code: "TOKEN_SPENT" }
   | { ok: false; code: "TOKEN_RATE_LIMITED"; retryAfterSeconds: number };
 
@@ -70,7 +69,7 @@ export class TokenLedger extends DurableObject<Env> {
     const seen = this.sql
       .exec("SELECT 1 FROM spends WHERE receipt = ? AND at > ?", receipt, now - windowMs)
       .toArray().length;
-    if (seen > 0) return { ok: true, uses: row?.uses ?? 0, repeat: true };
+    if (seen > 0) return { ok: true, uses: row?.uses ?? 0 }; // a retry: counted before, not again
     if (row && row.uses >= tokenMaxUses) return { ok: false, code: "TOKEN_SPENT" };
     const recent = this.sql
       .exec<{ n: number; first: number | null }>(
@@ -97,7 +96,7 @@ export class TokenLedger extends DurableObject<Env> {
       now,
     );
     await this.scheduleAt(Math.min(now + windowMs, tokenExpiresAt));
-    return { ok: true, uses, repeat: false };
+    return { ok: true, uses };
   }
 
   private async scheduleAt(at: number): Promise<void> {

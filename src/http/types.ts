@@ -8,7 +8,7 @@ export interface AppEnv {
     config: CpsConfig;
     /** Set by `requireCredential` on authenticated routes. */
     credential: VerifiedCredentialToken;
-    /** The decoded envelope of a store, once `requireStorageToken` has read it (decoded once). */
-    blob: Uint8Array;
+    /** The decoded envelope of a store, set by `requireStorageToken` when the store carries a token. */
+    blob: Uint8Array | undefined;
   };
 }
