@@ -70,10 +70,13 @@ export class BlockQueue extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /** Live rows (over-estimate between alarms); null until first needed after a wake-up. */
   private live: number | null = null;
-  /** Frames of adds in progress, sent together when one of them settles (push.ts). */
-  private readonly batch = new PushBatch();
   /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
   private readonly window = new SendWindow();
+  /** Frames of adds in progress or waiting for the send budget (push.ts). */
+  private readonly batch = new PushBatch(
+    { of: (tag) => this.ctx.getWebSockets(tag), count: () => this.ctx.getWebSockets().length },
+    this.window,
+  );
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -109,11 +112,11 @@ export class BlockQueue extends DurableObject<Env> {
         const tag = formatBlockQuery({ digits: tn.slice(0, -open), open });
         if (this.ctx.getWebSockets(tag).length === 0) continue;
         frame ??= pushFrame({ id, tn, blob });
-        this.batch.add(tag, frame);
+        this.batch.add(tag, id, frame);
       }
       await this.scheduleAlarm(expiresAt);
     } finally {
-      this.batch.settle((tag) => this.ctx.getWebSockets(tag), this.window);
+      this.batch.settle();
     }
     return true;
   }
@@ -160,9 +163,12 @@ export class BlockQueue extends DurableObject<Env> {
     // The tag is the sub-block: `add` finds its sockets by tag without reading attachments. Accept,
     // list and send in one synchronous stretch; the greeting is one message, the live blobs and a
     // fresh dummy in random order.
-    this.ctx.acceptWebSocket(server, [formatBlockQuery(query)]);
+    const tag = formatBlockQuery(query);
+    this.ctx.acceptWebSocket(server, [tag]);
     server.serializeAttachment({ v: 1, digits, open } satisfies Attachment);
-    const { blobs } = this.list(query);
+    // Frames still held for this sub-block go to this socket with the held message.
+    const held = this.batch.heldIds(tag);
+    const blobs = this.list(query).blobs.filter((b) => !held.has(b.id));
     this.window.greet(server, joinFrames(shuffle([...blobs.map((b) => pushFrame(b)), dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });

@@ -10,8 +10,9 @@
  * Platform facts relied on: a Durable Object is single-threaded, so the count-then-insert below cannot
  * race; SQLite calls are synchronous inside it; about 1k requests/s per object is the planning figure.
  * The subscribe path lists and accepts in one synchronous stretch, so no store falls between a new
- * subscriber's snapshot and its first pushed frame (a frame still held in the batch goes to the new
- * socket too: a duplicate id, which clients drop, never a gap).
+ * subscriber's snapshot and its first pushed frame; blobs whose frames are still held (push.ts
+ * PushBatch) are left out of the snapshot and reach the new socket with the held message, so one
+ * connection never sees an id twice.
  *
  * Retried stores: a blob identical to a live one (same SHA-256) is the same store sent again after a
  * lost answer (HPKE makes every real seal unique), so it gets the id it already has and is neither
@@ -90,10 +91,13 @@ export class PassportQueue extends DurableObject<Env> {
   private tn: string | null = null;
   /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
   private sockets: WebSocket[] | null = null;
-  /** Frames of stores in progress, sent together when one of them settles (push.ts). */
-  private readonly batch = new PushBatch();
   /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
   private readonly window = new SendWindow();
+  /** Frames of stores in progress or waiting for the send budget (push.ts). */
+  private readonly batch = new PushBatch(
+    { of: () => this.socketList(), count: () => this.socketList().length },
+    this.window,
+  );
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -152,8 +156,7 @@ export class PassportQueue extends DurableObject<Env> {
     this.batch.begin();
     try {
       if (this.tn !== null) {
-        this.sockets ??= this.ctx.getWebSockets();
-        if (this.sockets.length > 0) this.batch.add("", pushFrame({ id, tn: this.tn, blob }));
+        if (this.socketList().length > 0) this.batch.add("", id, pushFrame({ id, tn: this.tn, blob }));
       }
       await Promise.all([
         this.scheduleAlarm(expiresAt),
@@ -163,7 +166,7 @@ export class PassportQueue extends DurableObject<Env> {
       ]);
     } finally {
       // This store's frame, with those of stores that came in while it waited (push.ts PushBatch).
-      this.batch.settle(() => (this.sockets ??= this.ctx.getWebSockets()), this.window);
+      this.batch.settle();
     }
     return { ok: true, id, expiresAt, repeat: false };
   }
@@ -209,7 +212,11 @@ export class PassportQueue extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     this.sockets = null;
     server.serializeAttachment({ v: 1, at: Date.now() });
-    const live = this.list().map((row) => pushFrame({ ...row, tn }));
+    // Frames still held go to this socket with the held message, so the greeting leaves them out.
+    const held = this.batch.heldIds("");
+    const live = this.list()
+      .filter((row) => !held.has(row.id))
+      .map((row) => pushFrame({ ...row, tn }));
     this.window.greet(server, joinFrames(shuffle([...live, dummy])));
     await this.scheduleDummies();
     return new Response(null, { status: 101, webSocket: client });
@@ -230,6 +237,11 @@ export class PassportQueue extends DurableObject<Env> {
     this.sockets = null;
     this.window.forget(ws);
     closeQuietly(ws, 1011);
+  }
+
+  private socketList(): WebSocket[] {
+    this.sockets ??= this.ctx.getWebSockets();
+    return this.sockets;
   }
 
   /** Starts the dummy schedule if subscribers are attached and none is pending. */

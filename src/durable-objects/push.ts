@@ -4,8 +4,9 @@
  *
  * - Frames are JSON text `{"type":"passport","id","tn","blob"}`, the same shape and length for real
  *   blobs and dummies: nothing but the callee's private key tells them apart. A WebSocket message
- *   carries one or more frames, one per line: stores that overlap in one object are sent together
- *   (PushBatch), so 100 subscribers cost 100 sends per burst of stores, not per store.
+ *   carries one or more frames, one per line: stores that overlap in one object are sent together,
+ *   and a busy object paces its streams to a send budget (PushBatch), so 100 subscribers cost a
+ *   bounded number of sends per second, not 100 per store.
  * - Sending never blocks a store: `ws.send` only queues bytes in the runtime; we never await a client,
  *   and a send that throws (socket closing or gone) is ignored. A dead socket is dropped by the runtime
  *   (webSocketClose / webSocketError) and costs nothing after that.
@@ -40,36 +41,101 @@ export const MAX_SUBSCRIBERS_PER_OBJECT = 1_000;
 export const MAX_HOLD_MS = 5;
 
 /**
- * Frames of overlapping stores, sent as one message (frames joined by "\n") per socket group. A store
- * awaits other objects (the block index, the alarm); stores that arrive meanwhile add their frames
- * here. When a store settles, the held frames go out if no other store is still running or the oldest
- * has waited MAX_HOLD_MS: an object that is not busy sends at once, a busy one sends one message per
- * burst instead of per store. Groups: "" for a number's sockets, the sub-block tag for a block's.
+ * Socket-messages per second an object spends on push before it paces its streams: a stream of an
+ * object with n sockets gets at most one message every n / PUSH_SENDS_PER_S seconds, and frames
+ * stored meanwhile wait and go together. An idle stream sends at once; with 100 subscribers a stream
+ * sends at most 10 messages/s (frames wait up to 100 ms) however many stores arrive. Measured in
+ * docs/push-and-blocks.md: the per-message cost in the runtime, not the bytes, is what slows stores.
+ */
+export const PUSH_SENDS_PER_S = 1000;
+/** Longest a frame waits for the send budget (reached with more than 250 sockets on one object). */
+export const MAX_PACE_MS = 250;
+
+/** Where a batch finds its sockets. */
+export interface PushSockets {
+  /** The sockets of one group: "" for a number's, the sub-block tag for a block's. */
+  of(group: string): WebSocket[];
+  /** Every socket of the object: its groups share one send budget. */
+  count(): number;
+}
+
+/**
+ * Frames held for sending, one message per socket group. Two reasons to hold a frame:
+ * - overlap: a store awaits other objects (the block index, the alarm); stores that arrive meanwhile
+ *   add their frames, and the first to settle once none is running (or after MAX_HOLD_MS) sends them;
+ * - pace: a group is sent at most every `count() / sendsPerS` seconds (at most MAX_PACE_MS); frames
+ *   that arrive sooner wait for one timer and go together.
+ * So an object that is not busy sends each frame at once, and a busy one sends a bounded number of
+ * messages per second whatever its store rate. Held frames are keyed by blob id: a socket accepted
+ * while they wait leaves them out of its greeting and gets them with the held message, so one
+ * connection never sees an id twice and never misses one.
  */
 export class PushBatch {
-  private readonly groups = new Map<string, string[]>();
+  private readonly held = new Map<string, Map<string, string>>();
+  private readonly lastSent = new Map<string, number>();
   private running = 0;
   private oldest = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly sockets: PushSockets,
+    private readonly window: SendWindow,
+    /** Socket-messages per second before pacing; lower in tests to make pacing visible. */
+    public sendsPerS = PUSH_SENDS_PER_S,
+  ) {}
 
   /** A store that may add frames has started; pair with `settle` in a `finally`. */
   begin(): void {
     this.running++;
   }
 
-  add(group: string, frame: string): void {
-    if (this.groups.size === 0) this.oldest = Date.now();
-    const frames = this.groups.get(group);
-    if (frames) frames.push(frame);
-    else this.groups.set(group, [frame]);
+  add(group: string, id: string, frame: string): void {
+    if (this.held.size === 0) this.oldest = Date.now();
+    const frames = this.held.get(group);
+    if (frames) frames.set(id, frame);
+    else this.held.set(group, new Map([[id, frame]]));
   }
 
-  /** A store has settled: sends the held frames unless others still run and none waited long. */
-  settle(socketsOf: (group: string) => WebSocket[], window: SendWindow): void {
+  /** Ids whose frames are held for `group`: a new socket's greeting leaves them out. */
+  heldIds(group: string): ReadonlySet<string> {
+    return new Set(this.held.get(group)?.keys());
+  }
+
+  /** A store has settled: sends what is due unless others still run and none waited long. */
+  settle(): void {
     this.running--;
-    if (this.groups.size === 0) return;
+    if (this.held.size === 0) return;
     if (this.running > 0 && Date.now() - this.oldest < MAX_HOLD_MS) return;
-    for (const [group, frames] of this.groups) broadcast(window, socketsOf(group), joinFrames(frames));
-    this.groups.clear();
+    this.flush();
+  }
+
+  /** Sends every group whose pace allows, and sets one timer for the rest. */
+  private flush(): void {
+    const now = Date.now();
+    const gap = Math.min(MAX_PACE_MS, (1000 * this.sockets.count()) / this.sendsPerS);
+    let wait = Number.POSITIVE_INFINITY;
+    for (const [group, frames] of this.held) {
+      const due = (this.lastSent.get(group) ?? 0) + gap;
+      if (due > now) {
+        wait = Math.min(wait, due - now);
+        continue;
+      }
+      broadcast(this.window, this.sockets.of(group), joinFrames([...frames.values()]));
+      this.held.delete(group);
+      this.lastSent.set(group, now);
+    }
+    // Forget groups that would be due anyway (a block object may see many sub-blocks come and go).
+    if (this.lastSent.size > 64) {
+      for (const [group, at] of this.lastSent) if (at + MAX_PACE_MS <= now) this.lastSent.delete(group);
+    }
+    if (this.held.size > 0 && this.timer === null) {
+      // A pending timer keeps the object awake for at most MAX_PACE_MS: it cannot hibernate with
+      // frames unsent.
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, wait);
+    }
   }
 }
 
