@@ -6,6 +6,7 @@
  * the index is a ratio from the same run.
  *
  *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--pin] [--out FILE]
+ *                       [--only delivery,throughput,index,block] [--delivery-gap 300]
  *
  * `wrangler dev` puts a proxy Worker in front of the app that relays every request and every
  * WebSocket message in JavaScript; production has no such hop. `--direct` (Linux, needs `ss`) finds
@@ -15,11 +16,14 @@
  * not take CPU from the CPS: with subscribers on other machines, as in production, it would not.
  *
  * Scenarios (medians over rounds of each round's figure):
- *   delivery-S    S = 1, 10, 100 subscribers on one number; stores one at a time; latency from the
- *                 start of the POST to the frame's arrival at each subscriber (p50, p99 over all).
+ *   delivery-S    S = 1, 10, 100 subscribers on one number; stores one at a time, each DELIVERY_GAP_MS
+ *                 after the last delivery (isolated stores, as calls to one number are); latency from
+ *                 the start of the POST to the frame's arrival at each subscriber (p50, p99 over all).
  *   throughput    stores at --concurrency to a number with 100 subscribers vs to one with none, on A;
  *                 ratio = with / without (target >= 0.8). Once with subscribers reading, once with
  *                 them paused during the stores (slow readers; no client CPU), all frames checked.
+ *                 With subscribers reading, also the store-to-delivery latency under this load
+ *                 (frames then wait for the object's send budget: push.ts PUSH_SENDS_PER_S).
  *                 Beside the rates: the server's own CPU time per store in each arm (/proc, all its
  *                 processes), and cpuRatio = none / hundred, the rate ratio a CPU-bound server would
  *                 reach, which the load generator and subscribers sharing the machine cannot disturb.
@@ -54,6 +58,8 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     direct: { type: "boolean", default: false },
     pin: { type: "boolean", default: false },
+    only: { type: "string", default: "delivery,throughput,index,block" },
+    "delivery-gap": { type: "string", default: "300" },
   },
 });
 const ROUNDS = positive(flags, "rounds");
@@ -62,6 +68,14 @@ const CONCURRENCY = positive(flags, "concurrency");
 const ENVELOPE_LENGTH = 1072; // src/stir/envelope.ts: 32 (enc) + 1024 (padded) + 16 (tag)
 const SUBSCRIBER_COUNTS = [1, 10, 100];
 const DELIVERY_STORES = 50;
+/** Pause between delivery stores: by default more than the longest pacing gap (push.ts MAX_PACE_MS). */
+const DELIVERY_GAP_MS = Number(flags["delivery-gap"]);
+const SCENARIOS = new Set(flags.only.split(","));
+for (const s of SCENARIOS) {
+  if (!["delivery", "throughput", "index", "block"].includes(s))
+    throw new Error(`--only: unknown scenario ${s}`);
+}
+if (!(DELIVERY_GAP_MS >= 0)) throw new Error("--delivery-gap: a number of milliseconds >= 0");
 const BLOCK_GETS = 50;
 
 const log = (...a) => console.error(...a);
@@ -219,6 +233,7 @@ async function delivery(url, subs) {
       await new Promise((r) => setImmediate(r));
     }
     for (const at of s.arrivals.get(key)) latencies.push(at - t0);
+    await sleep(DELIVERY_GAP_MS);
   }
   s.close();
   return stats(latencies);
@@ -232,7 +247,14 @@ async function delivery(url, subs) {
 async function throughput(url, pids, { paused = false } = {}) {
   const withTn = `1666${digits(7)}`;
   const withoutTn = `1666${digits(7)}`;
-  const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: false });
+  // Reading subscribers record arrivals: store-to-delivery under this load, frames paced included.
+  const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: !paused });
+  const started = new Map(); // blob key -> start of its POST
+  const timedStore = (tn) => {
+    const blob = randomBlob();
+    if (tn === withTn && !paused) started.set(blob.slice(0, 40), performance.now());
+    return store(url, tn, blob);
+  };
   if (paused) s.pause();
   const half = Math.floor(STORES / 2);
   // The server's own CPU time per store (user + system, all its processes), beside the rate: a
@@ -240,7 +262,7 @@ async function throughput(url, pids, { paused = false } = {}) {
   const cpu = { none: { user: 0, system: 0 }, hundred: { user: 0, system: 0 } };
   const arm = async (key, tn) => {
     const t0 = cpuMs(pids);
-    const r = await load(half, () => store(url, tn));
+    const r = await load(half, () => timedStore(tn));
     const t1 = cpuMs(pids);
     cpu[key].user += t1.user - t0.user;
     cpu[key].system += t1.system - t0.system;
@@ -259,6 +281,8 @@ async function throughput(url, pids, { paused = false } = {}) {
   if (s.frames() < want) throw new Error(`subscribers got ${s.frames()} frames, want ${want}`);
   const none = (a1.rps + a2.rps) / 2;
   const hundred = (b1.rps + b2.rps) / 2;
+  const loaded = [];
+  for (const [key, t0] of started) for (const at of s.arrivals.get(key) ?? []) loaded.push(at - t0);
   const per = (c) => ({ user: c.user / (2 * half), system: c.system / (2 * half) });
   const cpuPerStore = {
     none: per(cpu.none).user + per(cpu.none).system,
@@ -271,6 +295,7 @@ async function throughput(url, pids, { paused = false } = {}) {
     hundred,
     ratio: hundred / none,
     framesPerMessage: s.frames() / s.messages(),
+    deliveryUnderLoad: paused ? null : stats(loaded),
     cpuMsPerStore: cpuPerStore,
     cpuRatio: cpuPerStore.none / cpuPerStore.hundred,
   };
@@ -405,12 +430,17 @@ async function main() {
     await delivery(aUrl, 1);
     for (let r = 0, failures = 0; r < ROUNDS; ) {
       try {
-        const round = { delivery: {} };
-        for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(aUrl, s);
-        round.throughput = await throughput(aUrl, aPids);
-        round.throughputPaused = await throughput(aUrl, aPids, { paused: true });
-        round.indexCost = await indexCost(aUrl, bUrl);
-        round.blockGet = await blockGet(aUrl);
+        const round = {};
+        if (SCENARIOS.has("delivery")) {
+          round.delivery = {};
+          for (const s of SUBSCRIBER_COUNTS) round.delivery[s] = await delivery(aUrl, s);
+        }
+        if (SCENARIOS.has("throughput")) {
+          round.throughput = await throughput(aUrl, aPids);
+          round.throughputPaused = await throughput(aUrl, aPids, { paused: true });
+        }
+        if (SCENARIOS.has("index")) round.indexCost = await indexCost(aUrl, bUrl);
+        if (SCENARIOS.has("block")) round.blockGet = await blockGet(aUrl);
         rounds.push(round);
         log(`round ${++r}/${ROUNDS}:`, JSON.stringify(round));
       } catch (err) {
@@ -424,26 +454,31 @@ async function main() {
     await Promise.all([a.stop(), b.stop()]);
   }
   const m = (f) => Number(median(rounds.map(f)).toFixed(2));
-  const summary = {
-    delivery: Object.fromEntries(
+  const summary = {};
+  if (SCENARIOS.has("delivery")) {
+    summary.delivery = Object.fromEntries(
       SUBSCRIBER_COUNTS.map((s) => [
         s,
         { p50Ms: m((r) => r.delivery[s].p50), p99Ms: m((r) => r.delivery[s].p99) },
       ]),
-    ),
-    throughput: {
+    );
+  }
+  if (SCENARIOS.has("throughput")) {
+    summary.throughput = {
       noneStoresPerS: m((r) => r.throughput.none),
       hundredSubsStoresPerS: m((r) => r.throughput.hundred),
       ratio: m((r) => r.throughput.ratio),
       target: 0.8,
       framesPerMessage: m((r) => r.throughput.framesPerMessage),
+      deliveryUnderLoadP50Ms: m((r) => r.throughput.deliveryUnderLoad.p50),
+      deliveryUnderLoadP99Ms: m((r) => r.throughput.deliveryUnderLoad.p99),
       serverCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.none),
       serverCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundred),
       serverUserCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.noneUser),
       serverUserCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundredUser),
       cpuRatio: m((r) => r.throughput.cpuRatio),
-    },
-    throughputPausedSubscribers: {
+    };
+    summary.throughputPausedSubscribers = {
       noneStoresPerS: m((r) => r.throughputPaused.none),
       hundredSubsStoresPerS: m((r) => r.throughputPaused.hundred),
       ratio: m((r) => r.throughputPaused.ratio),
@@ -453,21 +488,25 @@ async function main() {
       serverUserCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.noneUser),
       serverUserCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundredUser),
       cpuRatio: m((r) => r.throughputPaused.cpuRatio),
-    },
-    indexCost: {
+    };
+  }
+  if (SCENARIOS.has("index")) {
+    summary.indexCost = {
       withIndexStoresPerS: m((r) => r.indexCost.on.rps),
       withoutIndexStoresPerS: m((r) => r.indexCost.off.rps),
       ratio: m((r) => r.indexCost.ratio),
       extraP50Ms: m((r) => r.indexCost.extraP50Ms),
-    },
-    blockGet: {
+    };
+  }
+  if (SCENARIOS.has("block")) {
+    summary.blockGet = {
       items: m((r) => r.blockGet.blockItems),
       blockP50Ms: m((r) => r.blockGet.block.p50),
       blockP99Ms: m((r) => r.blockGet.block.p99),
       oneNumber100P50Ms: m((r) => r.blockGet.number.p50),
       fanout100NumbersP50Ms: m((r) => r.blockGet.fanout100.p50),
-    },
-  };
+    };
+  }
   const result = {
     date: new Date().toISOString(),
     restartedStores: restarts.count,
@@ -478,6 +517,8 @@ async function main() {
     rounds: ROUNDS,
     stores: STORES,
     concurrency: CONCURRENCY,
+    scenarios: [...SCENARIOS],
+    deliveryGapMs: DELIVERY_GAP_MS,
     machine: machine(),
     summary,
     raw: rounds,
