@@ -68,6 +68,7 @@ export type CpsErrorCode =
   | "UPGRADE_REQUIRED"
   | "TOO_MANY_SUBSCRIBERS"
   // Server side, never caused by input
+  | "UNAVAILABLE"
   | "INTERNAL"
   | "MISCONFIGURED";
 
@@ -124,6 +125,7 @@ const STATUS: Record<CpsErrorCode, number> = {
   BLOCK_TOO_LARGE: 400,
   UPGRADE_REQUIRED: 426,
   TOO_MANY_SUBSCRIBERS: 429,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
   MISCONFIGURED: 500,
 };

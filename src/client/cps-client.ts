@@ -10,6 +10,9 @@ import { CpsError, type CpsErrorCode } from "../errors.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 
+/** Longest a store retry honours a busy CPS's Retry-After: an answer later than that is useless to a call. */
+const MAX_RETRY_AFTER_MS = 5_000;
+
 /** The fetch signature the client library uses (global fetch, a service binding, a test double). */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -143,7 +146,7 @@ export class CpsClient {
   /**
    * Stores one sealed blob (`POST /cps/{tn}/ppts`); `headers` carry the storage token, if any.
    * When the answer is lost (network failure, timeout, 5xx) the very same request is sent again, up
-   * to `storeRetries` times: the CPS recognises it and answers the first store's id without spending
+   * to `storeRetries` times, after `retryDelayMs` doubling, or the 503's Retry-After (at most 5 s): the CPS recognises it and answers the first store's id without spending
    * the token again (docs/tokens.md "Retried stores"). A 4xx is final and never retried.
    * @example
    * await cps.store(tn, await sealPassport(key, tn, jws), await wallet.headersForStore(tn, blob));
@@ -165,7 +168,10 @@ export class CpsClient {
       } catch (err) {
         const lost = err instanceof CpsUnavailableError || (err instanceof CpsError && err.status >= 500);
         if (!lost || attempt > this.#storeRetries) throw err;
-        await new Promise((r) => setTimeout(r, this.#retryDelayMs * 2 ** (attempt - 1)));
+        // A busy CPS (503) says how long to wait; at most MAX_RETRY_AFTER_MS, since a call is waiting.
+        const asked = err instanceof CpsError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
+        const backoff = this.#retryDelayMs * 2 ** (attempt - 1);
+        await new Promise((r) => setTimeout(r, Math.max(backoff, Math.min(asked, MAX_RETRY_AFTER_MS))));
         continue;
       }
       const body = (await res.json().catch(() => ({}))) as { id?: unknown; expires?: unknown };

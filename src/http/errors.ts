@@ -11,13 +11,29 @@ export function logEvent(event: Record<string, string | number | boolean>): void
   console.log(JSON.stringify(event));
 }
 
+/**
+ * A Durable Object infrastructure failure (the runtime's documented `.overloaded` / `.retryable`
+ * flags on errors from a stub: an object overloaded, restarting or unreachable), as opposed to a bug.
+ * It is the service being busy, not the request being wrong: 503 with Retry-After, which clients
+ * (CpsClient.store) retry; every store is idempotent on retry (docs/tokens.md "Retried stores").
+ */
+function isTransientObjectError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const flags = err as Error & { overloaded?: unknown; retryable?: unknown; remote?: unknown };
+  return flags.overloaded === true || (flags.retryable === true && flags.remote !== true);
+}
+
 export function errorToResponse(err: unknown, c: Context): Response {
   const mapped =
     err instanceof CpsError
       ? err
       : err instanceof HTTPException && err.status < 500
         ? new CpsError("INVALID_BODY", "The request could not be read", { status: err.status })
-        : new CpsError("INTERNAL", "Internal error");
+        : isTransientObjectError(err)
+          ? new CpsError("UNAVAILABLE", "Busy: try again shortly", {
+              retryAfter: (err as { overloaded?: unknown }).overloaded === true ? 2 : 1,
+            })
+          : new CpsError("INTERNAL", "Internal error");
   // 4xx answers are the client's business and show in status metrics; log only our own failures.
   if (mapped.status >= 500)
     logEvent({ event: "error", route: c.req.routePath, code: mapped.code, status: mapped.status });

@@ -10,7 +10,7 @@ import { CpsClient, CpsUnavailableError } from "../../src/client/cps-client.js";
 import { CpsError } from "../../src/errors.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 
-type Outcome = number | "network";
+type Outcome = number | "network" | "busy";
 const TN = canonicalTn("12025550100");
 const CREATED = { id: "0123456789abcdef0123456789abcdef", expires: "2026-11-23T00:01:00.000Z" };
 
@@ -23,6 +23,12 @@ function scripted(outcomes: Outcome[]) {
     });
     const next = outcomes.shift() ?? 500;
     if (next === "network") throw new TypeError("fetch failed");
+    if (next === "busy") {
+      return new Response(JSON.stringify({ code: "UNAVAILABLE", title: "Busy" }), {
+        status: 503,
+        headers: { "content-type": "application/problem+json", "retry-after": "1" },
+      });
+    }
     if (next === 201) {
       return new Response(JSON.stringify(CREATED), {
         status: 201,
@@ -39,6 +45,15 @@ function scripted(outcomes: Outcome[]) {
 }
 
 describe("CpsClient.store retries a lost answer with the identical request", () => {
+  it("waits the Retry-After a busy CPS (503 UNAVAILABLE) asks for, not its own 1 ms backoff", async () => {
+    const { client, sent } = scripted(["busy", 201]);
+    const t0 = performance.now();
+    const stored = await client.store(TN, "blobtext");
+    expect(stored.attempts).toBe(2);
+    expect(sent).toHaveLength(2);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(990);
+  });
+
   const retried: [string, Outcome[], number][] = [
     ["answer lost in the network once", ["network", 201], 2],
     ["503 then 201", [503, 201], 2],
