@@ -6,11 +6,15 @@
  * the index is a ratio from the same run.
  *
  *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--pin] [--out FILE]
- *                       [--only delivery,throughput,index,block] [--delivery-gap 300]
+ *                       [--only delivery,throughput,index,block] [--delivery-gap 300] [--rps]
  *
  * `wrangler dev` puts a proxy Worker in front of the app that relays every request and every
  * WebSocket message in JavaScript; production has no such hop. `--direct` (Linux, needs `ss`) finds
  * the app's own workerd socket in the server's process group and talks to it instead.
+ * `--rps` (with --pin; Linux, root) steers loopback receive processing to CPU 1 for the run (Receive
+ * Packet Steering on `lo`) and restores it after. On loopback the sending CPU otherwise also does the
+ * receiving side's TCP work, so the subscribers' receiving would be billed to the CPS; in production
+ * it happens on their machines. It moves the CPS's receiving of requests to CPU 1 too, in both arms.
  * `--pin` (Linux, needs `taskset`) puts the servers' process groups on CPU 0 and this process (the
  * load and the 100 subscribers) on CPU 1, so that on a 2-core machine the subscribers' reading does
  * not take CPU from the CPS: with subscribers on other machines, as in production, it would not.
@@ -39,7 +43,7 @@
  */
 import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -60,6 +64,7 @@ const { values: flags } = parseArgs({
     pin: { type: "boolean", default: false },
     only: { type: "string", default: "delivery,throughput,index,block" },
     "delivery-gap": { type: "string", default: "300" },
+    rps: { type: "boolean", default: false },
   },
 });
 const ROUNDS = positive(flags, "rounds");
@@ -76,6 +81,7 @@ for (const s of SCENARIOS) {
     throw new Error(`--only: unknown scenario ${s}`);
 }
 if (!(DELIVERY_GAP_MS >= 0)) throw new Error("--delivery-gap: a number of milliseconds >= 0");
+if (flags.rps && !flags.pin) throw new Error("--rps needs --pin");
 const BLOCK_GETS = 50;
 
 const log = (...a) => console.error(...a);
@@ -161,18 +167,20 @@ function rawSubscriber(url, path, onFrame) {
 const BLOB_KEY = Buffer.from('"blob":"');
 
 /**
- * Opens `count` subscribers; each frame's arrival time is recorded by its blob's first 40 chars. A
- * message may carry several frames, one per line (overlapping stores are batched): each is counted.
+ * Opens `count` subscribers; the first `record` of them record each frame's arrival time by its
+ * blob's first 40 chars (all by default; fewer keeps the load generator's own CPU down when it shares
+ * a core with them). A message may carry several frames, one per line: each is counted.
  */
-async function subscribers(url, path, count, { record = true } = {}) {
+async function subscribers(url, path, count, { record = count } = {}) {
   const arrivals = new Map(); // key -> [times]
   let frames = 0;
   let messages = 0;
-  const onFrame = (payload, at) => {
+  let opened = 0;
+  const onFrameOf = (recording) => (payload, at) => {
     messages++;
     for (let i = payload.indexOf(BLOB_KEY); i >= 0; i = payload.indexOf(BLOB_KEY, i + 1)) {
       frames++;
-      if (!record) continue;
+      if (!recording) continue;
       const start = i + BLOB_KEY.length;
       const key = payload.subarray(start, start + 40).toString();
       const list = arrivals.get(key) ?? [];
@@ -184,7 +192,9 @@ async function subscribers(url, path, count, { record = true } = {}) {
   for (let i = 0; i < count; i += 10) {
     sockets.push(
       ...(await Promise.all(
-        Array.from({ length: Math.min(10, count - i) }, () => rawSubscriber(url, path, onFrame)),
+        Array.from({ length: Math.min(10, count - i) }, () =>
+          rawSubscriber(url, path, onFrameOf(opened++ < record)),
+        ),
       )),
     );
   }
@@ -247,8 +257,8 @@ async function delivery(url, subs) {
 async function throughput(url, pids, { paused = false } = {}) {
   const withTn = `1666${digits(7)}`;
   const withoutTn = `1666${digits(7)}`;
-  // Reading subscribers record arrivals: store-to-delivery under this load, frames paced included.
-  const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: !paused });
+  // 10 reading subscribers record arrivals: store-to-delivery under this load, pacing included.
+  const s = await subscribers(url, `/cps/${withTn}/subscribe`, 100, { record: paused ? 0 : 10 });
   const started = new Map(); // blob key -> start of its POST
   const timedStore = (tn) => {
     const blob = randomBlob();
@@ -259,13 +269,18 @@ async function throughput(url, pids, { paused = false } = {}) {
   const half = Math.floor(STORES / 2);
   // The server's own CPU time per store (user + system, all its processes), beside the rate: a
   // figure the load generator and the subscribers on the same machine cannot disturb.
-  const cpu = { none: { user: 0, system: 0 }, hundred: { user: 0, system: 0 } };
+  // And this process's (load generator and subscribers): if it nears 1 / rate, the client, not the
+  // CPS, sets the pace.
+  const cpu = { none: { user: 0, system: 0, client: 0 }, hundred: { user: 0, system: 0, client: 0 } };
   const arm = async (key, tn) => {
     const t0 = cpuMs(pids);
+    const c0 = process.cpuUsage();
     const r = await load(half, () => timedStore(tn));
+    const c1 = process.cpuUsage(c0);
     const t1 = cpuMs(pids);
     cpu[key].user += t1.user - t0.user;
     cpu[key].system += t1.system - t0.system;
+    cpu[key].client += (c1.user + c1.system) / 1000;
     return r;
   };
   const a1 = await arm("none", withoutTn);
@@ -289,6 +304,8 @@ async function throughput(url, pids, { paused = false } = {}) {
     hundred: per(cpu.hundred).user + per(cpu.hundred).system,
     noneUser: per(cpu.none).user,
     hundredUser: per(cpu.hundred).user,
+    clientNone: cpu.none.client / (2 * half),
+    clientHundred: cpu.hundred.client / (2 * half),
   };
   return {
     none,
@@ -382,6 +399,15 @@ function groupPids(srv) {
   );
 }
 
+const RPS_FILE = "/sys/class/net/lo/queues/rx-0/rps_cpus";
+
+/** --rps: loopback receive processing on CPU 1 (mask 2); returns a function that restores it. */
+function steerLoopbackReceive() {
+  const before = readFileSync(RPS_FILE, "utf8").trim();
+  writeFileSync(RPS_FILE, "2");
+  return () => writeFileSync(RPS_FILE, before);
+}
+
 /** --pin: every thread of the servers on CPU 0, every thread of this process on CPU 1. */
 function pinCpus(servers) {
   for (const srv of servers) for (const pid of groupPids(srv)) execSync(`taskset -a -p -c 0 ${pid}`);
@@ -415,6 +441,8 @@ async function main() {
     pinCpus([a, b]);
     log("pinned: servers on CPU 0, load and subscribers on CPU 1");
   }
+  const restoreRps = flags.rps ? steerLoopbackReceive() : () => {};
+  if (flags.rps) log("loopback receive processing steered to CPU 1");
   const aPids = groupPids(a);
   const urlOf = async (srv) => (flags.direct ? await directUrl(srv) : srv.url);
   const [aUrl, bUrl] = [await urlOf(a), await urlOf(b)];
@@ -451,6 +479,7 @@ async function main() {
       }
     }
   } finally {
+    restoreRps();
     await Promise.all([a.stop(), b.stop()]);
   }
   const m = (f) => Number(median(rounds.map(f)).toFixed(2));
@@ -476,6 +505,8 @@ async function main() {
       serverCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundred),
       serverUserCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.noneUser),
       serverUserCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundredUser),
+      clientCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.clientNone),
+      clientCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.clientHundred),
       cpuRatio: m((r) => r.throughput.cpuRatio),
     };
     summary.throughputPausedSubscribers = {
@@ -487,6 +518,8 @@ async function main() {
       serverCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundred),
       serverUserCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.noneUser),
       serverUserCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundredUser),
+      clientCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.clientNone),
+      clientCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.clientHundred),
       cpuRatio: m((r) => r.throughputPaused.cpuRatio),
     };
   }
@@ -514,6 +547,7 @@ async function main() {
     loadAverage: loadavg(),
     via: flags.direct ? "direct" : "wrangler dev proxy",
     pinned: flags.pin,
+    loopbackReceiveOnCpu1: flags.rps,
     rounds: ROUNDS,
     stores: STORES,
     concurrency: CONCURRENCY,
