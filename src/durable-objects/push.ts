@@ -44,11 +44,11 @@ export const MAX_HOLD_MS = 5;
  * Socket-messages per second an object spends on push before it paces its streams: a stream of an
  * object with n sockets gets at most one message every n / PUSH_SENDS_PER_S seconds, and frames
  * stored meanwhile wait and go together. An idle stream sends at once; with 100 subscribers a stream
- * sends at most 10 messages/s (frames wait up to 100 ms) however many stores arrive. Measured in
+ * sends at most 5 messages/s (frames wait up to 200 ms) however many stores arrive. Measured in
  * docs/push-and-blocks.md: the per-message cost in the runtime, not the bytes, is what slows stores.
  */
-export const PUSH_SENDS_PER_S = 1000;
-/** Longest a frame waits for the send budget (reached with more than 250 sockets on one object). */
+export const PUSH_SENDS_PER_S = 500;
+/** Longest a frame waits for the send budget (reached with more than 125 sockets on one object). */
 export const MAX_PACE_MS = 250;
 
 /** Where a batch finds its sockets. */
