@@ -10,7 +10,7 @@ import { CpsError, type CpsErrorCode } from "../errors.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 
-/** Longest a store retry honours a busy CPS's Retry-After: an answer later than that is useless to a call. */
+/** Longest a store retry honours a busy CPS's Retry-After: a later answer is no use to a call. */
 const MAX_RETRY_AFTER_MS = 5_000;
 
 /** The fetch signature the client library uses (global fetch, a service binding, a test double). */
@@ -146,8 +146,9 @@ export class CpsClient {
   /**
    * Stores one sealed blob (`POST /cps/{tn}/ppts`); `headers` carry the storage token, if any.
    * When the answer is lost (network failure, timeout, 5xx) the very same request is sent again, up
-   * to `storeRetries` times, after `retryDelayMs` doubling, or the 503's Retry-After (at most 5 s): the CPS recognises it and answers the first store's id without spending
-   * the token again (docs/tokens.md "Retried stores"). A 4xx is final and never retried.
+   * to `storeRetries` times, after `retryDelayMs` doubling or a 503's Retry-After (at most 5 s): the
+   * CPS recognises it and answers the first store's id without spending the token again
+   * (docs/tokens.md "Retried stores"). A 4xx is final and never retried.
    * @example
    * await cps.store(tn, await sealPassport(key, tn, jws), await wallet.headersForStore(tn, blob));
    */
