@@ -492,36 +492,31 @@ async function main() {
       ]),
     );
   }
+  // The same figures for both throughput tests; the reading one also has the target and the
+  // store-to-delivery under load.
+  const throughputSummary = (pick, reading) => ({
+    noneStoresPerS: m((r) => pick(r).none),
+    hundredSubsStoresPerS: m((r) => pick(r).hundred),
+    ratio: m((r) => pick(r).ratio),
+    ...(reading ? { target: 0.8 } : {}),
+    framesPerMessage: m((r) => pick(r).framesPerMessage),
+    ...(reading
+      ? {
+          deliveryUnderLoadP50Ms: m((r) => pick(r).deliveryUnderLoad.p50),
+          deliveryUnderLoadP99Ms: m((r) => pick(r).deliveryUnderLoad.p99),
+        }
+      : {}),
+    serverCpuMsPerStoreNone: m((r) => pick(r).cpuMsPerStore.none),
+    serverCpuMsPerStoreHundred: m((r) => pick(r).cpuMsPerStore.hundred),
+    serverUserCpuMsPerStoreNone: m((r) => pick(r).cpuMsPerStore.noneUser),
+    serverUserCpuMsPerStoreHundred: m((r) => pick(r).cpuMsPerStore.hundredUser),
+    clientCpuMsPerStoreNone: m((r) => pick(r).cpuMsPerStore.clientNone),
+    clientCpuMsPerStoreHundred: m((r) => pick(r).cpuMsPerStore.clientHundred),
+    cpuRatio: m((r) => pick(r).cpuRatio),
+  });
   if (SCENARIOS.has("throughput")) {
-    summary.throughput = {
-      noneStoresPerS: m((r) => r.throughput.none),
-      hundredSubsStoresPerS: m((r) => r.throughput.hundred),
-      ratio: m((r) => r.throughput.ratio),
-      target: 0.8,
-      framesPerMessage: m((r) => r.throughput.framesPerMessage),
-      deliveryUnderLoadP50Ms: m((r) => r.throughput.deliveryUnderLoad.p50),
-      deliveryUnderLoadP99Ms: m((r) => r.throughput.deliveryUnderLoad.p99),
-      serverCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.none),
-      serverCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundred),
-      serverUserCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.noneUser),
-      serverUserCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.hundredUser),
-      clientCpuMsPerStoreNone: m((r) => r.throughput.cpuMsPerStore.clientNone),
-      clientCpuMsPerStoreHundred: m((r) => r.throughput.cpuMsPerStore.clientHundred),
-      cpuRatio: m((r) => r.throughput.cpuRatio),
-    };
-    summary.throughputPausedSubscribers = {
-      noneStoresPerS: m((r) => r.throughputPaused.none),
-      hundredSubsStoresPerS: m((r) => r.throughputPaused.hundred),
-      ratio: m((r) => r.throughputPaused.ratio),
-      framesPerMessage: m((r) => r.throughputPaused.framesPerMessage),
-      serverCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.none),
-      serverCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundred),
-      serverUserCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.noneUser),
-      serverUserCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.hundredUser),
-      clientCpuMsPerStoreNone: m((r) => r.throughputPaused.cpuMsPerStore.clientNone),
-      clientCpuMsPerStoreHundred: m((r) => r.throughputPaused.cpuMsPerStore.clientHundred),
-      cpuRatio: m((r) => r.throughputPaused.cpuRatio),
-    };
+    summary.throughput = throughputSummary((r) => r.throughput, true);
+    summary.throughputPausedSubscribers = throughputSummary((r) => r.throughputPaused, false);
   }
   if (SCENARIOS.has("index")) {
     summary.indexCost = {
