@@ -112,13 +112,18 @@ export class PushBatch {
   /** Sends every group whose pace allows, and sets one timer for the rest. */
   private flush(): void {
     const now = Date.now();
-    const gap = Math.min(MAX_PACE_MS, (1000 * this.sockets.count()) / this.sendsPerS);
+    // Counting the sockets lists them all (a block object may hold hundreds): only when some group
+    // sent within MAX_PACE_MS, the longest gap, so an idle stream's store does not pay for it.
+    let gap: number | undefined;
     let wait = Number.POSITIVE_INFINITY;
     for (const [group, frames] of this.held) {
-      const due = (this.lastSent.get(group) ?? 0) + gap;
-      if (due > now) {
-        wait = Math.min(wait, due - now);
-        continue;
+      const last = this.lastSent.get(group);
+      if (last !== undefined && now - last < MAX_PACE_MS) {
+        gap ??= Math.min(MAX_PACE_MS, (1000 * this.sockets.count()) / this.sendsPerS);
+        if (last + gap > now) {
+          wait = Math.min(wait, last + gap - now);
+          continue;
+        }
       }
       broadcast(this.window, this.sockets.of(group), joinFrames([...frames.values()]));
       this.held.delete(group);
