@@ -1,7 +1,9 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { readConfig } from "./src/config.js";
 import { generateIssuerKeyEntry } from "./src/dev/issuer-key.mjs";
 import { createTestPki } from "./src/stir/test-pki.js";
+import { TEST_CPS_ORIGIN } from "./test/helpers/origin.js";
 import { serializeTestPki } from "./test/helpers/pki.js";
 
 // Three projects: pure code on Node (`unit`, with the vectors), the Worker inside workerd
@@ -10,6 +12,18 @@ import { serializeTestPki } from "./test/helpers/pki.js";
 //
 // The integration Worker trusts a test PKI made here, at test time (TEST ONLY keys, never committed):
 // its root goes in as TRUST_ANCHORS_PEM, and the serialised PKI as the test-only TEST_PKI binding.
+/** src/config.ts defaults with counts / 100 and the TTL 60 s -> 2 s (test/integration-tokens/scaled). */
+function scaledLimits(): Record<string, string> {
+  const d = readConfig({} as Env);
+  return {
+    PASSPORT_TTL_SECONDS: String((d.ttlSeconds * 2) / 60),
+    MAX_LIVE_PER_NUMBER: String(d.maxLivePerNumber / 100),
+    TOKEN_DAILY_QUOTA: String(d.tokenDailyQuota / 100),
+    TOKEN_MAX_USES: String(d.tokenMaxUses),
+    TOKEN_MAX_USES_PER_NUMBER: String(d.tokenMaxUsesPerNumber),
+  };
+}
+
 export default defineConfig(async () => {
   const pki = await serializeTestPki(await createTestPki());
   // Storage-token issuer keys (TEST ONLY, made here): current, next (future), expired (docs/tokens.md).
@@ -21,11 +35,13 @@ export default defineConfig(async () => {
     await generateIssuerKeyEntry("test-expired", now - 48 * hour, now - hour),
   ]);
   const workerBindings = {
-    BENCH_BASELINE: "true",
-    CPS_ORIGIN: "https://cps.example.com",
+    // Loopback: development switches are honoured only then (src/config.ts `deploymentProblem`).
+    CPS_ORIGIN: TEST_CPS_ORIGIN,
     TRUST_ANCHORS_PEM: pki.rootPem,
     TEST_PKI: JSON.stringify(pki),
     TOKEN_ISSUER_KEYS: issuerKeys,
+    // Key of the decoy PRF (src/dummies/decoys.ts), made here per run (TEST ONLY).
+    DECOY_SECRET: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex"),
     // Runs of the malformed-request property in test/integration/fuzz.test.ts: a short run in
     // `npm test`, 10,000 with `npm run fuzz`.
     FUZZ_RUNS: process.env.FUZZ_RUNS ?? "1000",
@@ -45,7 +61,8 @@ export default defineConfig(async () => {
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
-                bindings: workerBindings,
+                // wrangler.toml is the production configuration; this project adds the dev switch.
+                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "true" },
               },
             }),
           ],
@@ -61,7 +78,14 @@ export default defineConfig(async () => {
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
-                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "false", TOKEN_DAILY_QUOTA: "40" },
+                // Multi-use tokens (not the default of 1), so the per-token and per-number counts are exercised.
+                bindings: {
+                  ...workerBindings,
+                  ALLOW_UNTOKENED_STORES: "false",
+                  TOKEN_DAILY_QUOTA: "40",
+                  TOKEN_MAX_USES: "10",
+                  TOKEN_MAX_USES_PER_NUMBER: "2",
+                },
               },
             }),
           ],
@@ -72,7 +96,25 @@ export default defineConfig(async () => {
               "test/integration-tokens/**/*.test.ts",
               ...(process.env.BENCH_TOKENS ? ["bench/tokens.workerd.ts"] : []),
             ],
+            exclude: ["test/integration-tokens/scaled/**"],
             testTimeout: process.env.BENCH_TOKENS ? 600_000 : 30_000,
+          },
+        },
+        {
+          // The production token and queue limits (src/config.ts defaults) scaled down: counts / 100,
+          // time / 30 (TTL 60 s -> 2 s), so "one minute a day" becomes 2 s (issue 13 #2).
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "false", ...scaledLimits() },
+              },
+            }),
+          ],
+          test: {
+            name: "integration-tokens-scaled",
+            include: ["test/integration-tokens/scaled/**/*.test.ts"],
+            testTimeout: 60_000,
           },
         },
         {

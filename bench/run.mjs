@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * `npm run bench`: CPS throughput and latency over real HTTP against `wrangler dev` on workerd, each
- * scenario beside a bare Durable Object baseline (/_bench/baseline, BENCH_BASELINE=true) doing the
- * same number of writes or reads over the same key spread, in the same run, rounds interleaved.
+ * scenario beside a bare Durable Object baseline (/_bench/baseline, the bench Worker of
+ * bench/wrangler.toml, run by its own `wrangler dev` beside the CPS's; no bench code is in the CPS)
+ * doing the same number of writes or reads over the same key spread, in the same run, rounds
+ * interleaved.
  *
  *   npm run bench -- [--rounds 5] [--requests 1500] [--concurrency 16] [--out bench/results/x.json]
  *
@@ -63,6 +65,8 @@ const HOT_BLOBS = 3;
 const TARGET_RATIO = 0.7;
 const TOKEN_TARGET_RATIO = 0.8;
 const ISSUER_KEY_ID = "bench-1";
+/** The bench Worker: the bare Durable Object baseline, beside the CPS (never part of it). */
+const BENCH_WORKER_CONFIG = "bench/wrangler.toml";
 
 const progress = progressLog("bench");
 
@@ -124,7 +128,7 @@ const load = (count, makeRequest) => httpLoad(count, CONCURRENCY, makeRequest);
 // ---------------------------------------------------------------------------------------------
 // Scenarios. Numbers are 11-digit E.164 strings in disjoint ranges per scenario.
 
-function buildScenarios(url, blobs, tokens) {
+function buildScenarios(url, baselineUrl, blobs, tokens) {
   const post = (body) => ({
     method: "POST",
     headers: { "Content-Type": "application/passport" },
@@ -144,7 +148,7 @@ function buildScenarios(url, blobs, tokens) {
         const tn = (i) => `1555020${String(base + Math.floor(i / HOT_SEGMENT)).padStart(4, "0")}`;
         return {
           cps: (i) => [`${url}/cps/${tn(i)}/ppts`, post(blob(i)), 201],
-          baseline: (i) => [`${url}/_bench/baseline/${tn(i)}`, post(blob(i)), 201],
+          baseline: (i) => [`${baselineUrl}/_bench/baseline/${tn(i)}`, post(blob(i)), 201],
         };
       },
     },
@@ -155,7 +159,7 @@ function buildScenarios(url, blobs, tokens) {
         const keys = randomKeys(round, "1555030", SPREAD);
         return {
           cps: (i) => [`${url}/cps/${keys[i]}/ppts`, post(blob(i)), 201],
-          baseline: (i) => [`${url}/_bench/baseline/${keys[i]}`, post(blob(i)), 201],
+          baseline: (i) => [`${baselineUrl}/_bench/baseline/${keys[i]}`, post(blob(i)), 201],
         };
       },
     },
@@ -168,11 +172,11 @@ function buildScenarios(url, blobs, tokens) {
         const ids = [];
         for (let k = 0; k < HOT_BLOBS; k++) {
           await mustStore(`${url}/cps/${tn}/ppts`, post(blob(k)));
-          ids.push((await mustStore(`${url}/_bench/baseline/${tn}`, post(blob(k)))).id);
+          ids.push((await mustStore(`${baselineUrl}/_bench/baseline/${tn}`, post(blob(k)))).id);
         }
         return {
           cps: () => [`${url}/cps/${tn}/ppts`, undefined, 200],
-          baseline: (i) => [`${url}/_bench/baseline/${tn}/${ids[i % ids.length]}`, undefined, 200],
+          baseline: (i) => [`${baselineUrl}/_bench/baseline/${tn}/${ids[i % ids.length]}`, undefined, 200],
         };
       },
     },
@@ -184,7 +188,7 @@ function buildScenarios(url, blobs, tokens) {
         const missing = "0".repeat(32);
         return {
           cps: (i) => [`${url}/cps/${keys[i]}/ppts`, undefined, 200],
-          baseline: (i) => [`${url}/_bench/baseline/${keys[i]}/${missing}`, undefined, 404],
+          baseline: (i) => [`${baselineUrl}/_bench/baseline/${keys[i]}/${missing}`, undefined, 404],
         };
       },
     },
@@ -274,17 +278,18 @@ async function main() {
     ["sign"],
   );
   const vars = {
-    BENCH_BASELINE: "true",
     ALLOW_UNTOKENED_STORES: "true",
     TOKEN_ISSUER_KEYS: JSON.stringify([issuerEntry]),
   };
-  progress("starting wrangler dev (fresh state dir)...");
+  progress("starting wrangler dev for the CPS and for the bench Worker (fresh state dirs)...");
   const server = await startLocalServer({ vars, persistTo: flags["persist-to"] });
+  let bench;
   let summary;
   const rounds = {};
   try {
+    bench = await startLocalServer({ config: BENCH_WORKER_CONFIG });
     const only = flags.only?.split(",").map((x) => x.trim());
-    const scenarios = buildScenarios(server.url, blobs, (round) =>
+    const scenarios = buildScenarios(server.url, bench.url, blobs, (round) =>
       tokenStores(m, issuerKey, round, blobs),
     ).filter((s) => !only || only.includes(s.name));
     if (scenarios.length === 0) throw new Error(`--only ${flags.only}: no such scenario`);
@@ -333,7 +338,7 @@ async function main() {
       return { name: s.name, what: s.what, target, cps, baseline, ratio: cps.rps / baseline.rps };
     });
   } finally {
-    await server.stop();
+    await Promise.all([server.stop(), bench?.stop()]);
   }
 
   const elapsed = (Date.now() - started) / 1000;
@@ -362,6 +367,7 @@ async function main() {
       hotSegment: HOT_SEGMENT,
       hotBlobs: HOT_BLOBS,
       vars: { ...vars, TOKEN_ISSUER_KEYS: "(an RSA-2048 key made for this run, not recorded)" },
+      baselineWorker: BENCH_WORKER_CONFIG,
     },
     targetRatio: Object.fromEntries(summary.map((s) => [s.name, s.target])),
     sealing: { sealMicros: sealUs, dummyMicros: dummyUs, on: `Node ${process.version}` },

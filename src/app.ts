@@ -1,13 +1,14 @@
 /**
  * Builds the CPS Hono app: middleware order, routes, error and not-found handling.
- * Order matters: config first (a misconfigured deployment fails loudly on every route), then the
- * no-store default, then routes; errors of every route pass through `errorToResponse`.
+ * Order matters: the no-store default, then the serving guard (a deployment without CPS_ORIGIN, or
+ * with a dev switch outside local development, answers 503 on every route), then config (a malformed
+ * var fails loudly on every route), then routes; errors of every route pass through `errorToResponse`.
+ * The bench baseline lives in its own Worker (bench/worker/), never in this one.
  */
 import { Hono } from "hono";
 import { errorToResponse, notFound } from "./http/errors.js";
-import { noStoreByDefault, withConfig } from "./http/middleware.js";
+import { noStoreByDefault, refuseMisconfigured, withConfig } from "./http/middleware.js";
 import type { AppEnv } from "./http/types.js";
-import { benchBaselineRoutes } from "./routes/bench-baseline.js";
 import { blockRoutes } from "./routes/blocks.js";
 import { discoveryRoutes } from "./routes/discovery.js";
 import { healthRoutes } from "./routes/health.js";
@@ -20,11 +21,8 @@ import { tokenRoutes } from "./routes/tokens.js";
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", noStoreByDefault());
+  app.use("*", refuseMisconfigured());
   app.use("*", withConfig());
-  app.use("/_bench/*", async (c, next) => {
-    if (!c.get("config").benchBaseline) return notFound();
-    await next();
-  });
 
   app.route("/cps/blocks", blockRoutes);
   app.route("/cps", subscriptionRoutes);
@@ -34,7 +32,6 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/tokens", tokenRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
-  app.route("/_bench/baseline", benchBaselineRoutes);
 
   app.onError(errorToResponse);
   app.notFound(notFound);

@@ -1,6 +1,10 @@
 /**
  * Typed configuration from the Worker's vars, checked once per isolate. A missing or malformed var is
  * a deployment mistake, so the message says exactly what to set (in wrangler.toml `[vars]`).
+ *
+ * `deploymentProblem` is the serving guard (src/http/middleware.ts): the Worker refuses every request
+ * without a CPS_ORIGIN or a DECOY_SECRET, and with a development switch (DEV_SWITCHES) unless
+ * CPS_ORIGIN is loopback.
  */
 import { CpsError } from "./errors.js";
 import { type Candidate, parseProvisionedRecords, parseServedPrefixes } from "./stir/discovery.js";
@@ -11,16 +15,33 @@ export interface CpsConfig {
   ttlSeconds: number;
   /** Live blobs allowed per called number. */
   maxLivePerNumber: number;
-  /** Whether the benchmark's bare Durable Object baseline route is mounted. */
-  benchBaseline: boolean;
+  /**
+   * This CPS's public origin (CPS_ORIGIN, e.g. `https://cps.example.net`): the audience credential
+   * tokens must name and the origin discovery answers give. Never taken from the request (Host).
+   * "" only when unset or malformed, and then the serving guard answers every request first.
+   */
+  cpsOrigin: string;
   /** Stores one storage token may pay for in total (docs/tokens.md). */
   tokenMaxUses: number;
   /** Stores one token may pay for under one called number per TTL window. */
   tokenMaxUsesPerNumber: number;
-  /** Blind signatures one STIR credential may obtain per UTC day (coarse: counted in KV). */
+  /**
+   * Storage tokens one credential holder may obtain that are spendable within any one day: each counts
+   * from issuance until its issuer key's notAfter + 1 day + TTL (exact, src/tokens/quota.ts).
+   */
   tokenDailyQuota: number;
-  /** Local development only: stores without token headers are accepted (logged once per isolate). */
+  /**
+   * Local development only: stores without token headers are accepted (logged once per isolate).
+   * True only with a loopback CPS_ORIGIN, whatever ALLOW_UNTOKENED_STORES says.
+   */
   allowUntokenedStores: boolean;
+  /** Local development only: x5u over plain http to loopback (ALLOW_LOOPBACK_X5U, loopback origin only). */
+  allowLoopbackX5u: boolean;
+  /**
+   * Certificate repository hosts x5u URLs may name (X5U_ALLOWED_HOSTS, comma-separated; `*.example.net`
+   * for names below). Empty: any public name passing the x5u rules (src/stir/x5u.ts `checkX5uUrl`).
+   */
+  x5uAllowedHosts: readonly string[];
   /** SPC -> number prefixes it speaks for, for key and discovery registration (SPC_NUMBER_BLOCKS). */
   spcNumberBlocks: SpcNumberBlocks;
   /** Provisioned discovery records (DISCOVERY_RECORDS, RFC 8816 §10 closed deployments). */
@@ -31,6 +52,11 @@ export interface CpsConfig {
   keysCacheSeconds: number;
   /** Open digits `GET /keys?prefix=` may leave (KEYS_PREFETCH_MAX_OPEN_DIGITS). */
   keysPrefetchMaxOpenDigits: number;
+  /**
+   * Key of the decoy PRF (DECOY_SECRET, a secret of at least 32 characters; src/dummies/decoys.ts).
+   * `null` when unset; the serving guard (`deploymentProblem`) then refuses every request first.
+   */
+  decoySecret: string | null;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -57,24 +83,131 @@ function structured<T>(env: Env, name: keyof Env & string, fallback: string, par
   }
 }
 
+/** DECOY_SECRET: unset is null (refused where decoys are served); too short is a mistake. */
+function decoySecret(env: Env): string | null {
+  const raw = (env as unknown as Record<string, unknown>).DECOY_SECRET;
+  if (raw === undefined || raw === "") return null;
+  if (typeof raw !== "string" || raw.length < 32) {
+    throw new CpsError("MISCONFIGURED", "Set DECOY_SECRET to a random secret of at least 32 characters");
+  }
+  return raw;
+}
+
+/**
+ * Switches for local development only. Each is honoured only when CPS_ORIGIN is a loopback origin;
+ * set with any other origin, the Worker refuses to serve (`deploymentProblem`). A new dev-only var
+ * goes in this list.
+ */
+export const DEV_SWITCHES = ["ALLOW_UNTOKENED_STORES", "ALLOW_LOOPBACK_X5U"] as const;
+
+const LOOPBACK_HOST = /^(localhost|\[::1\]|127(\.\d{1,3}){3})$/;
+
+/**
+ * CPS_ORIGIN as an origin (`scheme://host[:port]`, no path, query or credentials): https, or plain
+ * http to a loopback host (local development). Throws with the reason otherwise.
+ */
+export function parseCpsOrigin(raw: unknown): string {
+  if (typeof raw !== "string" || raw === "") throw new Error("it is not set");
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error("it is not a URL");
+  }
+  if (
+    url.username ||
+    url.password ||
+    url.search ||
+    url.hash ||
+    (url.pathname !== "/" && url.pathname !== "")
+  ) {
+    throw new Error("it must be an origin only, with no path, query or credentials");
+  }
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK_HOST.test(url.hostname))) {
+    throw new Error("it must be https (plain http only to a loopback host, for local development)");
+  }
+  return url.origin;
+}
+
+/** Whether `origin` (as parseCpsOrigin returns it) is this machine: local development. */
+export function isLoopbackOrigin(origin: string): boolean {
+  return LOOPBACK_HOST.test(new URL(origin).hostname);
+}
+
+function originOrEmpty(raw: unknown): string {
+  try {
+    return parseCpsOrigin(raw);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Why this Worker must not serve at all, or null. Checked before every route: the reason is an
+ * operator's message (logged once), never shown to clients.
+ */
+export function deploymentProblem(env: Env): string | null {
+  const vars = env as unknown as Record<string, unknown>;
+  let origin: string;
+  try {
+    origin = parseCpsOrigin(vars.CPS_ORIGIN);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : "invalid";
+    return `Set CPS_ORIGIN to this CPS's public origin, e.g. https://cps.example.net (${why})`;
+  }
+  const secret = vars.DECOY_SECRET;
+  if (typeof secret !== "string" || secret.length < 32) {
+    // Without it no retrieval can be answered (every answer carries decoys), and a per-isolate
+    // fallback would make decoys differ between isolates, which tells them from real blobs.
+    return "Set the DECOY_SECRET secret to a random value of at least 32 characters (wrangler secret put DECOY_SECRET)";
+  }
+  const on = DEV_SWITCHES.filter((name) => vars[name] === "true");
+  if (on.length > 0 && !isLoopbackOrigin(origin)) {
+    return `${on.join(", ")} ${on.length > 1 ? "are" : "is"} for local development only (a loopback CPS_ORIGIN); turn ${on.length > 1 ? "them" : "it"} off`;
+  }
+  return null;
+}
+
+/** X5U_ALLOWED_HOSTS: comma-separated DNS names, each optionally `*.`-prefixed. Throws a plain Error. */
+export function parseHostList(raw: string): string[] {
+  const hosts = raw
+    .split(",")
+    .map((h) => h.trim().toLowerCase().replace(/\.$/, ""))
+    .filter((h) => h !== "");
+  for (const h of hosts) {
+    if (!/^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(h)) {
+      throw new Error(`"${h}" is not a host name (or *.name)`);
+    }
+  }
+  return hosts;
+}
+
 const cache = new WeakMap<object, CpsConfig>();
 
 export function readConfig(env: Env): CpsConfig {
   const hit = cache.get(env);
   if (hit) return hit;
+  const origin = originOrEmpty(env.CPS_ORIGIN);
+  const local = origin !== "" && isLoopbackOrigin(origin);
   const config: CpsConfig = {
     ttlSeconds: positiveInt(env, "PASSPORT_TTL_SECONDS", 60, 86_400),
     maxLivePerNumber: positiveInt(env, "MAX_LIVE_PER_NUMBER", 1000, 1_000_000),
-    benchBaseline: env.BENCH_BASELINE === "true",
+    cpsOrigin: origin,
     spcNumberBlocks: structured(env, "SPC_NUMBER_BLOCKS", "{}", parseSpcNumberBlocks),
     discoveryRecords: structured(env, "DISCOVERY_RECORDS", "[]", parseProvisionedRecords),
     servedPrefixes: structured(env, "SERVED_PREFIXES", "", parseServedPrefixes),
     keysCacheSeconds: positiveInt(env, "KEYS_CACHE_SECONDS", 60, 86_400),
     keysPrefetchMaxOpenDigits: positiveInt(env, "KEYS_PREFETCH_MAX_OPEN_DIGITS", 4, 6),
-    tokenMaxUses: positiveInt(env, "TOKEN_MAX_USES", 10, 1_000_000),
-    tokenMaxUsesPerNumber: positiveInt(env, "TOKEN_MAX_USES_PER_NUMBER", 2, 1_000_000),
+    // One credential's quota x uses x TTL / MAX_LIVE_PER_NUMBER bounds how long it can hold one number's
+    // queue full: 1,000 x 1 x 60 s / 1,000 = one minute a day (docs/tokens.md, issue 13 #2).
+    tokenMaxUses: positiveInt(env, "TOKEN_MAX_USES", 1, 1_000_000),
+    tokenMaxUsesPerNumber: positiveInt(env, "TOKEN_MAX_USES_PER_NUMBER", 1, 1_000_000),
     tokenDailyQuota: positiveInt(env, "TOKEN_DAILY_QUOTA", 1000, 100_000_000),
-    allowUntokenedStores: env.ALLOW_UNTOKENED_STORES === "true",
+    // Defence in depth behind the serving guard: a dev switch is off unless the origin is loopback.
+    allowUntokenedStores: env.ALLOW_UNTOKENED_STORES === "true" && local,
+    allowLoopbackX5u: env.ALLOW_LOOPBACK_X5U === "true" && local,
+    x5uAllowedHosts: structured(env, "X5U_ALLOWED_HOSTS" as keyof Env & string, "", parseHostList),
+    decoySecret: decoySecret(env),
   };
   cache.set(env, config);
   return config;

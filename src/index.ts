@@ -1,6 +1,5 @@
 /** Worker entry: the app as default export, and the Durable Object classes. Nothing else. */
 export { app as default } from "./app.js";
-export { BaselineStore } from "./durable-objects/baseline-store.js";
 export { BlockQueue } from "./durable-objects/block-queue.js";
 export { PassportQueue } from "./durable-objects/passport-queue.js";
 export { ReplayGuard } from "./durable-objects/replay-guard.js";

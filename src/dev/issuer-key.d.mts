@@ -11,6 +11,8 @@ export interface IssuerKeyEntry {
 }
 
 export declare const DEV_KEYS_FILE: string;
+/** File name, under .wrangler/, of the local DECOY_SECRET. */
+export declare const DEV_DECOY_SECRET_FILE: string;
 
 /** A fresh RSA key entry valid from notBefore to notAfter (ms since the epoch). */
 export declare function generateIssuerKeyEntry(
@@ -25,3 +27,6 @@ export declare function oneIssuerKeyVar(id: string): Promise<string>;
 
 /** TOKEN_ISSUER_KEYS JSON for local development, persisted in `<dir>/dev-issuer-keys.json`. */
 export declare function ensureLocalIssuerKeys(dir: string, now?: number): Promise<string>;
+
+/** DECOY_SECRET for local development (32 bytes, base64url), persisted in `<dir>/dev-decoy-secret`. */
+export declare function ensureLocalDecoySecret(dir: string): Promise<string>;

@@ -2,11 +2,12 @@
  * Local storage-token issuer keys for `npm start` (docs/tokens.md "Issuer keys"). In production
  * TOKEN_ISSUER_KEYS is a Worker secret; locally this makes one RSA-2048 key (RFC 9474
  * RSABSSA-SHA384-PSS-Randomized) plus the next one, persists them in .wrangler/dev-issuer-keys.json
- * (git-ignored) and returns the JSON string to pass as the TOKEN_ISSUER_KEYS var.
+ * (git-ignored) and returns the JSON string to pass as the TOKEN_ISSUER_KEYS secret, in a 0600 env
+ * file (never `--var`, which any local user reads in `ps`).
  *
  *   import { ensureLocalIssuerKeys } from "./issuer-key.mjs";
  *   const keys = await ensureLocalIssuerKeys(join(REPO_ROOT, ".wrangler"));
- *   // wrangler dev ... --var TOKEN_ISSUER_KEYS:<keys>
+ *   await writeEnvFile(file, { TOKEN_ISSUER_KEYS: keys }); // wrangler dev ... --env-file <file>
  *
  * Plain Node ESM (Node >= 20, WebCrypto only). Types: issuer-key.d.mts. DEVELOPMENT KEYS ONLY.
  */
@@ -15,6 +16,7 @@ import { join } from "node:path";
 
 const DAY = 86_400_000;
 export const DEV_KEYS_FILE = "dev-issuer-keys.json";
+export const DEV_DECOY_SECRET_FILE = "dev-decoy-secret";
 
 /** One TOKEN_ISSUER_KEYS entry: a fresh RSA-PSS/SHA-384 key valid from notBefore to notAfter (ms). */
 export async function generateIssuerKeyEntry(id, notBefore, notAfter, modulusLength = 2048) {
@@ -69,4 +71,24 @@ export async function ensureLocalIssuerKeys(dir, now = Date.now()) {
   await writeFile(`${file}.tmp`, json, { mode: 0o600 });
   await rename(`${file}.tmp`, file);
   return json;
+}
+
+/**
+ * Returns the DECOY_SECRET for local development (32 random bytes, base64url), creating
+ * `<dir>/dev-decoy-secret` (mode 0600, git-ignored with .wrangler/) the first time, so decoys keep
+ * their schedule across restarts as they would in production. DEVELOPMENT SECRET ONLY.
+ */
+export async function ensureLocalDecoySecret(dir) {
+  const file = join(dir, DEV_DECOY_SECRET_FILE);
+  try {
+    const text = (await readFile(file, "utf8")).trim();
+    if (/^[A-Za-z0-9_-]{43}$/.test(text)) return text;
+  } catch (err) {
+    if (err?.code !== "ENOENT") throw err;
+  }
+  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+  await mkdir(dir, { recursive: true });
+  await writeFile(`${file}.tmp`, `${secret}\n`, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+  return secret;
 }

@@ -7,8 +7,14 @@ export interface LocalServerOptions {
   host?: string;
   /** Persisted DO/KV state directory; a fresh temp dir, removed on stop(), when omitted. */
   persistTo?: string;
-  /** Worker vars, passed as `--var KEY:VALUE` (they override wrangler.toml [vars]). */
+  /**
+   * Worker vars and secrets (they override wrangler.toml [vars]), passed in a 0600 env file
+   * (`--env-file`, removed on stop), never on the command line. For the CPS, CPS_ORIGIN defaults
+   * to the server's own URL and DECOY_SECRET to a fresh random one.
+   */
   vars?: Record<string, string>;
+  /** wrangler config relative to the repository (default: the CPS's wrangler.toml). */
+  config?: string;
   /** Keep wrangler's output to ourselves (default true); it is in the error if start fails. */
   quiet?: boolean;
   /** Extra `wrangler dev` arguments. */
@@ -44,12 +50,21 @@ export declare function waitForHealth(
   url: string,
   options?: { timeoutMs?: number; intervalMs?: number; failed?: () => Error | null },
 ): Promise<void>;
+/** `wrangler dev` arguments; `vars` go on the command line (never a secret: `ps` shows them). */
 export declare function wranglerDevArgs(options: {
   host: string;
   port: number;
   persistTo: string;
   vars?: Record<string, string>;
+  envFiles?: string[];
+  config?: string;
   extraArgs?: string[];
 }): string[];
+/** One dotenv line that wrangler reads back as exactly `value` (quoted, `$` escaped). */
+export declare function envFileLine(name: string, value: string): string;
+/** Writes `vars` as a dotenv file created with mode 0600; returns `file`. */
+export declare function writeEnvFile(file: string, vars: Record<string, string>): Promise<string>;
+/** A fresh random DECOY_SECRET: 32 bytes, base64url. */
+export declare function randomDecoySecret(): string;
 /** Starts `wrangler dev` for this repository and resolves once GET /health answers. */
 export declare function startLocalServer(options?: LocalServerOptions): Promise<LocalServer>;

@@ -5,7 +5,8 @@
  * Plain Node ESM on purpose: it must run before anything is built. Types: local-server.d.mts.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { chmod, mkdtemp, open, rm, unlink } from "node:fs/promises";
 import { createServer } from "node:net";
 import { constants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -84,17 +85,67 @@ export async function waitForHealth(url, { timeoutMs = 60_000, intervalMs = 150,
   }
 }
 
-/** The `wrangler dev` arguments for a local server on host:port persisting to persistTo. */
-export function wranglerDevArgs({ host, port, persistTo, vars = {}, extraArgs = [] }) {
+/**
+ * The `wrangler dev` arguments for a local server on host:port persisting to persistTo. `vars` go on
+ * the command line (`--var`), where any local user can read them in `ps`: never a secret. Secrets go
+ * in an env file (`writeEnvFile`, then `--env-file`).
+ */
+export function wranglerDevArgs({ host, port, persistTo, vars = {}, envFiles = [], config, extraArgs = [] }) {
   const args = [WRANGLER_BIN, "dev", "--ip", host, "--port", String(port), "--persist-to", persistTo];
+  if (config !== undefined) args.push("--config", config);
+  for (const file of envFiles) args.push("--env-file", file);
   for (const [key, value] of Object.entries(vars)) args.push("--var", `${key}:${value}`);
   return [...args, ...extraArgs];
+}
+
+/**
+ * One dotenv line that wrangler (dotenv 16 + dotenv-expand 12) reads back as exactly `value`: quoted
+ * so that newlines (PEM) and `#` survive, with `$` escaped so that nothing is expanded.
+ */
+export function envFileLine(name, value) {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    throw new Error(`env file: bad variable name ${JSON.stringify(name)}`);
+  const text = String(value).replace(/\r\n?/g, "\n").replaceAll("$", "\\$");
+  const quote = !text.includes("'") ? "'" : !text.includes("`") ? "`" : null;
+  // A closing quote after a backslash would read as escaped.
+  if (quote === null || text.endsWith("\\")) throw new Error(`env file: cannot quote the value of ${name}`);
+  return `${name}=${quote}${text}${quote}\n`;
+}
+
+/**
+ * Writes `vars` as a dotenv file readable by this user only (mode 0600 from its creation on, so no
+ * other user ever sees it readable): the way secrets reach `wrangler dev --env-file` instead of the
+ * command line, where `ps` shows them to every local user.
+ */
+export async function writeEnvFile(file, vars) {
+  const text = Object.entries(vars)
+    .map(([name, value]) => envFileLine(name, value))
+    .join("");
+  await unlink(file).catch((err) => {
+    if (err?.code !== "ENOENT") throw err;
+  });
+  const handle = await open(file, "wx", 0o600);
+  try {
+    await handle.chmod(0o600); // whatever the umask
+    await handle.writeFile(text);
+  } finally {
+    await handle.close();
+  }
+  await chmod(file, 0o600);
+  return file;
+}
+
+/** A fresh random DECOY_SECRET (32 bytes, base64url) for a throwaway server. */
+export function randomDecoySecret() {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
 }
 
 const LOG_TAIL_CHARS = 8_000;
 const SELF = fileURLToPath(import.meta.url);
 const SUPERVISE_FLAG = "--supervise";
 const live = new Set();
+/** Each live server's env-file directory, removed with it. */
+const varsDirs = new Map();
 let exitHookInstalled = false;
 
 /** If the parent dies without calling stop(), do not leave wrangler and workerd running. */
@@ -102,7 +153,10 @@ function installExitHook() {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on("exit", () => {
-    for (const child of live) killGroup(child, "SIGKILL");
+    for (const child of live) {
+      killGroup(child, "SIGKILL");
+      rmSync(varsDirs.get(child), { recursive: true, force: true });
+    }
   });
 }
 
@@ -127,7 +181,11 @@ function killGroup(child, signal) {
  * @param {number} [options.port] listen port; a free one when omitted
  * @param {string} [options.host] listen address (default 127.0.0.1)
  * @param {string} [options.persistTo] state directory; a fresh temp dir (removed on stop) when omitted
- * @param {Record<string, string>} [options.vars] Worker vars, passed as `--var KEY:VALUE`
+ * @param {Record<string, string>} [options.vars] Worker vars and secrets, passed in a 0600 env file
+ *   (`--env-file`), never on the command line; for the CPS, CPS_ORIGIN defaults to the server's own
+ *   loopback URL and DECOY_SECRET to a fresh random one
+ * @param {string} [options.config] wrangler config, relative to the repository (default: the CPS's
+ *   wrangler.toml); e.g. bench/wrangler.toml for the bench Worker
  * @param {boolean} [options.quiet] keep wrangler's output to ourselves (default true); it is
  *   included in the error if the server fails to start
  * @param {string[]} [options.args] extra `wrangler dev` arguments
@@ -141,17 +199,23 @@ export async function startLocalServer(options = {}) {
   const quiet = options.quiet ?? true;
   const url = baseUrl(host, port);
 
+  // The CPS refuses to serve without CPS_ORIGIN: a local server's origin is its own loopback URL.
+  const defaults = options.config === undefined ? { CPS_ORIGIN: url, DECOY_SECRET: randomDecoySecret() } : {};
+  const varsDir = await mkdtemp(join(tmpdir(), "cps-vars-"));
+  const envFile = await writeEnvFile(join(varsDir, "worker.env"), { ...defaults, ...options.vars });
   const args = wranglerDevArgs({
     host,
     port,
     persistTo,
-    vars: options.vars,
+    config: options.config,
+    envFiles: [envFile],
     extraArgs: ["--show-interactive-dev-session=false", ...(options.args ?? [])],
   });
   // detached: its own process group (supervisor, wrangler, workerd), so stop() reaches all of it and
   // a terminal Ctrl+C aimed at the test runner does not race our own shutdown. The supervisor holds
-  // our end of its stdin: if this process dies without stop() (a killed test worker), it tears down.
-  const child = spawn(process.execPath, [SELF, SUPERVISE_FLAG, ...args], {
+  // our end of its stdin: if this process dies without stop() (a killed test worker), it tears down,
+  // and it removes the env file once wrangler has exited.
+  const child = spawn(process.execPath, [SELF, SUPERVISE_FLAG, varsDir, ...args], {
     cwd: REPO_ROOT,
     env: wranglerEnv(),
     detached: true,
@@ -159,6 +223,7 @@ export async function startLocalServer(options = {}) {
   });
   child.stdin.on("error", () => {});
   live.add(child);
+  varsDirs.set(child, varsDir);
   installExitHook();
 
   let tail = "";
@@ -174,7 +239,10 @@ export async function startLocalServer(options = {}) {
     spawnError = err;
   });
   const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
-  exited.then(() => live.delete(child));
+  exited.then(() => {
+    live.delete(child);
+    varsDirs.delete(child);
+  });
 
   let stopping = null;
   const stop = () => {
@@ -185,6 +253,7 @@ export async function startLocalServer(options = {}) {
       clearTimeout(timer);
       // workerd may outlive wrangler by a moment; make sure nothing of the group remains.
       killGroup(child, "SIGKILL");
+      await rm(varsDir, { recursive: true, force: true });
       if (ownsState) await rm(persistTo, { recursive: true, force: true });
     })();
     return stopping;
@@ -221,12 +290,13 @@ export async function startLocalServer(options = {}) {
 }
 
 /**
- * Supervisor mode (`node local-server.mjs --supervise <node args...>`), run by startLocalServer as
- * the leader of the server's process group: runs wrangler, exits with its code, and kills the group
- * when its stdin closes, which happens when the process that started it is gone, even by SIGKILL,
- * where no exit hook of ours could run.
+ * Supervisor mode (`node local-server.mjs --supervise <vars dir> <node args...>`), run by
+ * startLocalServer as the leader of the server's process group: runs wrangler, exits with its code
+ * after removing the vars dir (the secrets' env file), and kills the group when its stdin closes,
+ * which happens when the process that started it is gone, even by SIGKILL, where no exit hook of
+ * ours could run.
  */
-function supervise(args) {
+function supervise(varsDir, args) {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "inherit", "inherit"] });
   let tornDown = false;
   const teardown = () => {
@@ -251,8 +321,11 @@ function supervise(args) {
   process.stdin.on("error", teardown);
   process.stdin.resume();
   child.on("exit", (code, signal) => {
+    rmSync(varsDir, { recursive: true, force: true });
     process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
   });
 }
 
-if (process.argv[1] === SELF && process.argv[2] === SUPERVISE_FLAG) supervise(process.argv.slice(3));
+if (process.argv[1] === SELF && process.argv[2] === SUPERVISE_FLAG) {
+  supervise(process.argv[3], process.argv.slice(4));
+}

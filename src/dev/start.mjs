@@ -4,16 +4,30 @@
  * in .wrangler/state, so stored PASSporTs survive a restart within their TTL.
  *
  *   PORT=8899 HOST=0.0.0.0 npm start -- --log-level debug
+ *   npm start -- --env production      # the production configuration, run locally
  *
  * PORT (default 8787) and HOST or IP (default 127.0.0.1) choose the listen address; anything after
- * `--` goes to `wrangler dev` as is (an explicit --port, --ip or --persist-to there wins).
- * SIGINT and SIGTERM go to wrangler, and this process exits with wrangler's code.
+ * `--` goes to `wrangler dev` as is (an explicit --port, --ip or --persist-to there wins, and so does
+ * a `--var`). SIGINT and SIGTERM go to wrangler, and this process exits with wrangler's code.
+ *
+ * What local development adds to wrangler.toml (which is the production configuration), for this
+ * run only:
+ * - CPS_ORIGIN=http://127.0.0.1:<port> (or $CPS_ORIGIN): the Worker serves only with an origin;
+ * - ALLOW_UNTOKENED_STORES=true, announced below, unless an --env is chosen or the origin is not
+ *   loopback (the Worker would refuse to serve with it then);
+ * - the secrets (issuer keys and decoy secret made once and kept in .wrangler/, the demo CA's root
+ *   when `stir-oob ca init` has run) in an env file of mode 0600 under .wrangler/, removed at exit,
+ *   passed with `--env-file`: never on the command line, where any local user reads them in `ps`.
+ *   A .dev.vars (or .dev.vars.<env>) of yours is passed after it, so its values win.
+ * wrangler's request lines name the called numbers in their paths: its output is printed through
+ * a redactor (src/dev/redact-log.mjs) that masks them.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
-import { ensureLocalIssuerKeys } from "./issuer-key.mjs";
+import { ensureLocalDecoySecret, ensureLocalIssuerKeys } from "./issuer-key.mjs";
 import {
   baseUrl,
   portIsFree,
@@ -21,13 +35,17 @@ import {
   waitForHealth,
   wranglerDevArgs,
   wranglerEnv,
+  writeEnvFile,
 } from "./local-server.mjs";
+import { lineRedactor } from "./redact-log.mjs";
 
 /** The value of `--name value` or `--name=value` in args, if present. */
-function flagValue(args, name) {
+function flagValue(args, ...names) {
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === name) return args[i + 1];
-    if (args[i].startsWith(`${name}=`)) return args[i].slice(name.length + 1);
+    for (const name of names) {
+      if (args[i] === name) return args[i + 1];
+      if (args[i].startsWith(`${name}=`)) return args[i].slice(name.length + 1);
+    }
   }
   return undefined;
 }
@@ -46,6 +64,7 @@ let extraArgs = process.argv.slice(2);
 const port = Number(flagValue(extraArgs, "--port") ?? process.env.PORT ?? 8787);
 const host = flagValue(extraArgs, "--ip") ?? process.env.HOST ?? process.env.IP ?? "127.0.0.1";
 const persistTo = flagValue(extraArgs, "--persist-to") ?? ".wrangler/state";
+const wranglerEnvName = flagValue(extraArgs, "--env", "-e");
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`start: PORT must be a TCP port number, got ${JSON.stringify(process.env.PORT)}`);
   process.exit(2);
@@ -57,35 +76,60 @@ if (port !== 0 && !(await portIsFree(host, port))) {
 }
 for (const flag of ["--port", "--ip", "--persist-to"]) extraArgs = withoutFlag(extraArgs, flag);
 
-// Local demo credentials: the blind-signature issuer keys (made once, kept in .wrangler/) and, when
-// `stir-oob ca init` has run, its root as the trust anchor for credential tokens. Never in production:
-// there both are secrets (`wrangler secret put TOKEN_ISSUER_KEYS` / `TRUST_ANCHORS_PEM`).
-const devVars = [];
-const hasVar = (name) => extraArgs.some((a, i) => extraArgs[i - 1] === "--var" && a.startsWith(`${name}:`));
-if (!hasVar("TOKEN_ISSUER_KEYS")) {
-  devVars.push("--var", `TOKEN_ISSUER_KEYS:${await ensureLocalIssuerKeys(join(REPO_ROOT, ".wrangler"))}`);
-}
+const url = baseUrl(host, port);
+const origin = process.env.CPS_ORIGIN || url;
+const loopbackOrigin = /^http:\/\/(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/.test(origin);
+
+// Local demo secrets: the blind-signature issuer keys and the decoy secret (made once, kept in
+// .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor for credential
+// tokens. In production all three are Worker secrets (`wrangler secret put`).
+const wranglerDir = join(REPO_ROOT, ".wrangler");
+const secrets = {
+  TOKEN_ISSUER_KEYS: await ensureLocalIssuerKeys(wranglerDir),
+  DECOY_SECRET: await ensureLocalDecoySecret(wranglerDir),
+};
 const home = resolve(REPO_ROOT, process.env.STIR_OOB_HOME ?? ".stir-oob");
 const rootPem = join(home, "ca", "root.pem");
-if (!hasVar("TRUST_ANCHORS_PEM")) {
-  if (existsSync(rootPem)) {
-    devVars.push("--var", `TRUST_ANCHORS_PEM:${readFileSync(rootPem, "utf8")}`);
-    console.log(`start: trusting the demo CA ${rootPem} for credential tokens`);
-  } else {
-    console.log(
-      "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
-    );
+if (existsSync(rootPem)) {
+  secrets.TRUST_ANCHORS_PEM = readFileSync(rootPem, "utf8");
+  console.log(`start: trusting the demo CA ${rootPem} for credential tokens`);
+} else {
+  console.log(
+    "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
+  );
+}
+await mkdir(wranglerDir, { recursive: true });
+const secretsDir = await mkdtemp(join(wranglerDir, "npm-start-"));
+const envFiles = [await writeEnvFile(join(secretsDir, "secrets.env"), secrets)];
+const removeSecrets = () => rmSync(secretsDir, { recursive: true, force: true });
+// Without --env-file wrangler would read .dev.vars(.<env>) itself; keep honouring it, after ours.
+for (const name of [wranglerEnvName && `.dev.vars.${wranglerEnvName}`, ".dev.vars"]) {
+  if (name && existsSync(join(REPO_ROOT, name))) {
+    envFiles.push(join(REPO_ROOT, name));
+    break;
   }
 }
-console.log(
-  "start: ALLOW_UNTOKENED_STORES is on for local development: stores without a storage token are accepted",
-);
-extraArgs = [...devVars, ...extraArgs];
 
-const child = spawn(process.execPath, wranglerDevArgs({ host, port, persistTo, extraArgs }), {
+const vars = { CPS_ORIGIN: origin };
+if (wranglerEnvName === undefined && loopbackOrigin) {
+  vars.ALLOW_UNTOKENED_STORES = "true";
+  console.log(
+    "start: ALLOW_UNTOKENED_STORES is on for local development: stores without a storage token are accepted",
+  );
+}
+
+const child = spawn(process.execPath, wranglerDevArgs({ host, port, persistTo, vars, envFiles, extraArgs }), {
   cwd: REPO_ROOT,
   env: wranglerEnv(),
-  stdio: "inherit",
+  stdio: ["inherit", "pipe", "pipe"],
+});
+const printed = [
+  [child.stdout, process.stdout],
+  [child.stderr, process.stderr],
+].map(([from, to]) => {
+  const redactor = lineRedactor();
+  from.pipe(redactor).pipe(to, { end: false });
+  return new Promise((done) => redactor.on("end", done));
 });
 
 for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -93,17 +137,19 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   });
 }
+process.on("exit", removeSecrets);
 
 child.on("error", (err) => {
   console.error(`start: could not run wrangler: ${err.message}`);
   process.exit(1);
 });
 
-child.on("exit", (code, signal) => {
+// After wrangler's last output has gone through the redactor.
+child.on("close", async (code, signal) => {
+  await Promise.all(printed);
   process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
 });
 
-const url = baseUrl(host, port);
 waitForHealth(url, {
   timeoutMs: 120_000,
   failed: () => (child.exitCode !== null || child.signalCode !== null ? new Error("exited") : null),

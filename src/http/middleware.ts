@@ -1,11 +1,38 @@
 /** Cross-cutting middleware, in the order app.ts mounts them. */
 import type { MiddlewareHandler } from "hono";
-import { readConfig } from "../config.js";
+import { deploymentProblem, readConfig } from "../config.js";
+import { CpsError, problemResponse } from "../errors.js";
+import { logEvent } from "./errors.js";
 import type { AppEnv } from "./types.js";
+
+/** Deployments whose refusal has been logged: once per isolate and env, not once per request. */
+const reported = new WeakSet<object>();
+
+/**
+ * The serving guard (config.ts `deploymentProblem`): without a CPS_ORIGIN, or with a development
+ * switch and an origin that is not loopback, every request is 503 MISCONFIGURED. The audience of
+ * credential tokens and the origin of discovery answers are then never taken from the Host header,
+ * and a dev-only setting never serves in production. The reason goes to the operator's log, once.
+ */
+export function refuseMisconfigured(): MiddlewareHandler<AppEnv> {
+  return async function refuseMisconfigured(c, next) {
+    const problem = deploymentProblem(c.env);
+    if (problem === null) return next();
+    if (!reported.has(c.env)) {
+      reported.add(c.env);
+      logEvent({ event: "refusing to serve", code: "MISCONFIGURED", status: 503, reason: problem });
+    }
+    return problemResponse(
+      new CpsError("MISCONFIGURED", "This CPS is not configured to serve (see the operator's log)", {
+        status: 503,
+      }),
+    );
+  };
+}
 
 /** Checks the vars once and exposes the typed config to routes. */
 export function withConfig(): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+  return async function withConfig(c, next) {
     c.set("config", readConfig(c.env));
     await next();
   };
@@ -16,7 +43,7 @@ export function withConfig(): MiddlewareHandler<AppEnv> {
  * must never sit in a shared cache.
  */
 export function noStoreByDefault(): MiddlewareHandler {
-  return async (c, next) => {
+  return async function noStoreByDefault(c, next) {
     await next();
     if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "no-store");
   };

@@ -5,8 +5,9 @@ import { expect } from "vitest";
 import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import type { ListBody } from "./cps.js";
+import { TEST_CPS_ORIGIN } from "./origin.js";
 
-export const BASE = "https://cps.example.com";
+export const BASE = TEST_CPS_ORIGIN;
 
 export const fetchApp = (req: Request | string, init?: RequestInit) =>
   exports.default.fetch(new Request(req, init));

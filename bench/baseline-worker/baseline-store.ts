@@ -1,12 +1,13 @@
 /**
  * The benchmark's baseline: one bare Durable Object SQLite write or read with no CPS logic, so
  * `npm run bench` can report CPS throughput as a ratio of what the platform itself does in the
- * same run. Mounted only when BENCH_BASELINE is "true".
+ * same run. Part of the bench Worker (bench/wrangler.toml), never of the CPS Worker.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { BenchEnv } from "./index.js";
 
-export class BaselineStore extends DurableObject<Env> {
-  constructor(ctx: DurableObjectState, env: Env) {
+export class BaselineStore extends DurableObject<BenchEnv> {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
     super(ctx, env);
     ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, v BLOB NOT NULL)");
   }

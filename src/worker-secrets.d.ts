@@ -1,0 +1,14 @@
+// The Worker's secrets: `wrangler secret put NAME` in production, npm start's 0600 env file locally
+// (src/dev/start.mjs). wrangler.toml must not list them as vars (a var would clash with the secret at
+// deploy), so `npm run types` cannot see them; they are declared here. Optional: a deployment may lack
+// one, and the code that needs it answers MISCONFIGURED.
+declare namespace Cloudflare {
+  interface Env {
+    /** PEM of the STIR trust anchors credential tokens must chain to. */
+    TRUST_ANCHORS_PEM?: string;
+    /** Storage-token issuer keys, JSON [{id, privateKeyPkcs8, notBefore, notAfter}] (docs/tokens.md). */
+    TOKEN_ISSUER_KEYS?: string;
+    /** Random 32 bytes, base64url: the key of the decoy schedule. */
+    DECOY_SECRET?: string;
+  }
+}
