@@ -11,13 +11,23 @@
  * clear, a blob or a blob id (DESIGN.md invariant 3).
  *
  * Retries (docs/tokens.md "Retried stores"): the same request sent again (a client retrying after a
- * lost answer) finds its receipt and passes without a second use. The signature itself is dropped,
- * so stored state cannot recompute a receipt from a blob: receipts link no blob to a token.
+ * lost answer) finds its receipt and passes without a second use. The receipt is a hash of (token,
+ * number, blob, K_temp signature), so a store is a retry only when it is the very same request. The
+ * signature itself is dropped, so stored state cannot recompute a receipt from a blob: receipts link
+ * no blob to a token.
+ *
+ * Issuance quota (src/tokens/quota.ts): the same class, in one object per credential holder
+ * (`quota:{holder}`, never a `token-shard-*` object), holds that holder's issued-token counts per
+ * issuer key, exactly (no KV overshoot). These objects see holders and counts, never a token.
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
 
 export const LEDGER_SHARDS = 64;
+/** Retry-After of a quota refusal that no expiry can lift (a batch larger than the whole quota). */
+const QUOTA_FALLBACK_RETRY_MS = 86_400_000;
+
+export type QuotaResult = { ok: true; counted: number } | { ok: false; retryAfterSeconds: number };
 
 export type SpendResult =
   | { ok: true; uses: number }
@@ -39,6 +49,11 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS spends_pair ON spends (pair, at);
   CREATE INDEX IF NOT EXISTS spends_at ON spends (at);
   DROP TABLE IF EXISTS number_uses;
+  CREATE TABLE IF NOT EXISTS quota (
+    key_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    counts_until INTEGER NOT NULL
+  );
 `;
 
 export class TokenLedger extends DurableObject<Env> {
@@ -99,23 +114,70 @@ export class TokenLedger extends DurableObject<Env> {
     return { ok: true, uses };
   }
 
+  /**
+   * Issuance quota of this object's holder (src/tokens/quota.ts): counts `n` more tokens of issuer key
+   * `keyId`, each counting until `countsUntil` (ms), unless the tokens still counting under the
+   * configured keys `liveKeyIds` plus `n` would pass `limit`. Then it answers when enough stop counting.
+   */
+  async chargeQuota(
+    keyId: string,
+    countsUntil: number,
+    liveKeyIds: readonly string[],
+    n: number,
+    limit: number,
+    now = Date.now(),
+  ): Promise<QuotaResult> {
+    const live = new Set(liveKeyIds);
+    const rows = this.sql
+      .exec<{ key_id: string; count: number; counts_until: number }>(
+        "SELECT key_id, count, counts_until FROM quota WHERE counts_until > ? ORDER BY counts_until",
+        now,
+      )
+      .toArray()
+      .filter((r) => live.has(r.key_id));
+    const counted = rows.reduce((sum, r) => sum + r.count, 0);
+    if (counted + n > limit) {
+      // The earliest time enough counted tokens have stopped counting (a day if n alone is too many).
+      let left = counted;
+      let at = now + QUOTA_FALLBACK_RETRY_MS;
+      for (const r of rows) {
+        left -= r.count;
+        if (left + n <= limit) {
+          at = r.counts_until;
+          break;
+        }
+      }
+      return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((at - now) / 1000)) };
+    }
+    this.sql.exec(
+      "INSERT INTO quota (key_id, count, counts_until) VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET count = count + excluded.count, counts_until = max(counts_until, excluded.counts_until)",
+      keyId,
+      n,
+      countsUntil,
+    );
+    await this.scheduleAt(countsUntil);
+    return { ok: true, counted: counted + n };
+  }
+
   private async scheduleAt(at: number): Promise<void> {
     if (this.alarmAt !== null && this.alarmAt <= at) return;
     this.alarmAt = at;
     await this.ctx.storage.setAlarm(at);
   }
 
-  /** Forgets per-number windows past their TTL and tokens past their issuer key's notAfter. */
+  /** Forgets per-number windows past their TTL, tokens past their key's notAfter, quota rows past counting. */
   override async alarm(): Promise<void> {
     const { ttlSeconds } = readConfig(this.env);
     const now = Date.now();
     const windowMs = ttlSeconds * 1000;
     this.sql.exec("DELETE FROM spends WHERE at <= ?", now - windowMs);
     this.sql.exec("DELETE FROM tokens WHERE expires_at <= ?", now);
+    this.sql.exec("DELETE FROM quota WHERE counts_until <= ?", now);
     this.alarmAt = null;
     const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM spends").one().a;
     const nextToken = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM tokens").one().e;
-    const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken].filter(
+    const nextQuota = this.sql.exec<{ q: number | null }>("SELECT min(counts_until) AS q FROM quota").one().q;
+    const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken, nextQuota].filter(
       (t): t is number => t !== null,
     );
     if (candidates.length > 0) await this.scheduleAt(Math.max(now, Math.min(...candidates)));

@@ -2,15 +2,18 @@
  * The storage-token check of `POST /cps/{tn}/ppts` (RFC 8816 §7.5, docs/tokens.md), as one middleware
  * so the store handler stays free of auth logic. In order:
  *   1. both headers present (else 401 TOKEN_MISSING; unless the local-dev switch is on and neither is);
- *   2. the token parses (400 TOKEN_MALFORMED) and names a known, unexpired issuer key (401 TOKEN_UNKNOWN_KEY);
+ *   2. the token parses, its K_temp is a usable public key (400 TOKEN_MALFORMED: no identity,
+ *      small-order, off-curve or non-canonical point, `checkTempKey`), and it names a known, unexpired
+ *      issuer key (401 TOKEN_UNKNOWN_KEY);
  *   3. the issuer's RSA-PSS signature over the token message and K_temp's signature over
  *      (canonical number || blob) both verify (401 TOKEN_INVALID);
  *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED).
  * Nothing of the token reaches the handler or storage: the signatures are dropped here.
  * A use is counted before the store runs; a store that then fails (e.g. QUEUE_FULL) has spent it.
- * Sending the same request again within the TTL (same K_temp signature) is not counted twice: the
- * ledger keeps a receipt per counted spend, and the PassportQueue answers a repeated blob with the id
- * it already holds (docs/tokens.md "Retried stores").
+ * Sending the same request again within the TTL is not counted twice: the ledger keeps a receipt per
+ * counted spend, a hash of (token, number, blob, K_temp signature), so only the very same request is a
+ * retry; the other half of that hash goes to the store handler as `retryKey`, on which the
+ * PassportQueue answers a repeat with the id it already holds (docs/tokens.md "Retried stores").
  */
 import type { MiddlewareHandler } from "hono";
 import type { TokenLedger } from "../durable-objects/token-ledger.js";
@@ -21,6 +24,7 @@ import { decodeEnvelope } from "../stir/envelope.js";
 import {
   parseStorageToken,
   parseStoreSignature,
+  storeReceipt,
   TOKEN_HEADER,
   TOKEN_SIGNATURE_HEADER,
   tokenIdOf,
@@ -50,6 +54,7 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const tokenHeader = c.req.header(TOKEN_HEADER);
     const signatureHeader = c.req.header(TOKEN_SIGNATURE_HEADER);
+    c.set("retryKey", undefined);
     if (tokenHeader === undefined && signatureHeader === undefined) {
       if (!c.get("config").allowUntokenedStores) {
         throw new CpsError("TOKEN_MISSING", `Send ${TOKEN_HEADER} and ${TOKEN_SIGNATURE_HEADER}`);
@@ -87,16 +92,17 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
     if (!kTempOk) throw new CpsError("TOKEN_INVALID", "The K_temp signature over this store does not verify");
 
     // The ledger sees hashes only: of K_temp, of (K_temp hash, number) for the per-number window, and
-    // of the K_temp signature as the retry receipt.
+    // half of the store's receipt, a hash of (token, number, blob, K_temp signature): a retry only
+    // when it is the same request. The queue gets the other half as its retry key.
     const [pair, receipt] = await Promise.all([
       sha256(new Uint8Array([...tokenId, 0, ...utf8.encode(tn)])),
-      sha256(storeSignature),
+      storeReceipt(tokenId, tn, blob, storeSignature),
     ]);
     const result = await ledger(c.env, tokenId).spend(
       encodeBase64url(tokenId),
       encodeBase64url(pair.subarray(0, 16)),
       key.notAfter,
-      encodeBase64url(receipt.subarray(0, 16)),
+      encodeBase64url(receipt.ledger),
     );
     if (!result.ok) {
       if (result.code === "TOKEN_SPENT") {
@@ -106,6 +112,7 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
         retryAfter: result.retryAfterSeconds,
       });
     }
+    c.set("retryKey", encodeBase64url(receipt.queue));
     return next();
   };
 }

@@ -13,7 +13,7 @@ import type { AppEnv } from "../http/types.js";
 import { decodeBase64url, encodeBase64url } from "../stir/base64url.js";
 import { KEY_ID_PATTERN } from "../stir/storage-token.js";
 import { blindSign, issuerKeys } from "../tokens/issuer-keys.js";
-import { chargeIssuanceQuota } from "../tokens/quota.js";
+import { chargeIssuanceQuota, quotaHolder } from "../tokens/quota.js";
 
 /** Blinded messages per `POST /tokens`. */
 export const TOKEN_BATCH_MAX = 32;
@@ -77,7 +77,8 @@ tokenRoutes.post(
       throw new CpsError("INVALID_BODY", "The body is not JSON");
     }
     const { keyId, messages } = parseIssueBody(body);
-    const key = (await issuerKeys(c.env)).current();
+    const keys = await issuerKeys(c.env);
+    const key = keys.current();
     if (!key || key.id !== keyId) {
       throw new CpsError("TOKEN_UNKNOWN_KEY", "Blind for the current key of GET /tokens/keys");
     }
@@ -86,11 +87,16 @@ tokenRoutes.post(
         throw new CpsError("TOKEN_MALFORMED", `A blinded message is ${key.modulusBytes} bytes`);
       }
     }
+    // Charged to the holder (leaf subject + TNAuthList), not to the presented chain (issue 13 #3).
+    const config = c.get("config");
     await chargeIssuanceQuota(
-      c.env.CPS_KV,
-      c.get("credential").certificate.fingerprint,
+      c.env,
+      await quotaHolder(c.get("credential")),
+      key,
+      keys,
       messages.length,
-      c.get("config").tokenDailyQuota,
+      config.tokenDailyQuota,
+      config.ttlSeconds,
     );
     const signatures = await Promise.all(messages.map((m) => blindSign(key, m)));
     return c.json({ keyId: key.id, blindSignatures: signatures.map(encodeBase64url) });

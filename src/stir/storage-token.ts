@@ -9,6 +9,7 @@
  * To store, it sends that token and its own K_temp signature over `storeSignatureInput(tn, blob)`.
  */
 import { RSABSSA } from "@cloudflare/blindrsa-ts";
+import { p256 } from "@noble/curves/nist.js";
 import { CpsError } from "../errors.js";
 import { decodeBase64url, encodeBase64url } from "./base64url.js";
 import type { CanonicalTn } from "./tn.js";
@@ -24,6 +25,8 @@ export const TOKEN_VERSION = "v1";
 /** Domain-separation labels: a token message can never pass as a store signature input and back. */
 export const TOKEN_MESSAGE_LABEL = "stir-oob storage token v1";
 export const STORE_SIGNATURE_LABEL = "stir-oob store v1";
+/** Domain-separation label of the retry receipt (docs/tokens.md "Retried stores"). */
+export const STORE_RECEIPT_LABEL = "stir-oob store receipt v1";
 /** RFC 9474 Randomized prepare: 32 random bytes in front of the message. */
 export const TOKEN_NONCE_LENGTH = 32;
 /** Issuer key ids: short, URL- and header-safe, no dots (the token is dot-separated). */
@@ -66,13 +69,86 @@ export function tempKeyAlgorithmOf(spki: Uint8Array): TempKeyAlgorithm | undefin
   return undefined;
 }
 
+// Ed25519 (RFC 8032 §5.1.3): y is the low 255 bits, little-endian; the top bit is the sign of x.
+// p = 2^255 - 19. The small-order points (the torsion subgroup, order 8) have y in {1, p-1, 0, Y8A, Y8B};
+// an encoding with one of these y is a small-order point, or with the sign bit on x = 0 (y = +-1) a
+// non-canonical one: refused with either sign bit.
+const ED25519_WEAK_Y = [
+  "0100000000000000000000000000000000000000000000000000000000000000", // identity (0, 1)
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2 (0, -1)
+  "0000000000000000000000000000000000000000000000000000000000000000", // order 4 (+-sqrt(-1), 0)
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+].map(hex);
+
+/** y >= p in a 32-byte Ed25519 encoding (sign bit ignored): the non-canonical y = p + k, k < 19. */
+function ed25519YAtLeastP(point: Uint8Array): boolean {
+  if (((point[31] ?? 0) & 0x7f) !== 0x7f) return false;
+  for (let i = 30; i >= 1; i--) if (point[i] !== 0xff) return false;
+  return (point[0] ?? 0) >= 0xed;
+}
+
+function ed25519YIs(point: Uint8Array, y: Uint8Array): boolean {
+  for (let i = 0; i < 31; i++) if (point[i] !== y[i]) return false;
+  return ((point[31] ?? 0) & 0x7f) === y[31];
+}
+
+/** P-256 field prime, big-endian: coordinates must be below it (SEC 1 §2.3.4 canonical form). */
+const P256_P = hex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+
+function belowP256Prime(coordinate: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) {
+    const a = coordinate[i] ?? 0;
+    const b = P256_P[i] ?? 0;
+    if (a !== b) return a < b;
+  }
+  return false;
+}
+
+/**
+ * Checks that a K_temp SPKI is a usable public key and returns its algorithm; throws 400
+ * TOKEN_MALFORMED otherwise (docs/tokens.md "K_temp keys"). Refused: anything but the two SPKI
+ * shapes; for Ed25519 the eight small-order points (identity included: under it one signature
+ * verifies for every message) in every encoding, and every non-canonical encoding (y >= p, or the
+ * sign bit set with x = 0); for P-256 coordinates >= p and points off the curve (P-256 has cofactor 1,
+ * so on-curve points other than the identity, which has no uncompressed encoding, have prime order).
+ *
+ * Ed25519 is checked on the bytes alone (about a microsecond): a canonical encoding names a
+ * small-order point exactly when its y is one of five values, so a blocklist plus the y < p check is
+ * complete, and decoding the point (a field square root, ~0.3 ms in JS) is left to the signature check,
+ * where an encoding that is no point fails as 401 TOKEN_INVALID. P-256 uses @noble/curves' on-curve
+ * check (~20 us).
+ */
+export function checkTempKey(spki: Uint8Array): TempKeyAlgorithm {
+  const alg = tempKeyAlgorithmOf(spki);
+  if (alg === "Ed25519") {
+    const point = spki.subarray(ED25519_SPKI_PREFIX.length);
+    if (!ed25519YAtLeastP(point) && !ED25519_WEAK_Y.some((y) => ed25519YIs(point, y))) return alg;
+  } else if (alg === "P-256") {
+    const xy = spki.subarray(P256_SPKI_PREFIX.length);
+    if (belowP256Prime(xy.subarray(0, 32)) && belowP256Prime(xy.subarray(32))) {
+      try {
+        p256.Point.fromBytes(spki.subarray(P256_SPKI_PREFIX.length - 1)).assertValidity();
+        return alg;
+      } catch {
+        // off the curve: refused below
+      }
+    }
+  }
+  throw new CpsError(
+    "TOKEN_MALFORMED",
+    "K_temp is not a valid public key (an identity, small-order, off-curve or non-canonical point)",
+  );
+}
+
 /**
  * The message that is prepared and blinded (docs/tokens.md "Token message"):
- * `label || 0x00 || u8(len(keyId)) || keyId || u16be(len(spki)) || spki`.
+ * `label || 0x00 || u8(len(keyId)) || keyId || u16be(len(spki)) || spki`. Refuses a K_temp that
+ * `checkTempKey` refuses: the issuer cannot see K_temp, so the client library must not build such a token.
  */
 export function tokenMessage(keyId: string, kTempSpki: Uint8Array): Uint8Array {
   if (!KEY_ID_PATTERN.test(keyId)) throw new CpsError("TOKEN_MALFORMED", "Bad issuer key id");
-  if (!tempKeyAlgorithmOf(kTempSpki)) throw new CpsError("TOKEN_MALFORMED", "Bad K_temp public key");
+  checkTempKey(kTempSpki);
   const id = ascii.encode(keyId);
   return concat([
     ascii.encode(TOKEN_MESSAGE_LABEL),
@@ -137,6 +213,7 @@ export function parseStorageToken(text: string): StorageToken {
   if (token.nonce.length !== TOKEN_NONCE_LENGTH || !tempKeyAlgorithmOf(token.kTempSpki)) {
     throw new CpsError("TOKEN_MALFORMED", "Malformed token");
   }
+  checkTempKey(token.kTempSpki);
   return token;
 }
 
@@ -297,4 +374,32 @@ export async function finalizeToken(
 /** Stable id of a token for counting: SHA-256 of K_temp's SPKI (RFC 8816 §7.5 counts K_temp). */
 export async function tokenIdOf(kTempSpki: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", kTempSpki));
+}
+
+/**
+ * The retry receipt of a store (docs/tokens.md "Retried stores"): SHA-256 over
+ * `label || 0x00 || tokenId (32) || u8(len(tn)) || tn || signature (64) || blob`, so two stores share
+ * it only when they are the same request (same token, number, blob and K_temp signature). The first
+ * 16 bytes are the TokenLedger's receipt, the last 16 the PassportQueue's retry key: two halves of one
+ * hash, so the ledger's row and the queue's row hold no common value. Neither can be recomputed from
+ * stored state, since the signature is dropped after the check.
+ */
+export async function storeReceipt(
+  tokenId: Uint8Array,
+  tn: CanonicalTn,
+  blob: Uint8Array,
+  signature: Uint8Array,
+): Promise<{ ledger: Uint8Array; queue: Uint8Array }> {
+  const digits = ascii.encode(tn);
+  const input = concat([
+    ascii.encode(STORE_RECEIPT_LABEL),
+    Uint8Array.of(0),
+    tokenId,
+    Uint8Array.of(digits.length),
+    digits,
+    signature,
+    blob,
+  ]);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+  return { ledger: digest.subarray(0, 16), queue: digest.subarray(16, 32) };
 }

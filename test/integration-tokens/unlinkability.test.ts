@@ -12,9 +12,11 @@ import {
   blindTokenRequest,
   finalizeToken,
   importIssuerPublicKey,
+  storeReceipt,
   tokenIdOf,
   tokenMessage,
 } from "../../src/stir/storage-token.js";
+import { canonicalTn } from "../../src/stir/tn.js";
 import { bearerFor } from "../helpers/pki.js";
 import { BASE, pki, sealedFor, store, tokenHeaders } from "./helpers.js";
 
@@ -92,7 +94,7 @@ describe("the issuer never sees K_temp or the final signature", () => {
 });
 
 describe("a store with a token leaves no token data with the blob", () => {
-  it("the PassportQueue row is (id, blob, expires_at) with the posted bytes; the ledger holds hashes only", async () => {
+  it("the PassportQueue row is (id, blob, expires_at, retry key) with the posted bytes; the ledger holds hashes only", async () => {
     const { directToken, issuerPrivateKey } = await import("./helpers.js");
     const tn = "12025559876";
     const { token, privateKey } = await directToken("test-current", await issuerPrivateKey("test-current"));
@@ -131,9 +133,14 @@ describe("a store with a token leaves no token data with the blob", () => {
     expect(ppts).toHaveLength(1);
     expect(Object.keys(ppts[0] ?? {}).sort()).toEqual(["blob", "digest", "expires_at", "id", "table"]);
     expect(new Uint8Array(ppts[0]?.blob as ArrayBuffer)).toEqual(decodeEnvelope(body));
-    // The retry digest is a function of the stored blob alone: it can carry nothing of the token.
+    // The queue's retry key (the `digest` column) is the second half of the store receipt, a hash of
+    // (token, number, blob, K_temp signature): the signature is dropped, so nothing stored can
+    // recompute it, and it shares no value with the ledger's half (checked below).
+    const tokenId = await tokenIdOf(token.kTempSpki);
+    const signature = decodeBase64url(headers["CPS-Token-Signature"] ?? "");
+    const receipt = await storeReceipt(tokenId, canonicalTn(tn), decodeEnvelope(body), signature);
+    expect(new Uint8Array(ppts[0]?.digest as ArrayBuffer)).toEqual(receipt.queue);
     const blobHash = new Uint8Array(await crypto.subtle.digest("SHA-256", decodeEnvelope(body)));
-    expect(new Uint8Array(ppts[0]?.digest as ArrayBuffer)).toEqual(blobHash.subarray(0, 16));
     for (const row of rows) {
       for (const value of Object.values(row)) {
         const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : text.encode(String(value));
@@ -143,17 +150,23 @@ describe("a store with a token leaves no token data with the blob", () => {
     }
 
     // The ledger: the token appears only as SHA-256 of K_temp; no number, blob id or signature.
-    const tokenId = await tokenIdOf(token.kTempSpki);
     const ledger = env.TOKEN_LEDGER.get(env.TOKEN_LEDGER.idFromName(`token-shard-${ledgerShard(tokenId)}`));
     const ledgerRows = await runInDurableObject(ledger, (_i, state) => ({
       tokens: state.storage.sql.exec("SELECT * FROM tokens").toArray(),
       spends: state.storage.sql.exec("SELECT * FROM spends").toArray(),
     }));
-    // The retry receipt is a hash of the K_temp signature, which is dropped: stored state cannot
-    // recompute it from a blob, so it links no blob to the token.
-    const signature = decodeBase64url(headers["CPS-Token-Signature"] ?? "");
-    const receipt = new Uint8Array(await crypto.subtle.digest("SHA-256", signature)).subarray(0, 16);
-    expect(ledgerRows.spends.map((r) => r.receipt)).toContain(encodeBase64url(receipt));
+    // The retry receipt is half of a hash over (token, number, blob, K_temp signature); the
+    // signature is dropped, so stored state cannot recompute it from a blob: it links no blob to the
+    // token. The queue's retry key is the other half, so the two rows share no value.
+    expect(ledgerRows.spends.map((r) => r.receipt)).toContain(encodeBase64url(receipt.ledger));
+    expect(JSON.stringify(ledgerRows)).not.toContain(encodeBase64url(receipt.queue));
+    for (const row of rows) {
+      for (const value of Object.values(row)) {
+        const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : text.encode(String(value));
+        expect(contains(bytes, receipt.ledger)).toBe(false);
+        expect(String(value)).not.toContain(encodeBase64url(receipt.ledger));
+      }
+    }
     expect(JSON.stringify(ledgerRows)).not.toContain(encodeBase64url(blobHash.subarray(0, 16)));
     expect(ledgerRows.tokens.map((r) => r.token)).toContain(encodeBase64url(tokenId));
     const dump = JSON.stringify(ledgerRows);
