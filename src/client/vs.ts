@@ -27,7 +27,7 @@ import {
 } from "../stir/passport.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import { coversTn } from "../stir/tnauthlist.js";
-import { X5uFetcher } from "../stir/x5u.js";
+import { X5uFetcher, type X5uUrlPolicy } from "../stir/x5u.js";
 import { CpsClient, type FetchLike, type ListedBlob } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { clock, ms } from "./placement.js";
@@ -106,8 +106,13 @@ export interface VerificationServiceOptions {
   /** Trusted roots (STI-PA list); or give a `validator`. */
   readonly trustAnchors?: readonly X509Certificate[];
   readonly validator?: CertificateValidator;
-  /** Resolves an x5u URL to the signer's chain; default an `X5uFetcher` (https, cached). */
+  /**
+   * Resolves an x5u URL to the signer's chain; default an `X5uFetcher` (cached) held to the x5u URL
+   * policy (https:443, a public DNS name, no IP literals: docs/passport-and-credentials.md).
+   */
   readonly resolveCertificate?: (x5u: string) => Promise<CertificateChain>;
+  /** Policy of the default resolver: an allow-list of repository hosts, or loopback for local demos. */
+  readonly x5uPolicy?: X5uUrlPolicy;
   /** Where to retrieve: a CPS base URL, or discovery of the CPS serving the number. */
   readonly cps?: string;
   readonly discovery?: Discovery;
@@ -188,7 +193,11 @@ export class VerificationService {
     if (options.resolveCertificate) {
       this.#resolve = options.resolveCertificate;
     } else {
-      const fetcher = new X5uFetcher({ fetch: this.#fetch });
+      const fetcher = new X5uFetcher({
+        fetch: this.#fetch,
+        allowLoopbackHttp: options.x5uPolicy?.allowLoopback ?? false,
+        allowedHosts: options.x5uPolicy?.allowedHosts ?? [],
+      });
       this.#resolve = (url) => fetcher.fetchChain(url);
     }
   }
@@ -294,6 +303,13 @@ export class VerificationService {
         failure: { step: 3, code: "DEST_MISMATCH", message: "dest does not name the called number" },
       };
     }
+    // Step 5 (iat freshness) is judged before step 4 fetches anything: a stale PASSporT never makes the
+    // callee's device fetch an x5u that the sender chose (threat model #10). Reported as step 5.
+    try {
+      checkFreshness(claims.iat, { now, freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS });
+    } catch (err) {
+      return { ...info, ok: false, failure: failure(5, err) };
+    }
     // Step 4: the credential is valid, trusted and covers orig.
     let cert: Awaited<ReturnType<CertificateValidator["validate"]>>;
     try {
@@ -311,12 +327,6 @@ export class VerificationService {
         ok: false,
         failure: { step: 4, code: "CERT_NOT_AUTHORISED", message: "The certificate does not cover orig" },
       };
-    }
-    // Step 5: iat freshness.
-    try {
-      checkFreshness(claims.iat, { now, freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS });
-    } catch (err) {
-      return { ...info, signer, ok: false, failure: failure(5, err) };
     }
     // Step 6: the signature.
     try {

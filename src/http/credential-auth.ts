@@ -5,21 +5,26 @@
  * Durable Object. Routes then decide TNAuthList coverage themselves (DESIGN.md invariant 5).
  */
 import type { MiddlewareHandler } from "hono";
+import { readConfig } from "../config.js";
 import type { ReplayGuard } from "../durable-objects/replay-guard.js";
 import { replayShard } from "../durable-objects/replay-guard.js";
 import { CpsError } from "../errors.js";
 import { CertificateValidator, parseCertificateChain } from "../stir/certificates.js";
 import { bearerToken, verifyCredentialToken } from "../stir/credential-token.js";
 import { X5uFetcher } from "../stir/x5u.js";
+import { logEvent } from "./errors.js";
 import type { AppEnv } from "./types.js";
 
 // Per isolate: the validator keeps the validated-chain cache, the fetcher the x5u cache.
-let cached: { pem: string; validator: CertificateValidator } | undefined;
-let x5u: X5uFetcher | undefined;
+let cached: { key: string; validator: CertificateValidator } | undefined;
+let x5u: { policyKey: string; fetcher: X5uFetcher } | undefined;
 
 async function validatorFor(env: Env): Promise<CertificateValidator> {
   const pem = env.TRUST_ANCHORS_PEM ?? "";
-  if (cached?.pem === pem) return cached.validator;
+  // The SPC map decides which numbers an SPC-scoped delegate CA may hand down (RFC 9060 §4).
+  const spcNumberBlocks = readConfig(env).spcNumberBlocks;
+  const key = `${pem}\n${env.SPC_NUMBER_BLOCKS ?? ""}`;
+  if (cached?.key === key) return cached.validator;
   if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
     throw new CpsError("MISCONFIGURED", "Set TRUST_ANCHORS_PEM to the PEM of the STIR trust anchors");
   }
@@ -29,19 +34,14 @@ async function validatorFor(env: Env): Promise<CertificateValidator> {
   } catch {
     throw new CpsError("MISCONFIGURED", "TRUST_ANCHORS_PEM does not parse as PEM certificates");
   }
-  const validator = new CertificateValidator({ anchors: anchors.certificates });
-  cached = { pem, validator };
+  const validator = new CertificateValidator({ anchors: anchors.certificates, spcNumberBlocks });
+  cached = { key, validator };
   return validator;
 }
 
 function replayGuard(env: Env, jti: string): DurableObjectStub<ReplayGuard> {
   const ns = env.REPLAY_GUARD as DurableObjectNamespace<ReplayGuard>;
   return ns.get(ns.idFromName(`jti-shard-${replayShard(jti)}`));
-}
-
-/** This CPS's audience: CPS_ORIGIN when set (behind proxies), else the request's origin. */
-export function audienceOf(env: Env, requestUrl: string): string {
-  return env.CPS_ORIGIN || new URL(requestUrl).origin;
 }
 
 /**
@@ -51,10 +51,25 @@ export function audienceOf(env: Env, requestUrl: string): string {
 export function requireCredential(actions: readonly string[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = bearerToken(c.req.header("authorization"));
-    x5u ??= new X5uFetcher({ allowLoopbackHttp: c.env.ALLOW_LOOPBACK_X5U === "true" });
-    const fetcher = x5u;
+    const config = readConfig(c.env);
+    if (config.cpsOrigin === "") throw new CpsError("MISCONFIGURED", "Set CPS_ORIGIN", { status: 503 });
+    const policyKey = `${config.allowLoopbackX5u}|${config.x5uAllowedHosts.join(",")}`;
+    if (x5u === undefined || x5u.policyKey !== policyKey) {
+      x5u = {
+        policyKey,
+        fetcher: new X5uFetcher({
+          allowLoopbackHttp: config.allowLoopbackX5u,
+          allowedHosts: config.x5uAllowedHosts,
+          // The client sees one fixed title; the operator's log gets a reason code, never the URL or host.
+          onFailure: (reason, status) =>
+            logEvent({ event: "x5u_fetch_failed", reason, ...(status === undefined ? {} : { status }) }),
+        }),
+      };
+    }
+    const fetcher = x5u.fetcher;
     const credential = await verifyCredentialToken(token, {
-      audience: audienceOf(c.env, c.req.url),
+      // CPS_ORIGIN, never the Host header (threat model #11); the serving guard requires it.
+      audience: config.cpsOrigin,
       actions,
       validator: await validatorFor(c.env),
       fetchChain: (url) => fetcher.fetchChain(url),

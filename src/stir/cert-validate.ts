@@ -7,6 +7,11 @@
  * times of every certificate, basicConstraints cA and keyCertSign on every issuer in the chain, and
  * digitalSignature on the leaf. `X509ChainBuilder` of @peculiar/x509 is deliberately not used: it
  * builds chains through non-CA certificates and up to non-anchors without complaint.
+ *
+ * After it, delegation scope (RFC 9060 §4) along the path pkijs built (not the order presented): every
+ * certificate with a TNAuthList must lie within the nearest certificate above it that has one. A CA
+ * without a TNAuthList inherits the scope above it, so it cannot widen it; only where nothing above has
+ * one (an STI-CA: ATIS-1000080 puts no TNAuthList in roots and intermediates) is the scope open.
  */
 import "reflect-metadata";
 import {
@@ -23,7 +28,13 @@ import {
   certificateTnAuthList,
   parseCertificateChain,
 } from "./cert-parse.js";
-import type { TnAuthList } from "./tnauthlist.js";
+import {
+  type NumberBlock,
+  patternCoversBlock,
+  rangeToBlocks,
+  type SpcNumberBlocks,
+} from "./number-blocks.js";
+import { type SpcRangeCheck, type TnAuthList, tnAuthListWithin } from "./tnauthlist.js";
 
 /** A chain that passed validation: what a verifier needs, and nothing it would have to recompute. */
 export interface ValidatedCertificate {
@@ -47,6 +58,50 @@ export interface CertificateValidatorOptions {
   readonly cacheTtlSeconds?: number;
   /** Refuse leaves without a TNAuthList (default true, RFC 8226 §9 for STIR certificates). */
   readonly requireTnAuthList?: boolean;
+  /**
+   * Which numbers an SPC speaks for (the CPS's SPC_NUMBER_BLOCKS), so that a CA scoped by SPC may
+   * delegate numbers. Without an entry for the SPC, numbers under an SPC-only CA are refused.
+   */
+  readonly spcNumberBlocks?: SpcNumberBlocks;
+}
+
+export interface ValidateOptions {
+  readonly now?: Date;
+  readonly requireTnAuthList?: boolean;
+  readonly spcNumberBlocks?: SpcNumberBlocks;
+}
+
+function spcRangeCheck(map: SpcNumberBlocks | undefined): SpcRangeCheck | undefined {
+  if (map === undefined || map.size === 0) return undefined;
+  return (spc, start, count) => {
+    const patterns = map.get(spc);
+    if (patterns === undefined || patterns.length === 0) return false;
+    let blocks: NumberBlock[];
+    try {
+      blocks = rangeToBlocks(start, count);
+    } catch {
+      return false; // too many blocks or not a range of numbers: not provably inside
+    }
+    return blocks.every((b) => patterns.some((p) => patternCoversBlock(p, b)));
+  };
+}
+
+/**
+ * RFC 9060 §4 along `path` (leaf first, anchor last, as pkijs built it): each TNAuthList lies within
+ * the nearest one above it. Throws `CERT_CHAIN_INVALID`.
+ */
+function checkDelegationScope(path: readonly X509Certificate[], spc: SpcRangeCheck | undefined): void {
+  let scope: TnAuthList | undefined;
+  for (let i = path.length - 1; i >= 0; i--) {
+    const cert = path[i];
+    if (cert === undefined) continue;
+    const list = certificateTnAuthList(cert);
+    if (list === undefined) continue; // inherits `scope`
+    if (scope !== undefined && !tnAuthListWithin(list, scope, spc)) {
+      throw new CpsError("CERT_CHAIN_INVALID", "A certificate's TNAuthList exceeds its issuer's");
+    }
+    scope = list;
+  }
 }
 
 function hasUsage(cert: X509Certificate, flag: KeyUsageFlags): boolean | undefined {
@@ -71,7 +126,7 @@ function toPkijs(cert: X509Certificate): pkijs.Certificate {
 export async function validateCertificateChain(
   chain: CertificateChain,
   anchors: readonly X509Certificate[],
-  options: { now?: Date; requireTnAuthList?: boolean } = {},
+  options: ValidateOptions = {},
 ): Promise<ValidatedCertificate> {
   const now = options.now ?? new Date();
   const [leaf, ...issuers] = chain.certificates;
@@ -96,13 +151,20 @@ export async function validateCertificateChain(
     throw new CpsError("CERT_NO_TNAUTHLIST", "The certificate has no TNAuthList");
   }
 
+  // pkijs answers with its own objects; map them back to ours to read TNAuthLists along the path.
+  const back = new Map<pkijs.Certificate, X509Certificate>();
+  const convert = (cert: X509Certificate): pkijs.Certificate => {
+    const p = toPkijs(cert);
+    back.set(p, cert);
+    return p;
+  };
   const engine = new pkijs.CertificateChainValidationEngine({
-    trustedCerts: anchors.map(toPkijs),
+    trustedCerts: anchors.map(convert),
     // End-entity LAST: pkijs takes the final element as the certificate to validate.
-    certs: [...issuers.map(toPkijs), toPkijs(leaf)],
+    certs: [...issuers.map(convert), convert(leaf)],
     checkDate: now,
   });
-  let result: { result: boolean; resultCode?: number };
+  let result: { result: boolean; resultCode?: number; certificatePath?: pkijs.Certificate[] };
   try {
     result = await engine.verify();
   } catch (cause) {
@@ -115,6 +177,12 @@ export async function validateCertificateChain(
       ? new CpsError("CERT_UNTRUSTED", "The certificate does not chain to a trust anchor")
       : new CpsError("CERT_CHAIN_INVALID", "The certificate chain does not validate");
   }
+  const path = (result.certificatePath ?? []).map((p) => back.get(p));
+  if (path.length < 2 || path.some((c) => c === undefined)) {
+    // Fail closed: without the built path the scope of each issuer cannot be checked.
+    throw new CpsError("CERT_CHAIN_INVALID", "The certificate chain does not validate");
+  }
+  checkDelegationScope(path as X509Certificate[], spcRangeCheck(options.spcNumberBlocks));
   const times = chain.certificates;
   return {
     fingerprint: chain.fingerprint,
@@ -139,6 +207,7 @@ export class CertificateValidator {
   readonly #size: number;
   readonly #ttlMs: number;
   readonly #requireTnAuthList: boolean;
+  readonly #spcNumberBlocks: SpcNumberBlocks | undefined;
   readonly #cache = new Map<string, { value: ValidatedCertificate; at: number }>();
 
   constructor(options: CertificateValidatorOptions) {
@@ -147,6 +216,7 @@ export class CertificateValidator {
     this.#size = Math.max(1, options.cacheSize ?? 256);
     this.#ttlMs = (options.cacheTtlSeconds ?? 3600) * 1000;
     this.#requireTnAuthList = options.requireTnAuthList ?? true;
+    this.#spcNumberBlocks = options.spcNumberBlocks;
   }
 
   /** Number of cached validated chains (for tests and metrics). */
@@ -183,6 +253,7 @@ export class CertificateValidator {
     const value = await validateCertificateChain(chain, this.#anchors, {
       now,
       requireTnAuthList: this.#requireTnAuthList,
+      ...(this.#spcNumberBlocks === undefined ? {} : { spcNumberBlocks: this.#spcNumberBlocks }),
     });
     this.#cache.set(chain.fingerprint, { value, at: t });
     while (this.#cache.size > this.#size) {

@@ -16,12 +16,15 @@ export {
   CertificateValidator,
   type CertificateValidatorOptions,
   type ValidatedCertificate,
+  type ValidateOptions,
   validateCertificateChain,
 } from "./cert-validate.js";
 export {
   coversRange,
   coversSpc,
   coversTn,
+  type SpcRangeCheck,
   type TnAuthEntry,
   type TnAuthList,
+  tnAuthListWithin,
 } from "./tnauthlist.js";

@@ -1,17 +1,20 @@
 /**
  * STIR credential auth token: a short-lived ES256 bearer JWT signed with the key of a STIR certificate
- * (RFC 8226), in the shape of the ATIS-1000096 OOB bearer token. Header `alg` ES256, `typ` JWT, and
- * the certificate by `x5u` (URL, RFC 7515 §4.1.5) or `x5c` (chain, RFC 7515 §4.1.6); claims `iat`,
- * `aud` (the CPS), `jti` (single use) and `action` (what the holder asks to do).
+ * (RFC 8226), in the shape of the ATIS-1000096 OOB bearer token. Header `alg` ES256, `typ` JWT
+ * (optional), and the certificate by `x5u` (URL, RFC 7515 §4.1.5) or `x5c` (chain, RFC 7515 §4.1.6);
+ * claims `iat`, `aud` (the CPS), `jti` (single use) and `action` (what the holder asks to do). The exact
+ * rules are in docs/passport-and-credentials.md "Credential token: wire rules".
  *
- * The verifier validates the certificate chain, checks signature, audience, age and action, and only
- * then spends the `jti` through the caller's replay check (a Durable Object at the CPS), so a forged
- * or stale token can never burn someone else's `jti`. It returns the certificate's TNAuthList, so a
- * route decides coverage of a number, range or SPC itself.
+ * Order of checks, cheapest first: shape, header, and every claim (age, audience, jti, action) before
+ * anything costs the CPS work or reaches the network, so a token that is already wrong never makes the
+ * CPS fetch an attacker's x5u (threat model #10). Then the certificate chain, then the signature, and
+ * only then is the `jti` spent through the caller's replay check (a Durable Object at the CPS), so a
+ * forged or stale token can never burn someone else's `jti`. It returns the certificate's TNAuthList,
+ * so a route decides coverage of a number, range or SPC itself.
  */
 import { CompactSign, compactVerify } from "jose";
 import { CpsError } from "../errors.js";
-import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
+import { type CertificateChain, MAX_CHAIN_LENGTH, parseCertificateChain } from "./cert-parse.js";
 import type { CertificateValidator, ValidatedCertificate } from "./cert-validate.js";
 import type { TnAuthList } from "./tnauthlist.js";
 
@@ -20,9 +23,12 @@ export const CREDENTIAL_TOKEN_ALG = "ES256";
 export const DEFAULT_CREDENTIAL_MAX_AGE = 60;
 /** Tolerated clock skew for an `iat` in the future, seconds. */
 export const DEFAULT_CREDENTIAL_SKEW = 5;
-const MAX_TOKEN_LENGTH = 16_384;
+/** Largest accepted token, characters (a chain of a few certificates in x5c is ~3-4 KiB). */
+export const MAX_CREDENTIAL_TOKEN_LENGTH = 16_384;
 const JTI = /^[A-Za-z0-9_-]{16,128}$/;
 const ACTION = /^[a-z][a-z0-9:._-]{0,63}$/;
+// RFC 7515 §4.1.6: x5c entries are base64 (RFC 4648 §4), not base64url; padding optional, nothing else.
+const STD_BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 /**
  * Replay check backed by the caller's storage: resolve `true` when `jti` is used for the first time
@@ -137,30 +143,42 @@ function decodeJson(segment: string): Record<string, unknown> {
   }
 }
 
-async function chainFromHeader(
-  header: Record<string, unknown>,
-  fetchChain: VerifyCredentialTokenOptions["fetchChain"],
-): Promise<CertificateChain> {
+/** The certificate reference of a header, checked for shape only (no network, no parsing). */
+type CertificateRef = { readonly x5u: string } | { readonly x5c: readonly Uint8Array[] };
+
+function certificateRef(header: Record<string, unknown>): CertificateRef {
   const { x5u, x5c } = header;
   if ((x5u === undefined) === (x5c === undefined)) {
     throw new CpsError("AUTH_MALFORMED", "The credential token names its certificate by x5u or x5c");
   }
-  if (x5c !== undefined) {
-    if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((c) => typeof c === "string")) {
-      throw new CpsError("AUTH_MALFORMED", "x5c is not a list of certificates");
-    }
-    let ders: Uint8Array[];
-    try {
-      ders = (x5c as string[]).map((c) => Uint8Array.from(atob(c), (ch) => ch.charCodeAt(0)));
-    } catch (cause) {
-      throw new CpsError("AUTH_MALFORMED", "x5c is not base64", { cause });
-    }
-    return parseCertificateChain(ders);
+  if (x5c === undefined) {
+    if (typeof x5u !== "string") throw new CpsError("AUTH_MALFORMED", "x5u is not a URL");
+    return { x5u };
   }
-  if (typeof x5u !== "string") throw new CpsError("AUTH_MALFORMED", "x5u is not a URL");
-  if (fetchChain === undefined)
-    throw new CpsError("AUTH_INVALID", "x5u credential tokens are not accepted here");
-  return fetchChain(x5u);
+  if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((c) => typeof c === "string")) {
+    throw new CpsError("AUTH_MALFORMED", "x5c is not a list of certificates");
+  }
+  if (x5c.length > MAX_CHAIN_LENGTH) {
+    throw new CpsError("CERT_MALFORMED", "A certificate chain has 1 to 8 certificates");
+  }
+  try {
+    return {
+      x5c: (x5c as string[]).map((c) => {
+        if (!STD_BASE64.test(c)) throw new Error("not standard base64");
+        return Uint8Array.from(atob(c), (ch) => ch.charCodeAt(0));
+      }),
+    };
+  } catch (cause) {
+    throw new CpsError("AUTH_MALFORMED", "x5c is not base64", { cause });
+  }
+}
+
+function numericDate(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+    throw new CpsError("AUTH_MALFORMED", `${name} is not a NumericDate`);
+  }
+  return value;
 }
 
 /**
@@ -176,7 +194,7 @@ export async function verifyCredentialToken(
   token: string,
   options: VerifyCredentialTokenOptions,
 ): Promise<VerifiedCredentialToken> {
-  if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) {
+  if (typeof token !== "string" || token.length > MAX_CREDENTIAL_TOKEN_LENGTH) {
     throw new CpsError("AUTH_MALFORMED", "The credential token is not a JWS");
   }
   const parts = token.split(".");
@@ -186,16 +204,15 @@ export async function verifyCredentialToken(
   if (header.alg !== CREDENTIAL_TOKEN_ALG)
     throw new CpsError("AUTH_INVALID", "Only ES256 tokens are accepted");
   if (header.crit !== undefined) throw new CpsError("AUTH_MALFORMED", "crit is not supported");
-
-  const nowSec = options.now ?? Math.floor(Date.now() / 1000);
-  const chain = await chainFromHeader(header, options.fetchChain);
-  const certificate = await options.validator.validate(chain, new Date(nowSec * 1000));
-  try {
-    await compactVerify(token, certificate.publicKey, { algorithms: [CREDENTIAL_TOKEN_ALG] });
-  } catch (cause) {
-    throw new CpsError("AUTH_INVALID", "The credential token signature does not verify", { cause });
+  // typ is optional (RFC 7519 §5.1); when present it must say JWT, so that no other signed object of
+  // the same key (a PASSporT, typ "passport") passes for a credential token.
+  if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
+    throw new CpsError("AUTH_MALFORMED", "typ must be JWT");
   }
+  const ref = certificateRef(header);
 
+  // Every claim before any certificate work or network fetch.
+  const nowSec = options.now ?? Math.floor(Date.now() / 1000);
   const { iat, aud, jti, action } = claims;
   if (typeof iat !== "number" || !Number.isSafeInteger(iat))
     throw new CpsError("AUTH_MALFORMED", "iat is missing");
@@ -203,13 +220,36 @@ export async function verifyCredentialToken(
     throw new CpsError("AUTH_MALFORMED", "jti is missing or invalid");
   if (typeof action !== "string" || !ACTION.test(action))
     throw new CpsError("AUTH_MALFORMED", "action is missing");
+  const exp = numericDate(claims.exp, "exp");
+  const nbf = numericDate(claims.nbf, "nbf");
   if (aud !== options.audience) throw new CpsError("AUTH_AUDIENCE", "The token is for another audience");
   const maxAge = options.maxAgeSeconds ?? DEFAULT_CREDENTIAL_MAX_AGE;
-  if (nowSec - iat > maxAge || iat - nowSec > DEFAULT_CREDENTIAL_SKEW) {
+  const skew = DEFAULT_CREDENTIAL_SKEW;
+  if (
+    nowSec - iat > maxAge ||
+    iat - nowSec > skew ||
+    (exp !== undefined && nowSec > exp + skew) ||
+    (nbf !== undefined && nowSec + skew < nbf)
+  ) {
     throw new CpsError("AUTH_EXPIRED", "The credential token is not fresh");
   }
   if (options.actions !== undefined && !options.actions.includes(action)) {
     throw new CpsError("AUTH_ACTION", "The token does not allow this action");
+  }
+
+  let chain: CertificateChain;
+  if ("x5c" in ref) {
+    chain = await parseCertificateChain(ref.x5c);
+  } else {
+    if (options.fetchChain === undefined)
+      throw new CpsError("AUTH_INVALID", "x5u credential tokens are not accepted here");
+    chain = await options.fetchChain(ref.x5u);
+  }
+  const certificate = await options.validator.validate(chain, new Date(nowSec * 1000));
+  try {
+    await compactVerify(token, certificate.publicKey, { algorithms: [CREDENTIAL_TOKEN_ALG] });
+  } catch (cause) {
+    throw new CpsError("AUTH_INVALID", "The credential token signature does not verify", { cause });
   }
   // Last: only a token that passed everything else may spend its jti.
   if (!(await options.replayCheck(jti, iat + maxAge))) {

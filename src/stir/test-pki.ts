@@ -3,7 +3,8 @@
  *
  * root CA -> intermediate CA -> service-provider certificate with a TNAuthList (RFC 8226 §9), plus the
  * broken variants the negative tests need (expired, not yet valid, chained to another root, issued by a
- * non-CA intermediate, no TNAuthList). Every key is generated fresh with WebCrypto on each call and never
+ * non-CA intermediate, no TNAuthList), and delegate CAs with a TNAuthList of their own (RFC 9060 §4)
+ * for the scope-containment tests. Every key is generated fresh with WebCrypto on each call and never
  * leaves memory unless a caller writes it out; every subject carries "TEST ONLY". Nothing here is, or
  * chains to, a real STI-PA / STI-CA trust anchor. It lives in src/ because tests, the demo and the CLI
  * share it; production code paths never import it.
@@ -33,6 +34,11 @@ const DAY = 86_400_000;
 export interface TestCertificate {
   readonly certificate: X509Certificate;
   readonly keys: CryptoKeyPair;
+  /**
+   * What a chain issued by this CA carries after its leaf: this certificate, then its issuers up to
+   * (not including) the root. Absent means `[certificate]` (the intermediate under the root).
+   */
+  readonly path?: readonly X509Certificate[];
 }
 
 /** A signing credential: leaf key plus chain, leaf first, as PEM and DER. */
@@ -59,8 +65,10 @@ export interface TestPki {
   /** Leaf issued by an intermediate whose basicConstraints say cA=false. */
   readonly nonCaIntermediate: TestCredential;
   readonly noTnAuthList: TestCredential;
-  /** Issues another leaf under the intermediate, for custom TNAuthLists or dates. */
+  /** Issues another leaf under the intermediate (or `options.issuer`), for custom TNAuthLists or dates. */
   issue(options: LeafOptions): Promise<TestCredential>;
+  /** Issues a delegate CA (RFC 9060 §4) under the intermediate (or `options.issuer`). */
+  delegate(options: CaOptions): Promise<TestCertificate>;
 }
 
 export interface LeafOptions {
@@ -68,6 +76,16 @@ export interface LeafOptions {
   readonly notBefore?: Date;
   readonly notAfter?: Date;
   readonly subject?: string;
+  /** The issuing CA (default: the PKI's intermediate). */
+  readonly issuer?: TestCertificate;
+}
+
+export interface CaOptions {
+  /** The delegate CA's own scope; `null` or absent = no TNAuthList extension. */
+  readonly tnAuthList?: TnAuthList | null;
+  readonly name?: string;
+  /** The issuing CA (default: the PKI's intermediate). */
+  readonly issuer?: TestCertificate;
 }
 
 /** Default TNAuthList of the valid leaf: one SPC, one range of 100 numbers, one single number. */
@@ -90,10 +108,10 @@ function serial(): string {
 async function caCertificate(
   name: string,
   issuer: TestCertificate | undefined,
-  options: { ca: boolean; notBefore: Date; notAfter: Date },
+  options: { ca: boolean; notBefore: Date; notAfter: Date; tnAuthList?: TnAuthList | null },
 ): Promise<TestCertificate> {
   const keys = await keyPair();
-  const extensions = [
+  const extensions: Extension[] = [
     new BasicConstraintsExtension(options.ca, undefined, true),
     new KeyUsagesExtension(
       options.ca ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.digitalSignature,
@@ -101,6 +119,8 @@ async function caCertificate(
     ),
     await SubjectKeyIdentifierExtension.create(keys.publicKey),
   ];
+  if (options.tnAuthList)
+    extensions.push(new Extension(TN_AUTH_LIST_OID, false, encodeTnAuthList(options.tnAuthList)));
   const subject = `CN=${name}, O=${TEST_PKI_LABEL}`;
   const certificate =
     issuer === undefined
@@ -128,10 +148,11 @@ async function caCertificate(
 }
 
 async function leafCredential(
-  issuer: TestCertificate,
+  defaultIssuer: TestCertificate,
   options: LeafOptions,
   now: Date,
 ): Promise<TestCredential> {
+  const issuer = options.issuer ?? defaultIssuer;
   const keys = await keyPair();
   const tnAuthList = options.tnAuthList === undefined ? DEFAULT_TEST_TN_AUTH_LIST : options.tnAuthList;
   const extensions: Extension[] = [
@@ -153,7 +174,7 @@ async function leafCredential(
     signingAlgorithm: SIGN,
     extensions,
   });
-  const chain = [certificate, issuer.certificate];
+  const chain = [certificate, ...(issuer.path ?? [issuer.certificate])];
   return {
     privateKey: keys.privateKey,
     publicKey: keys.publicKey,
@@ -164,6 +185,25 @@ async function leafCredential(
     ),
     der: chain.map((c) => new Uint8Array(c.rawData)),
   };
+}
+
+/**
+ * Issues a delegate CA under `defaultIssuer` (or `options.issuer`): cA true, keyCertSign, and the
+ * TNAuthList given, valid from a day before `now` for a year.
+ */
+async function delegateCa(
+  defaultIssuer: TestCertificate,
+  options: CaOptions,
+  now: Date,
+): Promise<TestCertificate> {
+  const issuer = options.issuer ?? defaultIssuer;
+  const ca = await caCertificate(options.name ?? "Test Delegate CA", issuer, {
+    ca: true,
+    notBefore: new Date(now.getTime() - DAY),
+    notAfter: new Date(now.getTime() + 365 * DAY),
+    tnAuthList: options.tnAuthList ?? null,
+  });
+  return { ...ca, path: [ca.certificate, ...(issuer.path ?? [issuer.certificate])] };
 }
 
 /**
@@ -205,8 +245,10 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
     nonCaIntermediate: await leafCredential(nonCa, {}, now),
     noTnAuthList: await issue({ tnAuthList: null }),
     issue,
+    delegate: (ca: CaOptions) => delegateCa(intermediate, ca, now),
   };
 }
 
 /** Issues a leaf under any test CA (used to rebuild a serialised test PKI inside workerd tests). */
-export { leafCredential as issueTestLeaf };
+/** Issues a delegate CA under any test CA (also inside workerd tests). */
+export { delegateCa as issueTestDelegateCa, leafCredential as issueTestLeaf };

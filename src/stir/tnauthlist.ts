@@ -115,3 +115,36 @@ export function coversRange(list: TnAuthList, start: string, count: number): boo
 export function coversSpc(list: TnAuthList, spc: string): boolean {
   return list.some((e) => e.type === "spc" && e.spc === spc);
 }
+
+/**
+ * Says whether an SPC of a parent certificate speaks for every number of the range `start ..
+ * start+count-1`. The certificate does not say which numbers an SPC holds (RFC 8226 §9), so only an
+ * outside source can (at the CPS: the operator's SPC_NUMBER_BLOCKS).
+ */
+export type SpcRangeCheck = (spc: string, start: string, count: number) => boolean;
+
+function entryWithin(entry: TnAuthEntry, parent: TnAuthList, spcCovers: SpcRangeCheck | undefined): boolean {
+  if (entry.type === "spc") return coversSpc(parent, entry.spc);
+  // A number with '#' or '*' has no arithmetic: only the same number in the parent encompasses it.
+  if (entry.type === "one" && !/^[0-9]+$/.test(entry.tn)) {
+    return parent.some((p) => p.type === "one" && p.tn === entry.tn);
+  }
+  const [start, count] = entry.type === "one" ? [entry.tn, 1] : [entry.start, entry.count];
+  if (coversRange(parent, start, count)) return true;
+  if (spcCovers === undefined) return false;
+  return parent.some((p) => p.type === "spc" && spcCovers(p.spc, start, count));
+}
+
+/**
+ * RFC 9060 §4: a delegate certificate's TNAuthList must be "encompassed" by its parent's (equal to or
+ * a subset of it). Entry by entry, each covered by ONE parent entry (as `coversRange`: no stitching):
+ * a number by the same number or a range holding it; a range by a range holding all of it; an SPC by
+ * the same SPC (exact, case-sensitive). Numbers under a parent SPC only through `spcCovers`; an SPC
+ * under a numbers-only parent never (an SPC names a whole carrier, not a set of numbers).
+ *
+ * @example
+ * tnAuthListWithin([{ type: "one", tn: "12025550142" }], [{ type: "range", start: "12025550100", count: 100 }]); // true
+ */
+export function tnAuthListWithin(child: TnAuthList, parent: TnAuthList, spcCovers?: SpcRangeCheck): boolean {
+  return child.length > 0 && child.every((e) => entryWithin(e, parent, spcCovers));
+}

@@ -1,16 +1,39 @@
 /**
  * Fetching the certificate chain named by a PASSporT's `x5u` (RFC 8225 §4.3, RFC 8224 §7.3) or an
- * Identity header's `info`, for verifiers.
+ * Identity header's `info`, or by a credential token's `x5u`, for verifiers.
  *
- * https only (RFC 8226 §10 wants an integrity-protected fetch); plain http only for loopback hosts and
- * only when asked (tests). No redirects (`redirect: "manual"`, which workerd also supports): a
- * redirect could leave https. Bodies are read up to a size limit, the whole fetch has a timeout, and
- * results are cached as HTTP says (Cache-Control max-age / no-store / no-cache, Expires), bounded in
- * entries and in TTL. `fetch` is injected so the protocol
- * code stays free of I/O of its own and tests need no network.
+ * The URL comes from an unauthenticated party, so it is held to a policy before any fetch
+ * (`checkX5uUrl`; docs/passport-and-credentials.md "x5u URL policy"): https (RFC 8226 §10 wants an
+ * integrity-protected fetch) on port 443, no userinfo, a DNS name (never an IP literal, in any of the
+ * forms the URL parser accepts), not `localhost` or another name that only resolves inside a network,
+ * and, when the operator lists them, one of the allowed certificate repository hosts. Loopback only
+ * under a development switch. No redirects (`redirect: "manual"`): a redirect could leave the policy.
+ * Bodies are read up to a size limit, the whole fetch has a timeout, and results are cached as HTTP
+ * says (Cache-Control max-age / no-store / no-cache, Expires), bounded in entries and in TTL.
+ *
+ * Errors say what failed in fixed words: never the upstream status, host or message (those go to the
+ * `onFailure` hook as a reason code, for the operator's log). `fetch` is injected so the protocol code
+ * stays free of I/O of its own and tests need no network.
  */
 import { CpsError } from "../errors.js";
 import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
+
+/** Which x5u URLs may be fetched, beyond the fixed rules. */
+export interface X5uUrlPolicy {
+  /**
+   * LOCAL DEVELOPMENT ONLY: also loopback hosts (`localhost`, 127.0.0.0/8, `[::1]`), over http or
+   * https, on any port. Never private or link-local addresses.
+   */
+  readonly allowLoopback?: boolean;
+  /**
+   * Certificate repository hosts the operator allows: exact names, or `*.example.net` for any name
+   * below example.net. Empty or absent: any public name that passes the rules.
+   */
+  readonly allowedHosts?: readonly string[];
+}
+
+/** Why a fetch failed, for the operator's log (never shown to clients). */
+export type X5uFailureReason = "status" | "too-large" | "timeout" | "network";
 
 export interface X5uFetcherOptions {
   /** The fetch to use (default: global fetch). */
@@ -25,31 +48,74 @@ export interface X5uFetcherOptions {
   readonly defaultTtlSeconds?: number;
   /** TTL ceiling whatever the response says, seconds (default 86400). */
   readonly maxTtlSeconds?: number;
-  /** Allow `http:` to loopback hosts (tests only; default false). */
+  /** Allow loopback hosts, http or https, any port (local development only; default false). */
   readonly allowLoopbackHttp?: boolean;
+  /** Allowed certificate repository hosts (see `X5uUrlPolicy.allowedHosts`). */
+  readonly allowedHosts?: readonly string[];
+  /** Called once per failed fetch with a reason code (and the upstream status for "status"). */
+  readonly onFailure?: (reason: X5uFailureReason, status?: number) => void;
   /** Clock in milliseconds (default Date.now). */
   readonly now?: () => number;
 }
 
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+const REFUSED = "The certificate URL is not allowed";
+const FAILED = "The certificate could not be fetched";
 
-function failed(message: string, cause?: unknown): CpsError {
-  return new CpsError("X5U_FETCH_FAILED", message, cause === undefined ? {} : { cause });
+function refused(cause?: unknown): CpsError {
+  return new CpsError("X5U_FETCH_FAILED", REFUSED, cause === undefined ? {} : { cause });
 }
 
-/** Checks that `url` may be fetched: https, or http to loopback when allowed. Throws `X5U_FETCH_FAILED`. */
-export function checkX5uUrl(url: string, allowLoopbackHttp = false): URL {
+function failed(cause?: unknown): CpsError {
+  return new CpsError("X5U_FETCH_FAILED", FAILED, cause === undefined ? {} : { cause });
+}
+
+// After WHATWG URL parsing, every IPv4 form (decimal 2130706433, hex 0x7f.1, octal 0177.0.0.1, short
+// 127.1) is already normalised to dotted quad, and IPv6 (v4-mapped too) is in brackets.
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+// Names that resolve only inside a network, never to a certificate repository (RFC 6761, RFC 6762,
+// RFC 8375, ICANN's .internal): the CPS must not be made to reach into its own network through them.
+const LOCAL_SUFFIXES = [".localhost", ".local", ".internal", ".home.arpa", ".arpa", ".lan", ".intranet"];
+
+/** A host name as compared: lower case (the URL parser did that), no trailing dot. */
+function normalHost(host: string): string {
+  return host.toLowerCase().replace(/\.$/, "");
+}
+
+/** True when `host` is named by an allow-list entry (exact, or `*.suffix` for names below suffix). */
+export function hostAllowed(host: string, allowed: readonly string[]): boolean {
+  const h = normalHost(host);
+  return allowed.some((entry) => {
+    const e = normalHost(entry.trim());
+    return e.startsWith("*.") ? h.endsWith(e.slice(1)) && h.length > e.length - 1 : h === e;
+  });
+}
+
+/**
+ * Checks that `url` may be fetched (see the module comment); the second argument is the policy, or
+ * `true` for `{ allowLoopback: true }`. Throws `X5U_FETCH_FAILED` with one fixed title.
+ */
+export function checkX5uUrl(url: string, policy: boolean | X5uUrlPolicy = {}): URL {
+  const { allowLoopback = false, allowedHosts = [] } =
+    typeof policy === "boolean" ? { allowLoopback: policy } : policy;
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch (cause) {
-    throw failed("The certificate URL is not a URL", cause);
+    throw refused(cause);
   }
-  if (parsed.username !== "" || parsed.password !== "")
-    throw failed("The certificate URL carries credentials");
-  if (parsed.protocol === "https:") return parsed;
-  if (parsed.protocol === "http:" && allowLoopbackHttp && LOOPBACK.has(parsed.hostname)) return parsed;
-  throw failed("The certificate URL must be https");
+  if (parsed.username !== "" || parsed.password !== "") throw refused();
+  const host = normalHost(parsed.hostname);
+  if (allowLoopback && LOOPBACK.test(host) && (parsed.protocol === "http:" || parsed.protocol === "https:")) {
+    return parsed;
+  }
+  if (parsed.protocol !== "https:" || parsed.port !== "") throw refused(); // "" is 443 for https
+  if (host.startsWith("[") || IPV4.test(host)) throw refused(); // IP literals, public ones too
+  if (!host.includes(".") || host === "localhost" || LOCAL_SUFFIXES.some((s) => host.endsWith(s))) {
+    throw refused();
+  }
+  if (allowedHosts.length > 0 && !hostAllowed(host, allowedHosts)) throw refused();
+  return parsed;
 }
 
 /** Seconds the response may be cached, from Cache-Control and Expires (RFC 9111 §5.2.2, §5.3). */
@@ -68,9 +134,16 @@ export function cacheLifetime(headers: Headers, nowMs: number, defaultTtl: numbe
   return defaultTtl;
 }
 
+class TooLarge extends Error {}
+class BadStatus extends Error {
+  constructor(readonly status: number) {
+    super("status");
+  }
+}
+
 async function readLimited(response: Response, maxBytes: number): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw failed("The certificate response is too large");
+  if (declared > maxBytes) throw new TooLarge();
   if (response.body === null) return new Uint8Array(0);
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -81,7 +154,7 @@ async function readLimited(response: Response, maxBytes: number): Promise<Uint8A
     total += value.byteLength;
     if (total > maxBytes) {
       await reader.cancel().catch(() => undefined);
-      throw failed("The certificate response is too large");
+      throw new TooLarge();
     }
     chunks.push(value);
   }
@@ -116,7 +189,8 @@ export class X5uFetcher {
   readonly #entries: number;
   readonly #defaultTtl: number;
   readonly #maxTtl: number;
-  readonly #loopback: boolean;
+  readonly #policy: X5uUrlPolicy;
+  readonly #onFailure: NonNullable<X5uFetcherOptions["onFailure"]>;
   readonly #now: () => number;
   readonly #cache = new Map<string, { chain: CertificateChain; expiresAt: number }>();
   readonly #inflight = new Map<string, Promise<CertificateChain>>();
@@ -128,7 +202,11 @@ export class X5uFetcher {
     this.#entries = Math.max(1, options.cacheEntries ?? 128);
     this.#defaultTtl = options.defaultTtlSeconds ?? 3600;
     this.#maxTtl = options.maxTtlSeconds ?? 86_400;
-    this.#loopback = options.allowLoopbackHttp ?? false;
+    this.#policy = {
+      allowLoopback: options.allowLoopbackHttp ?? false,
+      allowedHosts: options.allowedHosts ?? [],
+    };
+    this.#onFailure = options.onFailure ?? (() => undefined);
     this.#now = options.now ?? Date.now;
   }
 
@@ -139,7 +217,7 @@ export class X5uFetcher {
 
   /** The chain at `url`, from the cache while fresh, else fetched. Throws `X5U_FETCH_FAILED` / `CERT_MALFORMED`. */
   async fetchChain(url: string): Promise<CertificateChain> {
-    const key = checkX5uUrl(url, this.#loopback).href;
+    const key = checkX5uUrl(url, this.#policy).href;
     const hit = this.#cache.get(key);
     if (hit !== undefined) {
       this.#cache.delete(key);
@@ -163,17 +241,23 @@ export class X5uFetcher {
     let body: Uint8Array;
     try {
       response = await this.#fetch(url, {
-        redirect: "manual", // a 3xx (or a browser's opaque redirect, status 0) is not 200, so it fails below
+        redirect: "manual",
         signal: controller.signal,
         headers: {
           accept: "application/pkix-cert, application/x-pem-file, application/pem-certificate-chain",
         },
       });
-      if (response.status !== 200) throw failed(`The certificate URL answered ${response.status}`);
+      // A 3xx (or a browser's opaque redirect, status 0) is not 200 either.
+      if (response.status !== 200) {
+        await response.body?.cancel().catch(() => undefined);
+        throw new BadStatus(response.status);
+      }
       body = await readLimited(response, this.#maxBytes);
     } catch (cause) {
-      if (cause instanceof CpsError) throw cause;
-      throw failed("The certificate could not be fetched", cause);
+      if (cause instanceof BadStatus) this.#onFailure("status", cause.status);
+      else if (cause instanceof TooLarge) this.#onFailure("too-large");
+      else this.#onFailure(controller.signal.aborted ? "timeout" : "network");
+      throw failed(cause);
     } finally {
       clearTimeout(timer);
     }

@@ -6,12 +6,15 @@
 import { X509Certificate } from "@peculiar/x509";
 import { issueCredentialToken } from "../../src/stir/credential-token.js";
 import {
+  type CaOptions,
+  issueTestDelegateCa,
   issueTestLeaf,
   type LeafOptions,
   type TestCertificate,
   type TestCredential,
   type TestPki,
 } from "../../src/stir/test-pki.js";
+import { TEST_CPS_ORIGIN } from "./origin.js";
 
 const CREDENTIALS = [
   "valid",
@@ -77,8 +80,10 @@ export interface WorkerCredential {
 export interface WorkerTestPki {
   rootPem: string;
   credential(name: CredentialName): Promise<WorkerCredential>;
-  /** A fresh leaf under the trusted intermediate (custom TNAuthList or dates). */
+  /** A fresh leaf under the trusted intermediate, or under `options.issuer` (custom TNAuthList or dates). */
   issue(options: LeafOptions): Promise<WorkerCredential>;
+  /** A fresh delegate CA (RFC 9060 §4) under the trusted intermediate, or under `options.issuer`. */
+  delegate(options: CaOptions): Promise<TestCertificate>;
 }
 
 export function loadTestPki(json: string): WorkerTestPki {
@@ -106,6 +111,10 @@ export function loadTestPki(json: string): WorkerTestPki {
       intermediate ??= loadIntermediate();
       return toWorker(await issueTestLeaf(await intermediate, options, new Date()));
     },
+    async delegate(options) {
+      intermediate ??= loadIntermediate();
+      return issueTestDelegateCa(await intermediate, options, new Date());
+    },
   };
 }
 
@@ -118,7 +127,7 @@ export async function bearerFor(
   const token = await issueCredentialToken({
     privateKey: credential.privateKey,
     x5c: credential.der,
-    audience: options.audience ?? "https://cps.example.com",
+    audience: options.audience ?? TEST_CPS_ORIGIN,
     action,
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.jti === undefined ? {} : { jti: options.jti }),

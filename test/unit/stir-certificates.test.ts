@@ -12,12 +12,14 @@ import {
   parseCertificateChain,
   validateCertificateChain,
 } from "../../src/stir/certificates.js";
+import { parsePattern } from "../../src/stir/number-blocks.js";
 import { createTestPki, type TestPki } from "../../src/stir/test-pki.js";
 import {
   decodeTnAuthList,
   encodeTnAuthList,
   rangeCoversTn,
   type TnAuthList,
+  tnAuthListWithin,
 } from "../../src/stir/tnauthlist.js";
 
 let pki: TestPki;
@@ -196,5 +198,132 @@ describe("chain validation (RFC 5280 §6 via pkijs, RFC 8226)", () => {
   it("a cached chain is still checked against the validator's anchors (no cross-anchor reuse)", async () => {
     const other = new CertificateValidator({ anchors: [pki.otherRoot.certificate] });
     await expect(other.validate(pki.valid.pem)).rejects.toMatchObject({ code: "CERT_UNTRUSTED" });
+  });
+});
+
+describe("adversary #9: a delegate CA's number scope (RFC 9060 §4)", () => {
+  const one = (tn: string): TnAuthList => [{ type: "one", tn }];
+  const parent: TnAuthList = [
+    { type: "spc", spc: "709J" },
+    { type: "range", start: "12025550100", count: 100 },
+    { type: "one", tn: "12155551212" },
+  ];
+  const range = (start: string, count: number): TnAuthList => [{ type: "range", start, count }];
+  it.each<[string, TnAuthList, boolean]>([
+    ["a number inside a parent range", one("12025550150"), true],
+    ["the parent's single number", one("12155551212"), true],
+    ["a neighbour of the parent's single number", one("12155551213"), false],
+    ["a number of another length with the same digits", one("120255501500"), false],
+    ["an inner range", range("12025550150", 50), true],
+    ["the parent's whole range", range("12025550100", 100), true],
+    ["a range running one past the parent's", range("12025550150", 51), false],
+    ["a range starting one before the parent's", range("12025550099", 2), false],
+    ["a range over the single number and its neighbour", range("12155551212", 2), false],
+    ["the same SPC", [{ type: "spc", spc: "709J" }], true],
+    ["another SPC", [{ type: "spc", spc: "123A" }], false],
+    ["the SPC in another case (exact match)", [{ type: "spc", spc: "709j" }], false],
+    ["a number with '#' the parent does not list", one("12025550150#"), false],
+    [
+      "several entries, all inside",
+      [...one("12025550101"), ...range("12025550110", 10), ...one("12155551212")],
+      true,
+    ],
+    ["several entries, one outside", [...one("12025550101"), ...one("19995550000")], false],
+    ["an empty list", [], false],
+  ])("containment: %s -> %s", (_n, child, ok) => {
+    expect(tnAuthListWithin(child, parent)).toBe(ok);
+  });
+
+  it("containment: no stitching of two adjacent parent ranges (one entry must hold the child's)", () => {
+    const split = [...range("12025550100", 50), ...range("12025550150", 50)];
+    expect(tnAuthListWithin(range("12025550140", 20), split)).toBe(false);
+    expect(tnAuthListWithin(range("12025550150", 20), split)).toBe(true);
+  });
+
+  it("containment: an SPC under a numbers-only parent never; numbers under an SPC only through the check", () => {
+    expect(tnAuthListWithin([{ type: "spc", spc: "709J" }], range("12025550100", 100))).toBe(false);
+    const spcOnly: TnAuthList = [{ type: "spc", spc: "709J" }];
+    expect(tnAuthListWithin(one("12025550142"), spcOnly)).toBe(false);
+    const calls: unknown[] = [];
+    const check = (spc: string, start: string, count: number) => {
+      calls.push([spc, start, count]);
+      return spc === "709J" && start.startsWith("1202555");
+    };
+    expect(tnAuthListWithin(range("12025550100", 100), spcOnly, check)).toBe(true);
+    expect(tnAuthListWithin(one("13035550100"), spcOnly, check)).toBe(false);
+    expect(calls).toEqual([
+      ["709J", "12025550100", 100],
+      ["709J", "13035550100", 1],
+    ]);
+  });
+
+  const validate = async (pem: string, options: Parameters<typeof validateCertificateChain>[2] = {}) =>
+    validateCertificateChain(await parseCertificateChain(pem), [pki.root.certificate], options);
+
+  it("a sub-CA scoped to one number cannot issue a valid leaf for another number", async () => {
+    const subCa = await pki.delegate({ tnAuthList: one("12025550142") });
+    const leaf = await pki.issue({ issuer: subCa, tnAuthList: one("14155550123") });
+    expect(leaf.chain).toHaveLength(3);
+    await expect(validate(leaf.pem)).rejects.toMatchObject({ code: "CERT_CHAIN_INVALID" });
+  });
+
+  it("the same sub-CA's in-scope leaf validates", async () => {
+    const subCa = await pki.delegate({ tnAuthList: [{ type: "range", start: "12025550100", count: 100 }] });
+    const leaf = await pki.issue({ issuer: subCa, tnAuthList: one("12025550142") });
+    expect((await validate(leaf.pem)).tnAuthList).toEqual(one("12025550142"));
+  });
+
+  it("listing the chain out of order does not skip the check (the built path is checked)", async () => {
+    const subCa = await pki.delegate({ tnAuthList: one("12025550142") });
+    const leaf = await pki.issue({ issuer: subCa, tnAuthList: one("14155550123") });
+    const [l, s, i] = leaf.chain;
+    if (!l || !s || !i) throw new Error("short chain");
+    const shuffled = await parseCertificateChain([l.rawData, i.rawData, s.rawData]);
+    await expect(validateCertificateChain(shuffled, [pki.root.certificate])).rejects.toMatchObject({
+      code: "CERT_CHAIN_INVALID",
+    });
+  });
+
+  it("a CA without a TNAuthList under a scoped CA inherits the scope: it cannot widen it", async () => {
+    const scoped = await pki.delegate({ tnAuthList: one("12025550142") });
+    const unscoped = await pki.delegate({ issuer: scoped, name: "Unscoped below scoped" });
+    await expect(
+      validate((await pki.issue({ issuer: unscoped, tnAuthList: one("14155550123") })).pem),
+    ).rejects.toMatchObject({ code: "CERT_CHAIN_INVALID" });
+    await expect(
+      validate((await pki.issue({ issuer: unscoped, tnAuthList: one("12025550142") })).pem),
+    ).resolves.toMatchObject({ tnAuthList: one("12025550142") });
+  });
+
+  it("a delegate CA wider than its scoped parent is refused, even with an in-scope leaf", async () => {
+    const parent = await pki.delegate({ tnAuthList: [{ type: "range", start: "12025550100", count: 100 }] });
+    const wider = await pki.delegate({
+      issuer: parent,
+      tnAuthList: [{ type: "range", start: "12025550100", count: 200 }],
+    });
+    const leaf = await pki.issue({ issuer: wider, tnAuthList: one("12025550150") });
+    await expect(validate(leaf.pem)).rejects.toMatchObject({ code: "CERT_CHAIN_INVALID" });
+  });
+
+  it("an SPC-scoped CA's TN leaf: refused unless the operator maps the SPC to those numbers", async () => {
+    const spcCa = await pki.delegate({ tnAuthList: [{ type: "spc", spc: "709J" }] });
+    const leaf = await pki.issue({ issuer: spcCa, tnAuthList: one("12025550142") });
+    await expect(validate(leaf.pem)).rejects.toMatchObject({ code: "CERT_CHAIN_INVALID" });
+    const mapped = new Map([["709J", [parsePattern("1202555")]]]);
+    await expect(validate(leaf.pem, { spcNumberBlocks: mapped })).resolves.toMatchObject({
+      tnAuthList: one("12025550142"),
+    });
+    const elsewhere = new Map([["709J", [parsePattern("1303")]]]);
+    await expect(validate(leaf.pem, { spcNumberBlocks: elsewhere })).rejects.toMatchObject({
+      code: "CERT_CHAIN_INVALID",
+    });
+  });
+
+  it("the CertificateValidator applies the check too (and caches only what passed)", async () => {
+    const validator = new CertificateValidator({ anchors: [pki.root.certificate] });
+    const subCa = await pki.delegate({ tnAuthList: one("12025550142") });
+    const bad = await pki.issue({ issuer: subCa, tnAuthList: one("14155550123") });
+    await expect(validator.validate(bad.pem)).rejects.toMatchObject({ code: "CERT_CHAIN_INVALID" });
+    expect(validator.cacheSize).toBe(0);
   });
 });
