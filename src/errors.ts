@@ -59,6 +59,7 @@ export type CpsErrorCode =
   | "BATCH_TOO_LARGE"
   // Key directory and discovery (RFC 8816 §10, §11)
   | "INVALID_PREFIX"
+  | "INVALID_PAGE"
   | "NOT_OWNER"
   | "KEY_LIMIT"
   | "NOT_SERVED"
@@ -73,7 +74,7 @@ export type CpsErrorCode =
   | "MISCONFIGURED";
 
 /** Default HTTP status per code; a throw site may override it. */
-const STATUS: Record<CpsErrorCode, number> = {
+export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   INVALID_TN: 400,
   INVALID_ID: 400,
   NOT_FOUND: 404,
@@ -118,6 +119,7 @@ const STATUS: Record<CpsErrorCode, number> = {
   ISSUANCE_QUOTA: 429,
   BATCH_TOO_LARGE: 400,
   INVALID_PREFIX: 400,
+  INVALID_PAGE: 400,
   NOT_OWNER: 403,
   KEY_LIMIT: 409,
   NOT_SERVED: 421,
@@ -132,7 +134,7 @@ const STATUS: Record<CpsErrorCode, number> = {
 
 export interface CpsErrorOptions {
   status?: number;
-  /** Seconds, sent as `Retry-After` with 429 and 503 answers. */
+  /** Seconds, sent as `Retry-After` (429 and 503 answers carry one always: DEFAULT_RETRY_AFTER_SECONDS). */
   retryAfter?: number;
   cause?: unknown;
 }
@@ -146,7 +148,7 @@ export class CpsError extends Error {
   constructor(code: CpsErrorCode, message: string, options: CpsErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.status = options.status ?? STATUS[code];
+    this.status = options.status ?? ERROR_STATUS[code];
     this.retryAfter = options.retryAfter;
   }
 }
@@ -175,12 +177,21 @@ export function toProblem(err: CpsError): ProblemDetails {
   };
 }
 
+/**
+ * `Retry-After` of a 429 or 503 whose throw site knows no better wait (e.g. `TOKEN_SPENT`: waiting does
+ * not help, another token does). Every such answer carries one, so a client can rely on it
+ * (docs/wire-format.md 3.5); 1 s rather than 0 keeps a naive retry loop slow.
+ */
+export const DEFAULT_RETRY_AFTER_SECONDS = 1;
+
 /** The one place a CpsError becomes an HTTP answer: RFC 9457 problem+json, never cached. */
 export function problemResponse(err: CpsError): Response {
   const headers = new Headers({
     "Content-Type": "application/problem+json",
     "Cache-Control": "no-store",
   });
-  if (err.retryAfter !== undefined) headers.set("Retry-After", String(Math.ceil(err.retryAfter)));
+  const retryAfter =
+    err.retryAfter ?? (err.status === 429 || err.status === 503 ? DEFAULT_RETRY_AFTER_SECONDS : undefined);
+  if (retryAfter !== undefined) headers.set("Retry-After", String(Math.max(0, Math.ceil(retryAfter))));
   return new Response(JSON.stringify(toProblem(err)), { status: err.status, headers });
 }

@@ -26,7 +26,7 @@ export const SELF_RECORD_TTL = 300;
 const entryName = (block: NumberBlock) => `${DISCOVERY_PREFIX}${formatBlock(block)}`;
 
 export interface SelfDescription {
-  /** Base URL of this CPS (CPS_ORIGIN or the request origin). */
+  /** Base URL of this CPS: CPS_ORIGIN, never the request's Host. */
   readonly origin: string;
   readonly served: readonly NumberPattern[] | null;
   readonly provisioned: readonly Candidate[];

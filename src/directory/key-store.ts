@@ -1,15 +1,18 @@
 /**
  * The key directory in Workers KV (docs/storage-schema.md, `key:`).
  *
- * One entry per (number block, holder): `key:{block}:{holder}`, value and list metadata both the
- * holder's `HolderBlockRecord` (at most 5 keys, < 1 KiB, so `list` alone answers a lookup). Holders
- * never share an entry, so one holder's write cannot overwrite another's even though KV has no
+ * One entry per (number block, holder): `key:{length}:{block}:{holder}`, value and list metadata both
+ * the holder's `HolderBlockRecord` (at most 5 keys, < 1 KiB, so `list` alone answers a lookup).
+ * Holders never share an entry, so one holder's write cannot overwrite another's even though KV has no
  * compare-and-set. A lookup for a number lists the (at most 15) blocks that can contain it, in
- * parallel.
+ * parallel. The length of the block's numbers leads the name so that a prefetch lists only blocks of
+ * its own length: `key:11:1202555` holds exactly the entries inside `1202555xxxx`, never the subtree
+ * of longer numbers that share its digits (issue 13 finding 15), so its work is bounded by its answer.
  *
  * KV facts relied on: eventually consistent (a write shows elsewhere within about 60 s), no
  * compare-and-set (a holder racing itself on one block may lose one of its own writes), 60 s minimum
- * expiration (entries expire at their last key's expiry, at least 60 s ahead), metadata <= 1,024 bytes.
+ * expiration (entries expire at their last key's expiry, at least 60 s ahead), metadata <= 1,024 bytes,
+ * `list` by prefix in name order, at most 1,000 names a call, continued with an opaque cursor.
  */
 import { CpsError } from "../errors.js";
 import {
@@ -30,10 +33,20 @@ import {
 } from "../stir/number-blocks.js";
 
 export const KEY_PREFIX = "key:";
-/** Pages of 1,000 names a prefetch may read before it stops and says `truncated`. */
-export const MAX_PREFETCH_PAGES = 10;
+/** Most entries (holder records, 1-5 keys each) one prefetch answer carries: one KV list page. */
+export const PREFETCH_PAGE_ENTRIES = 1000;
+/**
+ * Most `list` calls one prefetch answer makes for the block's own entries. KV may return a short or
+ * even empty page before the end (names expiring under it); a few more calls keep an answer from
+ * coming back empty while entries remain, and the cap keeps the work bounded.
+ */
+export const PREFETCH_MAX_LISTS = 3;
+/** Pages of holders listed for one exact block (lookups, containing blocks): 2,000 holders. */
+const BLOCK_LIST_PAGES = 2;
 
-const entryName = (block: NumberBlock, holder: string) => `${KEY_PREFIX}${formatBlock(block)}:${holder}`;
+/** `key:{length}:{block}:`: every holder's entry for exactly this block. */
+const blockPrefix = (block: NumberBlock) => `${KEY_PREFIX}${blockLength(block)}:${formatBlock(block)}:`;
+const entryName = (block: NumberBlock, holder: string) => `${blockPrefix(block)}${holder}`;
 
 /** A key found by a lookup, with the block it was registered for. */
 export interface FoundKey {
@@ -42,8 +55,9 @@ export interface FoundKey {
 }
 
 function parseName(name: string): { block: string; holder: string } | undefined {
-  const [tag, block, holder] = name.split(":");
-  return tag === "key" && block && holder ? { block, holder } : undefined;
+  const [tag, length, block, holder, extra] = name.split(":");
+  if (tag !== "key" || !block || !holder || extra !== undefined || String(block.length) !== length) return;
+  return { block, holder };
 }
 
 async function listAll(
@@ -62,10 +76,23 @@ async function listAll(
   return { keys, truncated: true };
 }
 
-function collect(keys: readonly KVNamespaceListKey<unknown>[], now: number, out: FoundKey[]): void {
+function collect(
+  keys: readonly KVNamespaceListKey<unknown>[],
+  now: number,
+  out: FoundKey[],
+  within?: NumberBlock,
+): void {
   for (const k of keys) {
     const name = parseName(k.name);
     if (!name) continue;
+    if (within) {
+      // Defensive: the prefix already selects these; a malformed name is skipped, never a 500.
+      try {
+        if (!blockWithin(parseBlock(name.block), within)) continue;
+      } catch {
+        continue;
+      }
+    }
     for (const entry of liveKeys(parseHolderRecord(k.metadata), now)) out.push({ block: name.block, entry });
   }
 }
@@ -73,49 +100,83 @@ function collect(keys: readonly KVNamespaceListKey<unknown>[], now: number, out:
 /** Every live key that applies to `tn`: its own and those of every block containing it. */
 export async function keysForTn(kv: KVNamespace, tn: string, now: number): Promise<FoundKey[]> {
   const lists = await Promise.all(
-    blocksContaining(tn).map((b) => listAll(kv, `${KEY_PREFIX}${formatBlock(b)}:`, 2)),
+    blocksContaining(tn).map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES)),
   );
   const out: FoundKey[] = [];
   for (const l of lists) collect(l.keys, now, out);
   return out;
 }
 
+/** One prefetch answer: its keys, and the KV cursor to continue from when more entries remain. */
+export interface PrefetchPage {
+  readonly keys: FoundKey[];
+  /** Present when the block has entries beyond this answer: pass it back to continue. */
+  readonly next?: string;
+}
+
 /**
- * Prefetch: every live key for numbers of `block` (blocks inside it, and blocks containing it).
- * Cost: one list per containing block plus one paged list of the block's own names.
+ * Prefetch: every live key for numbers of `block`, one bounded page at a time.
+ *
+ * The first page (`cursor` undefined) carries the keys of the blocks containing `block` (d-1 exact
+ * lists) and then the block's own entries (blocks of its length inside it) in name order; a later
+ * page continues the block's own entries from the cursor. So every key comes exactly once over the
+ * pages. Work per page: at most `PREFETCH_MAX_LISTS` lists reading at most `pageEntries` names of
+ * the block's own entries, plus on the first page the containing blocks' lists.
  */
 export async function keysForBlock(
   kv: KVNamespace,
   block: NumberBlock,
   now: number,
-): Promise<{ keys: FoundKey[]; truncated: boolean }> {
+  options: { cursor?: string; pageEntries?: number } = {},
+): Promise<PrefetchPage> {
+  const pageEntries = Math.min(Math.max(1, options.pageEntries ?? PREFETCH_PAGE_ENTRIES), 1000);
   const outer: NumberBlock[] = [];
-  for (let j = 1; j < block.digits.length; j++) {
-    outer.push({ digits: block.digits.slice(0, block.digits.length - j), open: block.open + j });
+  if (options.cursor === undefined) {
+    for (let j = 1; j < block.digits.length; j++) {
+      outer.push({ digits: block.digits.slice(0, block.digits.length - j), open: block.open + j });
+    }
   }
-  const [inner, ...containing] = await Promise.all([
-    listAll(kv, `${KEY_PREFIX}${block.digits}`, MAX_PREFETCH_PAGES),
-    ...outer.map((b) => listAll(kv, `${KEY_PREFIX}${formatBlock(b)}:`, 2)),
+  const [inner, containing] = await Promise.all([
+    listOwnEntries(kv, block, now, pageEntries, options.cursor),
+    Promise.all(outer.map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES))),
   ]);
   const out: FoundKey[] = [];
   for (const l of containing) collect(l.keys, now, out);
-  // The block's own prefix also lists blocks of other lengths: keep those inside the block.
-  const length = blockLength(block);
-  collect(
-    (inner?.keys ?? []).filter((k) => {
-      const name = parseName(k.name);
-      if (!name) return false;
-      try {
-        const b = parseBlock(name.block);
-        return blockLength(b) === length && blockWithin(b, block);
-      } catch {
-        return false;
+  out.push(...inner.keys);
+  return inner.next === undefined ? { keys: out } : { keys: out, next: inner.next };
+}
+
+/** The block's own entries (`key:{length}:{digits}`), at most `limit` names and PREFETCH_MAX_LISTS lists. */
+async function listOwnEntries(
+  kv: KVNamespace,
+  block: NumberBlock,
+  now: number,
+  limit: number,
+  cursor: string | undefined,
+): Promise<{ keys: FoundKey[]; next?: string }> {
+  const prefix = `${KEY_PREFIX}${blockLength(block)}:${block.digits}`;
+  const out: FoundKey[] = [];
+  let names = 0;
+  let next = cursor;
+  for (let call = 0; call < PREFETCH_MAX_LISTS && names < limit; call++) {
+    let res: KVNamespaceListResult<unknown>;
+    try {
+      res = await kv.list({ prefix, limit: limit - names, ...(next ? { cursor: next } : {}) });
+    } catch (err) {
+      // Only a cursor from the client can make KV refuse a list: say so. Otherwise it is ours.
+      if (call === 0 && cursor !== undefined) {
+        throw new CpsError("INVALID_PAGE", "This cursor cannot be continued; start again without it");
       }
-    }),
-    now,
-    out,
-  );
-  return { keys: out, truncated: inner?.truncated ?? false };
+      throw err;
+    }
+    names += res.keys.length;
+    collect(res.keys, now, out, block);
+    if (res.list_complete) return { keys: out };
+    next = res.cursor;
+    // An answer with keys is worth sending; only an empty one is worth another list.
+    if (out.length > 0) break;
+  }
+  return next === undefined ? { keys: out } : { keys: out, next };
 }
 
 async function readOwn(kv: KVNamespace, block: NumberBlock, holder: string): Promise<HolderBlockRecord> {
@@ -178,7 +239,7 @@ export async function deleteKeys(
     return { v: 1, keys: kept };
   });
   if (removed === 0) {
-    const others = await Promise.all(blocks.map((b) => listAll(kv, `${KEY_PREFIX}${formatBlock(b)}:`, 2)));
+    const others = await Promise.all(blocks.map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES)));
     const found: FoundKey[] = [];
     for (const l of others) collect(l.keys, now, found);
     if (found.some((f) => kid === undefined || f.entry.kid === kid)) {

@@ -6,10 +6,10 @@
 import { Hono } from "hono";
 import { authz } from "../directory/authz-route.js";
 import { deleteRecord, discover, putRecord } from "../directory/discovery-store.js";
-import { edgeCached } from "../directory/edge-cache.js";
+import { discoveryCacheKey, edgeCached } from "../directory/edge-cache.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
-import { audienceOf, requireCredential } from "../http/credential-auth.js";
+import { requireCredential } from "../http/credential-auth.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import { parseDiscoveryRegistration } from "../stir/discovery.js";
@@ -20,14 +20,15 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 export const discoveryRoutes = new Hono<AppEnv>();
 
-discoveryRoutes.get("/.well-known/stir-oob", (c) =>
-  edgeCached(c, async () => {
-    const tn = canonicalTn(c.req.query("tn") ?? "");
+discoveryRoutes.get("/.well-known/stir-oob", (c) => {
+  // Parsed first: the cache key is the canonical number, whatever the spelling or extra parameters.
+  const tn = canonicalTn(c.req.query("tn") ?? "");
+  return edgeCached(c, discoveryCacheKey(new URL(c.req.url).origin, tn), async () => {
     const config = c.get("config");
     const record = await discover(
       c.env.CPS_KV,
       {
-        origin: audienceOf(c.env, c.req.url).replace(/\/+$/, ""),
+        origin: config.cpsOrigin,
         served: config.servedPrefixes,
         provisioned: config.discoveryRecords,
       },
@@ -36,8 +37,8 @@ discoveryRoutes.get("/.well-known/stir-oob", (c) =>
     );
     if (!record) throw new CpsError("NOT_FOUND", "No CPS is known for this number");
     return c.json(record, 200, { "Cache-Control": `public, max-age=${record.ttl}` });
-  }),
-);
+  });
+});
 
 discoveryRoutes.put(
   "/discovery/:block",
@@ -45,7 +46,7 @@ discoveryRoutes.put(
   requireContentType("application/json"),
   limitBody(2048),
   async (c) => {
-    const reg = parseDiscoveryRegistration(await authz.jsonBody(c), c.env.ALLOW_LOOPBACK_X5U === "true");
+    const reg = parseDiscoveryRegistration(await authz.jsonBody(c), c.get("config").allowLoopbackX5u);
     const block = parseBlock(c.req.param("block"));
     const { holder } = await authz.requireAuthority(c, [block]);
     const record = await putRecord(c.env.CPS_KV, block, holder, reg, nowSeconds());

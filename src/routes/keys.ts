@@ -1,12 +1,26 @@
 /**
  * Key directory (RFC 8816 §11, docs/key-directory.md): `PUT /keys/{tn}`, `DELETE /keys/{tn}`,
  * `GET /keys/{tn}` (JWK Set of every live key for the number, cacheable) and `GET /keys?prefix=`
- * (prefetch of a bounded block). Thin: parse, authorise, call src/directory/key-store.ts.
+ * (prefetch of a bounded block, paged with a cursor). Thin: parse, authorise, call
+ * src/directory/key-store.ts. GETs parse first, so the edge-cache key is the canonical request.
  */
 import { type Context, Hono } from "hono";
 import { authz } from "../directory/authz-route.js";
-import { edgeCached } from "../directory/edge-cache.js";
-import { deleteKeys, type FoundKey, keysForBlock, keysForTn, putKey } from "../directory/key-store.js";
+import {
+  edgeCached,
+  keyLookupCacheKey,
+  prefetchCacheKey,
+  purgeDirectoryCache,
+} from "../directory/edge-cache.js";
+import {
+  deleteKeys,
+  type FoundKey,
+  keysForBlock,
+  keysForTn,
+  PREFETCH_PAGE_ENTRIES,
+  putKey,
+} from "../directory/key-store.js";
+import { decodeCursor, encodeCursor } from "../directory/page-cursor.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { requireCredential } from "../http/credential-auth.js";
@@ -19,7 +33,58 @@ import { canonicalTn } from "../stir/tn.js";
 
 export const JWK_SET_MEDIA_TYPE = "application/jwk-set+json";
 const MAX_KEY_BODY_BYTES = 2048;
+/** A write purges the cached lookups of its numbers only when there are at most this many. */
+export const PURGE_MAX_NUMBERS = 100;
+/** Most cache entries one write deletes. */
+const PURGE_MAX_ENTRIES = 256;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
+const originOf = (c: Context<AppEnv>) => new URL(c.req.url).origin;
+
+// The TN spellings of src/stir/tn.ts with 'x' digits: `+1-202-555-xxxx`, `1.202.555.XXXX`.
+const PREFIX_SHAPE = /^\+?[0-9xX]+(?:[.\- ][0-9xX]+)*$/;
+
+/** The `prefix` of a prefetch, canonical (`1202555xxxx`), or `INVALID_PREFIX`. */
+export function parsePrefix(text: string | undefined): NumberBlock {
+  if (text === undefined || text.length > 64 || !PREFIX_SHAPE.test(text)) {
+    throw new CpsError("INVALID_PREFIX", "A prefix is a number block: digits, then one 'x' per open digit");
+  }
+  return parseBlock(text.replace(/[^0-9xX]/g, "").toLowerCase());
+}
+
+/** The `limit` of a prefetch page (1-1,000), or `INVALID_PAGE`. */
+function parseLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = /^[1-9][0-9]{0,3}$/.test(text) ? Number(text) : 0;
+  if (n < 1 || n > PREFETCH_PAGE_ENTRIES) {
+    throw new CpsError("INVALID_PAGE", `limit is a whole number from 1 to ${PREFETCH_PAGE_ENTRIES}`);
+  }
+  return n;
+}
+
+/**
+ * What a write to `blocks` makes stale and can be named: the lookup of each of its numbers (when they
+ * are at most PURGE_MAX_NUMBERS) and the first page (no cursor, no limit) of the prefetch of every
+ * block containing a target block that a prefetch may ask for. Most specific first, capped.
+ */
+export function purgeKeysFor(origin: string, blocks: readonly NumberBlock[], maxOpen: number): string[] {
+  const keys: string[] = [];
+  const numbers = blocks.reduce((n, b) => n + 10 ** b.open, 0);
+  if (numbers <= PURGE_MAX_NUMBERS) {
+    for (const b of blocks) {
+      for (let i = 0; i < 10 ** b.open; i++) {
+        keys.push(keyLookupCacheKey(origin, b.digits + (b.open ? String(i).padStart(b.open, "0") : "")));
+      }
+    }
+  }
+  for (let extra = 0; extra <= maxOpen; extra++) {
+    for (const b of blocks) {
+      if (b.open + extra > maxOpen || extra >= b.digits.length) continue;
+      const outer = { digits: b.digits.slice(0, b.digits.length - extra), open: b.open + extra };
+      keys.push(prefetchCacheKey(origin, outer, undefined, undefined));
+    }
+  }
+  return [...new Set(keys)].slice(0, PURGE_MAX_ENTRIES);
+}
 
 /** `{tn}` of PUT/DELETE: one number, a block (`1202555xxxx`), or with `count` a start+count range. */
 export function targetBlocks(path: string, count: number | undefined): NumberBlock[] {
@@ -44,31 +109,38 @@ function jwkSetResponse(c: Context<AppEnv>, found: FoundKey[], now: number, extr
 
 export const keyRoutes = new Hono<AppEnv>();
 
-keyRoutes.get("/", (c) =>
-  edgeCached(c, async () => {
-    const config = c.get("config");
-    const block = parseBlock(c.req.query("prefix") ?? "");
-    if (block.open > config.keysPrefetchMaxOpenDigits) {
-      throw new CpsError(
-        "INVALID_PREFIX",
-        `A prefetch block leaves at most ${config.keysPrefetchMaxOpenDigits} digits open`,
-      );
-    }
-    authz.requireServed(config, [block]);
+keyRoutes.get("/", (c) => {
+  const config = c.get("config");
+  const block = parsePrefix(c.req.query("prefix"));
+  if (block.open > config.keysPrefetchMaxOpenDigits) {
+    throw new CpsError(
+      "INVALID_PREFIX",
+      `A prefetch block leaves at most ${config.keysPrefetchMaxOpenDigits} digits open`,
+    );
+  }
+  authz.requireServed(config, [block]);
+  const limit = parseLimit(c.req.query("limit"));
+  const cursor = c.req.query("cursor");
+  const kvCursor = cursor === undefined ? undefined : decodeCursor(cursor, block);
+  return edgeCached(c, prefetchCacheKey(originOf(c), block, limit, cursor), async () => {
     const now = nowSeconds();
-    const { keys, truncated } = await keysForBlock(c.env.CPS_KV, block, now);
-    return jwkSetResponse(c, keys, now, truncated ? { truncated: true } : {});
-  }),
-);
+    const page = await keysForBlock(c.env.CPS_KV, block, now, {
+      ...(kvCursor === undefined ? {} : { cursor: kvCursor }),
+      ...(limit === undefined ? {} : { pageEntries: limit }),
+    });
+    const more = page.next === undefined ? {} : { truncated: true, cursor: encodeCursor(block, page.next) };
+    return jwkSetResponse(c, page.keys, now, more);
+  });
+});
 
-keyRoutes.get("/:tn", (c) =>
-  edgeCached(c, async () => {
-    const tn = canonicalTn(c.req.param("tn"));
-    authz.requireServed(c.get("config"), [{ digits: tn, open: 0 }]);
+keyRoutes.get("/:tn", (c) => {
+  const tn = canonicalTn(c.req.param("tn"));
+  authz.requireServed(c.get("config"), [{ digits: tn, open: 0 }]);
+  return edgeCached(c, keyLookupCacheKey(originOf(c), tn), async () => {
     const now = nowSeconds();
     return jwkSetResponse(c, await keysForTn(c.env.CPS_KV, tn, now), now);
-  }),
-);
+  });
+});
 
 keyRoutes.put(
   "/:tn",
@@ -91,6 +163,7 @@ keyRoutes.put(
       { kid, x: encodeBase64url(reg.publicKey), label: reg.label, exp },
       now,
     );
+    await purgeDirectoryCache(purgeKeysFor(originOf(c), blocks, config.keysPrefetchMaxOpenDigits));
     return c.json(
       { kid, label: reg.label, exp, blocks: blocks.map((b) => b.digits + "x".repeat(b.open)) },
       201,
@@ -112,6 +185,7 @@ keyRoutes.delete("/:tn", requireCredential(["keys:delete"]), async (c) => {
   authz.requireServed(config, blocks);
   const { holder } = await authz.requireAuthority(c, blocks);
   const removed = await deleteKeys(c.env.CPS_KV, blocks, holder, kid, nowSeconds());
+  await purgeDirectoryCache(purgeKeysFor(originOf(c), blocks, config.keysPrefetchMaxOpenDigits));
   return c.json({ removed });
 });
 

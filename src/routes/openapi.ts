@@ -3,6 +3,7 @@
  * every route the app registers is described here and nothing else is.
  */
 import { Hono } from "hono";
+import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 
 const problem = { $ref: "#/components/responses/Problem" };
@@ -41,7 +42,7 @@ export const openApiDocument = {
     title: "STIR out-of-band Call Placement Service",
     version: "1.0.0",
     description:
-      "RFC 8816 CPS: stores sealed PASSporTs under the called number and returns them with dummies.",
+      "RFC 8816 CPS: stores sealed PASSporTs under the called number and returns them with dummies. A path below answers a method it does not list with 405 METHOD_NOT_ALLOWED and `Allow` (the methods listed for it; HEAD is served wherever GET is); an unknown path with 404 NOT_FOUND. Every 429 and 503 carries `Retry-After` (seconds).",
   },
   paths: {
     "/cps/{tn}/ppts": {
@@ -90,7 +91,8 @@ export const openApiDocument = {
         },
       },
       get: {
-        summary: "Every live sealed PASSporT for the number plus 1-3 fresh dummies, shuffled (RFC 8816 §6.2)",
+        summary:
+          "Every live sealed PASSporT for the number plus its live decoys (at least one), shuffled (RFC 8816 §6.2)",
         operationId: "listPassports",
         responses: {
           "200": {
@@ -152,7 +154,7 @@ export const openApiDocument = {
       parameters: [blockParam],
       get: {
         summary:
-          "Every live sealed PASSporT for the numbers of a block plus 1-3 dummies, shuffled (RFC 8816 §6.2)",
+          "Every live sealed PASSporT for the numbers of a block plus decoys (at least one), shuffled (RFC 8816 §6.2)",
         operationId: "listBlockPassports",
         responses: {
           "200": {
@@ -279,7 +281,8 @@ export const openApiDocument = {
     },
     "/keys": {
       get: {
-        summary: "Prefetch every live key of a bounded number block (RFC 8816 §11 mitigation)",
+        summary:
+          "Prefetch every live key of a bounded number block (RFC 8816 §11 mitigation), in pages (docs/key-directory.md)",
         operationId: "prefetchKeys",
         parameters: [
           {
@@ -287,13 +290,30 @@ export const openApiDocument = {
             in: "query",
             required: true,
             description:
-              "A block: digits then one 'x' per open digit, at most KEYS_PREFETCH_MAX_OPEN_DIGITS of them",
-            schema: { type: "string", examples: ["1202555xxxx"] },
+              "A block: digits then one 'x' per open digit, at most KEYS_PREFETCH_MAX_OPEN_DIGITS of them; spelt like {tn} ('+', and '.', '-' or ' ' between groups; '+' percent-encoded as %2B), 'X' as 'x'",
+            schema: { type: "string", examples: ["1202555xxxx", "+1-202-555-xxxx"] },
+          },
+          {
+            name: "limit",
+            in: "query",
+            required: false,
+            description:
+              "Most directory entries of the block in this page (each one holder's 1-5 keys for one block)",
+            schema: { type: "integer", minimum: 1, maximum: 1000, default: 1000 },
+          },
+          {
+            name: "cursor",
+            in: "query",
+            required: false,
+            description:
+              "The `cursor` of the previous page of the same prefix, as received; continues after it. Anything else: 400 INVALID_PAGE",
+            schema: { type: "string", pattern: "^[A-Za-z0-9_-]{1,2048}$" },
           },
         ],
         responses: {
           "200": {
-            description: "JWK Set; `truncated: true` when the block held more than one answer may carry",
+            description:
+              "JWK Set of one page. The first page also carries the keys of blocks containing the prefix. `truncated: true` and `cursor` when the block has more: ask again with `cursor`. Over all pages every key comes once; a page with `cursor` is never empty unless its entries expired while it was read",
             content: { "application/jwk-set+json": { schema: { $ref: "#/components/schemas/JwkSet" } } },
           },
           "400": problem,
@@ -524,13 +544,21 @@ export const openApiDocument = {
               },
             },
           },
-          truncated: { type: "boolean" },
+          truncated: { type: "boolean", description: "Prefetch only: more pages follow" },
+          cursor: { type: "string", description: "Prefetch only, with truncated: continue with ?cursor=" },
         },
       },
     },
     responses: {
       Problem: {
         description: "RFC 9457 problem details with a stable `code`",
+        headers: {
+          "Retry-After": {
+            description: "Seconds; on every 429 and 503 answer",
+            schema: { type: "integer", minimum: 0 },
+          },
+          Allow: { description: "On 405: the methods the path serves", schema: { type: "string" } },
+        },
         content: {
           "application/problem+json": {
             schema: {
@@ -556,3 +584,4 @@ openApiRoutes.get("/", (c) => {
   c.header("Cache-Control", "public, max-age=300");
   return c.json(openApiDocument);
 });
+openApiRoutes.all("/", methodNotAllowed("GET"));

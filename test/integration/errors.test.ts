@@ -9,6 +9,7 @@
  */
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
+import { CpsError, type CpsErrorCode, ERROR_STATUS, problemResponse } from "../../src/errors.js";
 import { errorToResponse } from "../../src/http/errors.js";
 
 function flagged(flags: Record<string, boolean>): Error {
@@ -41,5 +42,27 @@ describe("errorToResponse", () => {
     expect(res.headers.get("Retry-After")).toBe(retryAfter);
     // Never the library's message, never a stack.
     expect(text).not.toMatch(/overloaded|boom|at line|\n\s+at /);
+  });
+});
+
+describe("adversary #16: every 429 (and 503) answer carries Retry-After", () => {
+  const limited = (Object.keys(ERROR_STATUS) as CpsErrorCode[]).filter(
+    (code) => ERROR_STATUS[code] === 429 || ERROR_STATUS[code] === 503,
+  );
+
+  it("finds the 429 codes (the walk over the status table works)", () => {
+    for (const code of ["QUEUE_FULL", "TOKEN_SPENT", "TOKEN_RATE_LIMITED", "ISSUANCE_QUOTA"]) {
+      expect(limited).toContain(code);
+    }
+  });
+
+  it.each(limited)("%s without a computed wait still has Retry-After (seconds)", (code) => {
+    const res = problemResponse(new CpsError(code, "limited"));
+    expect(res.headers.get("Retry-After")).toMatch(/^[1-9][0-9]*$/);
+  });
+
+  it("a computed wait is kept, rounded up to whole seconds", () => {
+    const res = problemResponse(new CpsError("QUEUE_FULL", "full", { retryAfter: 12.2 }));
+    expect(res.headers.get("Retry-After")).toBe("13");
   });
 });

@@ -6,13 +6,17 @@ import { env } from "cloudflare:test";
 import { calculateJwkThumbprint } from "jose";
 import { describe, expect, it } from "vitest";
 import { app } from "../../src/app.js";
-import { keysForTn } from "../../src/directory/key-store.js";
+import { discoveryCacheKey, keyLookupCacheKey, prefetchCacheKey } from "../../src/directory/edge-cache.js";
+import { keysForTn, putKey } from "../../src/directory/key-store.js";
+import { purgeKeysFor } from "../../src/routes/keys.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
+import { parseBlock } from "../../src/stir/number-blocks.js";
 import type { TnAuthList } from "../../src/stir/tnauthlist.js";
+import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 import { bearerFor, loadTestPki, type WorkerCredential } from "../helpers/pki.js";
 
-const BASE = "https://cps.example.com";
+const BASE = TEST_CPS_ORIGIN;
 const pki = loadTestPki(env.TEST_PKI);
 
 interface Jwk {
@@ -228,7 +232,7 @@ describe("registration and lookup", () => {
     const xs = found.map((f) => f.entry.x);
     for (const k of Object.values(keys)) expect(xs).toContain(k.x);
     // One KV entry per holder: the writes did not overwrite each other.
-    const names = (await env.CPS_KV.list({ prefix: `key:${tn}:` })).keys.map((k) => k.name);
+    const names = (await env.CPS_KV.list({ prefix: `key:11:${tn}:` })).keys.map((k) => k.name);
     expect(new Set(names).size).toBeGreaterThanOrEqual(3);
   });
 
@@ -379,7 +383,7 @@ describe("expiry", () => {
     const tn = "16505550134";
     const past = Math.floor(Date.now() / 1000) - 10;
     const record = { v: 1, keys: [{ kid: "k".repeat(43), x: (await newKey()).x, label: "dead", exp: past }] };
-    await env.CPS_KV.put(`key:${tn}:${"0".repeat(32)}`, JSON.stringify(record), {
+    await env.CPS_KV.put(`key:${tn.length}:${tn}:${"0".repeat(32)}`, JSON.stringify(record), {
       expirationTtl: 120,
       metadata: record,
     });
@@ -421,7 +425,8 @@ describe("GET /keys?prefix= (prefetch, §11)", () => {
 
   it.each([
     ["too broad (5 open digits)", "161755xxxxx"],
-    ["not a block", "1617-555"],
+    ["not a block (an open digit before a fixed one)", "1617x555"],
+    ["not a block (two separators)", "1617--555xxxx"],
     ["missing", ""],
   ])("refuses a prefix that is %s (400 INVALID_PREFIX)", async (_n, prefix) => {
     const res = await call(`/keys?prefix=${encodeURIComponent(prefix)}`);
@@ -445,5 +450,216 @@ describe("served prefixes", () => {
     );
     expect(write.status).toBe(421);
     expect(await snapshot()).toBe(before);
+  });
+});
+
+/** A KV binding that counts what `list` reads: the work a lookup does. */
+function countingKv(kv: KVNamespace) {
+  const stats = { lists: 0, names: 0 };
+  const wrapped = {
+    get: kv.get.bind(kv),
+    getWithMetadata: kv.getWithMetadata.bind(kv),
+    put: kv.put.bind(kv),
+    delete: kv.delete.bind(kv),
+    list: async (options: KVNamespaceListOptions) => {
+      stats.lists++;
+      const res = await kv.list(options);
+      stats.names += res.keys.length;
+      return res;
+    },
+  } as unknown as KVNamespace;
+  return { kv: wrapped, stats };
+}
+
+const randomKid = () => encodeBase64url(crypto.getRandomValues(new Uint8Array(32)));
+
+/** Writes one key straight through the store (no credential round trip): fast seeding. */
+async function seedKey(blockText: string, holder = "ab".repeat(16)) {
+  const now = Math.floor(Date.now() / 1000);
+  const entry = { kid: randomKid(), x: (await newKey()).x, label: "seed", exp: now + 3600 };
+  await putKey(env.CPS_KV, [parseBlock(blockText)], holder, entry, now);
+  return entry;
+}
+
+interface Page {
+  keys: Jwk[];
+  truncated?: boolean;
+  cursor?: string;
+}
+
+describe("adversary #15: prefetch work, truncation and the cache key", () => {
+  it("a short prefix over a big subtree of longer numbers reads only entries of the block's length", async () => {
+    // 120 eleven-digit numbers start with "1" and sort before the one 5-digit number of `1xxxx`: a
+    // prefix scan of `key:1` reads all of them to find one key (and, past 10,000, answered
+    // `truncated` with no key at all).
+    for (let i = 0; i < 120; i += 20) {
+      await Promise.all(
+        Array.from({ length: 20 }, (_, j) => seedKey(String(10_000_000_000 + i + j), "cd".repeat(16))),
+      );
+    }
+    const short = await seedKey("10999");
+    const { kv, stats } = countingKv(env.CPS_KV);
+    const res = await call("/keys?prefix=1xxxx", {}, { ...env, CPS_KV: kv } as Env);
+    expect(res.status).toBe(200);
+    const page = await res.json<Page>();
+    expect(page.keys.map((k) => k.kid)).toEqual([short.kid]);
+    expect(page.truncated).toBeUndefined();
+    // Work is bounded by the answer: every name listed is a key of the block.
+    expect(stats.names).toBeLessThanOrEqual(page.keys.length);
+  });
+
+  it("paging with cursors returns every key of the block exactly once, no page empty", async () => {
+    const block = "1617777xxxx";
+    const expected: string[] = [];
+    const inner = [
+      ...Array.from({ length: 21 }, (_, i) => `161777700${String(i).padStart(2, "0")}`),
+      "16177771xxx",
+      "161777720xx",
+    ];
+    for (let i = 0; i < inner.length; i += 8) {
+      const seeded = await Promise.all(inner.slice(i, i + 8).map((b) => seedKey(b)));
+      expected.push(...seeded.map((e) => e.kid));
+    }
+    // Keys of the block itself and of a block containing it (in the first page only).
+    expected.push((await seedKey(block)).kid, (await seedKey("161777xxxxx")).kid);
+    // Other lengths and other blocks stay out.
+    await seedKey("161777700001");
+    await seedKey("1617778xxxx");
+
+    const seen: string[] = [];
+    let url = `/keys?prefix=${block}&limit=4`;
+    let pages = 0;
+    for (;;) {
+      const res = await call(url);
+      expect(res.status).toBe(200);
+      const page = await res.json<Page>();
+      pages++;
+      expect(page.keys.length).toBeGreaterThan(0);
+      seen.push(...page.keys.map((k) => k.kid));
+      if (!page.truncated) {
+        expect(page.cursor).toBeUndefined();
+        break;
+      }
+      expect(page.cursor).toMatch(/^[A-Za-z0-9_-]+$/);
+      url = `/keys?prefix=${block}&limit=4&cursor=${page.cursor}`;
+      expect(pages).toBeLessThan(20);
+    }
+    expect(pages).toBeGreaterThanOrEqual(6); // 24 entries, 4 a page
+    expect([...seen].sort()).toEqual([...expected].sort()); // all of them, each once
+  });
+
+  it.each([
+    ["not base64url", "!!!"],
+    ["empty", ""],
+    ["base64url of nothing useful", encodeBase64url(new TextEncoder().encode("hello"))],
+    ["a cursor of another prefix", "other-prefix"],
+    ["far too long", "A".repeat(5000)],
+  ])("refuses a bad cursor (%s) with 400 INVALID_PAGE", async (_name, cursor) => {
+    let bad = cursor;
+    if (cursor === "other-prefix") {
+      for (let i = 0; i < 3; i++) await seedKey(`1303777000${i}`);
+      const first = await (await call("/keys?prefix=1303777xxxx&limit=1")).json<Page>();
+      expect(first.cursor).toBeDefined();
+      bad = first.cursor ?? "";
+    }
+    const res = await call(`/keys?prefix=1303778xxxx&cursor=${encodeURIComponent(bad)}`);
+    expect(res.status).toBe(400);
+    expect(res.headers.get("Content-Type")).toBe("application/problem+json");
+    expect((await res.json<{ code: string }>()).code).toBe("INVALID_PAGE");
+  });
+
+  it.each(["0", "1001", "abc", "1.5"])("refuses limit=%s with 400 INVALID_PAGE", async (limit) => {
+    const res = await call(`/keys?prefix=1303777xxxx&limit=${limit}`);
+    expect(res.status).toBe(400);
+    expect((await res.json<{ code: string }>()).code).toBe("INVALID_PAGE");
+  });
+
+  it("the cache key drops unknown query parameters and canonicalises the number and prefix spelling", async () => {
+    const cases: [string, string][] = [
+      ["/keys/12025550177", "/keys/+1-202-555-0177?utm_source=x&_=1"],
+      ["/keys?prefix=1202556xxxx", "/keys?prefix=%2B1-202-556-XXXX&nocache=123"],
+      ["/keys?prefix=1202557xxxx", "/keys?nocache=1&prefix=1.202.557.xxxx"],
+      ["/.well-known/stir-oob?tn=12025550178", "/.well-known/stir-oob?tn=%2B1%20202%20555%200178&x=y"],
+    ];
+    for (const [first, variant] of cases) {
+      const a = await call(first);
+      expect(a.status, first).toBe(200);
+      expect(a.headers.get("X-Directory-Cache"), first).toBe("MISS");
+      const b = await call(variant);
+      expect(b.status, variant).toBe(200);
+      expect(b.headers.get("X-Directory-Cache"), variant).toBe("HIT");
+      expect(await b.text()).toBe(await a.text());
+    }
+  });
+
+  it("the cache key function: one key per canonical request", () => {
+    const origin = "https://cps.example.com";
+    expect(prefetchCacheKey(origin, parseBlock("1202555xxxx"), undefined, undefined)).toBe(
+      `${origin}/keys?prefix=1202555xxxx`,
+    );
+    expect(prefetchCacheKey(origin, parseBlock("1202555xxxx"), 10, "abc")).toBe(
+      `${origin}/keys?prefix=1202555xxxx&limit=10&cursor=abc`,
+    );
+    expect(keyLookupCacheKey(origin, "12025550100")).toBe(`${origin}/keys/12025550100`);
+    expect(discoveryCacheKey(origin, "12025550100")).toBe(`${origin}/.well-known/stir-oob?tn=12025550100`);
+  });
+});
+
+describe("adversary #16: a key registered or deleted right after a lookup", () => {
+  it("is visible at once to GET /keys/{tn} and to the prefetch of a block containing it", async () => {
+    const tn = "12025550188";
+    const before = await lookup(tn);
+    expect(before.res.headers.get("X-Directory-Cache")).toBe("MISS");
+    const prefetchBefore = await call("/keys?prefix=120255501xx");
+    expect(prefetchBefore.headers.get("X-Directory-Cache")).toBe("MISS");
+    // Cached now: a second lookup is a HIT.
+    expect((await lookup(tn)).res.headers.get("X-Directory-Cache")).toBe("HIT");
+
+    const jwk = await newKey();
+    const cred = await pki.credential("valid");
+    expect(before.keys.map((k) => k.x)).not.toContain(jwk.x);
+    expect((await put(tn, cred, { jwk, label: "fresh" })).status).toBe(201);
+    expect((await lookup(tn)).keys.map((k) => k.x)).toContain(jwk.x);
+    const prefetched = await (await call("/keys?prefix=120255501xx")).json<Page>();
+    expect(prefetched.keys.map((k) => k.x)).toContain(jwk.x);
+
+    expect((await del(tn, cred)).status).toBe(200);
+    expect((await lookup(tn)).keys.map((k) => k.x)).not.toContain(jwk.x);
+  });
+
+  it("a block of at most 100 numbers: each number's lookup is purged too", async () => {
+    const tn = "12025550142";
+    const before = await lookup(tn);
+    expect((await lookup(tn)).res.headers.get("X-Directory-Cache")).toBe("HIT");
+    const jwk = await newKey();
+    // The valid certificate covers 120255501xx: register for the whole block.
+    const res = await put("120255501xx", await pki.credential("valid"), { jwk, label: "pbx-fresh" });
+    expect(res.status).toBe(201);
+    expect(before.keys.map((k) => k.x)).not.toContain(jwk.x);
+    expect((await lookup(tn)).keys.map((k) => k.x)).toContain(jwk.x);
+  });
+
+  it("names what a write makes stale: lookups of at most 100 numbers, first prefetch pages of containing blocks", () => {
+    const origin = "https://cps.example.com";
+    const one = purgeKeysFor(origin, [parseBlock("12025550142")], 4);
+    expect(one).toEqual([
+      `${origin}/keys/12025550142`,
+      `${origin}/keys?prefix=12025550142`,
+      `${origin}/keys?prefix=1202555014x`,
+      `${origin}/keys?prefix=120255501xx`,
+      `${origin}/keys?prefix=12025550xxx`,
+      `${origin}/keys?prefix=1202555xxxx`,
+    ]);
+    const hundred = purgeKeysFor(origin, [parseBlock("120255501xx")], 4);
+    expect(hundred.filter((k) => k.includes("/keys/"))).toHaveLength(100);
+    expect(hundred.filter((k) => k.includes("prefix="))).toEqual([
+      `${origin}/keys?prefix=120255501xx`,
+      `${origin}/keys?prefix=12025550xxx`,
+      `${origin}/keys?prefix=1202555xxxx`,
+    ]);
+    // A 10,000-number block: no per-number lookups (too many to name), its own prefetch page only.
+    expect(purgeKeysFor(origin, [parseBlock("1202555xxxx")], 4)).toEqual([
+      `${origin}/keys?prefix=1202555xxxx`,
+    ]);
   });
 });

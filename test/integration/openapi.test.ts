@@ -6,6 +6,7 @@ import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { app } from "../../src/app.js";
 import { openApiDocument } from "../../src/routes/openapi.js";
+import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 
 const HTTP_METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"] as const;
 
@@ -15,12 +16,11 @@ function toOpenApiPath(path: string): string {
   return templated.length > 1 ? templated.replace(/\/+$/, "") : templated;
 }
 
-/** "METHOD path" for every handler the app registers, minus middleware, 405 fallbacks and /_bench/. */
+/** "METHOD path" for every handler the app registers, minus middleware and 405 fallbacks. */
 function registeredOperations(): Set<string> {
   const ops = new Set<string>();
   for (const r of app.routes) {
     if (r.method === "ALL") continue; // app.use middleware and the .all() 405 fallbacks
-    if (r.path.startsWith("/_bench/")) continue; // benchmark baseline, off in production
     ops.add(`${r.method.toLowerCase()} ${toOpenApiPath(r.path)}`);
   }
   return ops;
@@ -78,9 +78,58 @@ describe("OpenAPI document <-> registered routes (DESIGN.md CPS HTTP API, RFC 88
 
 describe("GET /openapi.json", () => {
   it("serves the same document as JSON", async () => {
-    const res = await exports.default.fetch(new Request("https://cps.example.com/openapi.json"));
+    const res = await exports.default.fetch(new Request(`${TEST_CPS_ORIGIN}/openapi.json`));
     expect(res.status).toBe(200);
     expect(res.headers.get("Content-Type")).toMatch(/^application\/json\b/);
     expect(await res.json()).toEqual(JSON.parse(JSON.stringify(openApiDocument)));
+  });
+});
+
+/** Example values for the path parameters of the document (valid spellings, so routing is tested). */
+const EXAMPLE_PARAMS: Record<string, string> = {
+  tn: "12025550123",
+  id: "a".repeat(32),
+  block: "1202555xxxx",
+};
+/** Methods a client can send (fetch forbids CONNECT, TRACE, TRACK). */
+const TRIED_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
+
+/** Every (documented path, method it does not describe) pair, with the Allow the answer must carry. */
+function wrongMethodTable(): [string, string, string][] {
+  const rows: [string, string, string][] = [];
+  for (const [path, item] of Object.entries(openApiDocument.paths)) {
+    const described = HTTP_METHODS.filter((m) => m in item).map((m) => m.toUpperCase());
+    const allow = [...described].sort().join(", ");
+    const url = path.replace(/\{([^}]+)\}/g, (_m, name: string) => EXAMPLE_PARAMS[name] ?? "x");
+    for (const method of TRIED_METHODS) {
+      // HEAD is served wherever GET is (Hono answers it with the GET handler, without a body).
+      if (described.includes(method) || (method === "HEAD" && described.includes("GET"))) continue;
+      rows.push([method, url, allow]);
+    }
+  }
+  return rows;
+}
+
+describe("adversary #16: every documented path answers a wrong method with 405 and Allow", () => {
+  it("the table covers every documented path, /health and /openapi.json included", () => {
+    const urls = new Set(wrongMethodTable().map(([, url]) => url));
+    expect(urls.size).toBe(Object.keys(openApiDocument.paths).length);
+    expect(urls).toContain("/health");
+    expect(urls).toContain("/openapi.json");
+  });
+
+  it.each(wrongMethodTable())("%s %s: 405 METHOD_NOT_ALLOWED, Allow: %s", async (method, url, allow) => {
+    const res = await exports.default.fetch(
+      new Request(`${TEST_CPS_ORIGIN}${url}`, {
+        method,
+        ...(["POST", "PUT", "PATCH"].includes(method)
+          ? { body: "{}", headers: { "Content-Type": "application/json" } }
+          : {}),
+      }),
+    );
+    expect(res.status).toBe(405);
+    expect(res.headers.get("Allow")?.split(", ").sort().join(", ")).toBe(allow);
+    expect(res.headers.get("Content-Type")).toBe("application/problem+json");
+    if (method !== "HEAD") expect((await res.json<{ code: string }>()).code).toBe("METHOD_NOT_ALLOWED");
   });
 });
