@@ -12,12 +12,12 @@ import { encodeBase64url } from "../stir/base64url.js";
 import { decodePassport } from "../stir/passport.js";
 import { canonicalTn } from "../stir/tn.js";
 import { dim, EXIT, green, isLoopback, loadGlobals, parse, red, showTn, UsageError } from "./common.js";
-import { loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
+import { bearer, credentialFor, loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
 
 export const WATCH_HELP = `stir-oob watch: receive PASSporTs for a number as the CPS stores them (push, RFC 8816 §5.5)
 
 Usage:
-  stir-oob watch --to +NUMBER [--count N] [--timeout S] [--trust root.pem]
+  stir-oob watch --to +NUMBER [--as NAME] [--count N] [--timeout S] [--trust root.pem]
 
 Subscribes to the CPS for --to, opens each pushed blob with the local keys of --to, and prints one
 line per PASSporT that opens: the caller it announces and whether it verifies (ppt, credential,
@@ -26,6 +26,8 @@ PASSporTs (--count, then exit 0), or after S seconds (--timeout, then exit 2 if 
 
 Options:
   --to +NUMBER   the number to watch (keys in <home>/keys/NUMBER/)
+  --as NAME      subscribe as the callee, with the STIR credential NAME (it must cover the number):
+                 the CPS then admits the subscription however many anonymous ones it holds
   --count N      stop after N verified PASSporTs
   --timeout S    stop after S seconds
   --trust FILE, --cps URL, --home DIR, --json
@@ -37,6 +39,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     count: { type: "string" },
     timeout: { type: "string" },
     trust: { type: "string", multiple: true },
+    as: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(WATCH_HELP);
@@ -54,6 +57,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
   const keys = await loadCalleeKeys(g.home, to);
   if (keys.length === 0)
     throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
+  const cred = values.as === undefined ? undefined : await credentialFor(g.home, to, values.as);
   const vs = new VerificationService({
     keys: keys.map((k) => k.key),
     trustAnchors: await trustAnchors(g, values.trust ?? []),
@@ -72,6 +76,8 @@ export async function watchCommand(argv: string[]): Promise<number> {
     cps: g.cps,
     target: { tn: to },
     signal: controller.signal,
+    // A fresh token per dial: credential tokens are single use.
+    ...(cred ? { authorization: () => bearer(cred, g.cps, "push:subscribe") } : {}),
     onStatus: (s) => {
       if (!g.json)
         process.stderr.write(

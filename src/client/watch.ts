@@ -6,10 +6,15 @@
  * Opening and verifying is the caller's business (the callback): the stream also carries dummies,
  * which open with no key, exactly as on `GET /cps/{tn}/ppts`. Runs on Node >= 22, browsers and
  * Workers with the global `WebSocket`; on Node 20 pass `connect` (e.g. undici's `WebSocket`).
+ *
+ * `authorization` makes it the callee's subscription (docs/push-and-blocks.md "Admission"): each dial
+ * sends `Authorization: Bearer <credential token>` (action `push:subscribe`, a fresh token per dial:
+ * tokens are single use), which the CPS admits however many anonymous sockets there are. Request
+ * headers need a WebSocket that can send them: undici's (Node's global one) can, browsers cannot.
  */
 import { decodeEnvelope } from "../stir/envelope.js";
 import { formatBlockQuery, parseBlockQuery } from "../stir/push-blocks.js";
-import { ACK_EVERY_CHARS, ackMessage, parseFrames } from "../stir/push-frames.js";
+import { ackMessage, parseFrames, parseMark } from "../stir/push-frames.js";
 import { canonicalTn } from "../stir/tn.js";
 
 /** One pushed blob. `tn` is the called number (always sent by this CPS; needed to open block frames). */
@@ -48,8 +53,17 @@ export interface WatchOptions {
   readonly onStatus?: (status: WatchStatus) => void;
   /** Stops the watch (as does `close()`). */
   readonly signal?: AbortSignal;
-  /** Opens a socket; defaults to `new WebSocket(url)`. */
-  readonly connect?: (url: string) => WebSocketLike | Promise<WebSocketLike>;
+  /**
+   * Opens a socket; defaults to `new WebSocket(url)`, or `new WebSocket(url, { headers })` with
+   * `authorization` (undici's extension, Node's global WebSocket). A custom `connect` must send
+   * `init.headers` with the upgrade when given.
+   */
+  readonly connect?: (url: string, init?: WatchConnectInit) => WebSocketLike | Promise<WebSocketLike>;
+  /**
+   * The `Authorization` value for each dial, e.g. `Bearer <credential token>` with action
+   * `push:subscribe` (called once per dial: a token is single use). Omit for an anonymous watch.
+   */
+  readonly authorization?: () => string | Promise<string>;
   /** Backoff bounds (full jitter): default 250 ms doubling up to 30 s. */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -57,6 +71,11 @@ export interface WatchOptions {
   readonly dedupWindowMs?: number;
   /** Keep-alive "ping" interval; a socket silent for two intervals is dropped and redialled. 0 = off. */
   readonly pingIntervalMs?: number;
+}
+
+/** What `connect` must send with the upgrade. */
+export interface WatchConnectInit {
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export interface Watcher {
@@ -112,10 +131,12 @@ export function watch(options: WatchOptions): Watcher {
   const pingInterval = options.pingIntervalMs ?? 30_000;
   const connect =
     options.connect ??
-    ((u: string) => {
-      const Ctor = (globalThis as { WebSocket?: new (u: string) => WebSocketLike }).WebSocket;
+    ((u: string, init?: WatchConnectInit) => {
+      const Ctor = (globalThis as { WebSocket?: new (u: string, init?: WatchConnectInit) => WebSocketLike })
+        .WebSocket;
       if (!Ctor) throw new TypeError("No global WebSocket here: pass `connect` to watch()");
-      return new Ctor(u);
+      // Only undici takes a second argument with headers; browsers would read it as protocols.
+      return init ? new Ctor(u, init) : new Ctor(u);
     });
 
   const seen = new Map<string, number>(); // id -> first seen (ms); insertion order = age order
@@ -172,7 +193,9 @@ export function watch(options: WatchOptions): Watcher {
     if (closed) return;
     let ws: WebSocketLike;
     try {
-      ws = await connect(url);
+      ws = options.authorization
+        ? await connect(url, { headers: { Authorization: await options.authorization() } })
+        : await connect(url);
     } catch (err) {
       report(err);
       schedule();
@@ -185,8 +208,6 @@ export function watch(options: WatchOptions): Watcher {
     socket = ws;
     let ended = false;
     let heardAt = Date.now();
-    let received = 0; // characters of frames read on this connection (acknowledged as we go)
-    let acked = 0;
     const end = () => {
       if (ended) return;
       ended = true;
@@ -199,15 +220,16 @@ export function watch(options: WatchOptions): Watcher {
       heardAt = Date.now();
       if (event.data === "pong") return;
       if (typeof event.data !== "string") return;
-      // Flow control (push-frames.ts): say what we have read, so the CPS keeps sending.
-      received += event.data.length;
-      if (received - acked >= ACK_EVERY_CHARS) {
-        acked = received;
+      // Flow control (push-frames.ts): answering a mark proves we read everything before it, so
+      // the CPS keeps sending.
+      const mark = parseMark(event.data);
+      if (mark !== null) {
         try {
-          ws.send(ackMessage(received));
+          ws.send(ackMessage(mark));
         } catch {
           // closing: the reconnect starts a fresh count
         }
+        return;
       }
       const frames = framesOf(event.data);
       if (frames.length === 0) return; // not ours to judge further: malformed frames are dropped

@@ -22,8 +22,12 @@
  */
 import { CpsError, problemResponse } from "../errors.js";
 import {
+  EVICTED_CLOSE_CODE,
   joinFrames,
+  MARK_EVERY_CHARS,
   MAX_UNACKED_CHARS,
+  markMessage,
+  newMark,
   type PushBlob,
   parseAck,
   pushFrame,
@@ -36,6 +40,22 @@ export { type PushBlob, pushFrame };
 export const DUMMY_MEAN_MS = 10_000;
 /** Sockets per object; beyond this a subscribe gets 429 (the runtime allows 32,768). */
 export const MAX_SUBSCRIBERS_PER_OBJECT = 1_000;
+/** Anonymous sockets per object: the other 100 are kept for authenticated (callee) subscribers. */
+export const MAX_ANONYMOUS_SUBSCRIBERS = 900;
+/** Tag of a socket whose upgrade carried a credential covering the number or block. */
+export const CALLEE_TAG = "callee";
+/**
+ * Greeting characters per second an object sends to anonymous subscribers (2 Mi, about 1,400 frames),
+ * and the most it may send at once (4 Mi). A greeting may overdraw the budget (a block's may hold
+ * 10,000 frames); the next anonymous subscribe then waits until it is paid back.
+ */
+export const ANONYMOUS_GREETING_CHARS_PER_S = 2 * 1024 * 1024;
+export const ANONYMOUS_GREETING_BURST_CHARS = 4 * 1024 * 1024;
+/**
+ * Least an anonymous greeting is charged, whatever its size: its dummies (an HPKE seal each) and its
+ * message cost the object about the same for 1 frame or 20. So at most 64 small greetings/s.
+ */
+export const MIN_GREETING_CHARGE = 32 * 1024;
 
 /** Longest a held frame waits for overlapping stores to settle before it is sent anyway. */
 export const MAX_HOLD_MS = 5;
@@ -144,25 +164,54 @@ export class PushBatch {
   }
 }
 
+/** A socket's flow-control state, kept in its attachment (field `f`) so hibernation cannot reset it. */
+interface Flow {
+  /** Characters of frames sent on this connection (the greeting included). */
+  s: number;
+  /** Characters covered by the last answered mark (the greeting counts as answered). */
+  a: number;
+  /** Characters sent since the last mark. */
+  n: number;
+  /** Marks sent and not yet answered, oldest first: [mark, characters sent when it went]. */
+  m: [string, number][];
+}
+
+interface Tracked {
+  flow: Flow;
+  /** The rest of the socket's attachment, written back with the flow. */
+  base: Record<string, unknown>;
+}
+
 /**
- * Characters sent to and acknowledged by each socket (push-frames.ts "Flow control"). In memory only:
- * after a hibernation both counts start again from the client's next acknowledgement, which errs on
- * the lenient side. A socket more than MAX_UNACKED_CHARS behind is closed instead of sent to, so a
- * reader that stopped reading costs the runtime a bounded queue, and stores never wait for it.
+ * Characters sent to and proven read by each socket (push-frames.ts "Flow control"). After each
+ * MARK_EVERY_CHARS of frames a socket gets its own random `mark`; only `ack <mark>` moves its
+ * acknowledged count, to what had been sent when that mark went. So the count rests on what the CPS
+ * observes: a client cannot acknowledge bytes it did not read, whatever it sends (finding 7).
+ *
+ * A socket more than MAX_UNACKED_CHARS behind is closed (4008) instead of sent to: the runtime queues
+ * at most greeting + MAX_UNACKED_CHARS for a reader that stopped, and stores never wait for it. The
+ * greeting is not held against the socket (a block's greeting alone may pass the cap, and a reader
+ * cannot answer its mark before the next push arrives); it is bounded by the list caps, and
+ * anonymous greetings by the object's greeting budget ({@link Admission}).
+ *
+ * State per socket: three counts and at most MAX_UNACKED_CHARS / MARK_EVERY_CHARS + 1 pending marks
+ * (17), kept in memory and written to the socket's attachment on each send and answered mark, so an
+ * object that hibernates and wakes resumes the same counts.
  */
 export class SendWindow {
-  private readonly counts = new Map<WebSocket, { sent: number; acked: number }>();
+  private readonly tracked = new Map<WebSocket, Tracked>();
+  /** Lower in tests only. */
+  maxUnacked = MAX_UNACKED_CHARS;
+  markEvery = MARK_EVERY_CHARS;
 
   /** Sends `message` unless `ws` is too far behind (then closes it); true if sent. */
   send(ws: WebSocket, message: string): boolean {
-    let c = this.counts.get(ws);
-    if (!c) {
-      c = { sent: 0, acked: 0 };
-      this.counts.set(ws, c);
-    }
-    if (c.sent - c.acked + message.length > MAX_UNACKED_CHARS) {
-      this.counts.delete(ws);
-      closeQuietly(ws, SLOW_READER_CLOSE_CODE, "slow reader: send `ack <characters received>`");
+    const t = this.track(ws);
+    if (!t) return false;
+    const f = t.flow;
+    if (f.s - f.a + message.length > this.maxUnacked) {
+      this.tracked.delete(ws);
+      closeQuietly(ws, SLOW_READER_CLOSE_CODE, "slow reader: answer each `mark <hex>` with `ack <hex>`");
       return false;
     }
     try {
@@ -170,17 +219,32 @@ export class SendWindow {
     } catch {
       return false; // closing or closed: the runtime delivers webSocketClose/Error and drops it
     }
-    c.sent += message.length;
+    f.s += message.length;
+    f.n += message.length;
+    if (f.n >= this.markEvery) {
+      const mark = newMark();
+      f.m.push([mark, f.s]);
+      // Never more than 17 with the constants (see above); a hard stop keeps the attachment < 2 KiB.
+      if (f.m.length > 32) f.m.shift();
+      f.n = 0;
+      try {
+        ws.send(markMessage(mark));
+      } catch {
+        // closing: as above
+      }
+    }
+    this.save(ws, t);
     return true;
   }
 
   /**
-   * Sends a new socket its greeting (the live blobs and a dummy), which is not held against it: a
-   * block's greeting alone may pass the cap, and the client acknowledges it only as it reads on. The
-   * runtime's queue for a reader that stops is bounded by greeting + MAX_UNACKED_CHARS.
+   * Sends a new socket its greeting (the live blobs and the greeting dummies): counted as sent and
+   * as answered (see the class comment). `base` is the attachment the socket was accepted with.
    */
-  greet(ws: WebSocket, message: string): void {
-    this.counts.set(ws, { sent: message.length, acked: message.length });
+  greet(ws: WebSocket, message: string, base: Record<string, unknown>): void {
+    const t: Tracked = { flow: { s: message.length, a: message.length, n: 0, m: [] }, base };
+    this.tracked.set(ws, t);
+    this.save(ws, t);
     try {
       ws.send(message);
     } catch {
@@ -188,17 +252,54 @@ export class SendWindow {
     }
   }
 
-  /** Takes a client message; true if it was an acknowledgement (anything else is ignored). */
+  /**
+   * Takes a client message; true if it was an acknowledgement (anything else is ignored). An ack
+   * naming a pending mark of this socket moves its count; any other ack counts nothing.
+   */
   receive(ws: WebSocket, message: string | ArrayBuffer): boolean {
-    const n = typeof message === "string" ? parseAck(message) : null;
-    if (n === null) return false;
-    const c = this.counts.get(ws);
-    if (c) c.acked = Math.min(c.sent, Math.max(c.acked, n));
+    const mark = typeof message === "string" ? parseAck(message) : null;
+    if (mark === null) return false;
+    const t = this.track(ws);
+    if (!t) return true;
+    const i = t.flow.m.findIndex(([m]) => m === mark);
+    if (i >= 0) {
+      t.flow.a = Math.max(t.flow.a, t.flow.m[i]![1]);
+      t.flow.m.splice(0, i + 1); // earlier marks are covered too
+      this.save(ws, t);
+    }
     return true;
   }
 
   forget(ws: WebSocket): void {
-    this.counts.delete(ws);
+    this.tracked.delete(ws);
+  }
+
+  /** The socket's state: in memory, else from its attachment (after a wake-up). */
+  private track(ws: WebSocket): Tracked | null {
+    let t = this.tracked.get(ws);
+    if (t) return t;
+    let base: Record<string, unknown>;
+    try {
+      base = (ws.deserializeAttachment() as Record<string, unknown> | null) ?? {};
+    } catch {
+      return null; // not an accepted socket
+    }
+    const f = base.f as Flow | undefined;
+    const { f: _, ...rest } = base;
+    t = {
+      flow: f && Array.isArray(f.m) ? f : { s: 0, a: 0, n: 0, m: [] },
+      base: rest,
+    };
+    this.tracked.set(ws, t);
+    return t;
+  }
+
+  private save(ws: WebSocket, t: Tracked): void {
+    try {
+      ws.serializeAttachment({ ...t.base, f: t.flow });
+    } catch {
+      // closed: nothing to keep
+    }
   }
 }
 
@@ -216,19 +317,86 @@ export function nextDummyDelay(meanMs = DUMMY_MEAN_MS): number {
   return Math.min(10 * meanMs, Math.max(0.1 * meanMs, -Math.log(u) * meanMs));
 }
 
-/** Checks the request is a WebSocket upgrade and the object has room for one more socket. */
-export function checkUpgrade(request: Request, sockets: number): Response | null {
-  if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
-    const res = problemResponse(new CpsError("UPGRADE_REQUIRED", "Subscribe with a WebSocket upgrade"));
-    res.headers.set("Upgrade", "websocket");
-    return res;
+/**
+ * Who may open a socket on an object (finding 8). Anonymous subscribers (§6.2 lets anyone poll; the
+ * blobs are sealed) get at most `maxAnonymous` of the `maxSubscribers` sockets and a greeting budget
+ * of `greetingCharsPerS`; a subscriber whose upgrade carried a credential covering the number or
+ * block (the route checked it; tagged {@link CALLEE_TAG}) is never refused while an anonymous socket
+ * is open: on a full object one anonymous socket, chosen at random, is closed with 4029 to make room.
+ * The budget is in memory (a hibernated object wakes with a full one: it was idle for seconds).
+ */
+export class Admission {
+  /** Lower in tests only. */
+  maxSubscribers = MAX_SUBSCRIBERS_PER_OBJECT;
+  maxAnonymous = MAX_ANONYMOUS_SUBSCRIBERS;
+  greetingCharsPerS = ANONYMOUS_GREETING_CHARS_PER_S;
+  greetingBurstChars = ANONYMOUS_GREETING_BURST_CHARS;
+  private budget: number | null = null;
+  private budgetAt = 0;
+
+  /**
+   * Decides an upgrade: a problem response refuses it, null admits it. With `evict` (the last check,
+   * made in the same synchronous stretch as the accept) a callee on a full object closes an anonymous
+   * socket; without it nothing changes, so an early check can refuse before any work is done.
+   */
+  admit(ctx: DurableObjectState, request: Request, callee: boolean, evict: boolean): Response | null {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+      const res = problemResponse(new CpsError("UPGRADE_REQUIRED", "Subscribe with a WebSocket upgrade"));
+      res.headers.set("Upgrade", "websocket");
+      return res;
+    }
+    const total = ctx.getWebSockets().length;
+    if (callee) {
+      if (total < this.maxSubscribers) return null;
+      const open = ctx
+        .getWebSockets()
+        .filter(
+          (ws) => ws.readyState === WebSocket.READY_STATE_OPEN && !ctx.getTags(ws).includes(CALLEE_TAG),
+        );
+      if (open.length === 0) return full();
+      if (evict) {
+        const [r] = crypto.getRandomValues(new Uint32Array(1));
+        closeQuietly(
+          open[r! % open.length]!,
+          EVICTED_CLOSE_CODE,
+          "room made for an authenticated subscriber",
+        );
+      }
+      return null;
+    }
+    const anonymous = total - ctx.getWebSockets(CALLEE_TAG).length;
+    if (total >= this.maxSubscribers || anonymous >= this.maxAnonymous) return full();
+    const budget = this.refill();
+    if (budget < MIN_GREETING_CHARGE) {
+      const wait = Math.ceil((MIN_GREETING_CHARGE - budget) / this.greetingCharsPerS);
+      return problemResponse(
+        new CpsError("TOO_MANY_SUBSCRIBERS", "Too many new subscribers for this number: retry later", {
+          retryAfter: Math.max(1, wait),
+        }),
+      );
+    }
+    return null;
   }
-  if (sockets >= MAX_SUBSCRIBERS_PER_OBJECT) {
-    return problemResponse(
-      new CpsError("TOO_MANY_SUBSCRIBERS", "Too many subscribers for this number", { retryAfter: 30 }),
-    );
+
+  /** Charges an anonymous greeting of `chars` characters against the budget (it may go below 0). */
+  charge(chars: number): void {
+    this.budget = this.refill() - Math.max(chars, MIN_GREETING_CHARGE);
   }
-  return null;
+
+  private refill(): number {
+    const now = Date.now();
+    const prev = this.budget ?? this.greetingBurstChars;
+    const at = this.budget === null ? now : this.budgetAt;
+    this.budget = Math.min(this.greetingBurstChars, prev + ((now - at) / 1000) * this.greetingCharsPerS);
+    this.budgetAt = now;
+    return this.budget;
+  }
+}
+
+function full(): Response {
+  return problemResponse(
+    new CpsError("TOO_MANY_SUBSCRIBERS", "Too many subscribers for this number", { retryAfter: 30 }),
+  );
 }
 
 /** Closes, or completes the close handshake the client started (ignored if already closed). */

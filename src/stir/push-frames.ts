@@ -7,8 +7,12 @@
  *   real blobs and dummies of one stream have one length.
  * - A WebSocket message carries one or more frames, one per line: stores that overlap in one object
  *   go out together.
- * - Flow control: the client says how many characters it has received with `ack <n>` at least every
- *   {@link ACK_EVERY_CHARS}; the CPS closes a socket that falls {@link MAX_UNACKED_CHARS} behind with
+ * - Flow control: after every {@link MARK_EVERY_CHARS} characters of frames the CPS sends a socket a
+ *   separate message `mark <32 hex>`, a fresh random value for that socket alone; the client answers
+ *   `ack <the same hex>`. A mark arrives only after every byte before it (one TCP stream, messages in
+ *   order), so naming it proves those bytes were read: a count, a frame id (frames go to every socket
+ *   of a stream, and real ids are listed) or another socket's mark proves nothing and counts nothing.
+ *   The CPS closes a socket that falls {@link MAX_UNACKED_CHARS} behind its last answered mark with
  *   {@link SLOW_READER_CLOSE_CODE}, so a reader that stopped reading cannot make the runtime queue
  *   bytes for it without bound. The client reconnects and gets every live blob again.
  *   Frames are ASCII, so characters are bytes.
@@ -28,12 +32,14 @@ export interface PushFrameText {
   blob: string;
 }
 
-/** How often the client acknowledges: every 256 Ki characters received (about 180 frames). */
-export const ACK_EVERY_CHARS = 256 * 1024;
-/** How far a socket may fall behind its last acknowledgement before the CPS closes it. */
+/** The CPS sends a socket a mark after at most this many characters of frames (about 180 frames). */
+export const MARK_EVERY_CHARS = 256 * 1024;
+/** How far a socket may fall behind its last answered mark before the CPS closes it (~2,800 frames). */
 export const MAX_UNACKED_CHARS = 4 * 1024 * 1024;
 /** Close code for a socket that fell too far behind (4000-4999: application codes). */
 export const SLOW_READER_CLOSE_CODE = 4008;
+/** Close code for an anonymous socket closed to make room for an authenticated subscriber. */
+export const EVICTED_CLOSE_CODE = 4029;
 
 /** The one frame format for real blobs and dummies: key order and lengths are fixed. */
 export function pushFrame(p: PushBlob): string {
@@ -61,13 +67,34 @@ export function parseFrames(message: string): PushFrameText[] {
   return out;
 }
 
-/** The client's acknowledgement of `received` characters on this connection. */
-export function ackMessage(received: number): string {
-  return `ack ${received}`;
+const HEX128 = /^[0-9a-f]{32}$/;
+
+/** A fresh mark: 128 random bits, lowercase hex (never seen on any other socket). */
+export function newMark(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
 }
 
-/** The count an `ack <n>` message carries, or null for any other message. */
-export function parseAck(message: string): number | null {
-  const m = /^ack (\d{1,15})$/.exec(message);
-  return m ? Number(m[1]) : null;
+/** The CPS's mark message. */
+export function markMessage(mark: string): string {
+  return `mark ${mark}`;
+}
+
+/** The mark a `mark <32 hex>` message carries, or null for any other message (frames, `pong`). */
+export function parseMark(message: string): string | null {
+  const m = /^mark ([0-9a-f]{32})$/.exec(message);
+  return m ? m[1]! : null;
+}
+
+/** The client's acknowledgement of a mark it read. */
+export function ackMessage(mark: string): string {
+  if (!HEX128.test(mark)) throw new TypeError("a mark is 32 lowercase hex digits");
+  return `ack ${mark}`;
+}
+
+/** The mark an `ack <32 hex>` message names, or null for any other message. */
+export function parseAck(message: string): string | null {
+  const m = /^ack ([0-9a-f]{32})$/.exec(message);
+  return m ? m[1]! : null;
 }

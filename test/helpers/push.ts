@@ -1,5 +1,6 @@
 /** Test helpers for push subscriptions: open a subscription through the app and collect its frames. */
 import { exports } from "cloudflare:workers";
+import { TEST_CPS_ORIGIN } from "./origin.js";
 
 export interface PushFrameBody {
   type: string;
@@ -13,39 +14,50 @@ export interface PushFrameBody {
 export interface Subscription {
   ws: WebSocket;
   frames: PushFrameBody[];
-  /** Frames per WebSocket message received, in order. */
+  /** Frames per WebSocket message received, in order (flow-control `mark` messages not counted). */
   messages: number[];
+  /** Characters of frame messages received (what the CPS counts as sent; marks not counted). */
+  chars: number;
+  /** Flow-control marks received (`mark <hex>`), in order. */
+  marks: string[];
+  /** Close code once closed, else null. */
+  closedWith: number | null;
   ids(): Set<string>;
   /** Resolves once `pred(frames)` holds; rejects after `timeoutMs`. */
   until(pred: (frames: PushFrameBody[]) => boolean, timeoutMs?: number): Promise<void>;
   close(): void;
 }
 
-export const BASE = "https://cps.example.com";
+export const BASE = TEST_CPS_ORIGIN;
 
-export async function subscribe(path: string): Promise<Subscription> {
-  const res = await exports.default.fetch(
-    new Request(`${BASE}${path}`, { headers: { Upgrade: "websocket" } }),
-  );
+export interface SubscribeOptions {
+  /** Extra request headers (e.g. `Authorization`). */
+  headers?: Record<string, string>;
+  /** Answer every `mark <hex>` with `ack <hex>`, as a reading client must (default true). */
+  ack?: boolean;
+}
+
+/** The upgrade request of a subscription through the app. */
+export function subscribeRequest(path: string, headers: Record<string, string> = {}): Request {
+  return new Request(`${BASE}${path}`, { headers: { Upgrade: "websocket", ...headers } });
+}
+
+export async function subscribe(path: string, options: SubscribeOptions = {}): Promise<Subscription> {
+  const res = await exports.default.fetch(subscribeRequest(path, options.headers));
   if (res.status !== 101 || !res.webSocket) throw new Error(`subscribe ${path}: ${res.status}`);
   const ws = res.webSocket;
-  const frames: PushFrameBody[] = [];
-  const messages: number[] = []; // frames per WebSocket message (overlapping stores share one)
-  ws.addEventListener("message", (e) => {
-    const lines = (typeof e.data === "string" ? e.data : "").split("\n");
-    messages.push(lines.length);
-    for (const line of lines) frames.push({ ...(JSON.parse(line) as PushFrameBody), length: line.length });
-  });
-  ws.accept();
-  return {
+  const sub: Subscription = {
     ws,
-    frames,
-    messages,
-    ids: () => new Set(frames.map((f) => f.id)),
+    frames: [],
+    messages: [], // frames per WebSocket message (overlapping stores share one)
+    chars: 0,
+    marks: [],
+    closedWith: null,
+    ids: () => new Set(sub.frames.map((f) => f.id)),
     async until(pred, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
-      while (!pred(frames)) {
-        if (Date.now() > deadline) throw new Error(`timed out with ${frames.length} frames`);
+      while (!pred(sub.frames)) {
+        if (Date.now() > deadline) throw new Error(`timed out with ${sub.frames.length} frames`);
         await new Promise((r) => setTimeout(r, 10));
       }
     },
@@ -57,4 +69,23 @@ export async function subscribe(path: string): Promise<Subscription> {
       }
     },
   };
+  ws.addEventListener("message", (e) => {
+    const data = typeof e.data === "string" ? e.data : "";
+    const mark = /^mark ([0-9a-f]{32})$/.exec(data);
+    if (mark) {
+      sub.marks.push(mark[1]!);
+      if (options.ack !== false) ws.send(`ack ${mark[1]}`);
+      return;
+    }
+    const lines = data.split("\n");
+    sub.messages.push(lines.length);
+    sub.chars += data.length;
+    for (const line of lines)
+      sub.frames.push({ ...(JSON.parse(line) as PushFrameBody), length: line.length });
+  });
+  ws.addEventListener("close", (e) => {
+    sub.closedWith = (e as CloseEvent).code;
+  });
+  ws.accept();
+  return sub;
 }

@@ -2,7 +2,16 @@
 import { describe, expect, it } from "vitest";
 import { newBlobId } from "../../src/stir/blob-id.js";
 import { ENVELOPE_LENGTH, encodeEnvelope } from "../../src/stir/envelope.js";
-import { ackMessage, joinFrames, parseAck, parseFrames, pushFrame } from "../../src/stir/push-frames.js";
+import {
+  ackMessage,
+  joinFrames,
+  markMessage,
+  newMark,
+  parseAck,
+  parseFrames,
+  parseMark,
+  pushFrame,
+} from "../../src/stir/push-frames.js";
 
 const blob = () => crypto.getRandomValues(new Uint8Array(ENVELOPE_LENGTH));
 
@@ -30,9 +39,27 @@ describe("push frames", () => {
     expect(parseFrames(joinFrames([bad, good, bad]))).toHaveLength(1);
   });
 
-  it("acknowledgements: `ack <n>` round-trips; anything else is not one", () => {
-    expect(parseAck(ackMessage(262_144))).toBe(262_144);
-    for (const other of ["ack", "ack -1", "ack 1.5", "ack 1e9", " ack 1", "ping", "ack 1234567890123456"]) {
+  it("marks and acknowledgements: `mark <hex>` and `ack <hex>` round-trip; counts and ids are not acks", () => {
+    const mark = newMark();
+    expect(mark).toMatch(/^[0-9a-f]{32}$/);
+    expect(newMark()).not.toBe(mark);
+    expect(parseMark(markMessage(mark))).toBe(mark);
+    expect(parseAck(ackMessage(mark))).toBe(mark);
+    expect(parseMark(ackMessage(mark))).toBeNull();
+    expect(parseAck(markMessage(mark))).toBeNull();
+    // A frame is never a mark, so a client that parses frames drops marks.
+    expect(parseFrames(markMessage(mark))).toEqual([]);
+    expect(() => ackMessage("262144")).toThrow(TypeError);
+    for (const other of [
+      "ack",
+      "ack 262144", // the old count form: proves nothing, so it is not an acknowledgement
+      "ack 999999999999999",
+      `ack ${mark.toUpperCase()}`,
+      `ack ${mark}0`,
+      ` ack ${mark}`,
+      `ack ${mark}\n`,
+      "ping",
+    ]) {
       expect(parseAck(other)).toBeNull();
     }
   });
