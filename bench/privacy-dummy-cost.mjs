@@ -7,7 +7,7 @@
  *           round-robin (a VS polls its own number; the pool is per number)
  *   missing GET /cps/{tn}/ppts/{id} of an unknown id: the same route parsing, DO hop and SQLite read,
  *           no dummies (a 404): the control that isolates the dummy work
- *   base    GET /_bench/baseline/{key}/{id}: a bare DO read (BENCH_BASELINE=true)
+ *   base    GET /_bench/baseline/{key}/{id}: a bare DO read (the bench Worker, bench/wrangler.toml)
  * once back to back and once paced (--gap ms idle before each request, default 5: the pool refills in
  * idle time, so only pacing shows what it takes off the request path), and a throughput phase
  * (16 concurrent clients) of empty retrievals vs baseline reads.
@@ -17,11 +17,11 @@
  *
  *   node bench/privacy-dummy-cost.mjs [--before DIR] [--rounds R] [--per N] [--gap MS] [--micro-only]
  * --before DIR also measures the tree in DIR (e.g. `git archive <commit> | tar -x -C DIR` with a
- * node_modules symlink), one server after the other, each against its own baseline.
+ * node_modules symlink), one server after the other, each beside a bench Worker of this tree.
  */
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { REPO_ROOT } from "../src/dev/local-server.mjs";
+import { REPO_ROOT, startLocalServer as startHere } from "../src/dev/local-server.mjs";
 import { argvFlag, argvOption } from "./lib/args.mjs";
 import { importBundle } from "./lib/bundle.mjs";
 import { closedLoop, sleep } from "./lib/closed-loop.mjs";
@@ -39,19 +39,24 @@ async function measure(label, root) {
     pathToFileURL(join(root, "src/dev/local-server.mjs")).href
   );
   // Own inspector port: another wrangler dev on the machine may hold the default one.
-  const srv = await startLocalServer({
-    vars: { BENCH_BASELINE: "true" },
+  const srv = await startLocalServer({ args: ["--inspector-port", String(await freePort())] });
+  // The baseline is its own Worker, never part of the CPS.
+  const bench = await startHere({
+    config: "bench/wrangler.toml",
     args: ["--inspector-port", String(await freePort())],
+  }).catch(async (err) => {
+    await srv.stop();
+    throw err;
   });
   try {
     const u = srv.url;
-    const put = await fetch(`${u}/_bench/baseline/k`, { method: "POST", body: new Uint8Array(1072) });
+    const put = await fetch(`${bench.url}/_bench/baseline/k`, { method: "POST", body: new Uint8Array(1072) });
     const { id } = await put.json();
     const tns = Array.from({ length: 20 }, (_, i) => `1555070${String(i).padStart(4, "0")}`);
     const url = {
       empty: (i) => `${u}/cps/${tns[i % tns.length]}/ppts`,
       missing: (i) => `${u}/cps/${tns[i % tns.length]}/ppts/${"0".repeat(32)}`,
-      base: () => `${u}/_bench/baseline/k/${id}`,
+      base: () => `${bench.url}/_bench/baseline/k/${id}`,
     };
     const once = async (f, i) => {
       const t0 = performance.now();
@@ -133,7 +138,7 @@ async function measure(label, root) {
     );
     return out;
   } finally {
-    await srv.stop();
+    await Promise.all([srv.stop(), bench.stop()]);
   }
 }
 
@@ -147,8 +152,8 @@ const results = { when: new Date().toISOString(), node: process.version, servers
   const m = results.micro;
   console.log(`in process (Node ${process.version}, medians of ${m.rounds} x ${m.per}):`);
   console.log(
-    `  makeDummy ${m.makeDummyMs.toFixed(3)} ms; one retrieval's dummies (1-3): pool drained ` +
-      `${m.dummiesPerRetrievalMs.drained.toFixed(3)} ms, pool warm ${m.dummiesPerRetrievalMs.warm.toFixed(3)} ms`,
+    `  makeDummy ${m.makeDummyMs.toFixed(3)} ms; one retrieval's decoys (~3): cache cold ` +
+      `${m.dummiesPerRetrievalMs.drained.toFixed(3)} ms, cache warm ${m.dummiesPerRetrievalMs.warm.toFixed(3)} ms`,
   );
 }
 if (!argvFlag("micro-only")) {

@@ -1,17 +1,17 @@
 /**
- * In-process part of bench/privacy-dummy-cost.mjs: the cost of one dummy and of the dummies of one
- * retrieval with the pool drained vs warm, on Node's WebCrypto (the same code the Worker runs).
- * Interleaved, medians over rounds.
+ * In-process part of bench/privacy-dummy-cost.mjs: the cost of one dummy and of the decoys of one
+ * retrieval with a cold cache (a number not looked at this TTL in this isolate: every live decoy is
+ * sealed) vs warm (a repeated poll: the schedule's HMACs only), on Node's WebCrypto (the same code
+ * the Worker runs). Interleaved, medians over rounds.
  */
-import { DummyPool } from "../src/dummies/pool.js";
-import { dummiesFor } from "../src/routes/dummies.js";
+import { Decoys } from "../src/dummies/decoys.js";
 import { makeDummy } from "../src/stir/envelope.js";
 import { canonicalTn } from "../src/stir/tn.js";
 import { median } from "./lib/stats.mjs";
 
 export async function micro(rounds = 5, per = 400) {
   const tn = canonicalTn("15550800000");
-  const pool = new DummyPool({ target: 3 });
+  const ttlMs = 60_000;
   const r = { makeDummyMs: [] as number[], drainedMs: [] as number[], warmMs: [] as number[] };
   for (let i = 0; i < 200; i++) await makeDummy(tn);
   for (let round = 0; round < rounds; round++) {
@@ -22,15 +22,15 @@ export async function micro(rounds = 5, per = 400) {
       let t = performance.now();
       await makeDummy(tn);
       one += performance.now() - t;
-      pool.take(tn, 3); // drained: every dummy of this retrieval is sealed inline
+      // Cold: a fresh cache (another isolate, or a number not polled here this TTL).
+      const decoys = new Decoys("0123456789abcdef0123456789abcdef-micro");
+      const at = Date.now() + i * ttlMs;
       t = performance.now();
-      await dummiesFor(tn, undefined, pool);
+      await decoys.live(tn, ttlMs, at);
       drained += performance.now() - t;
-      await pool.refill(tn); // what ctx.waitUntil does after the answer
       t = performance.now();
-      await dummiesFor(tn, undefined, pool); // warm: taken from the pool
+      await decoys.live(tn, ttlMs, at); // warm: the same look again, sealed decoys cached
       warm += performance.now() - t;
-      await pool.refill(tn);
     }
     r.makeDummyMs.push(one / per);
     r.drainedMs.push(drained / per);

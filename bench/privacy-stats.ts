@@ -415,3 +415,4 @@ export function medianDifferenceNoise(
 // Re-exports for bench/privacy.mjs (one bundle, one copy of the sealing code).
 export { encodeEnvelope, generateRecipientKeyPair, sealPassport } from "../src/stir/envelope.js";
 export { canonicalTn } from "../src/stir/tn.js";
+export { classify, DELTAS, featuresOf, simulatedReport } from "./privacy-observer.js";

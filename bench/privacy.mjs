@@ -11,9 +11,18 @@
  *     an empty number and of a number holding live blobs. The difference of the medians must be within
  *     the run's own noise (99th percentile of the same statistic over random relabellings), else exit 1.
  *
+ * (c) The two-poll, GET-any-id observer (issue 13 finding 6; bench/privacy-observer.ts), simulated
+ *     with exact times on the server's own decoy code, TTL 60 s: N real blobs vs N decoys, the best
+ *     lookup table over its features within 50 % +- bound, else exit 1. Positive control: the same
+ *     tables against the old design (fresh dummies per look, 404 on GET).
+ * (d) The same observer against the real Worker (wrangler dev), with PASSPORT_TTL_SECONDS scaled down
+ *     to --ttl (default 20 s) so it runs in minutes: real stores as a Poisson process, two lists per
+ *     number, then a GET of every seen id every TTL/4 until it answers 404 (its death, hence birth, to
+ *     a quarter TTL). Also checks every listed id GETs 200 when first seen. Within 50 % +- bound.
+ *
  *   npm run privacy                 full: N = 10,000; 2,000 timing pairs
  *   npm run privacy -- --short      CI size: N = 1,000 (bound 50 % +- 6 points = 3 sigma); 300 pairs
- *   options: --only a|b, --pairs P, --live L (live blobs in the live number, default 1)
+ *   options: --only a|b|c|d, --pairs P, --live L (live blobs in the live number, default 1), --ttl S
  */
 import { join } from "node:path";
 import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
@@ -27,6 +36,7 @@ const N = Number(argvOption("n", short ? 1000 : 10_000));
 const BOUND = short ? 0.06 : 0.02;
 const PAIRS = Number(argvOption("pairs", short ? 300 : 2000));
 const LIVE = Number(argvOption("live", 1));
+const TTL_S = Number(argvOption("ttl", 20));
 
 const pct = (x) => `${(x * 100).toFixed(2)} %`;
 const chi = (c) => `chi2 = ${c.stat.toFixed(1)}, dof ${c.dof}, p ~ ${c.p.toPrecision(3)}`;
@@ -74,7 +84,7 @@ async function partA(h) {
 async function partB(h) {
   // Own inspector port: another wrangler dev on the machine may hold the default one.
   const srv = await startLocalServer({
-    vars: { PASSPORT_TTL_SECONDS: "3600" },
+    vars: { PASSPORT_TTL_SECONDS: "3600", ALLOW_UNTOKENED_STORES: "true" },
     args: ["--inspector-port", String(await freePort())],
   });
   try {
@@ -189,12 +199,211 @@ async function partB(h) {
   }
 }
 
+function printObserver(r) {
+  console.log(
+    `  ${r.real} real vs ${r.decoys} decoys seen on ${r.numbers} numbers; ${Object.keys(r.accuracy).length} lookup tables` +
+      ` tested on ${r.testSize} held-out blobs`,
+  );
+  const top = Object.entries(r.accuracy)
+    .sort((a, b) => Math.abs(b[1] - 0.5) - Math.abs(a[1] - 0.5))
+    .slice(0, 5);
+  for (const [k, v] of top) console.log(`    ${k.padEnd(34)} ${pct(v)}`);
+  console.log(`  best: ${r.best.features} ${pct(r.best.accuracy)} (bound 50 % +- ${BOUND * 100} points)`);
+  if (r.control) {
+    for (const [k, v] of Object.entries(r.control))
+      console.log(`  control, old design (fresh dummies, GET 404): ${k} ${pct(v)}`);
+  }
+  return Math.abs(r.best.accuracy - 0.5) > BOUND ? [`observer accuracy ${pct(r.best.accuracy)}`] : [];
+}
+
+async function partC(h) {
+  const t0 = performance.now();
+  const r = await h.simulatedReport(N, 60_000);
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(
+    `\n(c) two-poll, GET-any-id observer, exact times, server decoy code, TTL 60 s (${seconds.toFixed(1)} s)`,
+  );
+  return { report: { ...r, bound: BOUND, seconds }, failures: printObserver(r) };
+}
+
+async function partD(h) {
+  const T = TTL_S * 1000;
+  const srv = await startLocalServer({
+    vars: { PASSPORT_TTL_SECONDS: String(TTL_S), ALLOW_UNTOKENED_STORES: "true" },
+    args: ["--inspector-port", String(await freePort())],
+  });
+  const t0 = performance.now();
+  try {
+    const { generateRecipientKeyPair, sealPassport, encodeEnvelope, canonicalTn } = h;
+    const callee = await generateRecipientKeyPair();
+    const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
+    const samples = [];
+    const misses = { real: 0, decoy: 0, realSeen: 0, decoySeen: 0 };
+    let numbers = 0;
+    let failedRequests = 0;
+    const BATCH = 100;
+    const rand = Math.random;
+    const exp = () => -Math.log(1 - rand());
+    // A burst of cold objects can answer 503 UNAVAILABLE in wrangler dev: resent, as clients do.
+    const fetch503 = async (url, init) => {
+      for (let attempt = 0; ; attempt++) {
+        let res;
+        try {
+          res = await fetch(url, init);
+        } catch (err) {
+          if (attempt === 5) throw err;
+          failedRequests++;
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        if (res.status !== 503 || attempt === 5) return res;
+        failedRequests++;
+        await res.arrayBuffer();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const getStatus = async (tn, id) => {
+      try {
+        const res = await fetch503(`${srv.url}/cps/${tn}/ppts/${id}`);
+        await res.arrayBuffer();
+        return res.status;
+      } catch {
+        failedRequests++;
+        return 0;
+      }
+    };
+    const listIds = async (tn) => {
+      const res = await fetch503(`${srv.url}/cps/${tn}/ppts`);
+      const body = await res.json();
+      return body.passports.map((p) => p.id);
+    };
+    const one = async (tn, start) => {
+      const delta = h.DELTAS[Math.floor(rand() * h.DELTAS.length)] * T;
+      const t1 = start + T;
+      const t2 = t1 + delta;
+      const blob = encodeEnvelope(
+        await sealPassport(callee.publicKey, canonicalTn(tn), "eyJ0eXAiOiJwYXNzcG9ydCJ9.e30.sig"),
+      );
+      const realIds = new Set();
+      const stores = [];
+      // From half a TTL before the window, so that stores delayed by a loaded server still leave the
+      // window (t1 - T, t2] a stationary Poisson stream (else reals look young at the first poll).
+      for (let t = start - T / 2 + exp() * (T / 3); t <= t2; t += exp() * (T / 3)) {
+        stores.push(
+          sleepUntil(t).then(async () => {
+            const res = await fetch503(`${srv.url}/cps/${tn}/ppts`, {
+              method: "POST",
+              headers: { "Content-Type": "application/passport" },
+              body: blob, // the same bytes each time: no retry key, so each is its own store
+            });
+            if (res.status !== 201) throw new Error(`store ${res.status}`);
+            realIds.add((await res.json()).id);
+          }),
+        );
+      }
+      const seen = new Map(); // id -> { inPoll1, inPoll2, lastOk, firstGone }
+      const track = async (id, from) => {
+        // GET at first sight, then every T/4 until 404: death in (lastOk, firstGone].
+        let at = from;
+        let lastOk = null;
+        for (;;) {
+          await sleepUntil(at);
+          const s = await getStatus(tn, id);
+          if (s === 200) lastOk = Date.now();
+          else {
+            seen.get(id).firstGone = Date.now();
+            break;
+          }
+          at += T / 4;
+        }
+        seen.get(id).lastOk = lastOk;
+      };
+      const tracks = [];
+      await sleepUntil(t1);
+      for (const id of await listIds(tn)) {
+        seen.set(id, { inPoll1: true, inPoll2: false });
+        tracks.push(track(id, Date.now()));
+      }
+      await sleepUntil(t2);
+      for (const id of await listIds(tn)) {
+        const s = seen.get(id);
+        if (s) s.inPoll2 = true;
+        else {
+          seen.set(id, { inPoll1: false, inPoll2: true });
+          tracks.push(track(id, Date.now()));
+        }
+      }
+      await Promise.all([...stores, ...tracks]);
+      const blobs = [];
+      for (const [id, s] of seen) {
+        const real = realIds.has(id);
+        misses[real ? "realSeen" : "decoySeen"]++;
+        if (s.lastOk === null) misses[real ? "real" : "decoy"]++;
+        const death = s.lastOk === null ? s.firstGone : (s.lastOk + s.firstGone) / 2;
+        blobs.push({ real, inPoll1: s.inPoll1, inPoll2: s.inPoll2, birth: death - T });
+      }
+      const count1 = blobs.filter((b) => b.inPoll1).length;
+      const count2 = blobs.filter((b) => b.inPoll2).length;
+      samples.push(...h.featuresOf({ ttlMs: T, t1, t2, blobs, count1, count2 }));
+    };
+    const enough = () =>
+      samples.filter((s) => s.real).length >= N && samples.filter((s) => !s.real).length >= N;
+    const running = [];
+    let batch = 0;
+    while (!enough()) {
+      const start = Date.now() + 300 + T / 2;
+      const jobs = [];
+      for (let i = 0; i < BATCH; i++) {
+        numbers++;
+        jobs.push(one(`1555${String(batch).padStart(4, "0")}${String(i).padStart(3, "0")}`, start));
+      }
+      running.push(Promise.all(jobs));
+      batch++;
+      // Batches overlap: a new one every TTL, so the server sees a steady load.
+      await new Promise((r) => setTimeout(r, T));
+      if (running.length >= 3) await running.shift();
+      const have = {
+        real: samples.filter((s) => s.real).length,
+        decoys: samples.filter((s) => !s.real).length,
+      };
+      process.stdout.write(`\r  (d) batch ${batch}: ${have.real} real, ${have.decoys} decoys seen`);
+    }
+    await Promise.all(running);
+    process.stdout.write("\n");
+    const r = { ...h.classify(samples, N, 11), numbers };
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(
+      `\n(d) the same observer against the Worker, PASSPORT_TTL_SECONDS=${TTL_S}, deaths to TTL/4 by GET (${seconds.toFixed(0)} s)`,
+    );
+    console.log(
+      `  listed ids that GET 404 at first sight (died since the list): real ${misses.real} of ${misses.realSeen},` +
+        ` decoys ${misses.decoy} of ${misses.decoySeen}; 503s or resets resent ${failedRequests}`,
+    );
+    const failures = printObserver(r);
+    // Two-proportion z-test: a listed decoy must not be gone sooner than a listed real blob.
+    const [pr, pd] = [misses.real / misses.realSeen, misses.decoy / misses.decoySeen];
+    const pooled = (misses.real + misses.decoy) / (misses.realSeen + misses.decoySeen);
+    const z =
+      (pd - pr) / Math.sqrt(pooled * (1 - pooled) * (1 / misses.realSeen + 1 / misses.decoySeen) || 1);
+    // Reported, not a pass rule (yet): run 2 measured real 2.81 % vs decoys 3.54 %, z = 3.13, an open
+    // item (clock of the Worker vs the object's, see /tmp/notes or docs/threat-model.md).
+    console.log(
+      `  first-sight 404 rate: real ${pct(pr)}, decoys ${pct(pd)} (z = ${z.toFixed(2)}; reported, not a pass rule)`,
+    );
+    return { report: { ...r, bound: BOUND, ttlSeconds: TTL_S, seconds, misses, failedRequests }, failures };
+  } finally {
+    await srv.stop();
+  }
+}
+
 const h = await importBundle({ name: "privacy-stats", entry: join(REPO_ROOT, "bench", "privacy-stats.ts") });
 const out = { when: new Date().toISOString(), short, node: process.version };
 const failures = [];
 for (const [part, key, fn] of [
   ["a", "blobs", partA],
   ["b", "timing", partB],
+  ["c", "observerSimulated", partC],
+  ["d", "observerWorker", partD],
 ]) {
   if (only && only !== part) continue;
   try {

@@ -13,23 +13,17 @@
  * (docs/push-and-blocks.md).
  */
 import { DurableObject } from "cloudflare:workers";
-import { newBlobId } from "../stir/blob-id.js";
-import { makeDummy } from "../stir/envelope.js";
-import {
-  type BlockQuery,
-  formatBlockQuery,
-  MAX_BLOCK_OPEN_DIGITS,
-  randomTnInBlock,
-} from "../stir/push-blocks.js";
+import { readConfig } from "../config.js";
+import { blockDecoys, coverTn, decoysFor } from "../dummies/decoys.js";
+import { type BlockQuery, formatBlockQuery, MAX_BLOCK_OPEN_DIGITS } from "../stir/push-blocks.js";
 import { joinFrames } from "../stir/push-frames.js";
 import { shuffle } from "../stir/shuffle.js";
-import type { CanonicalTn } from "../stir/tn.js";
 import {
+  Admission,
   broadcast,
-  checkUpgrade,
+  CALLEE_TAG,
   closeQuietly,
   MetaTable,
-  nextDummyDelay,
   PushBatch,
   type PushBlob,
   pushFrame,
@@ -70,8 +64,10 @@ export class BlockQueue extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /** Live rows (over-estimate between alarms); null until first needed after a wake-up. */
   private live: number | null = null;
-  /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
+  /** Characters each socket has been sent and has proven read (slow-reader cap, push.ts). */
   private readonly window = new SendWindow();
+  /** Subscriber slots and the anonymous greeting budget (push.ts). */
+  private readonly admission = new Admission();
   /** Frames of adds in progress or waiting for the send budget (push.ts). */
   private readonly batch = new PushBatch(
     { of: (tag) => this.ctx.getWebSockets(tag), count: () => this.ctx.getWebSockets().length },
@@ -146,31 +142,58 @@ export class BlockQueue extends DurableObject<Env> {
 
   /**
    * `GET /cps/blocks/{block}/subscribe` arrives here (`?block=` already validated by the route).
-   * Sends every live blob of the block plus one dummy, then each new one as it is filed.
+   * Sends every live blob of the block with the live decoys of their numbers and of the block's cover
+   * number (src/dummies/decoys.ts `blockDecoys`, as a block answer), then each new blob as it is filed
+   * and each cover decoy as it is born.
    */
   override async fetch(request: Request): Promise<Response> {
-    const refused = checkUpgrade(request, this.ctx.getWebSockets().length);
-    if (refused) return refused;
     const url = new URL(request.url);
+    // `callee`: the route verified a credential covering the block (routes/blocks.ts).
+    const callee = url.searchParams.get("auth") === "callee";
+    const refused = this.admission.admit(this.ctx, request, callee, false);
+    if (refused) return refused;
     const digits = url.searchParams.get("digits") ?? "";
     const open = Number(url.searchParams.get("open"));
     if (!/^[0-9]{1,15}$/.test(digits) || !Number.isInteger(open) || open < 1 || open > 4) {
       return new Response(null, { status: 400 });
     }
     const query: BlockQuery = { digits, open };
-    const dummy = await this.dummyFrame(query);
+    // Cover decoys born after `from` come from the alarm, so the greeting leaves them out.
+    const now = Date.now();
+    const from = Math.min(now, Number(this.meta.get("decoysFrom") ?? now));
+    const cover = await coverTn(this.env, digits, open);
+    const before = this.list(query).blobs;
+    const { decoys } = await blockDecoys(
+      this.env,
+      digits,
+      open,
+      before.map((b) => b.tn),
+      now,
+    );
     const { 0: client, 1: server } = new WebSocketPair();
     // The tag is the sub-block: `add` finds its sockets by tag without reading attachments. Accept,
-    // list and send in one synchronous stretch; the greeting is one message, the live blobs and a
-    // fresh dummy in random order.
+    // list and send in one synchronous stretch; the greeting is one message, the live blobs and the
+    // decoys in random order.
     const tag = formatBlockQuery(query);
-    this.ctx.acceptWebSocket(server, [tag]);
-    server.serializeAttachment({ v: 1, digits, open } satisfies Attachment);
+    // Checked again here, in the stretch that accepts: subscribes that ran meanwhile count.
+    const late = this.admission.admit(this.ctx, request, callee, true);
+    if (late) return late;
+    this.ctx.acceptWebSocket(server, callee ? [tag, CALLEE_TAG] : [tag]);
+    const attachment = { v: 1, digits, open } satisfies Attachment;
+    server.serializeAttachment(attachment);
     // Frames still held for this sub-block go to this socket with the held message.
     const held = this.batch.heldIds(tag);
+    // Every live blob: a reconnecting subscriber misses none (decoys come for up to
+    // MAX_BLOCK_DECOY_NUMBERS numbers, as in a block answer).
     const blobs = this.list(query).blobs.filter((b) => !held.has(b.id));
-    this.window.greet(server, joinFrames(shuffle([...blobs.map((b) => pushFrame(b)), dummy])));
-    await this.scheduleDummies();
+    const at = Date.now();
+    const dummies = decoys
+      .filter((d) => d.expiresAt > at && (d.tn !== cover || d.birth <= from))
+      .map((d) => pushFrame({ id: d.id, tn: d.tn, blob: d.blob }));
+    const greeting = joinFrames(shuffle([...blobs.map((b) => pushFrame(b)), ...dummies]));
+    this.window.greet(server, greeting, attachment);
+    if (!callee) this.admission.charge(greeting.length);
+    await this.scheduleDummies(from);
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -211,9 +234,11 @@ export class BlockQueue extends DurableObject<Env> {
     if (sockets.length === 0) {
       dummyAt = Number.NaN;
       this.meta.set("dummyAt", null);
+      this.meta.set("decoysFrom", null);
     } else if (!(dummyAt > now)) {
-      if (dummyAt <= now) await this.sendDummies(sockets);
-      dummyAt = Date.now() + nextDummyDelay();
+      const from = Number(this.meta.get("decoysFrom") ?? now);
+      dummyAt = await this.sendDummies(sockets, dummyAt <= now ? from : now, now);
+      this.meta.set("decoysFrom", String(now));
       this.meta.set("dummyAt", String(dummyAt));
     }
     const expiry = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM blobs").one().e;
@@ -224,7 +249,11 @@ export class BlockQueue extends DurableObject<Env> {
     if (Number.isFinite(next)) await this.scheduleAlarm(next);
   }
 
-  private async sendDummies(sockets: WebSocket[]): Promise<void> {
+  /**
+   * Pushes each sub-block's cover decoys born in (from, now] to its sockets; returns the next cover
+   * decoy birth over all sub-blocks with sockets.
+   */
+  private async sendDummies(sockets: WebSocket[], from: number, now: number): Promise<number> {
     const groups = new Map<string, { query: BlockQuery; sockets: WebSocket[] }>();
     for (const ws of sockets) {
       const query = queryOf(ws);
@@ -234,21 +263,32 @@ export class BlockQueue extends DurableObject<Env> {
       group.sockets.push(ws);
       groups.set(key, group);
     }
+    const ttlMs = readConfig(this.env).ttlSeconds * 1000;
+    let next = now + ttlMs;
     for (const { query, sockets: group } of groups.values()) {
-      broadcast(this.window, group, await this.dummyFrame(query));
+      const tn = await coverTn(this.env, query.digits, query.open);
+      const schedule = decoysFor(this.env).schedule(tn, ttlMs);
+      const born = await schedule.between(Math.max(from + 1, now - ttlMs + 1), now);
+      if (born.length > 0) {
+        const decoys = await decoysFor(this.env).seal(tn, ttlMs, born);
+        broadcast(
+          this.window,
+          group,
+          joinFrames(decoys.map((d) => pushFrame({ id: d.id, tn, blob: d.blob }))),
+        );
+      }
+      next = Math.min(next, await schedule.nextBirthAfter(now));
     }
+    return next;
   }
 
-  private async dummyFrame(query: BlockQuery): Promise<string> {
-    const tn = randomTnInBlock(query);
-    return pushFrame({ id: newBlobId(), tn, blob: await makeDummy(tn as CanonicalTn) });
-  }
-
-  private async scheduleDummies(): Promise<void> {
+  /** Starts the cover-decoy stream if none is pending (the alarm pushes births after `from`). */
+  private async scheduleDummies(from: number): Promise<void> {
     if (this.meta.get("dummyAt") !== null) return;
-    const at = Date.now() + nextDummyDelay();
-    this.meta.set("dummyAt", String(at));
-    await this.scheduleAlarm(at);
+    this.meta.set("decoysFrom", String(from));
+    this.meta.set("dummyAt", String(from));
+    // Due at once: the alarm pushes what was born since `from` (nothing) and finds the next birth.
+    await this.scheduleAlarm(from);
   }
 
   private async scheduleAlarm(at: number): Promise<void> {

@@ -14,26 +14,33 @@
  * PushBatch) are left out of the snapshot and reach the new socket with the held message, so one
  * connection never sees an id twice.
  *
- * Retried stores: a blob identical to a live one (same SHA-256) is the same store sent again after a
- * lost answer (HPKE makes every real seal unique), so it gets the id it already has and is neither
- * stored, pushed nor filed twice. The digest is of the stored bytes: it adds nothing they do not hold.
+ * Retried stores: a store whose retry key (from the storage-token check: a hash of number, blob and
+ * K_temp signature, so only the same request sent again repeats it) matches a live row's is that
+ * store sent again after a lost answer, so it gets the id and expiry it already has and is neither
+ * stored, pushed nor filed twice. Never matched on the bytes alone: anyone can copy a listed blob, and
+ * "same id back" for a real blob but "new id" for a decoy was a re-store oracle (issue 13 finding 5).
+ * The key lives in the `digest` column (16 bytes, NULL for untokened stores).
+ *
+ * Dummies are the number's decoys (src/dummies/decoys.ts), computed, not stored: the greeting carries
+ * the ones live, and the alarm pushes each one as it is born, as a store pushes a real blob.
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
+import { decoysFor, liveDecoys } from "../dummies/decoys.js";
 import { logEvent } from "../http/errors.js";
+import { decodeBase64url } from "../stir/base64url.js";
 import { newBlobId } from "../stir/blob-id.js";
-import { makeDummy } from "../stir/envelope.js";
 import { indexBlockOfTn } from "../stir/push-blocks.js";
 import { joinFrames } from "../stir/push-frames.js";
 import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, isCanonicalTn } from "../stir/tn.js";
 import type { BlockQueue } from "./block-queue.js";
 import {
+  Admission,
   broadcast,
-  checkUpgrade,
+  CALLEE_TAG,
   closeQuietly,
   MetaTable,
-  nextDummyDelay,
   PushBatch,
   pushFrame,
   SendWindow,
@@ -45,7 +52,7 @@ export interface StoredBlob {
 }
 
 export type StoreResult =
-  /** `repeat`: the same blob was already live under this id (a retried store). */
+  /** `repeat`: the same request was already stored under this id (a retried store). */
   | { ok: true; id: string; expiresAt: number; repeat: boolean }
   | { ok: false; code: "QUEUE_FULL"; retryAfterSeconds: number };
 
@@ -91,8 +98,10 @@ export class PassportQueue extends DurableObject<Env> {
   private tn: string | null = null;
   /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
   private sockets: WebSocket[] | null = null;
-  /** Characters each socket has been sent and has acknowledged (slow-reader cap, push.ts). */
+  /** Characters each socket has been sent and has proven read (slow-reader cap, push.ts). */
   private readonly window = new SendWindow();
+  /** Subscriber slots and the anonymous greeting budget (push.ts). */
+  private readonly admission = new Admission();
   /** Frames of stores in progress or waiting for the send budget (push.ts). */
   private readonly batch = new PushBatch(
     { of: () => this.socketList(), count: () => this.socketList().length },
@@ -117,18 +126,21 @@ export class PassportQueue extends DurableObject<Env> {
    * Stores one blob until now + TTL, unless the number already holds the maximum live blobs. With `tn`
    * (the route always passes it) the blob is also pushed to subscribers and filed in its index block.
    */
-  async store(blob: Uint8Array, tn?: CanonicalTn): Promise<StoreResult> {
+  async store(blob: Uint8Array, tn?: CanonicalTn, retryKey?: string): Promise<StoreResult> {
     const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", blob)).subarray(0, 16);
+    const digest = retryKey === undefined ? null : decodeBase64url(retryKey);
     // From here to the insert nothing awaits: the check and the insert cannot interleave.
     const now = Date.now();
-    const same = this.sql
-      .exec<{ id: string; expires_at: number }>(
-        "SELECT id, expires_at FROM ppts WHERE digest = ? AND expires_at > ?",
-        digest,
-        now,
-      )
-      .toArray()[0];
+    const same =
+      digest === null
+        ? undefined
+        : this.sql
+            .exec<{ id: string; expires_at: number }>(
+              "SELECT id, expires_at FROM ppts WHERE digest = ? AND expires_at > ?",
+              digest,
+              now,
+            )
+            .toArray()[0];
     if (same) return { ok: true, id: same.id, expiresAt: same.expires_at, repeat: true };
     const live = this.sql
       .exec<{ n: number }>("SELECT count(*) AS n FROM ppts WHERE expires_at > ?", now)
@@ -197,28 +209,44 @@ export class PassportQueue extends DurableObject<Env> {
 
   /**
    * `GET /cps/{tn}/subscribe` arrives here (routes/subscriptions.ts, `?tn=` canonical). Accepts a
-   * hibernatable WebSocket, sends every live blob plus one fresh dummy, then each new blob as stored.
+   * hibernatable WebSocket, sends every live blob plus the number's live decoys (as many as a list
+   * shows, issue 13 finding 4), then each new blob as stored and each decoy as it is born.
    */
   override async fetch(request: Request): Promise<Response> {
-    const refused = checkUpgrade(request, this.ctx.getWebSockets().length);
+    // `callee`: the route verified a credential covering the number (routes/subscriptions.ts).
+    const callee = new URL(request.url).searchParams.get("auth") === "callee";
+    const refused = this.admission.admit(this.ctx, request, callee, false);
     if (refused) return refused;
     const tn = new URL(request.url).searchParams.get("tn") ?? "";
     if (!isCanonicalTn(tn)) return new Response(null, { status: 400 });
     this.rememberTn(tn);
-    const dummy = pushFrame({ id: newBlobId(), tn, blob: await makeDummy(tn) });
+    // Decoys born after `from` reach every socket from the alarm, so the greeting leaves them out.
+    const now = Date.now();
+    const from = Math.min(now, Number(this.meta.get("decoysFrom") ?? now));
+    const decoys = (await liveDecoys(this.env, tn, now)).filter((d) => d.birth <= from);
     const { 0: client, 1: server } = new WebSocketPair();
     // Accept, list and send in one synchronous stretch: no store can fall in between. The greeting is
-    // one message, the live blobs and a fresh dummy in random order.
-    this.ctx.acceptWebSocket(server);
+    // one message, the live blobs and decoys in random order.
+    // Checked again here, in the stretch that accepts: subscribes that ran meanwhile count.
+    const late = this.admission.admit(this.ctx, request, callee, true);
+    if (late) return late;
+    this.ctx.acceptWebSocket(server, callee ? [CALLEE_TAG] : []);
     this.sockets = null;
-    server.serializeAttachment({ v: 1, at: Date.now() });
+    const attachment = { v: 1, at: Date.now() };
+    server.serializeAttachment(attachment);
     // Frames still held go to this socket with the held message, so the greeting leaves them out.
     const held = this.batch.heldIds("");
     const live = this.list()
       .filter((row) => !held.has(row.id))
       .map((row) => pushFrame({ ...row, tn }));
-    this.window.greet(server, joinFrames(shuffle([...live, dummy])));
-    await this.scheduleDummies();
+    const at = Date.now();
+    const dummies = decoys
+      .filter((d) => d.expiresAt > at)
+      .map((d) => pushFrame({ id: d.id, tn, blob: d.blob }));
+    const greeting = joinFrames(shuffle([...live, ...dummies]));
+    this.window.greet(server, greeting, attachment);
+    if (!callee) this.admission.charge(greeting.length);
+    await this.scheduleDummies(tn, from);
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -244,13 +272,29 @@ export class PassportQueue extends DurableObject<Env> {
     return this.sockets;
   }
 
-  /** Starts the dummy schedule if subscribers are attached and none is pending. */
-  private async scheduleDummies(): Promise<void> {
-    const pending = this.meta.get("dummyAt");
-    if (pending !== null) return;
-    const at = Date.now() + nextDummyDelay();
+  /**
+   * Starts the decoy stream if none is pending: the alarm fires at the next decoy birth after `from`
+   * (the time the greeting's decoys were taken at) and pushes every decoy born since.
+   */
+  private async scheduleDummies(tn: string, from: number): Promise<void> {
+    if (this.meta.get("dummyAt") !== null) return;
+    this.meta.set("decoysFrom", String(from));
+    const at = await this.decoySchedule(tn).nextBirthAfter(from);
     this.meta.set("dummyAt", String(at));
     await this.scheduleAlarm(at);
+  }
+
+  private decoySchedule(tn: string) {
+    return decoysFor(this.env).schedule(tn as CanonicalTn, readConfig(this.env).ttlSeconds * 1000);
+  }
+
+  /** Pushes the decoys born in (from, now] that are still live, in one message per socket. */
+  private async pushDecoys(sockets: WebSocket[], tn: string, from: number, now: number): Promise<void> {
+    const ttlMs = readConfig(this.env).ttlSeconds * 1000;
+    const born = await this.decoySchedule(tn).between(Math.max(from + 1, now - ttlMs + 1), now);
+    if (born.length === 0) return;
+    const decoys = await decoysFor(this.env).seal(tn as CanonicalTn, ttlMs, born);
+    broadcast(this.window, sockets, joinFrames(decoys.map((d) => pushFrame({ id: d.id, tn, blob: d.blob }))));
   }
 
   /** Every live blob. Expired rows are filtered here too, so a late alarm never serves stale data. */
@@ -260,6 +304,21 @@ export class PassportQueue extends DurableObject<Env> {
       Date.now(),
     );
     return rows.toArray().map((r) => ({ id: r.id, blob: new Uint8Array(r.blob) }));
+  }
+
+  /**
+   * Every live blob and the instant they were judged live by. The route judges the number's decoys at
+   * that same instant, so a real row and a decoy near the end of its life are treated alike.
+   */
+  listAt(): { at: number; rows: StoredBlob[] } {
+    const at = Date.now();
+    return { at, rows: this.list() };
+  }
+
+  /** One live blob by id (or null), and the instant it was judged by (see `listAt`). */
+  async getAt(id: string): Promise<{ at: number; blob: Uint8Array | null }> {
+    const at = Date.now();
+    return { at, blob: await this.get(id) };
   }
 
   /** One live blob by id, or null. */
@@ -278,8 +337,9 @@ export class PassportQueue extends DurableObject<Env> {
   }
 
   /**
-   * Deletes expired rows, sends a due stream dummy, and re-arms at the earliest of the next expiry and
-   * the next dummy: one alarm per object. With no subscriber left the dummy schedule stops.
+   * Deletes expired rows, pushes the decoys born since the last push, and re-arms at the earliest of
+   * the next expiry and the next decoy birth: one alarm per object. With no subscriber left the decoy
+   * stream stops.
    */
   override async alarm(): Promise<void> {
     const now = Date.now();
@@ -290,13 +350,13 @@ export class PassportQueue extends DurableObject<Env> {
     if (sockets.length === 0 || this.tn === null) {
       dummyAt = Number.NaN;
       this.meta.set("dummyAt", null);
+      this.meta.set("decoysFrom", null);
     } else if (!(dummyAt > now)) {
-      // Due (or, defensively, never scheduled): send if due, then draw the next gap.
-      if (dummyAt <= now) {
-        const blob = await makeDummy(this.tn as CanonicalTn);
-        broadcast(this.window, sockets, pushFrame({ id: newBlobId(), tn: this.tn, blob }));
-      }
-      dummyAt = Date.now() + nextDummyDelay();
+      // Due (or, defensively, never scheduled): push what was born, then wait for the next birth.
+      const from = Number(this.meta.get("decoysFrom") ?? now);
+      if (dummyAt <= now) await this.pushDecoys(sockets, this.tn, from, now);
+      this.meta.set("decoysFrom", String(now));
+      dummyAt = await this.decoySchedule(this.tn).nextBirthAfter(now);
       this.meta.set("dummyAt", String(dummyAt));
     }
     const expiry = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;

@@ -5,43 +5,35 @@
  * BlockQueue whose 10^4 index block contains the query: no fan-out (docs/push-and-blocks.md).
  */
 import { Hono } from "hono";
+import { blockDecoys } from "../dummies/decoys.js";
 import type { BlockQueue } from "../durable-objects/block-queue.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
-import { newBlobId } from "../stir/blob-id.js";
-import { encodeEnvelope, makeDummy } from "../stir/envelope.js";
-import { type BlockQuery, indexBlockOfQuery, parseBlockQuery, randomTnInBlock } from "../stir/push-blocks.js";
+import { encodeEnvelope } from "../stir/envelope.js";
+import { type BlockQuery, indexBlockOfQuery, parseBlockQuery } from "../stir/push-blocks.js";
 import { shuffle } from "../stir/shuffle.js";
-import type { CanonicalTn } from "../stir/tn.js";
-import { MAX_DUMMIES, MIN_DUMMIES } from "./dummies.js";
-import { forwardUpgrade, requireWebSocketUpgrade } from "./subscriptions.js";
+import { authenticateSubscriber, forwardUpgrade, requireWebSocketUpgrade } from "./subscriptions.js";
 
 function blockQueue(env: Env, query: BlockQuery): DurableObjectStub<BlockQueue> {
   const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
   return ns.get(ns.idFromName(`block:${indexBlockOfQuery(query)}`));
 }
 
-/** 1-3 dummies, each labelled with a random number of the block (RFC 8816 §6.2). */
-async function blockDummies(query: BlockQuery) {
-  const [r] = crypto.getRandomValues(new Uint32Array(1));
-  const count = MIN_DUMMIES + (r! % (MAX_DUMMIES - MIN_DUMMIES + 1));
-  return Promise.all(
-    Array.from({ length: count }, async () => {
-      const tn = randomTnInBlock(query);
-      return { id: newBlobId(), tn, blob: await makeDummy(tn as CanonicalTn) };
-    }),
-  );
-}
-
 export const blockRoutes = new Hono<AppEnv>();
 
 blockRoutes.get("/:block/ppts", async (c) => {
   const query = parseBlockQuery(c.req.param("block"));
-  const [{ blobs, truncated }, dummies] = await Promise.all([
-    blockQueue(c.env, query).list(query),
-    blockDummies(query),
-  ]);
-  const passports = shuffle([...blobs, ...dummies]).map((p) => ({
+  const listed = await blockQueue(c.env, query).list(query);
+  // Each number's real blobs come with all its live decoys, as in its own list (src/dummies/decoys.ts),
+  // for up to MAX_BLOCK_DECOY_NUMBERS numbers; real blobs are never left out (a call centre needs them).
+  const { decoys } = await blockDecoys(
+    c.env,
+    query.digits,
+    query.open,
+    listed.blobs.map((b) => b.tn),
+  );
+  const truncated = listed.truncated;
+  const passports = shuffle([...listed.blobs, ...decoys]).map((p) => ({
     id: p.id,
     tn: p.tn,
     blob: encodeEnvelope(p.blob),
@@ -52,9 +44,11 @@ blockRoutes.get("/:block/ppts", async (c) => {
 blockRoutes.get("/:block/subscribe", async (c) => {
   const query = parseBlockQuery(c.req.param("block"));
   requireWebSocketUpgrade(c.req.raw);
+  const callee = await authenticateSubscriber(c, query);
   return forwardUpgrade(
     blockQueue(c.env, query),
     `https://block-queue/subscribe?digits=${query.digits}&open=${query.open}`,
+    callee,
   );
 });
 

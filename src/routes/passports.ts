@@ -14,7 +14,7 @@ import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
 import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
-import { deferOf, dummiesFor } from "./dummies.js";
+import { liveDecoys } from "./dummies.js";
 
 /** RFC 8816 §9 media type of an (encrypted) PASSporT body. */
 export const PASSPORT_MEDIA_TYPE = "application/passport";
@@ -40,7 +40,10 @@ passportRoutes.post(
     // Decoded by hand: the body is ASCII base64url, and non-ASCII bytes fail the alphabet check. The
     // token check has already decoded it when the store carried a token.
     const blob = c.get("blob") ?? decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
-    const result = await queue(c.env, tn).store(blob, tn);
+    // Only a true retry (same token, signature, number and blob) is answered with an existing id:
+    // the queue dedupes on this key, never on the bytes, so replaying a copied blob, real or decoy,
+    // is a new store either way (issue 13 finding 5). Untokened stores (local dev) have none.
+    const result = await queue(c.env, tn).store(blob, tn, c.get("retryKey"));
     if (!result.ok) {
       throw new CpsError("QUEUE_FULL", "Too many live PASSporTs for this number", {
         retryAfter: result.retryAfterSeconds,
@@ -53,8 +56,12 @@ passportRoutes.post(
 
 passportRoutes.get("/:tn/ppts", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
-  const [stored, dummies] = await Promise.all([queue(c.env, tn).list(), dummiesFor(tn, deferOf(c))]);
-  const passports = shuffle([...stored, ...dummies]).map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) }));
+  // Decoys are judged live at the instant the object judged its rows, so a real blob and a decoy near
+  // the end of their lives are treated alike. Computing them beside the object's read seals them
+  // meanwhile; the second call at the object's instant finds them in the isolate's cache.
+  const [{ at, rows }] = await Promise.all([queue(c.env, tn).listAt(), liveDecoys(c.env, tn)]);
+  const dummies = await liveDecoys(c.env, tn, at);
+  const passports = shuffle([...rows, ...dummies]).map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) }));
   return c.json({ passports });
 });
 
@@ -63,7 +70,11 @@ for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) {
   passportRoutes.get(path, async (c) => {
     const tn = canonicalTn(c.req.param("tn") ?? "");
     const id = parseBlobId(c.req.param("id") ?? "");
-    const blob = await queue(c.env, tn).get(id);
+    // Both, whatever the id: a decoy GET takes the real one's path (the object is asked) and a real
+    // GET the decoy's (the live decoys are computed), so the time taken does not tell them apart.
+    // Decoys judged at the object's instant, as in the list.
+    const [{ at, blob: stored }] = await Promise.all([queue(c.env, tn).getAt(id), liveDecoys(c.env, tn)]);
+    const blob = stored ?? (await liveDecoys(c.env, tn, at)).find((d) => d.id === id)?.blob;
     if (!blob) throw new CpsError("NOT_FOUND", "No live PASSporT with this id");
     c.header("Content-Type", PASSPORT_MEDIA_TYPE);
     c.header("Link", `</cps/${tn}/ppts>; rel="collection"`);

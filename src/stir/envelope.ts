@@ -142,15 +142,80 @@ export async function openPassport(
   }
 }
 
+/** Bytes of seed material a decoy is sealed from: recipient IKM, ephemeral IKM, padded plaintext. */
+const DECOY_MATERIAL_LENGTH = 32 + 32 + PADDED_PLAINTEXT_LENGTH;
+
 /**
- * A dummy blob (RFC 8816 §6.2): random padded plaintext sealed by the same code to a fresh throwaway
- * key, so it has the real blobs' length and structure (an X25519 `enc` has its top bit clear, which
- * plain random bytes would not) and is never repeated.
+ * A decoy blob (RFC 8816 §6.2 dummy): pseudo-random padded plaintext sealed by the same code as a
+ * real blob, to a throwaway X25519 key nobody holds, so it has the real blobs' length and structure
+ * (an X25519 `enc` has its top bit clear, which plain random bytes would not) and never opens.
+ *
+ * Deterministic in `seed` (32 secret bytes): HKDF expands it into the throwaway recipient's private
+ * key, the HPKE ephemeral private key (`ekm`) and the plaintext, so every isolate
+ * that knows the seed seals the identical bytes. That is what lets a decoy persist for its lifetime
+ * (GET by id, two polls) without being stored (src/dummies/decoys.ts). Distinct seeds give
+ * independent, unlinkable decoys; the seed must stay secret, since it determines the blob.
+ */
+export async function makeDecoy(tn: CanonicalTn, seed: Uint8Array): Promise<Uint8Array> {
+  const hkdf = await crypto.subtle.importKey("raw", seed, "HKDF", false, ["deriveBits"]);
+  const material = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      {
+        name: "HKDF",
+        hash: "SHA-256",
+        salt: new Uint8Array(0),
+        info: utf8.encode(`${ENVELOPE_LABEL} decoy`),
+      },
+      hkdf,
+      DECOY_MATERIAL_LENGTH * 8,
+    ),
+  );
+  const [recipient, ephemeral] = await Promise.all([
+    x25519KeyPair(material.slice(0, 32)),
+    x25519KeyPair(material.slice(32, 64)),
+  ]);
+  const { enc, ct } = await envelopeSuite.seal(
+    { recipientPublicKey: recipient.publicKey, info: envelopeInfo(tn), ekm: ephemeral },
+    material.slice(64),
+  );
+  const blob = new Uint8Array(ENVELOPE_LENGTH);
+  blob.set(new Uint8Array(enc), 0);
+  blob.set(new Uint8Array(ct), ENC_LENGTH);
+  return blob;
+}
+
+/** PKCS #8 prefix of a raw X25519 private key (RFC 8410 §7). */
+const X25519_PKCS8_PREFIX = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+]);
+
+/**
+ * An X25519 key pair from 32 private-key bytes, with the platform's WebCrypto (RFC 7748 clamps them,
+ * exactly as for a generated key). Native keys: @hpke's own DeriveKeyPair does the curve in JavaScript,
+ * three times slower per decoy.
+ */
+async function x25519KeyPair(raw: Uint8Array): Promise<CryptoKeyPair> {
+  const pkcs8 = new Uint8Array(48);
+  pkcs8.set(X25519_PKCS8_PREFIX);
+  pkcs8.set(raw, 16);
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, true, ["deriveBits"]);
+  const { x } = (await crypto.subtle.exportKey("jwk", privateKey)) as JsonWebKey;
+  const publicKey = await crypto.subtle.importKey(
+    "jwk",
+    { kty: "OKP", crv: "X25519", x },
+    { name: "X25519" },
+    true,
+    [],
+  );
+  return { privateKey, publicKey };
+}
+
+/**
+ * A one-off dummy from a fresh random seed: the same sealing as {@link makeDecoy}. For authentication
+ * services that store their own cover blobs (RFC 8816 §7.4) and for the statistics benchmarks.
  */
 export async function makeDummy(tn: CanonicalTn): Promise<Uint8Array> {
-  const throwaway = await envelopeSuite.kem.generateKeyPair();
-  const padded = crypto.getRandomValues(new Uint8Array(PADDED_PLAINTEXT_LENGTH));
-  return sealPadded(throwaway.publicKey, tn, padded);
+  return makeDecoy(tn, crypto.getRandomValues(new Uint8Array(32)));
 }
 
 /** Base64url text of a blob, as it travels in `application/passport` bodies (RFC 8816 §9). */

@@ -17,6 +17,7 @@ import {
   generateRecipientKeyPair,
   importRecipientPrivateKey,
   MAX_PASSPORT_LENGTH,
+  makeDecoy,
   makeDummy,
   openPassport,
   PADDED_PLAINTEXT_LENGTH,
@@ -251,7 +252,7 @@ describe("envelope v1: dummies (RFC 8816 §6.2)", () => {
     const keys = [bob.keyPair, mallory.keyPair];
     const opened = await Promise.all(dummies.flatMap((d) => keys.map((k) => codeOf(openPassport(k, TN, d)))));
     expect(new Set(opened)).toEqual(new Set(["ENVELOPE_OPEN_FAILED"]));
-  });
+  }, 30_000);
 
   it("a dummy has the same structure as a real blob: length, text length, enc top bit clear", async () => {
     const dummy = await makeDummy(TN);
@@ -261,6 +262,17 @@ describe("envelope v1: dummies (RFC 8816 §6.2)", () => {
     for (let i = 0; i < 50; i++) expect((await makeDummy(TN))[31]).toBeLessThan(0x80);
     expect(blob[31]).toBeLessThan(0x80);
     expect(decodeEnvelope(encodeEnvelope(dummy))).toEqual(dummy);
+  });
+
+  it("a decoy is the same bytes from the same seed (every isolate agrees), others from another seed or number", async () => {
+    const seed = new Uint8Array(32).fill(7);
+    const a = await makeDecoy(TN, seed);
+    expect(await makeDecoy(TN, seed)).toEqual(a);
+    expect(await makeDecoy(TN, new Uint8Array(32).fill(8))).not.toEqual(a);
+    expect(await makeDecoy(canonicalTn("15550000001"), seed)).not.toEqual(a);
+    expect(a).toHaveLength(blob.length);
+    expect(a[31]).toBeLessThan(0x80);
+    expect(await codeOf(openPassport(bob.keyPair, TN, a))).toBe("ENVELOPE_OPEN_FAILED");
   });
 });
 

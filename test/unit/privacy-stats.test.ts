@@ -14,8 +14,11 @@ import {
   chiSquareTwoSample,
   medianDifferenceNoise,
   prng,
+  simulatedReport,
 } from "../../bench/privacy-stats.js";
+import { Decoys } from "../../src/dummies/decoys.js";
 import { ENVELOPE_LENGTH } from "../../src/stir/envelope.js";
+import { canonicalTn } from "../../src/stir/tn.js";
 
 const N = 1000;
 // Test set is 600: one standard deviation of a coin-flip accuracy is 2.0 points; 6 points is 3 sigma.
@@ -82,5 +85,35 @@ describe("the statistics themselves", () => {
     const n1 = medianDifferenceNoise(a, shifted, 500);
     expect(Math.abs(n0.observed)).toBeLessThanOrEqual(n0.p99);
     expect(Math.abs(n1.observed)).toBeGreaterThan(n1.p99);
+  });
+});
+
+describe("adversary #6: the two-poll, GET-any-id observer (npm run privacy part c, short)", () => {
+  it(`cannot tell ${N} real blobs from ${N} decoys (50 % +- ${BOUND * 100}), and sees the old fresh dummies at once`, async () => {
+    const r = await simulatedReport(N, 60_000, Date.now() % 100_000);
+    expect(r.real).toBe(N);
+    expect(r.decoys).toBe(N);
+    expect(Math.abs(r.best.accuracy - 0.5), `best table ${r.best.features}`).toBeLessThanOrEqual(BOUND);
+    // Positive control: the same observer against the old design (fresh dummies, GET 404).
+    expect(Math.max(...Object.values(r.control ?? {}))).toBeGreaterThan(0.8);
+  }, 60_000);
+});
+
+describe("decoy schedule (src/dummies/schedule.ts)", () => {
+  it("is never empty, every decoy lives exactly one TTL, about 3 live on average", async () => {
+    const decoys = new Decoys("unit-test-secret-0123456789abcdef0123456789");
+    const ttlMs = 60_000;
+    const tn = canonicalTn("15550999999");
+    let total = 0;
+    const t0 = 1_800_000_000_000;
+    for (let k = 0; k < 2000; k++) {
+      const at = t0 + k * 7_919;
+      const births = await decoys.schedule(tn, ttlMs).live(at);
+      expect(births.length).toBeGreaterThanOrEqual(1);
+      for (const b of births) expect(at - b.birth >= 0 && at - b.birth < ttlMs).toBe(true);
+      total += births.length;
+    }
+    expect(total / 2000).toBeGreaterThan(2.7);
+    expect(total / 2000).toBeLessThan(3.4);
   });
 });
