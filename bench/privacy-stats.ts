@@ -6,7 +6,9 @@
  * Used by `npm run privacy` (bench/privacy.mjs, bundled with esbuild) and by the CI-sized test
  * test/unit/privacy-stats.test.ts. Pure code: WebCrypto only, no I/O.
  */
-import { generateRecipientKeyPair, makeDummy, sealPassport } from "../src/stir/envelope.js";
+import { hmacPrf, sealDecoy } from "../src/dummies/decoys.js";
+import { encodeBase64url } from "../src/stir/base64url.js";
+import { decoyRecipientKey, generateRecipientKeyPair, sealPassport } from "../src/stir/envelope.js";
 import { createPassport } from "../src/stir/passport.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
@@ -31,7 +33,7 @@ export interface Populations {
 
 /**
  * `n` real blobs (varied SHAKEN PASSporTs signed with a test PKI credential: random orig, dest, iat,
- * attestation, origid, x5u; each sealed to one of 8 callee keys) and `n` dummies from `makeDummy`,
+ * attestation, origid, x5u; each sealed to one of 8 callee keys) and `n` of the CPS's decoys,
  * all for one called number, as one observer of that number's retrievals would see them.
  */
 export async function makePopulations(n: number, seed = 1): Promise<Populations> {
@@ -70,10 +72,15 @@ export async function makePopulations(n: number, seed = 1): Promise<Populations>
     );
     real.push(...batch);
   }
+  // The CPS's own decoys, as a server with a fresh secret seals them (src/dummies/decoys.ts: one
+  // recipient per secret, a derived ephemeral key and plaintext per decoy).
+  const prf = hmacPrf(encodeBase64url(crypto.getRandomValues(new Uint8Array(32))));
+  const recipient = prf("recipient").then(decoyRecipientKey);
   const dummies: Uint8Array[] = [];
   for (let done = 0; done < n; done += BATCH) {
+    const keys = Array.from({ length: Math.min(BATCH, n - done) }, (_, i) => `s${done + i}.0`);
     dummies.push(
-      ...(await Promise.all(Array.from({ length: Math.min(BATCH, n - done) }, () => makeDummy(tn)))),
+      ...(await Promise.all(keys.map(async (k) => (await sealDecoy(prf, tn, k, recipient)).blob))),
     );
   }
   return { tn, real, dummies, passportLengths: { min, max } };

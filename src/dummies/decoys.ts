@@ -14,7 +14,7 @@
  */
 import { readConfig } from "../config.js";
 import { CpsError } from "../errors.js";
-import { makeDecoy } from "../stir/envelope.js";
+import { decoyRecipientKey, makeDecoy } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { type DecoyBirth, DecoySchedule, type Prf } from "./schedule.js";
 
@@ -47,22 +47,34 @@ export async function sealDecoy(
   prf: Prf,
   tn: CanonicalTn,
   key: string,
+  recipient?: Promise<CryptoKey>,
 ): Promise<{ id: string; blob: Uint8Array }> {
-  const [idBytes, seed] = await Promise.all([prf(`id|${tn}|${key}`), prf(`seal|${tn}|${key}`)]);
-  return { id: hex(idBytes.subarray(0, 16)), blob: await makeDecoy(tn, seed) };
+  const [idBytes, seed, to] = await Promise.all([
+    prf(`id|${tn}|${key}`),
+    prf(`seal|${tn}|${key}`),
+    recipient,
+  ]);
+  return { id: hex(idBytes.subarray(0, 16)), blob: await makeDecoy(tn, seed, to) };
 }
+
+/** Schedules kept per isolate, so a number looked at again reuses its slot draws (LRU). */
+const SCHEDULE_ENTRIES = 4096;
 
 /** The decoys of one secret, with this isolate's cache of sealed ones. */
 export class Decoys {
   private readonly prf: Prf;
   /** Map order is insertion order: re-inserting on use makes it an LRU list. */
   private readonly sealed = new Map<string, Promise<{ id: string; blob: Uint8Array }>>();
+  private readonly schedules = new Map<string, DecoySchedule>();
+  /** The one recipient all this secret's decoys are sealed to, derived from the secret (nobody holds it). */
+  private readonly recipient: Promise<CryptoKey>;
 
   constructor(
     secret: string,
     private readonly maxEntries = CACHE_ENTRIES,
   ) {
     this.prf = hmacPrf(secret);
+    this.recipient = this.prf("recipient").then(decoyRecipientKey);
   }
 
   /** The PRF itself (32 bytes per label), for choices derived from the same secret. */
@@ -71,7 +83,15 @@ export class Decoys {
   }
 
   schedule(tn: CanonicalTn, ttlMs: number): DecoySchedule {
-    return new DecoySchedule(this.prf, tn, ttlMs);
+    const name = `${tn}|${ttlMs}`;
+    let s = this.schedules.get(name);
+    if (s) this.schedules.delete(name);
+    else s = new DecoySchedule(this.prf, tn, ttlMs);
+    this.schedules.set(name, s);
+    if (this.schedules.size > SCHEDULE_ENTRIES) {
+      this.schedules.delete(this.schedules.keys().next().value as string);
+    }
+    return s;
   }
 
   /** Seals (or finds) the decoys of `births` for `tn`. */
@@ -95,7 +115,7 @@ export class Decoys {
     if (hit) {
       this.sealed.delete(name);
     } else {
-      hit = sealDecoy(this.prf, tn, key);
+      hit = sealDecoy(this.prf, tn, key, this.recipient);
       // A failed seal is not kept: the next look tries again.
       hit.catch(() => this.sealed.delete(name));
     }

@@ -27,6 +27,8 @@ const SLOTS_PER_TTL = 4;
 const MAX_PER_SLOT = 7;
 /** How far to look for the births around a window before giving up (P(empty) ~ e^-48). */
 const MAX_SCAN_SLOTS = 64;
+/** Slot draws one schedule remembers; past this it forgets them all (they are recomputed on demand). */
+const MAX_MEMO_SLOTS = 256;
 
 /** 32 pseudo-random bytes for a label (HMAC-SHA256 under the decoy secret). */
 export type Prf = (label: string) => Promise<Uint8Array>;
@@ -81,6 +83,7 @@ export class DecoySchedule {
       key: `s${j}.${i}`,
       birth: j * this.slotMs + Math.floor(unit(r, 4 + 4 * i) * this.slotMs),
     })).sort((a, b) => a.birth - b.birth);
+    if (this.slots.size >= MAX_MEMO_SLOTS) this.slots.clear();
     this.slots.set(j, births);
     return births;
   }

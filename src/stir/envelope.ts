@@ -156,7 +156,11 @@ const DECOY_MATERIAL_LENGTH = 32 + 32 + PADDED_PLAINTEXT_LENGTH;
  * (GET by id, two polls) without being stored (src/dummies/decoys.ts). Distinct seeds give
  * independent, unlinkable decoys; the seed must stay secret, since it determines the blob.
  */
-export async function makeDecoy(tn: CanonicalTn, seed: Uint8Array): Promise<Uint8Array> {
+export async function makeDecoy(
+  tn: CanonicalTn,
+  seed: Uint8Array,
+  recipientPublicKey?: CryptoKey,
+): Promise<Uint8Array> {
   const hkdf = await crypto.subtle.importKey("raw", seed, "HKDF", false, ["deriveBits"]);
   const material = new Uint8Array(
     await crypto.subtle.deriveBits(
@@ -171,17 +175,27 @@ export async function makeDecoy(tn: CanonicalTn, seed: Uint8Array): Promise<Uint
     ),
   );
   const [recipient, ephemeral] = await Promise.all([
-    x25519KeyPair(material.slice(0, 32)),
+    recipientPublicKey ?? x25519KeyPair(material.slice(0, 32)).then((pair) => pair.publicKey),
     x25519KeyPair(material.slice(32, 64)),
   ]);
   const { enc, ct } = await envelopeSuite.seal(
-    { recipientPublicKey: recipient.publicKey, info: envelopeInfo(tn), ekm: ephemeral },
+    { recipientPublicKey: recipient, info: envelopeInfo(tn), ekm: ephemeral },
     material.slice(64),
   );
   const blob = new Uint8Array(ENVELOPE_LENGTH);
   blob.set(new Uint8Array(enc), 0);
   blob.set(new Uint8Array(ct), ENC_LENGTH);
   return blob;
+}
+
+/**
+ * The public half of an X25519 key pair derived from 32 secret bytes: a decoy recipient nobody holds.
+ * A CPS seals all its decoys to one such key (derived from DECOY_SECRET), as an AS seals to a callee's
+ * one key: the ephemeral key and plaintext differ per decoy, and deriving the recipient once instead
+ * of per decoy saves a third of a decoy's key work.
+ */
+export async function decoyRecipientKey(seed: Uint8Array): Promise<CryptoKey> {
+  return (await x25519KeyPair(seed.subarray(0, 32))).publicKey;
 }
 
 /** PKCS #8 prefix of a raw X25519 private key (RFC 8410 §7). */
