@@ -137,14 +137,19 @@ export const openApiDocument = {
       parameters: [tnParam],
       get: {
         summary:
-          "Subscribe (WebSocket) to the number: every live blob plus a dummy, then each new blob and dummies at random intervals (RFC 8816 §5.5; docs/push-and-blocks.md)",
+          "Subscribe (WebSocket) to the number: every live blob and the number's live decoys, then each new blob and each decoy at its birth (RFC 8816 §5.5; docs/push-and-blocks.md)",
+        description:
+          "Anonymous, or the callee authenticated with a STIR credential token (action push:subscribe) covering the number: authenticated subscribers have reserved capacity and evict an anonymous one when the number is full (close 4029).",
         operationId: "subscribePassports",
+        security: [{}, { stirCredential: [] }],
         responses: {
           "101": {
             description:
-              'WebSocket; text frames {"type":"passport","id","tn","blob"} alike for real blobs and dummies; send "ping" for "pong"',
+              'WebSocket; text frames {"type":"passport","id","tn","blob"} alike for real blobs and decoys; the CPS also sends "mark <32 hex>", which the client answers "ack <the same hex>" (a client more than 4 Mi characters behind its last answered mark is closed with 4008); send "ping" for "pong"',
           },
           "400": problem,
+          "401": problem,
+          "403": problem,
           "426": problem,
           "429": problem,
         },
@@ -188,10 +193,15 @@ export const openApiDocument = {
       parameters: [blockParam],
       get: {
         summary: "Subscribe (WebSocket) to a block of numbers, as /cps/{tn}/subscribe (RFC 8816 §5.5)",
+        description:
+          "Authenticated subscribers' credential must cover every number of the block (action push:subscribe).",
         operationId: "subscribeBlock",
+        security: [{}, { stirCredential: [] }],
         responses: {
-          "101": { description: "WebSocket, frames as for one number" },
+          "101": { description: "WebSocket, frames, marks and acknowledgements as for one number" },
           "400": problem,
+          "401": problem,
+          "403": problem,
           "426": problem,
           "429": problem,
         },
