@@ -227,7 +227,7 @@ export function watch(options: WatchOptions): Watcher {
         try {
           ws.send(ackMessage(mark));
         } catch {
-          // closing: the reconnect starts a fresh count
+          // closing: the reconnect starts afresh
         }
         return;
       }

@@ -12,16 +12,14 @@
  * memoised in a bounded per-isolate cache keyed by (number, decoy): a number polled again within a
  * TTL costs HMACs only. The cache is at most CACHE_ENTRIES sealed decoys (~1.1 kB each, ~4.5 MB).
  */
-import { readConfig } from "../config.js";
+import { MIN_DECOY_SECRET_LENGTH, readConfig } from "../config.js";
 import { CpsError } from "../errors.js";
 import { decoyRecipientKey, makeDecoy } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { type DecoyBirth, DecoySchedule, type Prf } from "./schedule.js";
 
 /** Sealed decoys kept per isolate (least recently used dropped beyond it). */
-export const CACHE_ENTRIES = 4096;
-/** Shortest DECOY_SECRET accepted: 32 characters (e.g. 64 hex digits from `openssl rand -hex 32`). */
-export const MIN_SECRET_LENGTH = 32;
+const CACHE_ENTRIES = 4096;
 
 export interface Decoy {
   id: string;
@@ -69,10 +67,7 @@ export class Decoys {
   /** The one recipient all this secret's decoys are sealed to, derived from the secret (nobody holds it). */
   private readonly recipient: Promise<CryptoKey>;
 
-  constructor(
-    secret: string,
-    private readonly maxEntries = CACHE_ENTRIES,
-  ) {
+  constructor(secret: string) {
     this.prf = hmacPrf(secret);
     this.recipient = this.prf("recipient").then(decoyRecipientKey);
   }
@@ -104,6 +99,15 @@ export class Decoys {
     );
   }
 
+  /**
+   * The decoys of `tn` born in (from, now] and still live at `now`, sealed: what a stream pushes at
+   * `now` when it last pushed at `from` (empty if none was born).
+   */
+  async bornIn(tn: CanonicalTn, ttlMs: number, from: number, now: number): Promise<Decoy[]> {
+    const born = await this.schedule(tn, ttlMs).between(Math.max(from + 1, now - ttlMs + 1), now);
+    return born.length === 0 ? [] : this.seal(tn, ttlMs, born);
+  }
+
   /** The decoys of `tn` live at `now` (at least one). */
   async live(tn: CanonicalTn, ttlMs: number, now = Date.now()): Promise<Decoy[]> {
     return this.seal(tn, ttlMs, await this.schedule(tn, ttlMs).live(now));
@@ -120,13 +124,8 @@ export class Decoys {
       hit.catch(() => this.sealed.delete(name));
     }
     this.sealed.set(name, hit);
-    while (this.sealed.size > this.maxEntries) this.sealed.delete(this.sealed.keys().next().value as string);
+    while (this.sealed.size > CACHE_ENTRIES) this.sealed.delete(this.sealed.keys().next().value as string);
     return hit;
-  }
-
-  /** Sealed decoys held (tests and metrics). */
-  get cached(): number {
-    return this.sealed.size;
   }
 }
 
@@ -141,7 +140,7 @@ export function decoysFor(env: Env): Decoys {
   if (secret === null) {
     throw new CpsError(
       "MISCONFIGURED",
-      `Set DECOY_SECRET to a random secret of at least ${MIN_SECRET_LENGTH} characters (wrangler secret put DECOY_SECRET)`,
+      `Set DECOY_SECRET to a random secret of at least ${MIN_DECOY_SECRET_LENGTH} characters (wrangler secret put DECOY_SECRET)`,
     );
   }
   let d = bySecret.get(secret);
@@ -152,9 +151,14 @@ export function decoysFor(env: Env): Decoys {
   return d;
 }
 
+/** A decoy's lifetime: the configured TTL of a stored blob, in ms. */
+export function decoyTtlMs(env: Env): number {
+  return readConfig(env).ttlSeconds * 1000;
+}
+
 /** The live decoys of `tn` at `now` (at least one), for the configured secret and TTL. */
 export function liveDecoys(env: Env, tn: CanonicalTn, now = Date.now()): Promise<Decoy[]> {
-  return decoysFor(env).live(tn, readConfig(env).ttlSeconds * 1000, now);
+  return decoysFor(env).live(tn, decoyTtlMs(env), now);
 }
 
 /** Most distinct numbers one block answer carries decoys for; further numbers' real rows come without. */
@@ -177,8 +181,9 @@ export async function coverTn(env: Env, digits: string, open: number): Promise<C
  * that has a real blob in it, plus the cover number's, each labelled with its number. So every item a
  * block answer shows for a number is an item of that number's own list, and a number's real blobs
  * never show in a block answer without its decoys. `tns`: the numbers of the real rows, in order;
- * decoys come for the first MAX_BLOCK_DECOY_NUMBERS of them (`kept`), which bounds the sealing one
- * answer costs; the real rows of further numbers are still served, without their decoys.
+ * decoys come for the first MAX_BLOCK_DECOY_NUMBERS of them, which bounds the sealing one answer
+ * costs; the real rows of further numbers are still served, without their decoys. `cover` is the
+ * block's cover number (coverTn), returned so a caller need not derive it again.
  */
 export async function blockDecoys(
   env: Env,
@@ -186,15 +191,16 @@ export async function blockDecoys(
   open: number,
   tns: Iterable<string>,
   now = Date.now(),
-): Promise<{ decoys: (Decoy & { tn: string })[]; kept: Set<string> }> {
+): Promise<{ decoys: (Decoy & { tn: string })[]; cover: CanonicalTn }> {
   const kept = new Set<string>();
   for (const tn of tns) {
     if (kept.size >= MAX_BLOCK_DECOY_NUMBERS) break;
     kept.add(tn);
   }
-  const all = new Set(kept).add(await coverTn(env, digits, open));
+  const cover = await coverTn(env, digits, open);
+  const all = new Set(kept).add(cover);
   const lists = await Promise.all(
     [...all].map(async (tn) => (await liveDecoys(env, tn as CanonicalTn, now)).map((d) => ({ ...d, tn }))),
   );
-  return { decoys: lists.flat(), kept };
+  return { decoys: lists.flat(), cover };
 }

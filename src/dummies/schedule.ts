@@ -68,7 +68,6 @@ export class DecoySchedule {
     private readonly prf: Prf,
     private readonly tn: string,
     readonly ttlMs: number,
-    readonly meanLive = MEAN_LIVE_DECOYS,
   ) {
     this.slotMs = Math.max(1, Math.floor(ttlMs / SLOTS_PER_TTL));
   }
@@ -78,7 +77,7 @@ export class DecoySchedule {
     const hit = this.slots.get(j);
     if (hit) return hit;
     const r = await this.prf(`slot|${this.tn}|${this.ttlMs}|${j}`);
-    const n = poisson(unit(r, 0), (this.meanLive * this.slotMs) / this.ttlMs, MAX_PER_SLOT);
+    const n = poisson(unit(r, 0), (MEAN_LIVE_DECOYS * this.slotMs) / this.ttlMs, MAX_PER_SLOT);
     const births = Array.from({ length: n }, (_, i) => ({
       key: `s${j}.${i}`,
       birth: j * this.slotMs + Math.floor(unit(r, 4 + 4 * i) * this.slotMs),

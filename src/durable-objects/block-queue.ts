@@ -13,8 +13,7 @@
  * (docs/push-and-blocks.md).
  */
 import { DurableObject } from "cloudflare:workers";
-import { readConfig } from "../config.js";
-import { blockDecoys, coverTn, decoysFor } from "../dummies/decoys.js";
+import { blockDecoys, coverTn, decoysFor, decoyTtlMs } from "../dummies/decoys.js";
 import { type BlockQuery, formatBlockQuery, MAX_BLOCK_OPEN_DIGITS } from "../stir/push-blocks.js";
 import { joinFrames } from "../stir/push-frames.js";
 import { shuffle } from "../stir/shuffle.js";
@@ -119,25 +118,42 @@ export class BlockQueue extends DurableObject<Env> {
 
   /** Live blobs of the numbers in `query` (which must lie in this index block), oldest first. */
   list(query: BlockQuery): { blobs: PushBlob[]; truncated: boolean } {
-    const length = query.digits.length + query.open;
-    // Range scan on the tn index: every digit string starting with `digits` sorts in [digits, digits:).
-    const rows = this.sql
-      .exec<{ id: string; tn: string; blob: ArrayBuffer }>(
-        `SELECT id, tn, blob FROM blobs
-         WHERE tn >= ? AND tn < ? AND length(tn) = ? AND expires_at > ?
-         ORDER BY expires_at LIMIT ?`,
-        query.digits,
-        `${query.digits}:`,
-        length,
-        Date.now(),
-        MAX_BLOCK_LIST + 1,
-      )
-      .toArray();
+    const rows = this.rowsOf<{ id: string; tn: string; blob: ArrayBuffer }>(
+      "id, tn, blob",
+      query,
+      MAX_BLOCK_LIST + 1,
+    );
     const truncated = rows.length > MAX_BLOCK_LIST;
     const blobs = rows
       .slice(0, MAX_BLOCK_LIST)
       .map((r) => ({ id: r.id, tn: r.tn, blob: new Uint8Array(r.blob) }));
     return { blobs, truncated };
+  }
+
+  /** The numbers of the rows `list(query)` returns, in its order, without copying their blobs. */
+  private tnsOf(query: BlockQuery): string[] {
+    return this.rowsOf<{ tn: string }>("tn", query, MAX_BLOCK_LIST).map((r) => r.tn);
+  }
+
+  /** `columns` of the first `limit` live rows of `query`'s numbers, oldest first. */
+  private rowsOf<T extends Record<string, SqlStorageValue>>(
+    columns: string,
+    query: BlockQuery,
+    limit: number,
+  ): T[] {
+    // Range scan on the tn index: every digit string starting with `digits` sorts in [digits, digits:).
+    return this.sql
+      .exec<T>(
+        `SELECT ${columns} FROM blobs
+         WHERE tn >= ? AND tn < ? AND length(tn) = ? AND expires_at > ?
+         ORDER BY expires_at LIMIT ?`,
+        query.digits,
+        `${query.digits}:`,
+        query.digits.length + query.open,
+        Date.now(),
+        limit,
+      )
+      .toArray();
   }
 
   /**
@@ -161,15 +177,7 @@ export class BlockQueue extends DurableObject<Env> {
     // Cover decoys born after `from` come from the alarm, so the greeting leaves them out.
     const now = Date.now();
     const from = Math.min(now, Number(this.meta.get("decoysFrom") ?? now));
-    const cover = await coverTn(this.env, digits, open);
-    const before = this.list(query).blobs;
-    const { decoys } = await blockDecoys(
-      this.env,
-      digits,
-      open,
-      before.map((b) => b.tn),
-      now,
-    );
+    const { decoys, cover } = await blockDecoys(this.env, digits, open, this.tnsOf(query), now);
     const { 0: client, 1: server } = new WebSocketPair();
     // The tag is the sub-block: `add` finds its sockets by tag without reading attachments. Accept,
     // list and send in one synchronous stretch; the greeting is one message, the live blobs and the
@@ -179,8 +187,8 @@ export class BlockQueue extends DurableObject<Env> {
     const late = this.admission.admit(this.ctx, request, callee, true);
     if (late) return late;
     this.ctx.acceptWebSocket(server, callee ? [tag, CALLEE_TAG] : [tag]);
+    // Written to the socket by `greet`, with its flow-control state.
     const attachment = { v: 1, digits, open } satisfies Attachment;
-    server.serializeAttachment(attachment);
     // Frames still held for this sub-block go to this socket with the held message.
     const held = this.batch.heldIds(tag);
     // Every live blob: a reconnecting subscriber misses none (decoys come for up to
@@ -223,7 +231,10 @@ export class BlockQueue extends DurableObject<Env> {
       .one().n;
   }
 
-  /** Expiry plus stream dummies, exactly as PassportQueue.alarm; one dummy per distinct sub-block. */
+  /**
+   * Expiry plus stream dummies, exactly as PassportQueue.alarm: each sub-block with sockets gets the
+   * cover decoys born since the last push.
+   */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec("DELETE FROM blobs WHERE expires_at <= ?", now);
@@ -263,21 +274,20 @@ export class BlockQueue extends DurableObject<Env> {
       group.sockets.push(ws);
       groups.set(key, group);
     }
-    const ttlMs = readConfig(this.env).ttlSeconds * 1000;
+    const ttlMs = decoyTtlMs(this.env);
+    const all = decoysFor(this.env);
     let next = now + ttlMs;
     for (const { query, sockets: group } of groups.values()) {
       const tn = await coverTn(this.env, query.digits, query.open);
-      const schedule = decoysFor(this.env).schedule(tn, ttlMs);
-      const born = await schedule.between(Math.max(from + 1, now - ttlMs + 1), now);
-      if (born.length > 0) {
-        const decoys = await decoysFor(this.env).seal(tn, ttlMs, born);
+      const decoys = await all.bornIn(tn, ttlMs, from, now);
+      if (decoys.length > 0) {
         broadcast(
           this.window,
           group,
           joinFrames(decoys.map((d) => pushFrame({ id: d.id, tn, blob: d.blob }))),
         );
       }
-      next = Math.min(next, await schedule.nextBirthAfter(now));
+      next = Math.min(next, await all.schedule(tn, ttlMs).nextBirthAfter(now));
     }
     return next;
   }

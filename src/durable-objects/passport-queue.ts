@@ -26,7 +26,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
-import { decoysFor, liveDecoys } from "../dummies/decoys.js";
+import { decoysFor, decoyTtlMs, liveDecoys } from "../dummies/decoys.js";
 import { logEvent } from "../http/errors.js";
 import { decodeBase64url } from "../stir/base64url.js";
 import { newBlobId } from "../stir/blob-id.js";
@@ -213,11 +213,12 @@ export class PassportQueue extends DurableObject<Env> {
    * shows, issue 13 finding 4), then each new blob as stored and each decoy as it is born.
    */
   override async fetch(request: Request): Promise<Response> {
+    const params = new URL(request.url).searchParams;
     // `callee`: the route verified a credential covering the number (routes/subscriptions.ts).
-    const callee = new URL(request.url).searchParams.get("auth") === "callee";
+    const callee = params.get("auth") === "callee";
     const refused = this.admission.admit(this.ctx, request, callee, false);
     if (refused) return refused;
-    const tn = new URL(request.url).searchParams.get("tn") ?? "";
+    const tn = params.get("tn") ?? "";
     if (!isCanonicalTn(tn)) return new Response(null, { status: 400 });
     this.rememberTn(tn);
     // Decoys born after `from` reach every socket from the alarm, so the greeting leaves them out.
@@ -232,8 +233,8 @@ export class PassportQueue extends DurableObject<Env> {
     if (late) return late;
     this.ctx.acceptWebSocket(server, callee ? [CALLEE_TAG] : []);
     this.sockets = null;
+    // Written to the socket by `greet`, with its flow-control state.
     const attachment = { v: 1, at: Date.now() };
-    server.serializeAttachment(attachment);
     // Frames still held go to this socket with the held message, so the greeting leaves them out.
     const held = this.batch.heldIds("");
     const live = this.list()
@@ -285,15 +286,13 @@ export class PassportQueue extends DurableObject<Env> {
   }
 
   private decoySchedule(tn: string) {
-    return decoysFor(this.env).schedule(tn as CanonicalTn, readConfig(this.env).ttlSeconds * 1000);
+    return decoysFor(this.env).schedule(tn as CanonicalTn, decoyTtlMs(this.env));
   }
 
   /** Pushes the decoys born in (from, now] that are still live, in one message per socket. */
   private async pushDecoys(sockets: WebSocket[], tn: string, from: number, now: number): Promise<void> {
-    const ttlMs = readConfig(this.env).ttlSeconds * 1000;
-    const born = await this.decoySchedule(tn).between(Math.max(from + 1, now - ttlMs + 1), now);
-    if (born.length === 0) return;
-    const decoys = await decoysFor(this.env).seal(tn as CanonicalTn, ttlMs, born);
+    const decoys = await decoysFor(this.env).bornIn(tn as CanonicalTn, decoyTtlMs(this.env), from, now);
+    if (decoys.length === 0) return;
     broadcast(this.window, sockets, joinFrames(decoys.map((d) => pushFrame({ id: d.id, tn, blob: d.blob }))));
   }
 
@@ -318,15 +317,10 @@ export class PassportQueue extends DurableObject<Env> {
   /** One live blob by id (or null), and the instant it was judged by (see `listAt`). */
   async getAt(id: string): Promise<{ at: number; blob: Uint8Array | null }> {
     const at = Date.now();
-    return { at, blob: await this.get(id) };
-  }
-
-  /** One live blob by id, or null. */
-  async get(id: string): Promise<Uint8Array | null> {
     const rows = this.sql
       .exec<{ blob: ArrayBuffer }>("SELECT blob FROM ppts WHERE id = ? AND expires_at > ?", id, Date.now())
       .toArray();
-    return rows[0] ? new Uint8Array(rows[0].blob) : null;
+    return { at, blob: rows[0] ? new Uint8Array(rows[0].blob) : null };
   }
 
   /** Count of live blobs (for tests and operators; reveals nothing a list would not). */

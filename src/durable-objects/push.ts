@@ -10,15 +10,17 @@
  * - Sending never blocks a store: `ws.send` only queues bytes in the runtime; we never await a client,
  *   and a send that throws (socket closing or gone) is ignored. A dead socket is dropped by the runtime
  *   (webSocketClose / webSocketError) and costs nothing after that.
- * - Dummies at exponential intervals (mean {@link DUMMY_MEAN_MS}) come from the object's one alarm, and
- *   only while at least one socket is attached: an object with no subscribers schedules nothing, and an
- *   alarm costs one short wake-up, whereas a per-socket timer would keep the object from hibernating.
+ * - Dummies are the number's decoys (a block stream's: its cover number's; src/dummies/decoys.ts),
+ *   each pushed at its birth by the object's one alarm, and only while at least one socket is
+ *   attached: an object with no subscribers schedules nothing, and an alarm costs one short wake-up,
+ *   whereas a per-socket timer would keep the object from hibernating.
  *   The same dummy goes to every socket of a stream, as a real blob does, so two subscribers comparing
  *   notes learn nothing either.
  *
  * Platform limits relied on: a hibernated object keeps its accepted sockets (up to 32,768 per object)
  * and their `serializeAttachment` state (at most 2,048 bytes) and is woken for messages, closes and
- * alarms; memory is lost on hibernation, so nothing here lives only in memory.
+ * alarms; memory is lost on hibernation, so nothing here lives only in memory except the anonymous
+ * greeting budget (Admission: an object that hibernated was idle, and wakes with a full one).
  */
 import { CpsError, problemResponse } from "../errors.js";
 import {
@@ -36,8 +38,6 @@ import {
 
 export { type PushBlob, pushFrame };
 
-/** Mean gap between stream dummies. */
-export const DUMMY_MEAN_MS = 10_000;
 /** Sockets per object; beyond this a subscribe gets 429 (the runtime allows 32,768). */
 export const MAX_SUBSCRIBERS_PER_OBJECT = 1_000;
 /** Anonymous sockets per object: the other 100 are kept for authenticated (callee) subscribers. */
@@ -52,7 +52,7 @@ export const CALLEE_TAG = "callee";
 export const ANONYMOUS_GREETING_CHARS_PER_S = 2 * 1024 * 1024;
 export const ANONYMOUS_GREETING_BURST_CHARS = 4 * 1024 * 1024;
 /**
- * Least an anonymous greeting is charged, whatever its size: its dummies (an HPKE seal each) and its
+ * Least an anonymous greeting is charged, whatever its size: its decoys (cached per isolate) and its
  * message cost the object about the same for 1 frame or 20. So at most 64 small greetings/s.
  */
 export const MIN_GREETING_CHARGE = 32 * 1024;
@@ -308,13 +308,6 @@ export function broadcast(window: SendWindow, sockets: Iterable<WebSocket>, mess
   let sent = 0;
   for (const ws of sockets) if (window.send(ws, message)) sent++;
   return sent;
-}
-
-/** Exponential delay with mean DUMMY_MEAN_MS (WebCrypto randomness), clamped to [0.1, 10] x mean. */
-export function nextDummyDelay(meanMs = DUMMY_MEAN_MS): number {
-  const [r] = crypto.getRandomValues(new Uint32Array(1));
-  const u = (r! + 1) / 2 ** 32; // (0, 1]
-  return Math.min(10 * meanMs, Math.max(0.1 * meanMs, -Math.log(u) * meanMs));
 }
 
 /**

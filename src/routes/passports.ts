@@ -4,6 +4,7 @@
  * Storing carries no auth logic here: the storage-token check slots in as one middleware.
  */
 import { Hono } from "hono";
+import { liveDecoys } from "../dummies/decoys.js";
 import type { PassportQueue } from "../durable-objects/passport-queue.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
@@ -14,7 +15,6 @@ import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
 import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
-import { liveDecoys } from "./dummies.js";
 
 /** RFC 8816 §9 media type of an (encrypted) PASSporT body. */
 export const PASSPORT_MEDIA_TYPE = "application/passport";

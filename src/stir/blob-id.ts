@@ -1,7 +1,8 @@
 /** Ids of stored blobs and dummies: 128 random bits as 32 lowercase hex characters, one format for both. */
 import { CpsError } from "../errors.js";
 
-const BLOB_ID = /^[0-9a-f]{32}$/;
+/** A blob id (and a push-stream mark, same format): 32 lowercase hex digits. */
+export const BLOB_ID = /^[0-9a-f]{32}$/;
 
 export function newBlobId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));

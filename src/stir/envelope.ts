@@ -81,9 +81,15 @@ function openFailed(cause?: unknown): CpsError {
   });
 }
 
-async function sealPadded(recipient: CryptoKey, tn: CanonicalTn, padded: Uint8Array): Promise<Uint8Array> {
+/** Seals one padded plaintext; `ekm` fixes the HPKE ephemeral key pair (decoys), else it is fresh. */
+async function sealPadded(
+  recipient: CryptoKey,
+  tn: CanonicalTn,
+  padded: Uint8Array,
+  ekm?: CryptoKeyPair,
+): Promise<Uint8Array> {
   const { enc, ct } = await envelopeSuite.seal(
-    { recipientPublicKey: recipient, info: envelopeInfo(tn) },
+    { recipientPublicKey: recipient, info: envelopeInfo(tn), ekm },
     padded,
   );
   const blob = new Uint8Array(ENVELOPE_LENGTH);
@@ -178,14 +184,7 @@ export async function makeDecoy(
     recipientPublicKey ?? x25519KeyPair(material.slice(0, 32)).then((pair) => pair.publicKey),
     x25519KeyPair(material.slice(32, 64)),
   ]);
-  const { enc, ct } = await envelopeSuite.seal(
-    { recipientPublicKey: recipient, info: envelopeInfo(tn), ekm: ephemeral },
-    material.slice(64),
-  );
-  const blob = new Uint8Array(ENVELOPE_LENGTH);
-  blob.set(new Uint8Array(enc), 0);
-  blob.set(new Uint8Array(ct), ENC_LENGTH);
-  return blob;
+  return sealPadded(recipient, tn, material.slice(64), ephemeral);
 }
 
 /**

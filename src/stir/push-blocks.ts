@@ -77,11 +77,3 @@ export function indexBlockOfTn(tn: string): string {
 export function indexBlockOfQuery(query: BlockQuery): string {
   return indexKeyFor(blockNumberLength(query), query.digits);
 }
-
-/** A uniformly random number of the block (dummies on block streams carry one). */
-export function randomTnInBlock(query: BlockQuery): string {
-  const rand = crypto.getRandomValues(new Uint32Array(query.open));
-  let tail = "";
-  for (const r of rand) tail += String(r % 10); // 2^32 % 10 bias: negligible
-  return query.digits + tail;
-}

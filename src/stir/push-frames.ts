@@ -17,6 +17,7 @@
  *   bytes for it without bound. The client reconnects and gets every live blob again.
  *   Frames are ASCII, so characters are bytes.
  */
+import { BLOB_ID, newBlobId } from "./blob-id.js";
 import { encodeEnvelope } from "./envelope.js";
 
 export interface PushBlob {
@@ -57,7 +58,7 @@ export function parseFrames(message: string): PushFrameText[] {
   for (const line of message.split("\n")) {
     try {
       const f = JSON.parse(line) as { type?: unknown; id?: unknown; blob?: unknown; tn?: unknown };
-      if (f.type !== "passport" || typeof f.id !== "string" || !/^[0-9a-f]{32}$/.test(f.id)) continue;
+      if (f.type !== "passport" || typeof f.id !== "string" || !BLOB_ID.test(f.id)) continue;
       if (typeof f.blob !== "string") continue;
       out.push(typeof f.tn === "string" ? { id: f.id, tn: f.tn, blob: f.blob } : { id: f.id, blob: f.blob });
     } catch {
@@ -67,13 +68,9 @@ export function parseFrames(message: string): PushFrameText[] {
   return out;
 }
 
-const HEX128 = /^[0-9a-f]{32}$/;
-
-/** A fresh mark: 128 random bits, lowercase hex (never seen on any other socket). */
+/** A fresh mark: 128 random bits, lowercase hex (never seen on any other socket), as a blob id. */
 export function newMark(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
+  return newBlobId();
 }
 
 /** The CPS's mark message. */
@@ -89,7 +86,7 @@ export function parseMark(message: string): string | null {
 
 /** The client's acknowledgement of a mark it read. */
 export function ackMessage(mark: string): string {
-  if (!HEX128.test(mark)) throw new TypeError("a mark is 32 lowercase hex digits");
+  if (!BLOB_ID.test(mark)) throw new TypeError("a mark is 32 lowercase hex digits");
   return `ack ${mark}`;
 }
 
