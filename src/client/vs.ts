@@ -9,6 +9,8 @@
  *   Step 4: the signing credential (x5u) is valid, chains to a trusted CA and covers `orig`;
  *   Step 5: `iat` is fresh (local policy, default 60 s);
  *   Step 6: the signature is valid.
+ * Step 5 is judged before step 4 fetches the x5u (failures still report their own step number): a
+ * stale PASSporT never makes the callee's device fetch a URL its sender chose.
  * The verdict is `verified` (at least one PASSporT passed), `no-passport` (nothing opened) or
  * `failed` (something opened, nothing passed), with the reason for every candidate.
  */

@@ -10,12 +10,16 @@ import { CpsError } from "../errors.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
 import { type NumberBlock, type SpcNumberBlocks, tnAuthListCoversBlock } from "../stir/number-blocks.js";
 
+/** The first 16 bytes (128 bits) of SHA-256 over `text` as UTF-8, as 32 lowercase hex characters. */
+export async function hash128Hex(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** 32 hex characters (128 bits) of SHA-256 over issuer and subject names. */
 export async function holderId(credential: VerifiedCredentialToken): Promise<string> {
   const leaf = credential.certificate.leaf;
-  const text = `${leaf.issuer}\n${leaf.subject}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  return hash128Hex(`${leaf.issuer}\n${leaf.subject}`);
 }
 
 /** Throws `CERT_NOT_AUTHORISED` (403) unless the certificate speaks for every number of every block. */

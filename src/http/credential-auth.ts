@@ -1,8 +1,9 @@
 /**
  * STIR credential authentication for the CPS's authenticated routes (token issuance, key and
- * discovery registration): `Authorization: Bearer <ES256 JWT>` carrying a STIR certificate
- * (RFC 8226) by x5u or x5c, verified by `verifyCredentialToken`, its `jti` spent in the ReplayGuard
- * Durable Object. Routes then decide TNAuthList coverage themselves (DESIGN.md invariant 5).
+ * discovery registration, push subscriptions with action `push:subscribe`): `Authorization: Bearer
+ * <ES256 JWT>` carrying a STIR certificate (RFC 8226) by x5u or x5c, verified by
+ * `verifyCredentialToken`, its `jti` spent in the ReplayGuard Durable Object. Routes then decide
+ * TNAuthList coverage themselves (DESIGN.md invariant 5).
  */
 import type { MiddlewareHandler } from "hono";
 import { readConfig } from "../config.js";
@@ -16,15 +17,20 @@ import { logEvent } from "./errors.js";
 import type { AppEnv } from "./types.js";
 
 // Per isolate: the validator keeps the validated-chain cache, the fetcher the x5u cache.
-let cached: { key: string; validator: CertificateValidator } | undefined;
-let x5u: { policyKey: string; fetcher: X5uFetcher } | undefined;
+// Keyed by the raw settings, compared as they are (no key string built per request).
+let cached: { pem: string; blocks: string; validator: CertificateValidator } | undefined;
+let x5u: { allowLoopback: boolean; hosts: readonly string[]; fetcher: X5uFetcher } | undefined;
+
+function sameHosts(a: readonly string[], b: readonly string[]): boolean {
+  return a === b || (a.length === b.length && a.every((h, i) => h === b[i]));
+}
 
 async function validatorFor(env: Env): Promise<CertificateValidator> {
   const pem = env.TRUST_ANCHORS_PEM ?? "";
+  const blocks = env.SPC_NUMBER_BLOCKS ?? "";
+  if (cached !== undefined && cached.pem === pem && cached.blocks === blocks) return cached.validator;
   // The SPC map decides which numbers an SPC-scoped delegate CA may hand down (RFC 9060 §4).
   const spcNumberBlocks = readConfig(env).spcNumberBlocks;
-  const key = `${pem}\n${env.SPC_NUMBER_BLOCKS ?? ""}`;
-  if (cached?.key === key) return cached.validator;
   if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
     throw new CpsError("MISCONFIGURED", "Set TRUST_ANCHORS_PEM to the PEM of the STIR trust anchors");
   }
@@ -35,7 +41,7 @@ async function validatorFor(env: Env): Promise<CertificateValidator> {
     throw new CpsError("MISCONFIGURED", "TRUST_ANCHORS_PEM does not parse as PEM certificates");
   }
   const validator = new CertificateValidator({ anchors: anchors.certificates, spcNumberBlocks });
-  cached = { key, validator };
+  cached = { pem, blocks, validator };
   return validator;
 }
 
@@ -53,10 +59,14 @@ export function requireCredential(actions: readonly string[]): MiddlewareHandler
     const token = bearerToken(c.req.header("authorization"));
     const config = readConfig(c.env);
     if (config.cpsOrigin === "") throw new CpsError("MISCONFIGURED", "Set CPS_ORIGIN", { status: 503 });
-    const policyKey = `${config.allowLoopbackX5u}|${config.x5uAllowedHosts.join(",")}`;
-    if (x5u === undefined || x5u.policyKey !== policyKey) {
+    if (
+      x5u === undefined ||
+      x5u.allowLoopback !== config.allowLoopbackX5u ||
+      !sameHosts(x5u.hosts, config.x5uAllowedHosts)
+    ) {
       x5u = {
-        policyKey,
+        allowLoopback: config.allowLoopbackX5u,
+        hosts: config.x5uAllowedHosts,
         fetcher: new X5uFetcher({
           allowLoopbackHttp: config.allowLoopbackX5u,
           allowedHosts: config.x5uAllowedHosts,

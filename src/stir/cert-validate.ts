@@ -253,7 +253,7 @@ export class CertificateValidator {
     const value = await validateCertificateChain(chain, this.#anchors, {
       now,
       requireTnAuthList: this.#requireTnAuthList,
-      ...(this.#spcNumberBlocks === undefined ? {} : { spcNumberBlocks: this.#spcNumberBlocks }),
+      spcNumberBlocks: this.#spcNumberBlocks,
     });
     this.#cache.set(chain.fingerprint, { value, at: t });
     while (this.#cache.size > this.#size) {

@@ -93,18 +93,6 @@ function ed25519YIs(point: Uint8Array, y: Uint8Array): boolean {
   return ((point[31] ?? 0) & 0x7f) === y[31];
 }
 
-/** P-256 field prime, big-endian: coordinates must be below it (SEC 1 §2.3.4 canonical form). */
-const P256_P = hex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
-
-function belowP256Prime(coordinate: Uint8Array): boolean {
-  for (let i = 0; i < 32; i++) {
-    const a = coordinate[i] ?? 0;
-    const b = P256_P[i] ?? 0;
-    if (a !== b) return a < b;
-  }
-  return false;
-}
-
 /**
  * Checks that a K_temp SPKI is a usable public key and returns its algorithm; throws 400
  * TOKEN_MALFORMED otherwise (docs/tokens.md "K_temp keys"). Refused: anything but the two SPKI
@@ -116,8 +104,8 @@ function belowP256Prime(coordinate: Uint8Array): boolean {
  * Ed25519 is checked on the bytes alone (about a microsecond): a canonical encoding names a
  * small-order point exactly when its y is one of five values, so a blocklist plus the y < p check is
  * complete, and decoding the point (a field square root, ~0.3 ms in JS) is left to the signature check,
- * where an encoding that is no point fails as 401 TOKEN_INVALID. P-256 uses @noble/curves' on-curve
- * check (~20 us).
+ * where an encoding that is no point fails as 401 TOKEN_INVALID. P-256 uses @noble/curves' point
+ * decoding, which checks the coordinate range and the curve equation (~20 us).
  */
 export function checkTempKey(spki: Uint8Array): TempKeyAlgorithm {
   const alg = tempKeyAlgorithmOf(spki);
@@ -125,14 +113,12 @@ export function checkTempKey(spki: Uint8Array): TempKeyAlgorithm {
     const point = spki.subarray(ED25519_SPKI_PREFIX.length);
     if (!ed25519YAtLeastP(point) && !ED25519_WEAK_Y.some((y) => ed25519YIs(point, y))) return alg;
   } else if (alg === "P-256") {
-    const xy = spki.subarray(P256_SPKI_PREFIX.length);
-    if (belowP256Prime(xy.subarray(0, 32)) && belowP256Prime(xy.subarray(32))) {
-      try {
-        p256.Point.fromBytes(spki.subarray(P256_SPKI_PREFIX.length - 1)).assertValidity();
-        return alg;
-      } catch {
-        // off the curve: refused below
-      }
+    try {
+      // fromBytes refuses coordinates >= p (Fp.fromBytes) and points off the curve (assertValidity)
+      p256.Point.fromBytes(spki.subarray(P256_SPKI_PREFIX.length - 1));
+      return alg;
+    } catch {
+      // non-canonical or off the curve: refused below
     }
   }
   throw new CpsError(

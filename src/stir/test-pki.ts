@@ -249,6 +249,8 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
   };
 }
 
-/** Issues a leaf under any test CA (used to rebuild a serialised test PKI inside workerd tests). */
-/** Issues a delegate CA under any test CA (also inside workerd tests). */
+/**
+ * `issueTestLeaf` issues a leaf and `issueTestDelegateCa` a delegate CA under any test CA (used to
+ * rebuild a serialised test PKI inside workerd tests).
+ */
 export { delegateCa as issueTestDelegateCa, leafCredential as issueTestLeaf };

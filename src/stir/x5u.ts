@@ -17,6 +17,7 @@
  */
 import { CpsError } from "../errors.js";
 import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
+import { isLoopback } from "./discovery.js";
 
 /** Which x5u URLs may be fetched, beyond the fixed rules. */
 export interface X5uUrlPolicy {
@@ -72,10 +73,10 @@ function failed(cause?: unknown): CpsError {
 // After WHATWG URL parsing, every IPv4 form (decimal 2130706433, hex 0x7f.1, octal 0177.0.0.1, short
 // 127.1) is already normalised to dotted quad, and IPv6 (v4-mapped too) is in brackets.
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
-const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
 // Names that resolve only inside a network, never to a certificate repository (RFC 6761, RFC 6762,
 // RFC 8375, ICANN's .internal): the CPS must not be made to reach into its own network through them.
-const LOCAL_SUFFIXES = [".localhost", ".local", ".internal", ".home.arpa", ".arpa", ".lan", ".intranet"];
+// ".arpa" covers RFC 8375's ".home.arpa"; single-label names (`localhost` too) are refused separately.
+const LOCAL_SUFFIXES = [".localhost", ".local", ".internal", ".arpa", ".lan", ".intranet"];
 
 /** A host name as compared: lower case (the URL parser did that), no trailing dot. */
 function normalHost(host: string): string {
@@ -83,7 +84,7 @@ function normalHost(host: string): string {
 }
 
 /** True when `host` is named by an allow-list entry (exact, or `*.suffix` for names below suffix). */
-export function hostAllowed(host: string, allowed: readonly string[]): boolean {
+function hostAllowed(host: string, allowed: readonly string[]): boolean {
   const h = normalHost(host);
   return allowed.some((entry) => {
     const e = normalHost(entry.trim());
@@ -106,12 +107,12 @@ export function checkX5uUrl(url: string, policy: boolean | X5uUrlPolicy = {}): U
   }
   if (parsed.username !== "" || parsed.password !== "") throw refused();
   const host = normalHost(parsed.hostname);
-  if (allowLoopback && LOOPBACK.test(host) && (parsed.protocol === "http:" || parsed.protocol === "https:")) {
+  if (allowLoopback && isLoopback(host) && (parsed.protocol === "http:" || parsed.protocol === "https:")) {
     return parsed;
   }
   if (parsed.protocol !== "https:" || parsed.port !== "") throw refused(); // "" is 443 for https
   if (host.startsWith("[") || IPV4.test(host)) throw refused(); // IP literals, public ones too
-  if (!host.includes(".") || host === "localhost" || LOCAL_SUFFIXES.some((s) => host.endsWith(s))) {
+  if (!host.includes(".") || LOCAL_SUFFIXES.some((s) => host.endsWith(s))) {
     throw refused();
   }
   if (allowedHosts.length > 0 && !hostAllowed(host, allowedHosts)) throw refused();

@@ -19,6 +19,7 @@
  * compare-and-set, and concurrent batches overshooting a KV count would void the bound. Issuance only;
  * the store path never touches it.
  */
+import { hash128Hex } from "../directory/authz.js";
 import type { QuotaResult, TokenLedger } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
@@ -46,9 +47,7 @@ function entryText(entry: TnAuthEntry): string {
  */
 export async function quotaHolder(credential: VerifiedCredentialToken): Promise<string> {
   const scope = [...new Set(credential.tnAuthList.map(entryText))].sort().join("\n");
-  const text = `stir-oob token quota v1\0${credential.certificate.leaf.subject}\0${scope}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  return hash128Hex(`stir-oob token quota v1\0${credential.certificate.leaf.subject}\0${scope}`);
 }
 
 function quotaObject(env: Env, holder: string): DurableObjectStub<TokenLedger> {
