@@ -176,9 +176,10 @@ export async function simulate(
   const rand = prng(seed);
   const decoys = new Decoys(`sim-secret-${seed}-0123456789abcdef0123456789`);
   const samples: Sample[] = [];
+  let reals = 0;
   let numbers = 0;
   const exp = () => -Math.log(1 - rand());
-  while (samples.filter((s) => s.real).length < n || samples.filter((s) => !s.real).length < n) {
+  while (reals < n || samples.length - reals < n) {
     numbers++;
     const tn = canonicalTn(`1555${String(numbers).padStart(7, "0")}`) as CanonicalTn;
     const t1 = 1_800_000_000_000 + Math.floor(rand() * 1e9);
@@ -221,7 +222,10 @@ export async function simulate(
     const seen = blobs.filter((b) => b.inPoll1 || b.inPoll2);
     const count1 = seen.filter((b) => b.inPoll1).length;
     const count2 = seen.filter((b) => b.inPoll2).length;
-    samples.push(...featuresOf({ ttlMs, t1, t2, blobs: seen, count1, count2 }));
+    for (const s of featuresOf({ ttlMs, t1, t2, blobs: seen, count1, count2 })) {
+      samples.push(s);
+      if (s.real) reals++;
+    }
   }
   return { samples, numbers };
 }

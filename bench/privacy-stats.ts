@@ -6,9 +6,9 @@
  * Used by `npm run privacy` (bench/privacy.mjs, bundled with esbuild) and by the CI-sized test
  * test/unit/privacy-stats.test.ts. Pure code: WebCrypto only, no I/O.
  */
-import { hmacPrf, sealDecoy } from "../src/dummies/decoys.js";
+import { Decoys } from "../src/dummies/decoys.js";
 import { encodeBase64url } from "../src/stir/base64url.js";
-import { decoyRecipientKey, generateRecipientKeyPair, sealPassport } from "../src/stir/envelope.js";
+import { generateRecipientKeyPair, sealPassport } from "../src/stir/envelope.js";
 import { createPassport } from "../src/stir/passport.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
@@ -74,14 +74,16 @@ export async function makePopulations(n: number, seed = 1): Promise<Populations>
   }
   // The CPS's own decoys, as a server with a fresh secret seals them (src/dummies/decoys.ts: one
   // recipient per secret, a derived ephemeral key and plaintext per decoy).
-  const prf = hmacPrf(encodeBase64url(crypto.getRandomValues(new Uint8Array(32))));
-  const recipient = prf("recipient").then(decoyRecipientKey);
+  const decoys = new Decoys(encodeBase64url(crypto.getRandomValues(new Uint8Array(32))));
   const dummies: Uint8Array[] = [];
   for (let done = 0; done < n; done += BATCH) {
     const keys = Array.from({ length: Math.min(BATCH, n - done) }, (_, i) => `s${done + i}.0`);
-    dummies.push(
-      ...(await Promise.all(keys.map(async (k) => (await sealDecoy(prf, tn, k, recipient)).blob))),
+    const sealed = await decoys.seal(
+      tn,
+      60_000,
+      keys.map((key) => ({ key, birth: 0 })),
     );
+    dummies.push(...sealed.map((d) => d.blob));
   }
   return { tn, real, dummies, passportLengths: { min, max } };
 }

@@ -1,9 +1,10 @@
 /**
  * Builds the CPS Hono app: middleware order, routes, error and not-found handling.
- * Order matters: the no-store default, then the serving guard (a deployment without CPS_ORIGIN, or
- * with a dev switch outside local development, answers 503 on every route), then config (a malformed
- * var fails loudly on every route), then routes; errors of every route pass through `errorToResponse`.
- * The bench baseline lives in its own Worker (bench/worker/), never in this one.
+ * Order matters: the no-store default, then the serving guard (a deployment without CPS_ORIGIN or
+ * DECOY_SECRET, or with a dev switch outside local development, answers 503 on every route), then
+ * config (a malformed var fails loudly on every route), then routes; errors of every route pass
+ * through `errorToResponse`. The bench baseline lives in its own Worker (bench/baseline-worker/),
+ * never in this one.
  */
 import { Hono } from "hono";
 import { errorToResponse, notFound } from "./http/errors.js";

@@ -7,7 +7,12 @@
  * CPS_ORIGIN is loopback.
  */
 import { CpsError } from "./errors.js";
-import { type Candidate, parseProvisionedRecords, parseServedPrefixes } from "./stir/discovery.js";
+import {
+  type Candidate,
+  isLoopback,
+  parseProvisionedRecords,
+  parseServedPrefixes,
+} from "./stir/discovery.js";
 import { type NumberPattern, parseSpcNumberBlocks, type SpcNumberBlocks } from "./stir/number-blocks.js";
 
 export interface CpsConfig {
@@ -83,12 +88,18 @@ function structured<T>(env: Env, name: keyof Env & string, fallback: string, par
   }
 }
 
-/** DECOY_SECRET: unset is null (refused where decoys are served); too short is a mistake. */
+/** Shortest DECOY_SECRET accepted (characters). */
+export const MIN_DECOY_SECRET_LENGTH = 32;
+
+/** DECOY_SECRET: unset is null (the serving guard refuses every request first); too short is a mistake. */
 function decoySecret(env: Env): string | null {
-  const raw = (env as unknown as Record<string, unknown>).DECOY_SECRET;
+  const raw = env.DECOY_SECRET;
   if (raw === undefined || raw === "") return null;
-  if (typeof raw !== "string" || raw.length < 32) {
-    throw new CpsError("MISCONFIGURED", "Set DECOY_SECRET to a random secret of at least 32 characters");
+  if (typeof raw !== "string" || raw.length < MIN_DECOY_SECRET_LENGTH) {
+    throw new CpsError(
+      "MISCONFIGURED",
+      `Set DECOY_SECRET to a random secret of at least ${MIN_DECOY_SECRET_LENGTH} characters`,
+    );
   }
   return raw;
 }
@@ -98,15 +109,19 @@ function decoySecret(env: Env): string | null {
  * set with any other origin, the Worker refuses to serve (`deploymentProblem`). A new dev-only var
  * goes in this list.
  */
-export const DEV_SWITCHES = ["ALLOW_UNTOKENED_STORES", "ALLOW_LOOPBACK_X5U"] as const;
+const DEV_SWITCHES = ["ALLOW_UNTOKENED_STORES", "ALLOW_LOOPBACK_X5U"] as const;
 
-const LOOPBACK_HOST = /^(localhost|\[::1\]|127(\.\d{1,3}){3})$/;
+/** A parsed CPS_ORIGIN; `loopback` = this machine (local development). */
+interface CpsOrigin {
+  origin: string;
+  loopback: boolean;
+}
 
 /**
  * CPS_ORIGIN as an origin (`scheme://host[:port]`, no path, query or credentials): https, or plain
  * http to a loopback host (local development). Throws with the reason otherwise.
  */
-export function parseCpsOrigin(raw: unknown): string {
+function parseCpsOrigin(raw: unknown): CpsOrigin {
   if (typeof raw !== "string" || raw === "") throw new Error("it is not set");
   let url: URL;
   try {
@@ -123,22 +138,19 @@ export function parseCpsOrigin(raw: unknown): string {
   ) {
     throw new Error("it must be an origin only, with no path, query or credentials");
   }
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK_HOST.test(url.hostname))) {
+  const loopback = isLoopback(url.hostname);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
     throw new Error("it must be https (plain http only to a loopback host, for local development)");
   }
-  return url.origin;
+  return { origin: url.origin, loopback };
 }
 
-/** Whether `origin` (as parseCpsOrigin returns it) is this machine: local development. */
-export function isLoopbackOrigin(origin: string): boolean {
-  return LOOPBACK_HOST.test(new URL(origin).hostname);
-}
-
-function originOrEmpty(raw: unknown): string {
+/** CPS_ORIGIN parsed, or an empty non-loopback origin when unset or malformed. */
+function originOrEmpty(raw: unknown): CpsOrigin {
   try {
     return parseCpsOrigin(raw);
   } catch {
-    return "";
+    return { origin: "", loopback: false };
   }
 }
 
@@ -147,22 +159,21 @@ function originOrEmpty(raw: unknown): string {
  * operator's message (logged once), never shown to clients.
  */
 export function deploymentProblem(env: Env): string | null {
-  const vars = env as unknown as Record<string, unknown>;
-  let origin: string;
+  let origin: CpsOrigin;
   try {
-    origin = parseCpsOrigin(vars.CPS_ORIGIN);
+    origin = parseCpsOrigin(env.CPS_ORIGIN);
   } catch (err) {
     const why = err instanceof Error ? err.message : "invalid";
     return `Set CPS_ORIGIN to this CPS's public origin, e.g. https://cps.example.net (${why})`;
   }
-  const secret = vars.DECOY_SECRET;
-  if (typeof secret !== "string" || secret.length < 32) {
+  const secret = env.DECOY_SECRET;
+  if (typeof secret !== "string" || secret.length < MIN_DECOY_SECRET_LENGTH) {
     // Without it no retrieval can be answered (every answer carries decoys), and a per-isolate
     // fallback would make decoys differ between isolates, which tells them from real blobs.
-    return "Set the DECOY_SECRET secret to a random value of at least 32 characters (wrangler secret put DECOY_SECRET)";
+    return `Set the DECOY_SECRET secret to a random value of at least ${MIN_DECOY_SECRET_LENGTH} characters (wrangler secret put DECOY_SECRET)`;
   }
-  const on = DEV_SWITCHES.filter((name) => vars[name] === "true");
-  if (on.length > 0 && !isLoopbackOrigin(origin)) {
+  const on = DEV_SWITCHES.filter((name) => env[name] === "true");
+  if (on.length > 0 && !origin.loopback) {
     return `${on.join(", ")} ${on.length > 1 ? "are" : "is"} for local development only (a loopback CPS_ORIGIN); turn ${on.length > 1 ? "them" : "it"} off`;
   }
   return null;
@@ -187,8 +198,7 @@ const cache = new WeakMap<object, CpsConfig>();
 export function readConfig(env: Env): CpsConfig {
   const hit = cache.get(env);
   if (hit) return hit;
-  const origin = originOrEmpty(env.CPS_ORIGIN);
-  const local = origin !== "" && isLoopbackOrigin(origin);
+  const { origin, loopback: local } = originOrEmpty(env.CPS_ORIGIN);
   const config: CpsConfig = {
     ttlSeconds: positiveInt(env, "PASSPORT_TTL_SECONDS", 60, 86_400),
     maxLivePerNumber: positiveInt(env, "MAX_LIVE_PER_NUMBER", 1000, 1_000_000),
@@ -206,7 +216,7 @@ export function readConfig(env: Env): CpsConfig {
     // Defence in depth behind the serving guard: a dev switch is off unless the origin is loopback.
     allowUntokenedStores: env.ALLOW_UNTOKENED_STORES === "true" && local,
     allowLoopbackX5u: env.ALLOW_LOOPBACK_X5U === "true" && local,
-    x5uAllowedHosts: structured(env, "X5U_ALLOWED_HOSTS" as keyof Env & string, "", parseHostList),
+    x5uAllowedHosts: structured(env, "X5U_ALLOWED_HOSTS", "", parseHostList),
     decoySecret: decoySecret(env),
   };
   cache.set(env, config);

@@ -182,7 +182,7 @@ export function toProblem(err: CpsError): ProblemDetails {
  * not help, another token does). Every such answer carries one, so a client can rely on it
  * (docs/wire-format.md 3.5); 1 s rather than 0 keeps a naive retry loop slow.
  */
-export const DEFAULT_RETRY_AFTER_SECONDS = 1;
+const DEFAULT_RETRY_AFTER_SECONDS = 1;
 
 /** The one place a CpsError becomes an HTTP answer: RFC 9457 problem+json, never cached. */
 export function problemResponse(err: CpsError): Response {

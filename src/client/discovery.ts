@@ -9,6 +9,7 @@
  */
 import { CpsError } from "../errors.js";
 import { decodeBase64url } from "../stir/base64url.js";
+import { isLoopback } from "../stir/discovery.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsClient, CpsUnavailableError, type FetchLike } from "./cps-client.js";
 
@@ -47,8 +48,6 @@ export interface DiscoveryOptions {
   readonly now?: () => number;
 }
 
-const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
-
 /** A base URL is https, or http to loopback when allowed; no credentials, query or fragment. */
 export function checkServiceUrl(value: unknown, allowLoopbackHttp: boolean): string {
   let url: URL;
@@ -57,7 +56,7 @@ export function checkServiceUrl(value: unknown, allowLoopbackHttp: boolean): str
   } catch (cause) {
     throw new CpsUnavailableError("A discovery answer names something that is not a URL", "", { cause });
   }
-  const httpOk = url.protocol === "http:" && allowLoopbackHttp && LOOPBACK.test(url.hostname);
+  const httpOk = url.protocol === "http:" && allowLoopbackHttp && isLoopback(url.hostname);
   if ((url.protocol !== "https:" && !httpOk) || url.username || url.password || url.search || url.hash) {
     throw new CpsUnavailableError("A discovery answer names a URL that is not https", url.origin);
   }

@@ -30,3 +30,6 @@ export declare function ensureLocalIssuerKeys(dir: string, now?: number): Promis
 
 /** DECOY_SECRET for local development (32 bytes, base64url), persisted in `<dir>/dev-decoy-secret`. */
 export declare function ensureLocalDecoySecret(dir: string): Promise<string>;
+
+/** A fresh random DECOY_SECRET: 32 bytes, base64url. */
+export declare function randomDecoySecret(): string;

@@ -34,6 +34,13 @@ export async function generateIssuerKeyEntry(id, notBefore, notAfter, modulusLen
   };
 }
 
+/** Writes `text` to `file` (mode 0600) through a temporary file renamed over it, so a crash never
+ * leaves half a file behind. */
+async function writeFileAtomic0600(file, text) {
+  await writeFile(`${file}.tmp`, text, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
+
 function usable(keys, now) {
   return (
     Array.isArray(keys) &&
@@ -67,9 +74,7 @@ export async function ensureLocalIssuerKeys(dir, now = Date.now()) {
   ];
   const json = JSON.stringify(keys);
   await mkdir(dir, { recursive: true });
-  // Written then renamed, so a crash never leaves half a key file behind.
-  await writeFile(`${file}.tmp`, json, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic0600(file, json);
   return json;
 }
 
@@ -86,9 +91,13 @@ export async function ensureLocalDecoySecret(dir) {
   } catch (err) {
     if (err?.code !== "ENOENT") throw err;
   }
-  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+  const secret = randomDecoySecret();
   await mkdir(dir, { recursive: true });
-  await writeFile(`${file}.tmp`, `${secret}\n`, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic0600(file, `${secret}\n`);
   return secret;
+}
+
+/** A fresh random DECOY_SECRET (32 bytes, base64url), e.g. for a throwaway server. */
+export function randomDecoySecret() {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
 }

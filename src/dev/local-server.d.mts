@@ -60,11 +60,7 @@ export declare function wranglerDevArgs(options: {
   config?: string;
   extraArgs?: string[];
 }): string[];
-/** One dotenv line that wrangler reads back as exactly `value` (quoted, `$` escaped). */
-export declare function envFileLine(name: string, value: string): string;
 /** Writes `vars` as a dotenv file created with mode 0600; returns `file`. */
 export declare function writeEnvFile(file: string, vars: Record<string, string>): Promise<string>;
-/** A fresh random DECOY_SECRET: 32 bytes, base64url. */
-export declare function randomDecoySecret(): string;
 /** Starts `wrangler dev` for this repository and resolves once GET /health answers. */
 export declare function startLocalServer(options?: LocalServerOptions): Promise<LocalServer>;

@@ -6,11 +6,12 @@
  */
 import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
-import { chmod, mkdtemp, open, rm, unlink } from "node:fs/promises";
+import { mkdtemp, open, rm, unlink } from "node:fs/promises";
 import { createServer } from "node:net";
 import { constants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { randomDecoySecret } from "./issuer-key.mjs";
 
 /** The repository root (this file is src/dev/local-server.mjs). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -102,7 +103,7 @@ export function wranglerDevArgs({ host, port, persistTo, vars = {}, envFiles = [
  * One dotenv line that wrangler (dotenv 16 + dotenv-expand 12) reads back as exactly `value`: quoted
  * so that newlines (PEM) and `#` survive, with `$` escaped so that nothing is expanded.
  */
-export function envFileLine(name, value) {
+function envFileLine(name, value) {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
     throw new Error(`env file: bad variable name ${JSON.stringify(name)}`);
   const text = String(value).replace(/\r\n?/g, "\n").replaceAll("$", "\\$");
@@ -131,21 +132,14 @@ export async function writeEnvFile(file, vars) {
   } finally {
     await handle.close();
   }
-  await chmod(file, 0o600);
   return file;
-}
-
-/** A fresh random DECOY_SECRET (32 bytes, base64url) for a throwaway server. */
-export function randomDecoySecret() {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
 }
 
 const LOG_TAIL_CHARS = 8_000;
 const SELF = fileURLToPath(import.meta.url);
 const SUPERVISE_FLAG = "--supervise";
-const live = new Set();
-/** Each live server's env-file directory, removed with it. */
-const varsDirs = new Map();
+/** Each live server's supervisor -> its env-file directory, removed with it. */
+const live = new Map();
 let exitHookInstalled = false;
 
 /** If the parent dies without calling stop(), do not leave wrangler and workerd running. */
@@ -153,9 +147,9 @@ function installExitHook() {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on("exit", () => {
-    for (const child of live) {
+    for (const [child, varsDir] of live) {
       killGroup(child, "SIGKILL");
-      rmSync(varsDirs.get(child), { recursive: true, force: true });
+      rmSync(varsDir, { recursive: true, force: true });
     }
   });
 }
@@ -222,8 +216,7 @@ export async function startLocalServer(options = {}) {
     stdio: ["pipe", "pipe", "pipe"],
   });
   child.stdin.on("error", () => {});
-  live.add(child);
-  varsDirs.set(child, varsDir);
+  live.set(child, varsDir);
   installExitHook();
 
   let tail = "";
@@ -239,10 +232,7 @@ export async function startLocalServer(options = {}) {
     spawnError = err;
   });
   const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
-  exited.then(() => {
-    live.delete(child);
-    varsDirs.delete(child);
-  });
+  exited.then(() => live.delete(child));
 
   let stopping = null;
   const stop = () => {

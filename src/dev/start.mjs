@@ -24,7 +24,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
 import { ensureLocalDecoySecret, ensureLocalIssuerKeys } from "./issuer-key.mjs";
@@ -98,7 +98,7 @@ if (existsSync(rootPem)) {
     "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
   );
 }
-await mkdir(wranglerDir, { recursive: true });
+// ensureLocal* above read their files from wranglerDir or created it: it exists.
 const secretsDir = await mkdtemp(join(wranglerDir, "npm-start-"));
 const envFiles = [await writeEnvFile(join(secretsDir, "secrets.env"), secrets)];
 const removeSecrets = () => rmSync(secretsDir, { recursive: true, force: true });

@@ -16,6 +16,9 @@ import { formatBlock, type NumberBlock } from "../stir/number-blocks.js";
 
 export const CACHE_STATUS_HEADER = "X-Directory-Cache";
 
+/** The origin directory cache keys are built on: the request's own (keys and discovery routes). */
+export const originOf = (c: Context<AppEnv>) => new URL(c.req.url).origin;
+
 /** Cache key of `GET /keys/{tn}` (`tn` canonical). */
 export function keyLookupCacheKey(origin: string, tn: string): string {
   return `${origin}/keys/${tn}`;
@@ -75,11 +78,12 @@ export async function edgeCached(
 }
 
 /**
- * Deletes the named entries from this colo's cache, before the write's answer goes out, so that the
- * writer's next lookup through the same colo sees the write. Other colos keep theirs until max-age.
+ * Deletes the named entries (distinct, as `purgeKeysFor` gives them) from this colo's cache, before
+ * the write's answer goes out, so that the writer's next lookup through the same colo sees the write.
+ * Other colos keep theirs until max-age.
  */
-export async function purgeDirectoryCache(cacheKeys: Iterable<string>): Promise<void> {
+export async function purgeDirectoryCache(cacheKeys: readonly string[]): Promise<void> {
   const cache = defaultCache();
   if (!cache) return;
-  await Promise.all([...new Set(cacheKeys)].map((k) => cache.delete(new Request(k, { method: "GET" }))));
+  await Promise.all(cacheKeys.map((k) => cache.delete(new Request(k, { method: "GET" }))));
 }

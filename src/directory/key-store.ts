@@ -40,7 +40,7 @@ export const PREFETCH_PAGE_ENTRIES = 1000;
  * even empty page before the end (names expiring under it); a few more calls keep an answer from
  * coming back empty while entries remain, and the cap keeps the work bounded.
  */
-export const PREFETCH_MAX_LISTS = 3;
+const PREFETCH_MAX_LISTS = 3;
 /** Pages of holders listed for one exact block (lookups, containing blocks): 2,000 holders. */
 const BLOCK_LIST_PAGES = 2;
 
@@ -129,7 +129,10 @@ export async function keysForBlock(
   now: number,
   options: { cursor?: string; pageEntries?: number } = {},
 ): Promise<PrefetchPage> {
-  const pageEntries = Math.min(Math.max(1, options.pageEntries ?? PREFETCH_PAGE_ENTRIES), 1000);
+  const pageEntries = Math.min(
+    Math.max(1, options.pageEntries ?? PREFETCH_PAGE_ENTRIES),
+    PREFETCH_PAGE_ENTRIES,
+  );
   const outer: NumberBlock[] = [];
   if (options.cursor === undefined) {
     for (let j = 1; j < block.digits.length; j++) {

@@ -9,7 +9,7 @@ import { decodeBase64url, encodeBase64url } from "../stir/base64url.js";
 import { formatBlock, type NumberBlock } from "../stir/number-blocks.js";
 
 /** Longest cursor accepted (KV's own cursors are a few hundred characters). */
-export const MAX_CURSOR_CHARS = 2048;
+const MAX_CURSOR_CHARS = 2048;
 const VERSION = "v1";
 const utf8 = new TextEncoder();
 

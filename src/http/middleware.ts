@@ -5,23 +5,31 @@ import { CpsError, problemResponse } from "../errors.js";
 import { logEvent } from "./errors.js";
 import type { AppEnv } from "./types.js";
 
-/** Deployments whose refusal has been logged: once per isolate and env, not once per request. */
-const reported = new WeakSet<object>();
+/** `deploymentProblem` per env: computed (and a refusal logged) once per isolate and env. */
+const problems = new WeakMap<object, string | null>();
+
+function problemOf(env: Env): string | null {
+  const hit = problems.get(env);
+  if (hit !== undefined) return hit;
+  const problem = deploymentProblem(env);
+  problems.set(env, problem);
+  if (problem !== null) {
+    logEvent({ event: "refusing to serve", code: "MISCONFIGURED", status: 503, reason: problem });
+  }
+  return problem;
+}
 
 /**
- * The serving guard (config.ts `deploymentProblem`): without a CPS_ORIGIN, or with a development
- * switch and an origin that is not loopback, every request is 503 MISCONFIGURED. The audience of
- * credential tokens and the origin of discovery answers are then never taken from the Host header,
- * and a dev-only setting never serves in production. The reason goes to the operator's log, once.
+ * The serving guard (config.ts `deploymentProblem`): without a CPS_ORIGIN or a DECOY_SECRET, or with
+ * a development switch and an origin that is not loopback, every request is 503 MISCONFIGURED. The
+ * audience of credential tokens and the origin of discovery answers are then never taken from the
+ * Host header, no answer goes out without decoys, and a dev-only setting never serves in production.
+ * The reason goes to the operator's log, once.
  */
 export function refuseMisconfigured(): MiddlewareHandler<AppEnv> {
   return async function refuseMisconfigured(c, next) {
-    const problem = deploymentProblem(c.env);
+    const problem = problemOf(c.env);
     if (problem === null) return next();
-    if (!reported.has(c.env)) {
-      reported.add(c.env);
-      logEvent({ event: "refusing to serve", code: "MISCONFIGURED", status: 503, reason: problem });
-    }
     return problemResponse(
       new CpsError("MISCONFIGURED", "This CPS is not configured to serve (see the operator's log)", {
         status: 503,

@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { authz } from "../directory/authz-route.js";
 import { deleteRecord, discover, putRecord } from "../directory/discovery-store.js";
-import { discoveryCacheKey, edgeCached } from "../directory/edge-cache.js";
+import { discoveryCacheKey, edgeCached, originOf } from "../directory/edge-cache.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { requireCredential } from "../http/credential-auth.js";
@@ -23,7 +23,7 @@ export const discoveryRoutes = new Hono<AppEnv>();
 discoveryRoutes.get("/.well-known/stir-oob", (c) => {
   // Parsed first: the cache key is the canonical number, whatever the spelling or extra parameters.
   const tn = canonicalTn(c.req.query("tn") ?? "");
-  return edgeCached(c, discoveryCacheKey(new URL(c.req.url).origin, tn), async () => {
+  return edgeCached(c, discoveryCacheKey(originOf(c), tn), async () => {
     const config = c.get("config");
     const record = await discover(
       c.env.CPS_KV,

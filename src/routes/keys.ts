@@ -9,6 +9,7 @@ import { authz } from "../directory/authz-route.js";
 import {
   edgeCached,
   keyLookupCacheKey,
+  originOf,
   prefetchCacheKey,
   purgeDirectoryCache,
 } from "../directory/edge-cache.js";
@@ -34,17 +35,16 @@ import { canonicalTn } from "../stir/tn.js";
 export const JWK_SET_MEDIA_TYPE = "application/jwk-set+json";
 const MAX_KEY_BODY_BYTES = 2048;
 /** A write purges the cached lookups of its numbers only when there are at most this many. */
-export const PURGE_MAX_NUMBERS = 100;
+const PURGE_MAX_NUMBERS = 100;
 /** Most cache entries one write deletes. */
 const PURGE_MAX_ENTRIES = 256;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
-const originOf = (c: Context<AppEnv>) => new URL(c.req.url).origin;
 
 // The TN spellings of src/stir/tn.ts with 'x' digits: `+1-202-555-xxxx`, `1.202.555.XXXX`.
 const PREFIX_SHAPE = /^\+?[0-9xX]+(?:[.\- ][0-9xX]+)*$/;
 
 /** The `prefix` of a prefetch, canonical (`1202555xxxx`), or `INVALID_PREFIX`. */
-export function parsePrefix(text: string | undefined): NumberBlock {
+function parsePrefix(text: string | undefined): NumberBlock {
   if (text === undefined || text.length > 64 || !PREFIX_SHAPE.test(text)) {
     throw new CpsError("INVALID_PREFIX", "A prefix is a number block: digits, then one 'x' per open digit");
   }

@@ -42,7 +42,8 @@ export const MAX_RECORD_LIFETIME = 400 * 86_400;
 export const DEFAULT_RECORD_LIFETIME = 30 * 86_400;
 const SOURCE_RANK: Record<DiscoverySource, number> = { served: 2, provisioned: 1, registered: 0 };
 
-function isLoopback(host: string): boolean {
+/** Whether a URL hostname (as `new URL().hostname` gives it) names this machine. */
+export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "[::1]" || /^127(\.[0-9]{1,3}){3}$/.test(host);
 }
 
