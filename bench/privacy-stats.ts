@@ -1,6 +1,6 @@
 /**
  * Statistics for the privacy measurements (RFC 8816 §6.2 dummies "plausible", §7.4 traffic analysis;
- * DESIGN.md invariant 2): real sealed PASSporTs vs the CPS's dummies, compared by length, byte
+ * docs/design.md invariant 2): real sealed PASSporTs vs the CPS's dummies, compared by length, byte
  * frequencies (chi-square) and two simple trained classifiers, plus the timing comparison helpers.
  *
  * Used by `npm run privacy` (bench/privacy.mjs, bundled with esbuild) and by the CI-sized test

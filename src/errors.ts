@@ -3,7 +3,7 @@
  *
  * Every failure that can be caused by input carries a stable machine `code` from the union below and
  * the HTTP status the CPS answers with (RFC 9457 problem details). Messages are short and never carry
- * telephone numbers, blobs or tokens (DESIGN.md invariant 6): the detail a test needs goes in `code`.
+ * telephone numbers, blobs or tokens (docs/design.md invariant 6): the detail a test needs goes in `code`.
  */
 
 /** Codes for malformed or refused requests (4xx at the CPS). */

@@ -1,5 +1,5 @@
 /**
- * Who may write directory records (DESIGN.md invariant 5), for the key and discovery routes.
+ * Who may write directory records (docs/design.md invariant 5), for the key and discovery routes.
  *
  * The **holder** of a record is the credential certificate's subject and issuer names, hashed: a
  * renewed certificate (new key, new serial, same subject from the same CA) keeps control of what the

@@ -1,7 +1,7 @@
 /**
  * One PassportQueue per canonical called number (`idFromName(tn)`): the short-lived queue of sealed
  * blobs stored under that number (RFC 8816 §6, §9). It only ever sees opaque blobs, random ids and
- * expiry times: nothing about who stored them (DESIGN.md invariants 1 and 3).
+ * expiry times: nothing about who stored them (docs/design.md invariants 1 and 3).
  *
  * Push (RFC 8816 §5.5, docs/push-and-blocks.md): it also serves the number's WebSocket subscribers
  * (hibernation API, see push.ts) and files every stored blob in the number's index block (BlockQueue)
@@ -27,14 +27,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
 import { decoysFor, decoyTtlMs, liveDecoys } from "../dummies/decoys.js";
-import { logEvent } from "../http/errors.js";
+import { logEvent } from "../log.js";
 import { decodeBase64url } from "../stir/base64url.js";
 import { newBlobId } from "../stir/blob-id.js";
 import { indexBlockOfTn } from "../stir/push-blocks.js";
 import { joinFrames } from "../stir/push-frames.js";
 import { shuffle } from "../stir/shuffle.js";
 import { type CanonicalTn, isCanonicalTn } from "../stir/tn.js";
-import type { BlockQueue } from "./block-queue.js";
+import { blockQueue } from "../storage/objects.js";
 import {
   Admission,
   broadcast,
@@ -84,9 +84,8 @@ export function applySchema(sql: SqlStorage): void {
 }
 
 /** The BlockQueue a number's blobs are also filed in. */
-export function blockQueueFor(env: Env, tn: string): DurableObjectStub<BlockQueue> {
-  const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
-  return ns.get(ns.idFromName(`block:${indexBlockOfTn(tn)}`));
+export function blockQueueFor(env: Env, tn: string) {
+  return blockQueue(env, indexBlockOfTn(tn));
 }
 
 export class PassportQueue extends DurableObject<Env> {

@@ -8,7 +8,7 @@
  * What it holds: a hash of K_temp's SPKI with a use count until the issuer key's `notAfter`, and one
  * row per counted spend for one TTL window: a hash of (token, number) for the per-number limit and a
  * receipt, a hash of the K_temp signature that paid. Never the token, the signatures, the number in
- * clear, a blob or a blob id (DESIGN.md invariant 3).
+ * clear, a blob or a blob id (docs/design.md invariant 3).
  *
  * Retries (docs/tokens.md "Retried stores"): the same request sent again (a client retrying after a
  * lost answer) finds its receipt and passes without a second use. The receipt is a hash of (token,

@@ -3,17 +3,17 @@
  * discovery registration, push subscriptions with action `push:subscribe`): `Authorization: Bearer
  * <ES256 JWT>` carrying a STIR certificate (RFC 8226) by x5u or x5c, verified by
  * `verifyCredentialToken`, its `jti` spent in the ReplayGuard Durable Object. Routes then decide
- * TNAuthList coverage themselves (DESIGN.md invariant 5).
+ * TNAuthList coverage themselves (docs/design.md invariant 5).
  */
 import type { MiddlewareHandler } from "hono";
 import { readConfig } from "../config.js";
-import type { ReplayGuard } from "../durable-objects/replay-guard.js";
 import { replayShard } from "../durable-objects/replay-guard.js";
 import { CpsError } from "../errors.js";
+import { logEvent } from "../log.js";
 import { CertificateValidator, parseCertificateChain } from "../stir/certificates.js";
 import { bearerToken, verifyCredentialToken } from "../stir/credential-token.js";
 import { X5uFetcher } from "../stir/x5u.js";
-import { logEvent } from "./errors.js";
+import { replayGuardShard } from "../storage/objects.js";
 import type { AppEnv } from "./types.js";
 
 // Per isolate: the validator keeps the validated-chain cache, the fetcher the x5u cache.
@@ -45,9 +45,8 @@ async function validatorFor(env: Env): Promise<CertificateValidator> {
   return validator;
 }
 
-function replayGuard(env: Env, jti: string): DurableObjectStub<ReplayGuard> {
-  const ns = env.REPLAY_GUARD as DurableObjectNamespace<ReplayGuard>;
-  return ns.get(ns.idFromName(`jti-shard-${replayShard(jti)}`));
+function replayGuard(env: Env, jti: string) {
+  return replayGuardShard(env, replayShard(jti));
 }
 
 /**

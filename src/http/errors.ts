@@ -1,15 +1,12 @@
 /**
  * Turning failures into answers: CpsError -> its problem response; anything else -> a 500 problem
  * with a fixed message (never a stack trace, never a library's message). Logs carry codes only
- * (DESIGN.md invariant 6).
+ * (docs/design.md invariant 6).
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { CpsError, problemResponse } from "../errors.js";
-
-export function logEvent(event: Record<string, string | number | boolean>): void {
-  console.log(JSON.stringify(event));
-}
+import { logEvent } from "../log.js";
 
 /**
  * A Durable Object infrastructure failure (the runtime's documented `.overloaded` / `.retryable`

@@ -2,7 +2,7 @@
 import type { MiddlewareHandler } from "hono";
 import { deploymentProblem, readConfig } from "../config.js";
 import { CpsError, problemResponse } from "../errors.js";
-import { logEvent } from "./errors.js";
+import { logEvent } from "../log.js";
 import type { AppEnv } from "./types.js";
 
 /** `deploymentProblem` per env: computed (and a refusal logged) once per isolate and env. */

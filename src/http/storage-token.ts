@@ -16,9 +16,9 @@
  * PassportQueue answers a repeat with the id it already holds (docs/tokens.md "Retried stores").
  */
 import type { MiddlewareHandler } from "hono";
-import type { TokenLedger } from "../durable-objects/token-ledger.js";
 import { ledgerShard } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
+import { logEvent } from "../log.js";
 import { encodeBase64url } from "../stir/base64url.js";
 import { decodeEnvelope } from "../stir/envelope.js";
 import {
@@ -32,17 +32,16 @@ import {
   verifyTokenSignature,
 } from "../stir/storage-token.js";
 import { canonicalTn } from "../stir/tn.js";
+import { tokenLedgerShard } from "../storage/objects.js";
 import { issuerKeys } from "../tokens/issuer-keys.js";
-import { logEvent } from "./errors.js";
 import type { AppEnv } from "./types.js";
 
 const ascii = new TextDecoder();
 const utf8 = new TextEncoder();
 let untokenedWarned = false;
 
-function ledger(env: Env, tokenId: Uint8Array): DurableObjectStub<TokenLedger> {
-  const ns = env.TOKEN_LEDGER as DurableObjectNamespace<TokenLedger>;
-  return ns.get(ns.idFromName(`token-shard-${ledgerShard(tokenId)}`));
+function ledger(env: Env, tokenId: Uint8Array) {
+  return tokenLedgerShard(env, ledgerShard(tokenId));
 }
 
 async function sha256(bytes: Uint8Array): Promise<Uint8Array> {

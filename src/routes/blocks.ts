@@ -6,24 +6,23 @@
  */
 import { Hono } from "hono";
 import { blockDecoys } from "../dummies/decoys.js";
-import type { BlockQueue } from "../durable-objects/block-queue.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import { type BlockQuery, indexBlockOfQuery, parseBlockQuery } from "../stir/push-blocks.js";
 import { shuffle } from "../stir/shuffle.js";
+import { blockQueue } from "../storage/objects.js";
 import { authenticateSubscriber, forwardUpgrade, requireWebSocketUpgrade } from "./subscriptions.js";
 
-function blockQueue(env: Env, query: BlockQuery): DurableObjectStub<BlockQueue> {
-  const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
-  return ns.get(ns.idFromName(`block:${indexBlockOfQuery(query)}`));
+function blockQueueOf(env: Env, query: BlockQuery) {
+  return blockQueue(env, indexBlockOfQuery(query));
 }
 
 export const blockRoutes = new Hono<AppEnv>();
 
 blockRoutes.get("/:block/ppts", async (c) => {
   const query = parseBlockQuery(c.req.param("block"));
-  const listed = await blockQueue(c.env, query).list(query);
+  const listed = await blockQueueOf(c.env, query).list(query);
   // Each number's real blobs come with all its live decoys, as in its own list (src/dummies/decoys.ts),
   // for up to MAX_BLOCK_DECOY_NUMBERS numbers; real blobs are never left out (a call centre needs them).
   const { decoys } = await blockDecoys(
@@ -46,7 +45,7 @@ blockRoutes.get("/:block/subscribe", async (c) => {
   requireWebSocketUpgrade(c.req.raw);
   const callee = await authenticateSubscriber(c, query);
   return forwardUpgrade(
-    blockQueue(c.env, query),
+    blockQueueOf(c.env, query),
     `https://block-queue/subscribe?digits=${query.digits}&open=${query.open}`,
     callee,
   );

@@ -5,7 +5,6 @@
  */
 import { Hono } from "hono";
 import { liveDecoys } from "../dummies/decoys.js";
-import type { PassportQueue } from "../durable-objects/passport-queue.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { methodNotAllowed } from "../http/errors.js";
@@ -14,17 +13,15 @@ import type { AppEnv } from "../http/types.js";
 import { parseBlobId } from "../stir/blob-id.js";
 import { decodeEnvelope, encodeEnvelope } from "../stir/envelope.js";
 import { shuffle } from "../stir/shuffle.js";
-import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
+import { canonicalTn } from "../stir/tn.js";
+import { passportQueue } from "../storage/objects.js";
 
 /** RFC 8816 §9 media type of an (encrypted) PASSporT body. */
 export const PASSPORT_MEDIA_TYPE = "application/passport";
 /** An envelope is 1,430 characters; folded lines and CRLFs stay far below this. */
 export const MAX_STORE_BODY_BYTES = 8 * 1024;
 
-function queue(env: Env, tn: CanonicalTn): DurableObjectStub<PassportQueue> {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(tn));
-}
+const queue = passportQueue;
 
 const ascii = new TextDecoder();
 

@@ -6,13 +6,13 @@
  */
 import { type Context, Hono } from "hono";
 import { requireCoverage } from "../directory/authz.js";
-import type { PassportQueue } from "../durable-objects/passport-queue.js";
 import { CpsError } from "../errors.js";
 import { requireCredential } from "../http/credential-auth.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import type { NumberBlock } from "../stir/number-blocks.js";
 import { canonicalTn } from "../stir/tn.js";
+import { passportQueue } from "../storage/objects.js";
 
 /** The credential token `action` of an authenticated subscription. */
 export const SUBSCRIBE_ACTION = "push:subscribe";
@@ -65,8 +65,7 @@ subscriptionRoutes.get("/:tn/subscribe", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
   requireWebSocketUpgrade(c.req.raw);
   const callee = await authenticateSubscriber(c, { digits: tn, open: 0 });
-  const ns = c.env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return forwardUpgrade(ns.get(ns.idFromName(tn)), `https://passport-queue/subscribe?tn=${tn}`, callee);
+  return forwardUpgrade(passportQueue(c.env, tn), `https://passport-queue/subscribe?tn=${tn}`, callee);
 });
 
 subscriptionRoutes.all("/:tn/subscribe", methodNotAllowed("GET"));

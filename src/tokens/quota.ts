@@ -20,10 +20,11 @@
  * the store path never touches it.
  */
 import { hash128Hex } from "../directory/authz.js";
-import type { QuotaResult, TokenLedger } from "../durable-objects/token-ledger.js";
+import type { QuotaResult } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
 import type { TnAuthEntry } from "../stir/tnauthlist.js";
+import { quotaLedger } from "../storage/objects.js";
 import type { IssuerKey, IssuerKeySet } from "./issuer-keys.js";
 
 /** How long past its key's notAfter a token still counts: one day, so no day sees more than the quota. */
@@ -50,9 +51,8 @@ export async function quotaHolder(credential: VerifiedCredentialToken): Promise<
   return hash128Hex(`stir-oob token quota v1\0${credential.certificate.leaf.subject}\0${scope}`);
 }
 
-function quotaObject(env: Env, holder: string): DurableObjectStub<TokenLedger> {
-  const ns = env.TOKEN_LEDGER as DurableObjectNamespace<TokenLedger>;
-  return ns.get(ns.idFromName(`quota:${holder}`));
+function quotaObject(env: Env, holder: string) {
+  return quotaLedger(env, holder);
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Spending storage tokens on `POST /cps/{tn}/ppts` (RFC 8816 §7.5, docs/tokens.md) with the
  * local-dev switch off: the token and K_temp checks, exact counting under concurrency, and the
- * refusal table. Every refusal leaves the number's queue untouched (DESIGN.md invariant 7).
+ * refusal table. Every refusal leaves the number's queue untouched (docs/design.md invariant 7).
  */
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";

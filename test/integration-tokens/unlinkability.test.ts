@@ -1,5 +1,5 @@
 /**
- * Unlinkability (DESIGN.md invariant 3, RFC 8816 §7.5): what the issuer is shown and signs is the
+ * Unlinkability (docs/design.md invariant 3, RFC 8816 §7.5): what the issuer is shown and signs is the
  * blinded message only, never K_temp, the token message or the final signature; and what a store
  * leaves in the number's PassportQueue holds no token data (the ledger holds hashes only).
  */

@@ -1,5 +1,5 @@
 /**
- * DESIGN.md invariant 7: bad input always gets a 4xx RFC 9457 problem response, never a 5xx, never a
+ * docs/design.md invariant 7: bad input always gets a 4xx RFC 9457 problem response, never a 5xx, never a
  * stack trace, and never changes stored state. Each table row is one bad request against the real app
  * in workerd; after each, the rows of a number holding one real blob are compared with a snapshot.
  *
@@ -90,7 +90,7 @@ const arabicIndic = (digits: string) =>
 const fullwidth = (digits: string) =>
   digits.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d)));
 
-/** Path segments that must be refused as a telephone number (RFC 8816 §9, DESIGN.md wire formats). */
+/** Path segments that must be refused as a telephone number (RFC 8816 §9, docs/design.md wire formats). */
 const BAD_TNS: [string, string][] = [
   ["a letter", `${REF.slice(0, -1)}a`],
   ["letters only", "alice"],
@@ -410,7 +410,7 @@ async function expectRejectedWithoutStateChange(c: BadCase): Promise<void> {
   expect(await queueFor(REF).liveCount()).toBe(1);
 }
 
-describe("DESIGN.md invariant 7: bad input gets a 4xx problem and changes nothing", () => {
+describe("docs/design.md invariant 7: bad input gets a 4xx problem and changes nothing", () => {
   describe("RFC 8816 §9 {tn} path segment: bad telephone numbers -> 400 INVALID_TN", () => {
     it.each(tnRows.map((r) => [r.name, r] as const))("%s", (_name, c) => expectRejectedWithoutStateChange(c));
   });

@@ -1,5 +1,5 @@
 /**
- * STIR credential authentication middleware (DESIGN.md "STIR credential auth", invariant 5) against
+ * STIR credential authentication middleware (docs/design.md "STIR credential auth", invariant 5) against
  * the real ReplayGuard Durable Object and the test PKI the Worker trusts.
  */
 import { env } from "cloudflare:test";

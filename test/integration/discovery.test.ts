@@ -1,7 +1,7 @@
 /**
  * CPS discovery (RFC 8816 §10): longest-prefix match over this CPS's served prefixes, provisioned
  * records (DISCOVERY_RECORDS) and authenticated registrations in KV; TTLs; authorisation
- * (DESIGN.md invariant 5). Real app, real KV, real ReplayGuard.
+ * (docs/design.md invariant 5). Real app, real KV, real ReplayGuard.
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";

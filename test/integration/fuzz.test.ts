@@ -1,5 +1,5 @@
 /**
- * fast-check properties against the real app in workerd (DESIGN.md invariant 7; RFC 8816 §9 paths and
+ * fast-check properties against the real app in workerd (docs/design.md invariant 7; RFC 8816 §9 paths and
  * bodies): arbitrary methods, path segments, headers and bodies never get a 5xx, every 4xx is an
  * RFC 9457 problem, and a rejected request never changes what a number holding one real blob stores.
  * Where a route has a simple oracle (the TN parser, the id format, the envelope decoder), the status
@@ -236,7 +236,7 @@ function tnOracle(decoded: string): boolean {
   }
 }
 
-describe("DESIGN.md invariant 7 properties: never a 5xx, always a problem, never a state change on reject", () => {
+describe("docs/design.md invariant 7 properties: never a 5xx, always a problem, never a state change on reject", () => {
   it(
     `arbitrary method x path x headers x body (${Number(env.FUZZ_RUNS)} requests)`,
     async () => {

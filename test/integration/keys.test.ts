@@ -1,5 +1,5 @@
 /**
- * Key directory (RFC 8816 §11; DESIGN.md invariant 5) against the real app, real KV and the real
+ * Key directory (RFC 8816 §11; docs/design.md invariant 5) against the real app, real KV and the real
  * ReplayGuard Durable Object, with certificates from the test PKI the Worker trusts.
  */
 import { env } from "cloudflare:test";

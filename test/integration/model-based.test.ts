@@ -1,6 +1,6 @@
 /**
  * Model-based test of the CPS HTTP API (RFC 8816 §6.2 retrieval with dummies, §7.5 lifetime, §9
- * store/list/fetch; DESIGN.md invariants 2 and 4) with fast-check `fc.commands` against the real app
+ * store/list/fetch; docs/design.md invariants 2 and 4) with fast-check `fc.commands` against the real app
  * in workerd. A model (number -> id -> blob, plus the ids that have expired) predicts every answer:
  *
  * - store   POST a real sealed blob: 201, a fresh id, `Location` under the canonical number.

@@ -1,5 +1,5 @@
 /**
- * The OpenAPI description matches the routes the app really registers (DESIGN.md "CPS HTTP API",
+ * The OpenAPI description matches the routes the app really registers (docs/design.md "CPS HTTP API",
  * RFC 8816 §9 paths), in both directions, and GET /openapi.json serves exactly that document.
  */
 import { exports } from "cloudflare:workers";
@@ -36,7 +36,7 @@ function describedOperations(): Set<string> {
   return ops;
 }
 
-describe("OpenAPI document <-> registered routes (DESIGN.md CPS HTTP API, RFC 8816 §9)", () => {
+describe("OpenAPI document <-> registered routes (docs/design.md CPS HTTP API, RFC 8816 §9)", () => {
   it("the path conversion handles params and trailing slashes", () => {
     expect(toOpenApiPath("/cps/:tn/ppts/:id/")).toBe("/cps/{tn}/ppts/{id}");
     expect(toOpenApiPath("/cps/:tn/ppts")).toBe("/cps/{tn}/ppts");

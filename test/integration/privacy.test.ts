@@ -1,5 +1,5 @@
 /**
- * Privacy invariants at the HTTP + Durable Object layer (DESIGN.md "Privacy and security invariants"
+ * Privacy invariants at the HTTP + Durable Object layer (docs/design.md "Privacy and security invariants"
  * 1, 2, 4, 6; RFC 8816 §6.2 dummies, §7.5 lifetime, §12 privacy considerations), against the real
  * app in workerd.
  */
@@ -35,7 +35,7 @@ async function expectOpenFails(key: CryptoKeyPair, tn: string, blob: Uint8Array)
   );
 }
 
-describe("DESIGN.md invariant 2 / RFC 8816 §6.2: every retrieval answers; one length; a decoy persists for its lifetime, like a real blob, and never comes back", () => {
+describe("docs/design.md invariant 2 / RFC 8816 §6.2: every retrieval answers; one length; a decoy persists for its lifetime, like a real blob, and never comes back", () => {
   const LOOKS = 10_000;
   const EMPTY = "15550200001";
   const REAL = "15550200002";
@@ -137,7 +137,7 @@ describe("DESIGN.md invariant 2 / RFC 8816 §6.2: every retrieval answers; one l
   });
 });
 
-describe("DESIGN.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, expires_at) and nothing naming the caller", () => {
+describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, expires_at) and nothing naming the caller", () => {
   const TN = "15550200010";
   const MARKERS = {
     Authorization: "Bearer tok-privacy-marker-8f1e2d",
@@ -237,7 +237,7 @@ describe("DESIGN.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, expire
   });
 });
 
-describe("DESIGN.md invariant 4 / RFC 8816 §7.5: nothing is served after its TTL", () => {
+describe("docs/design.md invariant 4 / RFC 8816 §7.5: nothing is served after its TTL", () => {
   async function setExpiry(tn: string, id: string, at: number): Promise<void> {
     await runInDurableObject(queueFor(tn), (_obj, state) => {
       state.storage.sql.exec("UPDATE ppts SET expires_at = ? WHERE id = ?", at, id);
@@ -284,7 +284,7 @@ describe("DESIGN.md invariant 4 / RFC 8816 §7.5: nothing is served after its TT
   });
 });
 
-describe("DESIGN.md invariant 6: logs carry no telephone numbers, blobs or tokens", () => {
+describe("docs/design.md invariant 6: logs carry no telephone numbers, blobs or tokens", () => {
   const TN = "15550200300";
   const TOKEN = "tok-log-marker-3c9a7e41d0";
   const spies: MockInstance[] = [];

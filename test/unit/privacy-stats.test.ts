@@ -1,5 +1,5 @@
 /**
- * CI-sized privacy measurement (RFC 8816 §6.2: dummies "plausible"; DESIGN.md invariant 2), the short
+ * CI-sized privacy measurement (RFC 8816 §6.2: dummies "plausible"; docs/design.md invariant 2), the short
  * form of `npm run privacy` part (a): 1,000 real sealed PASSporTs vs 1,000 CPS dummies. The full run
  * (10,000 vs 10,000, bound 50 % +- 2 %) is in BENCHMARKS.md "Privacy measurements".
  *
