@@ -2,8 +2,9 @@
 /**
  * Push and block benchmark (RFC 8816 §5.5, §6.2; docs/push-and-blocks.md) over real HTTP and
  * WebSockets against `wrangler dev` on workerd. Two servers run side by side, rounds interleaved:
- * A with the block index on (the default), B with PUSH_BLOCK_INDEX=false, so the per-store cost of
- * the index is a ratio from the same run.
+ * A is the CPS, B the bench Worker bench/no-block-index/ (the CPS with the same wrangler.toml, whose
+ * PassportQueue does not file blobs into their block), so the per-store cost of the index is a ratio
+ * from the same run.
  *
  *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--pin] [--out FILE]
  *                       [--only delivery,throughput,index,block] [--delivery-gap 300] [--rps]
@@ -433,10 +434,10 @@ async function main() {
   const vars = { ALLOW_UNTOKENED_STORES: "true", MAX_LIVE_PER_NUMBER: "1000000" };
   log("starting two local servers (block index on / off)...");
   // One at a time, each with its own inspector port (two wrangler devs would both want 9229).
-  const server = async (v) =>
-    startLocalServer({ vars: v, args: ["--inspector-port", String(await freePort())] });
-  const a = await server(vars);
-  const b = await server({ ...vars, PUSH_BLOCK_INDEX: "false" });
+  const server = async (main) =>
+    startLocalServer({ vars, main, args: ["--inspector-port", String(await freePort())] });
+  const a = await server();
+  const b = await server("bench/no-block-index/index.ts");
   if (flags.pin) {
     pinCpus([a, b]);
     log("pinned: servers on CPU 0, load and subscribers on CPU 1");

@@ -12,6 +12,7 @@
 import { env } from "cloudflare:test";
 import { it } from "vitest";
 import { app } from "../src/app.js";
+import { readConfig } from "../src/config.js";
 import { blindSign, issuerKeys } from "../src/tokens/issuer-keys.js";
 import {
   directToken,
@@ -33,7 +34,7 @@ const rate = async (n: number, op: (i: number) => Promise<unknown>, inFlight = 1
   n / (await closedLoop(n, inFlight, op));
 
 it("storage-token benchmark", async () => {
-  const key = (await issuerKeys(env)).current();
+  const key = (await issuerKeys(readConfig(env))).current();
   if (!key) throw new Error("no current issuer key");
   const blinded = Array.from({ length: SIGN_PER_ROUND }, () => {
     const m = crypto.getRandomValues(new Uint8Array(key.modulusBytes));

@@ -1,19 +1,17 @@
 /**
- * Typed configuration from the Worker's vars, checked once per isolate. A missing or malformed var is
- * a deployment mistake, so the message says exactly what to set (in wrangler.toml `[vars]`).
+ * Typed configuration from the Worker's vars and secrets, checked once per isolate. The only reader of
+ * them: everything else reads `readConfig(env)` (bindings of Durable Objects and KV excepted). A
+ * missing or malformed var is a deployment mistake, so the message says exactly what to set (in
+ * wrangler.toml `[vars]`).
  *
  * `deploymentProblem` is the serving guard (src/http/middleware.ts): the Worker refuses every request
  * without a CPS_ORIGIN or a DECOY_SECRET, and with a development switch (DEV_SWITCHES) unless
  * CPS_ORIGIN is loopback.
  */
 import { CpsError } from "./errors.js";
-import {
-  type Candidate,
-  isLoopback,
-  parseProvisionedRecords,
-  parseServedPrefixes,
-} from "./stir/discovery.js";
+import { type Candidate, parseProvisionedRecords, parseServedPrefixes } from "./stir/discovery.js";
 import { type NumberPattern, parseSpcNumberBlocks, type SpcNumberBlocks } from "./stir/number-blocks.js";
+import { isLoopback } from "./stir/urls.js";
 
 export interface CpsConfig {
   /** Lifetime of a stored blob (RFC 8816 §7.5: no longer than the 60 s iat freshness window). */
@@ -62,6 +60,17 @@ export interface CpsConfig {
    * `null` when unset; the serving guard (`deploymentProblem`) then refuses every request first.
    */
   decoySecret: string | null;
+  /**
+   * PEM of the STIR trust anchors (TRUST_ANCHORS_PEM, a secret), as set: "" when unset. Parsed by the
+   * credential check when a route needs it (src/http/credential-auth.ts), once per distinct value, so
+   * a deployment without it still serves the routes that need no credential.
+   */
+  trustAnchorsPem: string;
+  /**
+   * Storage-token issuer keys (TOKEN_ISSUER_KEYS, a secret), as set: "" when unset. Parsed and imported
+   * by src/tokens/issuer-keys.ts when a token route needs them, once per distinct value.
+   */
+  tokenIssuerKeys: string;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -209,7 +218,7 @@ export function readConfig(env: Env): CpsConfig {
     keysCacheSeconds: positiveInt(env, "KEYS_CACHE_SECONDS", 60, 86_400),
     keysPrefetchMaxOpenDigits: positiveInt(env, "KEYS_PREFETCH_MAX_OPEN_DIGITS", 4, 6),
     // One credential's quota x uses x TTL / MAX_LIVE_PER_NUMBER bounds how long it can hold one number's
-    // queue full: 1,000 x 1 x 60 s / 1,000 = one minute a day (docs/tokens.md, issue 13 #2).
+    // queue full: 1,000 x 1 x 60 s / 1,000 = one minute a day (docs/tokens.md).
     tokenMaxUses: positiveInt(env, "TOKEN_MAX_USES", 1, 1_000_000),
     tokenMaxUsesPerNumber: positiveInt(env, "TOKEN_MAX_USES_PER_NUMBER", 1, 1_000_000),
     tokenDailyQuota: positiveInt(env, "TOKEN_DAILY_QUOTA", 1000, 100_000_000),
@@ -218,6 +227,8 @@ export function readConfig(env: Env): CpsConfig {
     allowLoopbackX5u: env.ALLOW_LOOPBACK_X5U === "true" && local,
     x5uAllowedHosts: structured(env, "X5U_ALLOWED_HOSTS", "", parseHostList),
     decoySecret: decoySecret(env),
+    trustAnchorsPem: env.TRUST_ANCHORS_PEM ?? "",
+    tokenIssuerKeys: env.TOKEN_ISSUER_KEYS ?? "",
   };
   cache.set(env, config);
   return config;

@@ -139,15 +139,30 @@ export interface CpsErrorOptions {
   cause?: unknown;
 }
 
-export class CpsError extends Error {
+/**
+ * The root of every error the project throws on purpose, like jose's `JOSEError`: a stable machine
+ * `code` to branch on. `CpsError` (the CPS's answers and the protocol code) and the client library's
+ * own errors (src/client/errors.ts) extend it, so `err instanceof StirOobError` and `err.code` cover
+ * everything the client library throws.
+ */
+export class StirOobError extends Error {
+  override readonly name: string = "StirOobError";
+  readonly code: string;
+
+  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+  }
+}
+
+export class CpsError extends StirOobError {
   override readonly name = "CpsError";
-  readonly code: CpsErrorCode;
+  declare readonly code: CpsErrorCode;
   readonly status: number;
   readonly retryAfter: number | undefined;
 
   constructor(code: CpsErrorCode, message: string, options: CpsErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options);
     this.status = options.status ?? ERROR_STATUS[code];
     this.retryAfter = options.retryAfter;
   }

@@ -9,8 +9,8 @@
  */
 import { CpsError } from "../errors.js";
 import { decodeBase64url } from "../stir/base64url.js";
-import { isLoopback } from "../stir/discovery.js";
 import type { CanonicalTn } from "../stir/tn.js";
+import { isLoopback } from "../stir/urls.js";
 import { CpsClient, CpsUnavailableError, type FetchLike } from "./cps-client.js";
 
 /** Where a number's PASSporTs go and where its keys are (a discovery record, §10). */

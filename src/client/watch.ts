@@ -13,7 +13,8 @@
  * headers need a WebSocket that can send them: undici's (Node's global one) can, browsers cannot.
  */
 import { decodeEnvelope } from "../stir/envelope.js";
-import { formatBlockQuery, parseBlockQuery } from "../stir/push-blocks.js";
+import { formatBlock } from "../stir/number-blocks.js";
+import { parseBlockQuery } from "../stir/push-blocks.js";
 import { ackMessage, parseFrames, parseMark } from "../stir/push-frames.js";
 import { canonicalTn } from "../stir/tn.js";
 
@@ -91,7 +92,7 @@ export function subscribeUrl(cps: string | URL, target: WatchTarget): string {
   const path =
     "tn" in target
       ? `/cps/${canonicalTn(target.tn)}/subscribe`
-      : `/cps/blocks/${formatBlockQuery(parseBlockQuery(target.block))}/subscribe`;
+      : `/cps/blocks/${formatBlock(parseBlockQuery(target.block))}/subscribe`;
   const url = new URL(path, cps);
   url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
   return url.toString();

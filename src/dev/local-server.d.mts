@@ -15,6 +15,8 @@ export interface LocalServerOptions {
   vars?: Record<string, string>;
   /** wrangler config relative to the repository (default: the CPS's wrangler.toml). */
   config?: string;
+  /** Entry module in place of the config's `main`, relative to the repository. */
+  main?: string;
   /** Keep wrangler's output to ourselves (default true); it is in the error if start fails. */
   quiet?: boolean;
   /** Extra `wrangler dev` arguments. */
@@ -58,6 +60,7 @@ export declare function wranglerDevArgs(options: {
   vars?: Record<string, string>;
   envFiles?: string[];
   config?: string;
+  main?: string;
   extraArgs?: string[];
 }): string[];
 /** Writes `vars` as a dotenv file created with mode 0600; returns `file`. */

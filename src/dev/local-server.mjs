@@ -91,9 +91,21 @@ export async function waitForHealth(url, { timeoutMs = 60_000, intervalMs = 150,
  * the command line (`--var`), where any local user can read them in `ps`: never a secret. Secrets go
  * in an env file (`writeEnvFile`, then `--env-file`).
  */
-export function wranglerDevArgs({ host, port, persistTo, vars = {}, envFiles = [], config, extraArgs = [] }) {
+export function wranglerDevArgs({
+  host,
+  port,
+  persistTo,
+  vars = {},
+  envFiles = [],
+  config,
+  main,
+  extraArgs = [],
+}) {
   const args = [WRANGLER_BIN, "dev", "--ip", host, "--port", String(port), "--persist-to", persistTo];
-  if (config !== undefined) args.push("--config", config);
+  // Given an entry, wrangler would look for its config from the entry's directory up (bench/ has
+  // its own): without an explicit config, name the CPS's.
+  if (main !== undefined) args.push(main);
+  if (config !== undefined || main !== undefined) args.push("--config", config ?? "wrangler.toml");
   for (const file of envFiles) args.push("--env-file", file);
   for (const [key, value] of Object.entries(vars)) args.push("--var", `${key}:${value}`);
   return [...args, ...extraArgs];
@@ -180,6 +192,8 @@ function killGroup(child, signal) {
  *   loopback URL and DECOY_SECRET to a fresh random one
  * @param {string} [options.config] wrangler config, relative to the repository (default: the CPS's
  *   wrangler.toml); e.g. bench/wrangler.toml for the bench Worker
+ * @param {string} [options.main] entry module in place of the config's `main`, relative to the
+ *   repository; e.g. bench/no-block-index/index.ts, the CPS without its block index
  * @param {boolean} [options.quiet] keep wrangler's output to ourselves (default true); it is
  *   included in the error if the server fails to start
  * @param {string[]} [options.args] extra `wrangler dev` arguments
@@ -202,6 +216,7 @@ export async function startLocalServer(options = {}) {
     port,
     persistTo,
     config: options.config,
+    main: options.main,
     envFiles: [envFile],
     extraArgs: ["--show-interactive-dev-session=false", ...(options.args ?? [])],
   });

@@ -1,6 +1,7 @@
 /**
- * Discovery records in Workers KV (docs/storage-schema.md, `disc:`), merged with the CPS's own
- * served prefixes and the operator's provisioned records (RFC 8816 §10).
+ * Discovery records in Workers KV (docs/storage-schema.md, `disc:`; names formed in
+ * storage/layout.ts), merged with the CPS's own served prefixes and the operator's provisioned
+ * records (RFC 8816 §10).
  *
  * One entry per registered block, `disc:{block}`, last writer wins among holders that cover the
  * block (each has authority over those numbers, RFC 8816 §6.1); only the registrant may delete it.
@@ -18,12 +19,10 @@ import {
 } from "../stir/discovery.js";
 import type { NumberPattern } from "../stir/number-blocks.js";
 import { blocksContaining, formatBlock, type NumberBlock } from "../stir/number-blocks.js";
+import { discoveryEntryName } from "../storage/layout.js";
 
-export const DISCOVERY_PREFIX = "disc:";
 /** TTL of the answers that name this CPS itself. */
 export const SELF_RECORD_TTL = 300;
-
-const entryName = (block: NumberBlock) => `${DISCOVERY_PREFIX}${formatBlock(block)}`;
 
 export interface SelfDescription {
   /** Base URL of this CPS: CPS_ORIGIN, never the request's Host. */
@@ -54,7 +53,7 @@ export async function discover(
           record: own(pattern.kind === "prefix" ? pattern.digits : formatBlock(pattern.block)),
         }));
   const blocks = blocksContaining(tn);
-  const stored = await Promise.all(blocks.map((b) => kv.get(entryName(b), "json")));
+  const stored = await Promise.all(blocks.map((b) => kv.get(discoveryEntryName(b), "json")));
   const registered: Candidate[] = [];
   blocks.forEach((block, i) => {
     const r = parseStoredRecord(stored[i], now);
@@ -84,7 +83,7 @@ export async function putRecord(
     exp: now + reg.lifetime,
     holder,
   };
-  await kv.put(entryName(block), JSON.stringify(record), { expiration: record.exp });
+  await kv.put(discoveryEntryName(block), JSON.stringify(record), { expiration: record.exp });
   return record;
 }
 
@@ -95,10 +94,10 @@ export async function deleteRecord(
   holder: string,
   now: number,
 ): Promise<void> {
-  const current = parseStoredRecord(await kv.get(entryName(block), "json"), now);
+  const current = parseStoredRecord(await kv.get(discoveryEntryName(block), "json"), now);
   if (!current) throw new CpsError("NOT_FOUND", "No discovery record for this block");
   if (current.holder !== holder) {
     throw new CpsError("NOT_OWNER", "This record was registered by another certificate holder");
   }
-  await kv.delete(entryName(block));
+  await kv.delete(discoveryEntryName(block));
 }

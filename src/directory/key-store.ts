@@ -1,5 +1,5 @@
 /**
- * The key directory in Workers KV (docs/storage-schema.md, `key:`).
+ * The key directory in Workers KV (docs/storage-schema.md, `key:`; names formed in storage/layout.ts).
  *
  * One entry per (number block, holder): `key:{length}:{block}:{holder}`, value and list metadata both
  * the holder's `HolderBlockRecord` (at most 5 keys, < 1 KiB, so `list` alone answers a lookup).
@@ -23,16 +23,9 @@ import {
   recordExpiry,
   withKey,
 } from "../stir/key-records.js";
-import {
-  blockLength,
-  blocksContaining,
-  blockWithin,
-  formatBlock,
-  type NumberBlock,
-  parseBlock,
-} from "../stir/number-blocks.js";
+import { blocksContaining, blockWithin, type NumberBlock, parseBlock } from "../stir/number-blocks.js";
+import { keyBlockPrefix, keyEntryName, keyPrefetchPrefix, parseKeyEntryName } from "../storage/layout.js";
 
-export const KEY_PREFIX = "key:";
 /** Most entries (holder records, 1-5 keys each) one prefetch answer carries: one KV list page. */
 export const PREFETCH_PAGE_ENTRIES = 1000;
 /**
@@ -44,20 +37,10 @@ const PREFETCH_MAX_LISTS = 3;
 /** Pages of holders listed for one exact block (lookups, containing blocks): 2,000 holders. */
 const BLOCK_LIST_PAGES = 2;
 
-/** `key:{length}:{block}:`: every holder's entry for exactly this block. */
-const blockPrefix = (block: NumberBlock) => `${KEY_PREFIX}${blockLength(block)}:${formatBlock(block)}:`;
-const entryName = (block: NumberBlock, holder: string) => `${blockPrefix(block)}${holder}`;
-
 /** A key found by a lookup, with the block it was registered for. */
 export interface FoundKey {
   readonly block: string;
   readonly entry: KeyEntry;
-}
-
-function parseName(name: string): { block: string; holder: string } | undefined {
-  const [tag, length, block, holder, extra] = name.split(":");
-  if (tag !== "key" || !block || !holder || extra !== undefined || String(block.length) !== length) return;
-  return { block, holder };
 }
 
 async function listAll(
@@ -83,7 +66,7 @@ function collect(
   within?: NumberBlock,
 ): void {
   for (const k of keys) {
-    const name = parseName(k.name);
+    const name = parseKeyEntryName(k.name);
     if (!name) continue;
     if (within) {
       // Defensive: the prefix already selects these; a malformed name is skipped, never a 500.
@@ -100,7 +83,7 @@ function collect(
 /** Every live key that applies to `tn`: its own and those of every block containing it. */
 export async function keysForTn(kv: KVNamespace, tn: string, now: number): Promise<FoundKey[]> {
   const lists = await Promise.all(
-    blocksContaining(tn).map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES)),
+    blocksContaining(tn).map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES)),
   );
   const out: FoundKey[] = [];
   for (const l of lists) collect(l.keys, now, out);
@@ -141,7 +124,7 @@ export async function keysForBlock(
   }
   const [inner, containing] = await Promise.all([
     listOwnEntries(kv, block, now, pageEntries, options.cursor),
-    Promise.all(outer.map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES))),
+    Promise.all(outer.map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES))),
   ]);
   const out: FoundKey[] = [];
   for (const l of containing) collect(l.keys, now, out);
@@ -157,7 +140,7 @@ async function listOwnEntries(
   limit: number,
   cursor: string | undefined,
 ): Promise<{ keys: FoundKey[]; next?: string }> {
-  const prefix = `${KEY_PREFIX}${blockLength(block)}:${block.digits}`;
+  const prefix = keyPrefetchPrefix(block);
   const out: FoundKey[] = [];
   let names = 0;
   let next = cursor;
@@ -183,7 +166,7 @@ async function listOwnEntries(
 }
 
 async function readOwn(kv: KVNamespace, block: NumberBlock, holder: string): Promise<HolderBlockRecord> {
-  return parseHolderRecord(await kv.get(entryName(block, holder), "json"));
+  return parseHolderRecord(await kv.get(keyEntryName(block, holder), "json"));
 }
 
 async function writeOwn(
@@ -193,7 +176,7 @@ async function writeOwn(
   record: HolderBlockRecord,
   now: number,
 ): Promise<void> {
-  const name = entryName(block, holder);
+  const name = keyEntryName(block, holder);
   if (record.keys.length === 0) {
     await kv.delete(name);
     return;
@@ -242,7 +225,7 @@ export async function deleteKeys(
     return { v: 1, keys: kept };
   });
   if (removed === 0) {
-    const others = await Promise.all(blocks.map((b) => listAll(kv, blockPrefix(b), BLOCK_LIST_PAGES)));
+    const others = await Promise.all(blocks.map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES)));
     const found: FoundKey[] = [];
     for (const l of others) collect(l.keys, now, found);
     if (found.some((f) => kid === undefined || f.entry.kid === kid)) {

@@ -6,6 +6,7 @@
  * freshness check anyway.
  */
 import { DurableObject } from "cloudflare:workers";
+import { REPLAY_GUARD_SCHEMA } from "../storage/layout.js";
 
 export const REPLAY_SHARDS = 32;
 
@@ -15,9 +16,7 @@ export class ReplayGuard extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     void ctx.blockConcurrencyWhile(async () => {
-      ctx.storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS jtis (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
-      );
+      ctx.storage.sql.exec(REPLAY_GUARD_SCHEMA);
       this.alarmAt = await ctx.storage.getAlarm();
     });
   }

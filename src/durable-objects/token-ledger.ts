@@ -22,6 +22,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config.js";
+import { TOKEN_LEDGER_SCHEMA } from "../storage/layout.js";
 
 export const LEDGER_SHARDS = 64;
 /** Retry-After of a quota refusal that no expiry can lift (a batch larger than the whole quota). */
@@ -34,28 +35,6 @@ export type SpendResult =
   | { ok: false; code: "TOKEN_SPENT" }
   | { ok: false; code: "TOKEN_RATE_LIMITED"; retryAfterSeconds: number };
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS tokens (
-    token TEXT PRIMARY KEY,
-    uses INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-  );
-  CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
-  CREATE TABLE IF NOT EXISTS spends (
-    receipt TEXT PRIMARY KEY,
-    pair TEXT NOT NULL,
-    at INTEGER NOT NULL
-  );
-  CREATE INDEX IF NOT EXISTS spends_pair ON spends (pair, at);
-  CREATE INDEX IF NOT EXISTS spends_at ON spends (at);
-  DROP TABLE IF EXISTS number_uses;
-  CREATE TABLE IF NOT EXISTS quota (
-    key_id TEXT PRIMARY KEY,
-    count INTEGER NOT NULL,
-    counts_until INTEGER NOT NULL
-  );
-`;
-
 export class TokenLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private alarmAt: number | null = null;
@@ -64,7 +43,7 @@ export class TokenLedger extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
+      this.sql.exec(TOKEN_LEDGER_SCHEMA);
       this.alarmAt = await ctx.storage.getAlarm();
     });
   }

@@ -5,7 +5,7 @@ import { CpsError } from "../errors.js";
 
 /** Refuses a body whose Content-Type is not `type` (parameters such as charset are allowed): 415. */
 export function requireContentType(type: string): MiddlewareHandler {
-  return async (c, next) => {
+  return async function requireContentType(c, next) {
     const header = c.req.header("content-type") ?? "";
     const essence = header.split(";")[0]?.trim().toLowerCase();
     if (essence !== type) {

@@ -6,7 +6,7 @@
  * TNAuthList coverage themselves (docs/design.md invariant 5).
  */
 import type { MiddlewareHandler } from "hono";
-import { readConfig } from "../config.js";
+import { type CpsConfig, readConfig } from "../config.js";
 import { replayShard } from "../durable-objects/replay-guard.js";
 import { CpsError } from "../errors.js";
 import { logEvent } from "../log.js";
@@ -16,21 +16,24 @@ import { X5uFetcher } from "../stir/x5u.js";
 import { replayGuardShard } from "../storage/objects.js";
 import type { AppEnv } from "./types.js";
 
-// Per isolate: the validator keeps the validated-chain cache, the fetcher the x5u cache.
-// Keyed by the raw settings, compared as they are (no key string built per request).
-let cached: { pem: string; blocks: string; validator: CertificateValidator } | undefined;
+// Per isolate: the validator keeps the validated-chain cache, the fetcher the x5u cache. Keyed by the
+// settings they were built from, compared as they are (no key string built per request): the PEM as
+// set, the parsed SPC map by identity (config.ts parses it once per env).
+let cached:
+  | { pem: string; spcNumberBlocks: CpsConfig["spcNumberBlocks"]; validator: CertificateValidator }
+  | undefined;
 let x5u: { allowLoopback: boolean; hosts: readonly string[]; fetcher: X5uFetcher } | undefined;
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a === b || (a.length === b.length && a.every((h, i) => h === b[i]));
 }
 
-async function validatorFor(env: Env): Promise<CertificateValidator> {
-  const pem = env.TRUST_ANCHORS_PEM ?? "";
-  const blocks = env.SPC_NUMBER_BLOCKS ?? "";
-  if (cached !== undefined && cached.pem === pem && cached.blocks === blocks) return cached.validator;
+async function validatorFor(config: CpsConfig): Promise<CertificateValidator> {
   // The SPC map decides which numbers an SPC-scoped delegate CA may hand down (RFC 9060 §4).
-  const spcNumberBlocks = readConfig(env).spcNumberBlocks;
+  const { trustAnchorsPem: pem, spcNumberBlocks } = config;
+  if (cached !== undefined && cached.pem === pem && cached.spcNumberBlocks === spcNumberBlocks) {
+    return cached.validator;
+  }
   if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
     throw new CpsError("MISCONFIGURED", "Set TRUST_ANCHORS_PEM to the PEM of the STIR trust anchors");
   }
@@ -41,7 +44,7 @@ async function validatorFor(env: Env): Promise<CertificateValidator> {
     throw new CpsError("MISCONFIGURED", "TRUST_ANCHORS_PEM does not parse as PEM certificates");
   }
   const validator = new CertificateValidator({ anchors: anchors.certificates, spcNumberBlocks });
-  cached = { pem, blocks, validator };
+  cached = { pem, spcNumberBlocks, validator };
   return validator;
 }
 
@@ -54,7 +57,7 @@ function replayGuard(env: Env, jti: string) {
  * token as `c.get("credential")`.
  */
 export function requireCredential(actions: readonly string[]): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+  return async function requireCredential(c, next) {
     const token = bearerToken(c.req.header("authorization"));
     const config = readConfig(c.env);
     if (config.cpsOrigin === "") throw new CpsError("MISCONFIGURED", "Set CPS_ORIGIN", { status: 503 });
@@ -80,7 +83,7 @@ export function requireCredential(actions: readonly string[]): MiddlewareHandler
       // CPS_ORIGIN, never the Host header (threat model #11); the serving guard requires it.
       audience: config.cpsOrigin,
       actions,
-      validator: await validatorFor(c.env),
+      validator: await validatorFor(config),
       fetchChain: (url) => fetcher.fetchChain(url),
       replayCheck: (jti, expiresAt) => replayGuard(c.env, jti).claim(jti, expiresAt),
     });

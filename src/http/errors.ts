@@ -43,7 +43,7 @@ export function notFound(): Response {
 
 /** Answers 405 for a known path with a method it does not serve. */
 export function methodNotAllowed(allow: string): () => Response {
-  return () => {
+  return function methodNotAllowed() {
     const res = problemResponse(new CpsError("METHOD_NOT_ALLOWED", "Method not allowed on this resource"));
     res.headers.set("Allow", allow);
     return res;

@@ -1,10 +1,15 @@
 /**
- * The storage-token check of `POST /cps/{tn}/ppts` (RFC 8816 §7.5, docs/tokens.md), as one middleware
- * so the store handler stays free of auth logic. In order:
+ * The storage-token check of `POST /cps/{tn}/ppts` (RFC 8816 §7.5, docs/tokens.md), so the store
+ * handler stays free of auth logic. Two middlewares around the one decoding of the store request
+ * (`storeRequest`, store-request.ts), which keeps the order of the checks, so the same refusal wins
+ * when several things are wrong:
+ *   `readStorageToken`, before the body is read:
  *   1. both headers present (else 401 TOKEN_MISSING; unless the local-dev switch is on and neither is);
  *   2. the token parses, its K_temp is a usable public key (400 TOKEN_MALFORMED: no identity,
  *      small-order, off-curve or non-canonical point, `checkTempKey`), and it names a known, unexpired
  *      issuer key (401 TOKEN_UNKNOWN_KEY);
+ *   `storeRequest`: the number and the envelope, decoded once (400 INVALID_TN, the envelope's codes);
+ *   `requireStorageToken`, over that decoded request:
  *   3. the issuer's RSA-PSS signature over the token message and K_temp's signature over
  *      (canonical number || blob) both verify (401 TOKEN_INVALID);
  *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED).
@@ -20,10 +25,10 @@ import { ledgerShard } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
 import { logEvent } from "../log.js";
 import { encodeBase64url } from "../stir/base64url.js";
-import { decodeEnvelope } from "../stir/envelope.js";
 import {
   parseStorageToken,
   parseStoreSignature,
+  type StorageToken,
   storeReceipt,
   TOKEN_HEADER,
   TOKEN_SIGNATURE_HEADER,
@@ -31,12 +36,32 @@ import {
   verifyStoreSignature,
   verifyTokenSignature,
 } from "../stir/storage-token.js";
-import { canonicalTn } from "../stir/tn.js";
 import { tokenLedgerShard } from "../storage/objects.js";
-import { issuerKeys } from "../tokens/issuer-keys.js";
+import { type IssuerKey, issuerKeys } from "../tokens/issuer-keys.js";
+import type { StoreRequestEnv } from "./store-request.js";
 import type { AppEnv } from "./types.js";
 
-const ascii = new TextDecoder();
+/** A store's token as `readStorageToken` found it: parsed, its issuer key known and unexpired. */
+export interface PresentedToken {
+  readonly token: StorageToken;
+  readonly storeSignature: Uint8Array;
+  readonly key: IssuerKey;
+}
+
+/** What `readStorageToken` adds to the context: `null` for an untokened store (local dev only). */
+export interface StorageTokenEnv {
+  Variables: { storageToken: PresentedToken | null };
+}
+
+/**
+ * What `requireStorageToken` adds: base64url of the queue's 16-byte half of the store's retry receipt,
+ * a hash of (token, number, blob, K_temp signature) (`storeReceipt`). Only a true retry (same token,
+ * same signature, same number and blob) repeats it. Undefined for an untokened store.
+ */
+export interface RetryKeyEnv {
+  Variables: { retryKey: string | undefined };
+}
+
 const utf8 = new TextEncoder();
 let untokenedWarned = false;
 
@@ -48,12 +73,11 @@ async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
-/** Requires a valid, unspent storage token on a store; see the module comment for the order. */
-export function requireStorageToken(): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+/** Steps 1 and 2 of the module comment: the headers, before the body is read. Sets `storageToken`. */
+export function readStorageToken(): MiddlewareHandler<AppEnv & StorageTokenEnv> {
+  return async function readStorageToken(c, next) {
     const tokenHeader = c.req.header(TOKEN_HEADER);
     const signatureHeader = c.req.header(TOKEN_SIGNATURE_HEADER);
-    c.set("retryKey", undefined);
     if (tokenHeader === undefined && signatureHeader === undefined) {
       if (!c.get("config").allowUntokenedStores) {
         throw new CpsError("TOKEN_MISSING", `Send ${TOKEN_HEADER} and ${TOKEN_SIGNATURE_HEADER}`);
@@ -67,6 +91,7 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
             "ALLOW_UNTOKENED_STORES is on: stores without a storage token are accepted. Never in production.",
         });
       }
+      c.set("storageToken", null);
       return next();
     }
     if (tokenHeader === undefined || signatureHeader === undefined) {
@@ -74,14 +99,26 @@ export function requireStorageToken(): MiddlewareHandler<AppEnv> {
     }
     const token = parseStorageToken(tokenHeader);
     const storeSignature = parseStoreSignature(signatureHeader);
-    const keys = await issuerKeys(c.env);
+    const keys = await issuerKeys(c.get("config"));
     const key = keys.valid(token.keyId);
     if (!key) throw new CpsError("TOKEN_UNKNOWN_KEY", "The token's issuer key is unknown or expired");
+    c.set("storageToken", { token, storeSignature, key });
+    return next();
+  };
+}
 
-    const tn = canonicalTn(c.req.param("tn") ?? "");
-    // The same decoding the store handler does (Hono caches the body, so it is read once).
-    const blob = decodeEnvelope(ascii.decode(await c.req.arrayBuffer()));
-    c.set("blob", blob);
+/** Steps 3 and 4 of the module comment, over the decoded store request. Sets `retryKey`. */
+export function requireStorageToken(): MiddlewareHandler<
+  AppEnv & StorageTokenEnv & StoreRequestEnv & RetryKeyEnv
+> {
+  return async function requireStorageToken(c, next) {
+    const presented = c.get("storageToken");
+    if (presented === null) {
+      c.set("retryKey", undefined);
+      return next();
+    }
+    const { token, storeSignature, key } = presented;
+    const { tn, blob } = c.get("store");
     const [issuerOk, kTempOk, tokenId] = await Promise.all([
       verifyTokenSignature(key.publicKey, token),
       verifyStoreSignature(token.kTempSpki, storeSignature, tn, blob),

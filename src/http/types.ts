@@ -1,4 +1,8 @@
-/** Hono generics shared by the app and every route file. */
+/**
+ * Hono generics shared by the app and every route file. Variables only some routes have are declared
+ * by the middleware that sets them (e.g. `StoreRequestEnv` in store-request.ts), so a handler can read
+ * them only behind that middleware.
+ */
 import type { CpsConfig } from "../config.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
 
@@ -8,13 +12,5 @@ export interface AppEnv {
     config: CpsConfig;
     /** Set by `requireCredential` on authenticated routes. */
     credential: VerifiedCredentialToken;
-    /** The decoded envelope of a store, set by `requireStorageToken` when the store carries a token. */
-    blob: Uint8Array | undefined;
-    /**
-     * Set by `requireStorageToken`: base64url of the queue's 16-byte half of the store's retry receipt,
-     * a hash of (token, number, blob, K_temp signature) (`storeReceipt`). Only a true retry (same
-     * token, same signature, same number and blob) repeats it. Undefined for an untokened store.
-     */
-    retryKey: string | undefined;
   };
 }

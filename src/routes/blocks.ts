@@ -5,48 +5,36 @@
  * BlockQueue whose 10^4 index block contains the query: no fan-out (docs/push-and-blocks.md).
  */
 import { Hono } from "hono";
-import { blockDecoys } from "../dummies/decoys.js";
+import { blockAnswer } from "../dummies/answers.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import { encodeEnvelope } from "../stir/envelope.js";
-import { type BlockQuery, indexBlockOfQuery, parseBlockQuery } from "../stir/push-blocks.js";
-import { shuffle } from "../stir/shuffle.js";
+import type { NumberBlock } from "../stir/number-blocks.js";
+import { indexBlockOfQuery, parseBlockQuery } from "../stir/push-blocks.js";
 import { blockQueue } from "../storage/objects.js";
 import { authenticateSubscriber, forwardUpgrade, requireWebSocketUpgrade } from "./subscriptions.js";
 
-function blockQueueOf(env: Env, query: BlockQuery) {
-  return blockQueue(env, indexBlockOfQuery(query));
+function blockQueueOf(env: Env, block: NumberBlock) {
+  return blockQueue(env, indexBlockOfQuery(block));
 }
 
 export const blockRoutes = new Hono<AppEnv>();
 
 blockRoutes.get("/:block/ppts", async (c) => {
-  const query = parseBlockQuery(c.req.param("block"));
-  const listed = await blockQueueOf(c.env, query).list(query);
-  // Each number's real blobs come with all its live decoys, as in its own list (src/dummies/decoys.ts),
-  // for up to MAX_BLOCK_DECOY_NUMBERS numbers; real blobs are never left out (a call centre needs them).
-  const { decoys } = await blockDecoys(
-    c.env,
-    query.digits,
-    query.open,
-    listed.blobs.map((b) => b.tn),
-  );
-  const truncated = listed.truncated;
-  const passports = shuffle([...listed.blobs, ...decoys]).map((p) => ({
-    id: p.id,
-    tn: p.tn,
-    blob: encodeEnvelope(p.blob),
-  }));
+  const block = parseBlockQuery(c.req.param("block"));
+  const { blobs, truncated } = await blockQueueOf(c.env, block).list(block);
+  const items = await blockAnswer(c.env, block, blobs);
+  const passports = items.map((p) => ({ id: p.id, tn: p.tn, blob: encodeEnvelope(p.blob) }));
   return c.json(truncated ? { passports, truncated } : { passports });
 });
 
 blockRoutes.get("/:block/subscribe", async (c) => {
-  const query = parseBlockQuery(c.req.param("block"));
+  const block = parseBlockQuery(c.req.param("block"));
   requireWebSocketUpgrade(c.req.raw);
-  const callee = await authenticateSubscriber(c, query);
+  const callee = await authenticateSubscriber(c, block);
   return forwardUpgrade(
-    blockQueueOf(c.env, query),
-    `https://block-queue/subscribe?digits=${query.digits}&open=${query.open}`,
+    blockQueueOf(c.env, block),
+    `https://block-queue/subscribe?digits=${block.digits}&open=${block.open}`,
     callee,
   );
 });

@@ -4,12 +4,12 @@
  * `PUT` / `DELETE /discovery/{block}` register and remove a record under STIR credential auth.
  */
 import { Hono } from "hono";
-import { authz } from "../directory/authz-route.js";
 import { deleteRecord, discover, putRecord } from "../directory/discovery-store.js";
-import { discoveryCacheKey, edgeCached, originOf } from "../directory/edge-cache.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { requireCredential } from "../http/credential-auth.js";
+import { authz } from "../http/directory-auth.js";
+import { discoveryCacheKey, edgeCached, originOf } from "../http/edge-cache.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import { parseDiscoveryRegistration } from "../stir/discovery.js";

@@ -5,14 +5,6 @@
  * src/directory/key-store.ts. GETs parse first, so the edge-cache key is the canonical request.
  */
 import { type Context, Hono } from "hono";
-import { authz } from "../directory/authz-route.js";
-import {
-  edgeCached,
-  keyLookupCacheKey,
-  originOf,
-  prefetchCacheKey,
-  purgeDirectoryCache,
-} from "../directory/edge-cache.js";
 import {
   deleteKeys,
   type FoundKey,
@@ -25,6 +17,14 @@ import { decodeCursor, encodeCursor } from "../directory/page-cursor.js";
 import { CpsError } from "../errors.js";
 import { limitBody, requireContentType } from "../http/body.js";
 import { requireCredential } from "../http/credential-auth.js";
+import { authz } from "../http/directory-auth.js";
+import {
+  edgeCached,
+  keyLookupCacheKey,
+  originOf,
+  prefetchCacheKey,
+  purgeDirectoryCache,
+} from "../http/edge-cache.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 import { encodeBase64url } from "../stir/base64url.js";

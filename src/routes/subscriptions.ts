@@ -2,14 +2,14 @@
  * `GET /cps/{tn}/subscribe` (WebSocket upgrade): push delivery for one number (RFC 8816 §5.5, §8.2).
  * Thin: canonicalise the number, check the optional credential, hand the upgrade to its
  * PassportQueue, which admits and accepts the socket with the hibernation API
- * (durable-objects/push.ts). Frames and admission: docs/push-and-blocks.md.
+ * (durable-objects/streaming-queue.ts). Frames and admission: docs/push-and-blocks.md.
  */
 import { type Context, Hono } from "hono";
-import { requireCoverage } from "../directory/authz.js";
 import { CpsError } from "../errors.js";
 import { requireCredential } from "../http/credential-auth.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
+import { requireCoverage } from "../stir/authority.js";
 import type { NumberBlock } from "../stir/number-blocks.js";
 import { canonicalTn } from "../stir/tn.js";
 import { passportQueue } from "../storage/objects.js";
@@ -47,7 +47,8 @@ export async function forwardUpgrade(
   url: string,
   callee = false,
 ) {
-  const target = callee ? `${url}&auth=callee` : url;
+  const target = new URL(url);
+  if (callee) target.searchParams.set("auth", "callee");
   const res = await stub.fetch(new Request(target, { headers: { Upgrade: "websocket" } }));
   if (res.status === 101 && res.webSocket) {
     return new Response(null, {
@@ -65,7 +66,7 @@ subscriptionRoutes.get("/:tn/subscribe", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
   requireWebSocketUpgrade(c.req.raw);
   const callee = await authenticateSubscriber(c, { digits: tn, open: 0 });
-  return forwardUpgrade(passportQueue(c.env, tn), `https://passport-queue/subscribe?tn=${tn}`, callee);
+  return forwardUpgrade(passportQueue(c.env, tn), "https://passport-queue/subscribe", callee);
 });
 
 subscriptionRoutes.all("/:tn/subscribe", methodNotAllowed("GET"));

@@ -12,6 +12,7 @@ import {
   patternMatchesTn,
   patternSpecificity,
 } from "./number-blocks.js";
+import { parseBaseUrl } from "./urls.js";
 
 export type DiscoverySource = "served" | "provisioned" | "registered";
 
@@ -41,29 +42,6 @@ export const MIN_RECORD_LIFETIME = 60; // KV expirationTtl minimum
 export const MAX_RECORD_LIFETIME = 400 * 86_400;
 export const DEFAULT_RECORD_LIFETIME = 30 * 86_400;
 const SOURCE_RANK: Record<DiscoverySource, number> = { served: 2, provisioned: 1, registered: 0 };
-
-/** Whether a URL hostname (as `new URL().hostname` gives it) names this machine. */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "[::1]" || /^127(\.[0-9]{1,3}){3}$/.test(host);
-}
-
-/**
- * A base URL for a record: https with no credentials, query or fragment; trailing `/` dropped.
- * Plain http only for loopback hosts and only when `allowLoopbackHttp` (local demos).
- */
-export function parseBaseUrl(value: unknown, allowLoopbackHttp: boolean): string | undefined {
-  if (typeof value !== "string" || value.length > 512) return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
-  const httpOk = url.protocol === "http:" && allowLoopbackHttp && isLoopback(url.hostname);
-  if (url.protocol !== "https:" && !httpOk) return undefined;
-  if (url.username || url.password || url.search || url.hash) return undefined;
-  return url.href.replace(/\/+$/, "");
-}
 
 function wholeInRange(value: unknown, min: number, max: number): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;

@@ -1,5 +1,6 @@
 /**
- * Number blocks and prefixes for the key directory and discovery (RFC 8816 §10, §11). Pure code.
+ * Number blocks and prefixes for the key directory and discovery (RFC 8816 §10, §11), and the block
+ * type of block retrieval and subscriptions (push-blocks.ts parses those). Pure code.
  *
  * A **block** is leading digits plus a count of open digits, written with one `x` per open digit:
  * `120255501xx` is the 100 eleven-digit numbers 12025550100..12025550199, `12155551212` is one

@@ -16,8 +16,9 @@
  * stays free of I/O of its own and tests need no network.
  */
 import { CpsError } from "../errors.js";
+import { cacheLifetime } from "./cache-lifetime.js";
 import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
-import { isLoopback } from "./discovery.js";
+import { isLoopback } from "./urls.js";
 
 /** Which x5u URLs may be fetched, beyond the fixed rules. */
 export interface X5uUrlPolicy {
@@ -117,22 +118,6 @@ export function checkX5uUrl(url: string, policy: boolean | X5uUrlPolicy = {}): U
   }
   if (allowedHosts.length > 0 && !hostAllowed(host, allowedHosts)) throw refused();
   return parsed;
-}
-
-/** Seconds the response may be cached, from Cache-Control and Expires (RFC 9111 §5.2.2, §5.3). */
-export function cacheLifetime(headers: Headers, nowMs: number, defaultTtl: number): number {
-  const cc = (headers.get("cache-control") ?? "").toLowerCase();
-  if (/(?:^|,)\s*(?:no-store|no-cache|private)\b/.test(cc)) return 0;
-  const maxAge = /(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*"?(\d+)"?/.exec(cc);
-  if (maxAge?.[1] !== undefined) return Number(maxAge[1]);
-  const expires = headers.get("expires");
-  if (expires !== null) {
-    const at = Date.parse(expires);
-    if (Number.isNaN(at)) return 0; // RFC 9111 §5.3: an invalid Expires means already expired.
-    const date = Date.parse(headers.get("date") ?? "");
-    return Math.max(0, Math.floor((at - (Number.isNaN(date) ? nowMs : date)) / 1000));
-  }
-  return defaultTtl;
 }
 
 class TooLarge extends Error {}

@@ -3,6 +3,7 @@
  * a route, a middleware and another object cannot drift apart. Each object reads its own name back
  * from the runtime (`ctx.id.name`). Layout and shard counts: docs/storage-schema.md.
  */
+import { indexBlockOfTn } from "../stir/push-blocks.js";
 import type { CanonicalTn } from "../stir/tn.js";
 
 /** The queue of one canonical called number (RFC 8816 §9): named by the number itself. */
@@ -16,6 +17,11 @@ export const BLOCK_OBJECT_PREFIX = "block:";
 /** The index of one block of 10^4 numbers, given by its leading digits (`indexBlockOfTn`). */
 export function blockQueue(env: Env, indexBlock: string) {
   return env.BLOCK_QUEUE.getByName(`${BLOCK_OBJECT_PREFIX}${indexBlock}`);
+}
+
+/** The index block a number's blobs are also filed in (PassportQueue.fileInBlock). */
+export function blockQueueOfTn(env: Env, tn: string) {
+  return blockQueue(env, indexBlockOfTn(tn));
 }
 
 /** One shard of the storage-token spend ledger (`ledgerShard` of the token id). */

@@ -1,7 +1,7 @@
 /**
  * Storage-token issuer keys (RFC 9474 RSABSSA-SHA384-PSS-Randomized) from `TOKEN_ISSUER_KEYS`, a
  * Worker secret in production: a JSON list of `{id, privateKeyPkcs8 (base64), notBefore, notAfter}`.
- * Parsed and imported once per isolate (per distinct secret value).
+ * Read through src/config.ts; parsed and imported once per isolate (per distinct secret value).
  *
  * Rotation: a key signs and is accepted while `notBefore <= now < notAfter`. The *current* key is the
  * valid one with the latest `notBefore`; the *next* key is the one with the earliest future
@@ -9,6 +9,7 @@
  * TOKEN_UNKNOWN_KEY. Signing always uses workerd's native `RSA-RAW` (~300x the big-number path).
  */
 import { RSABSSA } from "@cloudflare/blindrsa-ts";
+import type { CpsConfig } from "../config.js";
 import { CpsError } from "../errors.js";
 import { encodeBase64url } from "../stir/base64url.js";
 import { KEY_ID_PATTERN, MIN_MODULUS_BITS, TOKEN_SUITE } from "../stir/storage-token.js";
@@ -152,8 +153,8 @@ export class IssuerKeySet {
 let cached: { raw: string; set: Promise<IssuerKeySet> } | undefined;
 
 /** The issuer keys of this deployment (cached per isolate); MISCONFIGURED when absent or invalid. */
-export function issuerKeys(env: Env): Promise<IssuerKeySet> {
-  const raw = env.TOKEN_ISSUER_KEYS ?? "";
+export function issuerKeys(config: Pick<CpsConfig, "tokenIssuerKeys">): Promise<IssuerKeySet> {
+  const raw = config.tokenIssuerKeys;
   if (cached?.raw === raw) return cached.set;
   const set = (async () => {
     let list: unknown;

@@ -19,9 +19,10 @@
  * compare-and-set, and concurrent batches overshooting a KV count would void the bound. Issuance only;
  * the store path never touches it.
  */
-import { hash128Hex } from "../directory/authz.js";
+
 import type { QuotaResult } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
+import { hash128Hex } from "../stir/authority.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
 import type { TnAuthEntry } from "../stir/tnauthlist.js";
 import { quotaLedger } from "../storage/objects.js";

@@ -2,8 +2,8 @@
 import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { passportQueue } from "../../src/storage/objects.js";
 import type { ListBody } from "./cps.js";
 import { TEST_CPS_ORIGIN } from "./origin.js";
 
@@ -13,8 +13,7 @@ export const fetchApp = (req: Request | string, init?: RequestInit) =>
   exports.default.fetch(new Request(req, init));
 
 export function queueFor(tn: string) {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn)));
+  return passportQueue(env, canonicalTn(tn));
 }
 
 /** `GET /cps/{tn}/ppts`, asserting a 200. */

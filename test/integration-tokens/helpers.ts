@@ -6,7 +6,6 @@
  */
 import { env, SELF } from "cloudflare:test";
 import { TokenWallet } from "../../src/client/token-wallet.js";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
 import {
@@ -19,6 +18,7 @@ import {
   TOKEN_SIGNATURE_HEADER,
 } from "../../src/stir/storage-token.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { passportQueue } from "../../src/storage/objects.js";
 import { sealedFor } from "../helpers/cps.js";
 import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 import { bearerFor, loadTestPki } from "../helpers/pki.js";
@@ -84,8 +84,7 @@ export async function store(tn: string, text: string, headers: Record<string, st
  * may persist across reads (issue 13 #6), so the wire cannot tell them apart, by design.
  */
 export async function liveCount(tn: string): Promise<number> {
-  const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-  return ns.get(ns.idFromName(canonicalTn(tn))).liveCount();
+  return passportQueue(env, canonicalTn(tn)).liveCount();
 }
 
 export { sealedFor };

@@ -3,11 +3,14 @@
  * local-dev switch off: the token and K_temp checks, exact counting under concurrency, and the
  * refusal table. Every refusal leaves the number's queue untouched (docs/design.md invariant 7).
  */
-import { env } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import { isCpsError } from "../../src/errors.js";
+import { decodeEnvelope } from "../../src/stir/envelope.js";
 import type { StorageToken } from "../../src/stir/storage-token.js";
 import { encodeStorageToken, TOKEN_HEADER, TOKEN_SIGNATURE_HEADER } from "../../src/stir/storage-token.js";
 import {
+  BASE,
   directToken,
   issuerPrivateKey,
   liveCount,
@@ -209,6 +212,100 @@ describe("refusals (each leaves the queue unchanged)", () => {
     expect(bad.status).toBe(401);
     const good = await store(tn, text, await tokenHeaders(token, privateKey, tn, text));
     expect(good.status).toBe(201);
+  });
+});
+
+describe("which refusal wins when several things are wrong (the order of the checks)", () => {
+  // Media type, size, token headers, number and envelope (decoded once), then the signatures and the
+  // spend (src/http/storage-token.ts): a store wrong in several ways is refused by the first check.
+  let current: CryptoKey;
+  beforeAll(async () => {
+    current = await issuerPrivateKey("test-current");
+  });
+  const BAD_TN = "12x";
+  const BAD_BODY = "not an envelope";
+
+  async function post(
+    path: string,
+    body: string,
+    headers: Record<string, string>,
+    type = "application/passport",
+  ) {
+    const res = await SELF.fetch(`${BASE}${path}`, {
+      method: "POST",
+      headers: { "Content-Type": type, ...headers },
+      body,
+    });
+    return { status: res.status, code: (await res.json<Record<string, unknown>>()).code };
+  }
+
+  async function goodHeaders(tn: string, text: string) {
+    const { token, privateKey } = await directToken("test-current", current);
+    return tokenHeaders(token, privateKey, tn, text);
+  }
+
+  it("the media type before the token headers: 415 UNSUPPORTED_MEDIA_TYPE", async () => {
+    expect(await post(`/cps/${BAD_TN}/ppts`, BAD_BODY, {}, "text/plain")).toEqual({
+      status: 415,
+      code: "UNSUPPORTED_MEDIA_TYPE",
+    });
+  });
+
+  it("missing token headers before a bad number or body: 401 TOKEN_MISSING", async () => {
+    expect(await post(`/cps/${BAD_TN}/ppts`, BAD_BODY, {})).toEqual({ status: 401, code: "TOKEN_MISSING" });
+  });
+
+  it("a malformed token before a bad number or body: 400 TOKEN_MALFORMED", async () => {
+    const garbage = { [TOKEN_HEADER]: "v1.x.y.z.w", [TOKEN_SIGNATURE_HEADER]: "AA" };
+    expect(await post(`/cps/${BAD_TN}/ppts`, BAD_BODY, garbage)).toEqual({
+      status: 400,
+      code: "TOKEN_MALFORMED",
+    });
+  });
+
+  it("an unknown issuer key before a bad number or body: 401 TOKEN_UNKNOWN_KEY", async () => {
+    const tn = freshTn();
+    const { text } = await sealedFor(tn);
+    const { token, privateKey } = await directToken("test-expired", current);
+    const headers = await tokenHeaders(token, privateKey, tn, text);
+    expect(await post(`/cps/${BAD_TN}/ppts`, BAD_BODY, headers)).toEqual({
+      status: 401,
+      code: "TOKEN_UNKNOWN_KEY",
+    });
+  });
+
+  it("a bad number before a bad body or signature: 400 INVALID_TN", async () => {
+    const tn = freshTn();
+    const { text } = await sealedFor(tn);
+    expect(await post(`/cps/${BAD_TN}/ppts`, BAD_BODY, await goodHeaders(tn, text))).toEqual({
+      status: 400,
+      code: "INVALID_TN",
+    });
+  });
+
+  it("a bad body before the signatures: the envelope decoder's code, not TOKEN_INVALID", async () => {
+    const tn = freshTn();
+    const { text } = await sealedFor(tn);
+    let expected: { status: number; code: string } | undefined;
+    try {
+      decodeEnvelope(BAD_BODY);
+    } catch (e) {
+      if (isCpsError(e)) expected = { status: e.status, code: e.code };
+    }
+    expect(expected?.status).toBe(400);
+    expect(await post(`/cps/${tn}/ppts`, BAD_BODY, await goodHeaders(tn, text))).toEqual(expected);
+    expect(await liveCount(tn)).toBe(0);
+  });
+
+  it("then the signatures: a valid token signed over another blob is 401 TOKEN_INVALID", async () => {
+    const tn = freshTn();
+    const { text } = await sealedFor(tn);
+    const other = (await sealedFor(tn)).text;
+    expect(await post(`/cps/${tn}/ppts`, text, await goodHeaders(tn, other))).toEqual({
+      status: 401,
+      code: "TOKEN_INVALID",
+    });
+    expect(await liveCount(tn)).toBe(0);
   });
 });
 

@@ -4,7 +4,6 @@
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { BlockQueue } from "../../src/durable-objects/block-queue.js";
 import { ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, subscribe } from "../helpers/push.js";
@@ -58,9 +57,8 @@ describe("GET /cps/blocks/{block}/ppts", () => {
     const listed = new Set(passports.map((p) => p.id));
     for (const id of ids) expect(listed.has(id)).toBe(true);
     expect(passports.length).toBeGreaterThan(ids.length);
-    const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
     // Filed once each, in the one object named by the digits minus the last four.
-    expect(await ns.get(ns.idFromName("block:1415555")).liveCount()).toBe(3);
+    expect(await env.BLOCK_QUEUE.getByName("block:1415555").liveCount()).toBe(3);
   });
 
   it("serves short numbers (fewer than 5 digits) from their length's index block", async () => {

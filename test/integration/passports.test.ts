@@ -3,7 +3,6 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { applySchema } from "../../src/durable-objects/passport-queue.js";
 import {
   decodeEnvelope,
   ENVELOPE_LENGTH,
@@ -11,6 +10,7 @@ import {
   openPassport,
 } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { createPassportQueueTables } from "../../src/storage/layout.js";
 import { type ListBody, RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
 
@@ -76,13 +76,13 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
     const tn = "15550000302";
     const { text } = await sealedFor(tn);
     const key = "AAAAAAAAAAAAAAAAAAAAAA";
-    const first = await queueFor(tn).store(decodeEnvelope(text), canonicalTn(tn), key);
-    const again = await queueFor(tn).store(decodeEnvelope(text), canonicalTn(tn), key);
+    const first = await queueFor(tn).store(decodeEnvelope(text), key);
+    const again = await queueFor(tn).store(decodeEnvelope(text), key);
     expect(first.ok && again.ok && again.repeat && again.id === first.id).toBe(true);
     await runInDurableObject(queueFor(tn), (_obj, state) => {
       state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
     });
-    const later = await queueFor(tn).store(decodeEnvelope(text), canonicalTn(tn), key);
+    const later = await queueFor(tn).store(decodeEnvelope(text), key);
     expect(later.ok && !later.repeat && later.id !== (first.ok ? first.id : "")).toBe(true);
     expect(await queueFor(tn).liveCount()).toBe(1);
   });
@@ -98,7 +98,7 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
       sql.exec("CREATE TABLE old AS SELECT id, blob, expires_at FROM ppts");
       sql.exec("DROP TABLE ppts");
       sql.exec("ALTER TABLE old RENAME TO ppts");
-      applySchema(sql);
+      createPassportQueueTables(sql);
       const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
       expect(columns.map((c) => c.name)).toEqual(["id", "blob", "expires_at", "digest"]);
     });

@@ -169,10 +169,10 @@ describe("adversary #5: re-storing a copied blob is a re-store oracle", () => {
     const blob = decodeEnvelope(text);
     const q = queueFor(tn);
     const [keyA, keyB] = ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBA"];
-    const a = await q.store(blob, tn as never, keyA);
-    const b = await q.store(blob, tn as never, keyA);
-    const c = await q.store(blob, tn as never, keyB);
-    const d = await q.store(blob, tn as never);
+    const a = await q.store(blob, keyA);
+    const b = await q.store(blob, keyA);
+    const c = await q.store(blob, keyB);
+    const d = await q.store(blob);
     expect(a.ok && b.ok && c.ok && d.ok).toBe(true);
     if (!(a.ok && b.ok && c.ok && d.ok)) return;
     expect(b).toEqual({ ...a, repeat: true });

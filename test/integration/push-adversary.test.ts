@@ -18,10 +18,11 @@ import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { BlockQueue } from "../../src/durable-objects/block-queue.js";
-import { blockQueueFor, type PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { newBlobId } from "../../src/stir/blob-id.js";
 import { ENVELOPE_LENGTH } from "../../src/stir/envelope.js";
 import { MARK_EVERY_CHARS, MAX_UNACKED_CHARS, SLOW_READER_CLOSE_CODE } from "../../src/stir/push-frames.js";
+import { blockQueueOfTn } from "../../src/storage/objects.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
 import { bearerFor, loadTestPki } from "../helpers/pki.js";
 import { BASE, type Subscription, subscribe, subscribeRequest } from "../helpers/push.js";
@@ -40,7 +41,7 @@ async function waitFor(pred: () => boolean, timeoutMs = 10_000): Promise<boolean
 
 /** Files `count` random blobs in the index block of `prefix` (8 digits), 100 at a time. */
 async function fill(prefix: string, count: number): Promise<string[]> {
-  const stub = blockQueueFor(env, `${prefix}000`);
+  const stub = blockQueueOfTn(env, `${prefix}000`);
   const ids: string[] = [];
   for (let i = 0; i < count; i += 100) {
     const chunk = Array.from({ length: Math.min(100, count - i) }, (_, k) => {
@@ -139,7 +140,7 @@ describe("adversary #7: the slow-reader cap trusts only what the CPS observes", 
     await fill("15550421", half);
     await waitFor(() => silent.frames.length >= half + 1);
     // The object forgets its memory; the socket and its attachment stay.
-    await evictDurableObject(blockQueueFor(env, "15550421000"));
+    await evictDurableObject(blockQueueOfTn(env, "15550421000"));
     await fill("15550421", half);
     await waitFor(() => silent.closedWith !== null, 10_000);
     expect(silent.closedWith, "the count must survive hibernation").toBe(SLOW_READER_CLOSE_CODE);
@@ -212,7 +213,7 @@ describe("adversary #8: anonymous clients cannot lock the callee out of push", (
 
   it("a block's callee authenticates with a credential covering the block", async () => {
     const block = "155504300xx"; // index block 1555043, used by no other test here
-    await limit(blockQueueFor(env, "15550430000"), { maxSubscribers: 2, maxAnonymous: 1 });
+    await limit(blockQueueOfTn(env, "15550430000"), { maxSubscribers: 2, maxAnonymous: 1 });
     const anon = await subscribe(`/cps/blocks/${block}/subscribe`);
     expect((await upgrade(`/cps/blocks/${block}/subscribe`)).status).toBe(429);
     const centre = await pki.issue({ tnAuthList: [{ type: "range", start: "15550430000", count: 100 }] });

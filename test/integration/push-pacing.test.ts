@@ -10,7 +10,8 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { BlockQueue } from "../../src/durable-objects/block-queue.js";
 import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
-import { MAX_PACE_MS, type PushBatch } from "../../src/durable-objects/push.js";
+import { MAX_PACE_MS, type PushBatch } from "../../src/push/batch.js";
+import { blockQueue } from "../../src/storage/objects.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, subscribe } from "../helpers/push.js";
 import { fetchApp, queueFor } from "../helpers/worker.js";
@@ -47,8 +48,7 @@ const quietDecoys = (stub: DurableObjectStub) =>
   });
 
 function blockObject(name: string) {
-  const ns = env.BLOCK_QUEUE as DurableObjectNamespace<BlockQueue>;
-  return ns.get(ns.idFromName(`block:${name}`));
+  return blockQueue(env, name);
 }
 
 describe("push pacing (send budget per object)", () => {

@@ -7,11 +7,12 @@ import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type WatchConnectInit, type WatchFrame, type WebSocketLike, watch } from "../../src/client/watch.js";
-import { blockQueueFor, type PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { newBlobId } from "../../src/stir/blob-id.js";
 import { ENVELOPE_LENGTH, openPassport } from "../../src/stir/envelope.js";
 import { MAX_UNACKED_CHARS, SLOW_READER_CLOSE_CODE } from "../../src/stir/push-frames.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { blockQueueOfTn } from "../../src/storage/objects.js";
 import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
 import { bearerFor, loadTestPki } from "../helpers/pki.js";
 import { BASE, subscribe } from "../helpers/push.js";
@@ -66,8 +67,7 @@ describe("watch() (client)", () => {
 
     // Drop every socket of the number from the server side: the watcher redials and gets the live
     // blobs again, which it must not deliver twice.
-    const ns = env.PASSPORT_QUEUE as DurableObjectNamespace<PassportQueue>;
-    await evictDurableObject(ns.get(ns.idFromName(tn)), { webSockets: "close" });
+    await evictDurableObject(queueFor(tn), { webSockets: "close" });
     await until(() => states.includes("closed"));
     const later = await store(tn, await another());
     await until(() => opened.includes(later));
@@ -128,7 +128,7 @@ describe("watch() (client)", () => {
 
     const frameChars = silent.frames[0]!.length;
     const count = Math.ceil((1.1 * MAX_UNACKED_CHARS) / frameChars);
-    const stub = blockQueueFor(env, "15550405000");
+    const stub = blockQueueOfTn(env, "15550405000");
     const ids: string[] = [];
     for (let i = 0; i < count; i += 100) {
       const chunk = Array.from({ length: Math.min(100, count - i) }, (_, k) => {

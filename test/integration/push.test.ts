@@ -169,6 +169,43 @@ describe("GET /cps/{tn}/subscribe (RFC 8816 §5.5)", () => {
     expect(await runInDurableObject(stub, (_i: PassportQueue, ctx) => ctx.storage.getAlarm())).toBeNull();
   });
 
+  it("knows its number from the runtime (ctx.id.name): after an eviction, decoys and stores are pushed with it", async () => {
+    const tn = "15550300008";
+    // Nothing sends the object its number: the subscribe upgrade carries none, nor does `store`.
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1);
+    expect(sub.frames.every((f) => f.tn === tn)).toBe(true);
+    const stub = queueFor(tn);
+    const metaKeys = () =>
+      runInDurableObject(stub, (_i: PassportQueue, ctx) =>
+        ctx.storage.sql
+          .exec<{ k: string }>("SELECT k FROM meta ORDER BY k")
+          .toArray()
+          .map((r) => r.k),
+      );
+    // No copy of the number is stored: only the decoy stream's clock.
+    expect(await metaKeys()).toEqual(["decoysFrom", "dummyAt"]);
+    // Make the stream due (as if a lifetime had passed), then drop the instance: the alarm runs in a
+    // fresh one, with nothing in memory.
+    await runInDurableObject(stub, (_i: PassportQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE meta SET v = '0' WHERE k IN ('dummyAt', 'decoysFrom')");
+    });
+    await evictDurableObject(stub);
+    const greeted = sub.frames.length;
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await sub.until((f) => f.length > greeted);
+    expect(sub.frames.slice(greeted).every((f) => f.tn === tn)).toBe(true);
+    await evictDurableObject(stub);
+    const { another } = await sealedFor(tn);
+    const text = await another();
+    const stored = await stub.store(decodeEnvelope(text));
+    if (!stored.ok) throw new Error("store refused");
+    await sub.until((f) => f.some((x) => x.id === stored.id));
+    expect(sub.frames.find((x) => x.id === stored.id)).toMatchObject({ type: "passport", tn, blob: text });
+    expect(await metaKeys()).toEqual(["decoysFrom", "dummyAt"]);
+    sub.close();
+  });
+
   it.each([
     ["no Upgrade header", "/cps/15550300007/subscribe", {}, 426, "UPGRADE_REQUIRED"],
     ["a bad number", "/cps/12ab/subscribe", { Upgrade: "websocket" }, 400, "INVALID_TN"],

@@ -1,7 +1,6 @@
 /** Pure discovery code (RFC 8816 §10): config parsing, URL rules, longest-prefix selection. */
 import { describe, expect, it } from "vitest";
 import {
-  parseBaseUrl,
   parseDiscoveryRegistration,
   parseProvisionedRecords,
   parseServedPrefixes,
@@ -9,6 +8,7 @@ import {
   selectRecord,
   servesTn,
 } from "../../src/stir/discovery.js";
+import { parseBaseUrl } from "../../src/stir/urls.js";
 
 describe("discovery records", () => {
   const provisioned = parseProvisionedRecords(

@@ -3,11 +3,12 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VerificationService } from "../../src/client/vs.js";
 import { parseHostList } from "../../src/config.js";
+import { cacheLifetime } from "../../src/stir/cache-lifetime.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { createPassport } from "../../src/stir/passport.js";
 import { createTestPki, type TestPki } from "../../src/stir/test-pki.js";
 import type { CanonicalTn } from "../../src/stir/tn.js";
-import { cacheLifetime, checkX5uUrl, X5uFetcher } from "../../src/stir/x5u.js";
+import { checkX5uUrl, X5uFetcher } from "../../src/stir/x5u.js";
 
 let pki: TestPki;
 let server: Server;

@@ -2,9 +2,9 @@
 import type { Context } from "hono";
 import type { CpsConfig } from "../config.js";
 import { CpsError } from "../errors.js";
-import type { AppEnv } from "../http/types.js";
+import { holderId, requireCoverage } from "../stir/authority.js";
 import { type NumberBlock, patternCoversBlock } from "../stir/number-blocks.js";
-import { holderId, requireCoverage } from "./authz.js";
+import type { AppEnv } from "./types.js";
 
 export const authz = {
   /** NOT_SERVED (421) unless this CPS serves every number of every block (SERVED_PREFIXES). */

@@ -1,5 +1,6 @@
 /**
- * Who may write directory records (docs/design.md invariant 5), for the key and discovery routes.
+ * Who may speak for numbers (docs/design.md invariant 5): TNAuthList coverage of number blocks, and
+ * the holder id a directory record is written under. Pure code.
  *
  * The **holder** of a record is the credential certificate's subject and issuer names, hashed: a
  * renewed certificate (new key, new serial, same subject from the same CA) keeps control of what the
@@ -7,8 +8,8 @@
  * issuing CA gave them the same subject name, which is the CA's promise not to do.
  */
 import { CpsError } from "../errors.js";
-import type { VerifiedCredentialToken } from "../stir/credential-token.js";
-import { type NumberBlock, type SpcNumberBlocks, tnAuthListCoversBlock } from "../stir/number-blocks.js";
+import type { VerifiedCredentialToken } from "./credential-token.js";
+import { type NumberBlock, type SpcNumberBlocks, tnAuthListCoversBlock } from "./number-blocks.js";
 
 /** The first 16 bytes (128 bits) of SHA-256 over `text` as UTF-8, as 32 lowercase hex characters. */
 export async function hash128Hex(text: string): Promise<string> {

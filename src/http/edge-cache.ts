@@ -5,14 +5,15 @@
  *
  * Cache keys are built from the parsed, canonical request (docs/key-directory.md "Caching"), never
  * from the raw URL: `+1-202-555-0100` and `12025550100` share one entry, and a query parameter the
- * route does not read (a cache-buster) cannot make a miss that costs KV work (issue 13 finding 15).
+ * route does not read (a cache-buster) cannot make a miss that costs KV work.
  *
  * Staleness: a write purges what it can name (`purgeDirectoryCache`, called by the key routes) in the
  * cache of the colo that took it; everything else can be served until its max-age runs out.
  */
 import type { Context } from "hono";
-import type { AppEnv } from "../http/types.js";
+import { cacheLifetime } from "../stir/cache-lifetime.js";
 import { formatBlock, type NumberBlock } from "../stir/number-blocks.js";
+import type { AppEnv } from "./types.js";
 
 export const CACHE_STATUS_HEADER = "X-Directory-Cache";
 
@@ -41,10 +42,10 @@ export function discoveryCacheKey(origin: string, tn: string): string {
   return `${origin}/.well-known/stir-oob?tn=${tn}`;
 }
 
+/** A 200 the route marked `public` with a lifetime (the same reading of it as every cache of ours). */
 function cacheable(res: Response): boolean {
   const cc = res.headers.get("Cache-Control") ?? "";
-  const m = /max-age=(\d+)/.exec(cc);
-  return res.status === 200 && cc.includes("public") && m !== null && Number(m[1]) > 0;
+  return res.status === 200 && cc.includes("public") && cacheLifetime(res.headers, Date.now(), 0) > 0;
 }
 
 const defaultCache = () => (typeof caches === "undefined" ? undefined : caches.default);

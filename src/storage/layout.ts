@@ -1,0 +1,130 @@
+/**
+ * Every storage key and table name the CPS uses, in one place: the SQLite tables of each Durable
+ * Object class and the Workers KV key names. docs/storage-schema.md describes what each holds and
+ * when it is forgotten; the names and formats here are what stored data is found by, so a change is
+ * a migration. (Object names, e.g. `block:{indexBlock}`, are formed in storage/objects.ts.)
+ */
+import { blockLength, formatBlock, type NumberBlock } from "../stir/number-blocks.js";
+
+// ---- Durable Objects (SQLite) ----
+
+/**
+ * `meta`: the few facts a streaming object keeps across hibernation (durable-objects/streaming-queue.ts).
+ * Its rows, by key: {@link META_DECOY_AT} and {@link META_DECOYS_FROM}.
+ */
+export const META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+/** `meta` row: when the decoy stream's next decoy is born (ms), while a socket is attached. */
+export const META_DECOY_AT = "dummyAt";
+/** `meta` row: when the decoy stream last pushed (ms): decoys born after it are still to push. */
+export const META_DECOYS_FROM = "decoysFrom";
+
+/** PassportQueue: one number's live blobs; `digest` is the store's retry key (NULL if untokened). */
+export const PASSPORT_QUEUE_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS ppts (
+    id TEXT PRIMARY KEY,
+    blob BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    digest BLOB
+  );
+  CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
+  CREATE INDEX IF NOT EXISTS ppts_digest ON ppts (digest);
+  ${META_SCHEMA}
+`;
+
+/**
+ * Creates PassportQueue's tables, or brings a `ppts` table made before the digest column (retried
+ * stores) up to date. The common start runs the schema alone: only when its digest index fails on an
+ * old table is the column added, so a cold object (most numbers) pays nothing for the migration, and
+ * an object that never stored keeps no rows at all.
+ */
+export function createPassportQueueTables(sql: SqlStorage): void {
+  try {
+    sql.exec(PASSPORT_QUEUE_SCHEMA);
+  } catch {
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
+    if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE ppts ADD COLUMN digest BLOB");
+    sql.exec(PASSPORT_QUEUE_SCHEMA);
+  }
+}
+
+/** BlockQueue: a copy of every live blob of one index block, with its number. */
+export const BLOCK_QUEUE_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS blobs (
+    id TEXT PRIMARY KEY,
+    tn TEXT NOT NULL,
+    blob BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS blobs_expires_at ON blobs (expires_at);
+  CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn);
+  ${META_SCHEMA}
+`;
+
+/**
+ * TokenLedger: spend counts per token (`tokens`), one row per counted store (`spends`), and issued
+ * tokens per issuer key of one credential holder (`quota`). `number_uses` was an older table.
+ */
+export const TOKEN_LEDGER_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY,
+    uses INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
+  CREATE TABLE IF NOT EXISTS spends (
+    receipt TEXT PRIMARY KEY,
+    pair TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS spends_pair ON spends (pair, at);
+  CREATE INDEX IF NOT EXISTS spends_at ON spends (at);
+  DROP TABLE IF EXISTS number_uses;
+  CREATE TABLE IF NOT EXISTS quota (
+    key_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    counts_until INTEGER NOT NULL
+  );
+`;
+
+/** ReplayGuard: single-use credential-token `jti`s until their token expires. */
+export const REPLAY_GUARD_SCHEMA =
+  "CREATE TABLE IF NOT EXISTS jtis (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)";
+
+// ---- Workers KV (CPS_KV) ----
+
+/** The key directory: `key:{length}:{block}:{holder}` (directory/key-store.ts). */
+export const KEY_PREFIX = "key:";
+
+/** `key:{length}:{block}:`: every holder's entry for exactly this block. */
+export function keyBlockPrefix(block: NumberBlock): string {
+  return `${KEY_PREFIX}${blockLength(block)}:${formatBlock(block)}:`;
+}
+
+/** One holder's entry for one block. */
+export function keyEntryName(block: NumberBlock, holder: string): string {
+  return `${keyBlockPrefix(block)}${holder}`;
+}
+
+/**
+ * `key:{length}:{digits}`: the entries of every block of the same length inside `block` (its
+ * prefetch); the length first keeps longer numbers that share the digits out.
+ */
+export function keyPrefetchPrefix(block: NumberBlock): string {
+  return `${KEY_PREFIX}${blockLength(block)}:${block.digits}`;
+}
+
+/** The block and holder of a key-directory entry name, or undefined if it is not one. */
+export function parseKeyEntryName(name: string): { block: string; holder: string } | undefined {
+  const [tag, length, block, holder, extra] = name.split(":");
+  if (`${tag}:` !== KEY_PREFIX || !block || !holder || extra !== undefined) return;
+  if (String(block.length) !== length) return;
+  return { block, holder };
+}
+
+/** Discovery records: `disc:{block}` (directory/discovery-store.ts). */
+export const DISCOVERY_PREFIX = "disc:";
+
+/** The discovery record of one registered block. */
+export function discoveryEntryName(block: NumberBlock): string {
+  return `${DISCOVERY_PREFIX}${formatBlock(block)}`;
+}
