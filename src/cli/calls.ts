@@ -2,7 +2,6 @@
  * `stir-oob tokens`, `place` (the AS, RFC 8816 §8.1) and `verify` (the VS, §8.2).
  */
 import { AuthenticationService } from "../client/as.js";
-import { Discovery } from "../client/discovery.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { untokenedStores } from "../client/store-tokens.js";
 import type { CallVerification, Candidate } from "../client/vs.js";
@@ -11,10 +10,10 @@ import { canonicalTn } from "../stir/tn.js";
 import {
   bold,
   dim,
+  discoveryFor,
   EXIT,
   type GlobalOptions,
   green,
-  isLoopback,
   loadGlobals,
   parse,
   printJson,
@@ -92,10 +91,6 @@ Options:
   --freshness S       iat freshness window in seconds (default 60)
   --cps URL, --home DIR, --json
 `;
-
-function discoveryFor(g: GlobalOptions): Discovery {
-  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) });
-}
 
 function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential | undefined): FileWallet {
   return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined);

@@ -5,9 +5,9 @@
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { CpsUnavailableError } from "../client/cps-client.js";
-import { StirClientError } from "../client/errors.js";
-import { CpsError } from "../errors.js";
+import { Discovery } from "../client/discovery.js";
+import { CpsError, CpsUnavailableError, StirOobError } from "../client/errors.js";
+import { isLoopback } from "../stir/urls.js";
 
 /** Exit codes (sysexits.h where one fits). Documented in docs/client.md. */
 export const EXIT = {
@@ -92,9 +92,22 @@ export async function loadGlobals(values: {
   return { home, json: values.json ?? false, cps, config };
 }
 
-/** True when `url` is a loopback http URL (local demos may use plain http there). */
-export function isLoopback(url: string): boolean {
-  return /^http:\/\/(localhost|127(?:\.\d{1,3}){3}|\[::1\])(:\d+)?(\/|$)/.test(url);
+/** True when `url` is plain http to this machine (local demos may use plain http there). */
+function isLoopbackHttp(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === "http:" && isLoopback(u.hostname);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Discovery (RFC 8816 §10) through the configured CPS. A CPS reached over plain http to this
+ * machine (a local demo) may name plain-http loopback services too; any other answer must be https.
+ */
+export function discoveryFor(g: GlobalOptions): Discovery {
+  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopbackHttp(g.cps) });
 }
 
 export async function readJson<T>(path: string, fallback: T): Promise<T> {
@@ -180,34 +193,33 @@ export function progress(
   };
 }
 
+/**
+ * Codes (docs/client.md "Errors") that are the user's to fix: a bad number in the flags (INVALID_TN
+ * comes from our own parsing), a credential that does not cover `--from`, no credential. Every
+ * other code is the service's (exit 69).
+ */
+const USAGE_CODES: ReadonlySet<string> = new Set(["INVALID_TN", "NOT_AUTHORITATIVE", "NO_CREDENTIAL"]);
+
 /** Maps an error to an exit code and a one-line message for people (or a JSON object). */
 export function describeError(err: unknown): { exit: number; code: string; message: string } {
   if (err instanceof UsageError) return { exit: EXIT.USAGE, code: "USAGE", message: err.message };
-  if (err instanceof StirClientError) {
-    const exit = err.code === "NOT_AUTHORITATIVE" ? EXIT.USAGE : EXIT.SERVICE;
-    const cause = err.cause instanceof CpsError ? ` (${err.cause.code}: ${err.cause.message})` : "";
-    return { exit, code: err.code, message: `${err.message}${cause}` };
-  }
-  if (err instanceof CpsUnavailableError) {
-    const why = err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    return {
-      exit: EXIT.SERVICE,
-      code: "UNAVAILABLE",
-      message: `${err.message}${why}. Is the CPS running (npm start)?`,
-    };
-  }
-  if (err instanceof CpsError) {
-    // INVALID_TN from our own parsing of flags is a usage error; anything with an HTTP origin is the service's.
-    if (err.code === "INVALID_TN") return { exit: EXIT.USAGE, code: err.code, message: err.message };
-    return {
-      exit: EXIT.SERVICE,
-      code: err.code,
-      message: `${err.message} (${err.code}, HTTP ${err.status})`,
-    };
+  if (err instanceof StirOobError) {
+    const exit = USAGE_CODES.has(err.code) ? EXIT.USAGE : EXIT.SERVICE;
+    return { exit, code: err.code, message: `${err.message}${errorSuffix(err)}` };
   }
   return {
     exit: EXIT.INTERNAL,
     code: "INTERNAL",
     message: err instanceof Error ? (err.stack ?? err.message) : String(err),
   };
+}
+
+/** What a person needs after the message: the CPS's code and status, a cause, or a hint. */
+function errorSuffix(err: StirOobError): string {
+  if (err instanceof CpsUnavailableError) {
+    const why = err.cause instanceof Error ? `: ${err.cause.message}` : "";
+    return `${why}. Is the CPS running (npm start)?`;
+  }
+  if (err instanceof CpsError) return err.code === "INVALID_TN" ? "" : ` (${err.code}, HTTP ${err.status})`;
+  return err.cause instanceof StirOobError ? ` (${err.cause.code}: ${err.cause.message})` : "";
 }

@@ -4,17 +4,15 @@
  *   gateway fetch --to +NUMBER --calling +NUMBER                           PSTN -> SIP (§5.3 subcase 1)
  */
 import { readFile } from "node:fs/promises";
-import { Discovery } from "../client/discovery.js";
 import { Gateway, ReverseGateway } from "../client/gateway.js";
 import { untokenedStores } from "../client/store-tokens.js";
 import { VerificationService } from "../client/vs.js";
 import { canonicalTn } from "../stir/tn.js";
 import {
   dim,
+  discoveryFor,
   EXIT,
-  type GlobalOptions,
   green,
-  isLoopback,
   loadGlobals,
   parse,
   printJson,
@@ -48,10 +46,6 @@ Options:
   --no-tokens          (store) store without storage tokens (ALLOW_UNTOKENED_STORES CPS only)
   --trust FILE, --cps URL, --home DIR, --json
 `;
-
-function discoveryFor(g: GlobalOptions): Discovery {
-  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) });
-}
 
 async function readLines(file: string): Promise<string[]> {
   const text =

@@ -3,17 +3,15 @@
  * in the key directory, RFC 8816 §11; list what the directory publishes for a number).
  */
 import { CpsClient } from "../client/cps-client.js";
-import { Discovery } from "../client/discovery.js";
 import { encodeBase64url } from "../stir/base64url.js";
 import { exportRecipientPrivateKey, generateRecipientKeyPair } from "../stir/envelope.js";
 import { canonicalTn } from "../stir/tn.js";
 import {
   bold,
   dim,
+  discoveryFor,
   EXIT,
-  type GlobalOptions,
   green,
-  isLoopback,
   loadGlobals,
   parse,
   printJson,
@@ -54,10 +52,6 @@ Options:
   --cps URL          CPS / discovery base URL (default config.json "cps", env STIR_OOB_CPS, http://127.0.0.1:8787)
   --home DIR, --json
 `;
-
-function discoveryFor(g: GlobalOptions): Discovery {
-  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) });
-}
 
 export async function keygenCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { tn: { type: "string" }, label: { type: "string" } });

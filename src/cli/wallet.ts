@@ -5,9 +5,9 @@
  * client's TokenWallet, whose exported tokens are what the file holds.
  */
 import { join } from "node:path";
+import { StirClientError } from "../client/errors.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { type ExportedToken, TokenWallet } from "../client/token-wallet.js";
-import { CpsError } from "../errors.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { readJson, writeFileSafe } from "./common.js";
 
@@ -58,12 +58,14 @@ export class FileWallet implements StoreTokenSource {
   /**
    * Obtains `count` tokens from the CPS in batches (blinded, so the CPS cannot link them to stores),
    * one store per token so two stores cannot be linked by their token. Each batch is saved as it
-   * arrives, so an interrupted refill keeps what it got.
+   * arrives, so an interrupted refill keeps what it got. Without a credential: `NO_CREDENTIAL`.
    */
   async refill(count: number, onProgress?: (done: number, total: number) => void): Promise<number> {
-    const authorization = this.authorization;
-    if (!authorization) throw new CpsError("TOKEN_MISSING", "No credential to obtain storage tokens with");
-    const wallet = new TokenWallet({ cpsUrl: this.cps, authorization, usesPerToken: 1 });
+    const wallet = new TokenWallet({
+      cpsUrl: this.cps,
+      ...(this.authorization ? { authorization: this.authorization } : {}),
+      usesPerToken: 1,
+    });
     onProgress?.(0, count);
     return wallet.refill(count, async (added) => {
       const file = await this.#load();
@@ -84,11 +86,13 @@ export class FileWallet implements StoreTokenSource {
   async headersForStore(_cps: string, tn: CanonicalTn, blob: Uint8Array): Promise<Record<string, string>> {
     const file = await this.#load();
     const held = file.tokens[0];
-    if (!held) throw new CpsError("TOKEN_MISSING", "The token wallet is empty: run `stir-oob tokens fetch`");
+    if (!held) {
+      throw new StirClientError("WALLET_EMPTY", "The token wallet is empty: run `stir-oob tokens fetch`");
+    }
     held.usesLeft -= 1;
     if (held.usesLeft <= 0) file.tokens.shift();
     await this.#save(file);
-    const one = new TokenWallet({ cpsUrl: this.cps, authorization: async () => "" });
+    const one = new TokenWallet({ cpsUrl: this.cps });
     await one.importTokens([{ ...held, usesLeft: 1 }]);
     return one.storeHeaders(tn, blob);
   }

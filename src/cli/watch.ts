@@ -5,13 +5,12 @@
  * centre matches it to the ringing line). Dummies open with no key and are only counted.
  */
 
-import { Discovery } from "../client/discovery.js";
 import { VerificationService } from "../client/vs.js";
 import { watch } from "../client/watch.js";
 import { encodeBase64url } from "../stir/base64url.js";
 import { decodePassport } from "../stir/passport.js";
 import { canonicalTn } from "../stir/tn.js";
-import { dim, EXIT, green, isLoopback, loadGlobals, parse, red, showTn, UsageError } from "./common.js";
+import { dim, discoveryFor, EXIT, green, loadGlobals, parse, red, showTn, UsageError } from "./common.js";
 import { bearer, credentialFor, loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
 
 export const WATCH_HELP = `stir-oob watch: receive PASSporTs for a number as the CPS stores them (push, RFC 8816 §5.5)
@@ -62,7 +61,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     keys: keys.map((k) => k.key),
     trustAnchors: await trustAnchors(g, values.trust ?? []),
     resolveCertificate: x5uResolver(g),
-    discovery: new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopback(g.cps) }),
+    discovery: discoveryFor(g),
   });
 
   let verified = 0;

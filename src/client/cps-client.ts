@@ -1,30 +1,37 @@
 /**
- * HTTP client for the CPS API v1 (docs/wire-format.md §3): store, list and fetch sealed PASSporTs.
+ * HTTP client for the CPS API v1 (docs/wire-format.md §3): store, list and fetch sealed PASSporTs,
+ * and obtain storage tokens (docs/tokens.md). The one HTTP path of the client library: discovery,
+ * the key directory, the AS, VS and the token wallet all send through `request`.
  *
  * `fetch` is injectable (a Workers service binding's `fetch`, a test double). Every non-2xx answer
- * becomes a `CpsError` carrying the problem document's `code` and the HTTP status; a network failure
- * or an answer that is not what the API promises becomes a `CpsUnavailableError`.
+ * becomes a `CpsError` carrying the problem document's `code` and the HTTP status; a network failure,
+ * a timeout or an answer that is not what the API promises becomes a `CpsUnavailableError`.
  * No Node-only imports: this runs on Node >= 20, in browsers and in Workers.
  */
 import { CpsError, type CpsErrorCode } from "../errors.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
+import { CpsUnavailableError } from "./errors.js";
 
-/** Longest a store retry honours a busy CPS's Retry-After: a later answer is no use to a call. */
+export { CpsUnavailableError } from "./errors.js";
+
+/** Longest a retry honours a busy CPS's Retry-After: a later answer is no use to a call. */
 const MAX_RETRY_AFTER_MS = 5_000;
 
 /** The fetch signature the client library uses (global fetch, a service binding, a test double). */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
-/** The CPS (or another service) could not be reached, or answered something the API never sends. */
-export class CpsUnavailableError extends Error {
-  override readonly name = "CpsUnavailableError";
-  /** The URL that failed (no query string; never carries a blob or token). */
-  readonly url: string;
-  constructor(message: string, url: string, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.url = url;
-  }
+/** `GET /tokens/keys` answer (docs/tokens.md §1). */
+export interface IssuerKeysDocument {
+  keys: {
+    id: string;
+    suite: string;
+    publicKey: string;
+    notBefore: string;
+    notAfter: string;
+    status: string;
+  }[];
+  limits: { maxUses: number; maxUsesPerNumber: number; windowSeconds: number; batchMax: number };
 }
 
 /** One entry of `GET /cps/{tn}/ppts`. */
@@ -56,6 +63,12 @@ export interface CpsClientOptions {
    * Safe: the retry is the identical request, which the CPS counts once (docs/tokens.md).
    */
   readonly storeRetries?: number;
+  /**
+   * Times a token issuance (`POST /tokens`) is sent again after a lost answer; default 2. Each try
+   * carries a fresh credential token (they are single use). Not free: a lost answer the CPS did
+   * sign was charged to the issuance quota, and its tokens are lost with it.
+   */
+  readonly issueRetries?: number;
   /** Wait before the first retry, doubled for each next one, milliseconds (default 100). */
   readonly retryDelayMs?: number;
 }
@@ -105,6 +118,7 @@ export class CpsClient {
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number;
   readonly #storeRetries: number;
+  readonly #issueRetries: number;
   readonly #retryDelayMs: number;
 
   constructor(options: CpsClientOptions) {
@@ -112,6 +126,7 @@ export class CpsClient {
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#storeRetries = Math.max(0, Math.floor(options.storeRetries ?? 2));
+    this.#issueRetries = Math.max(0, Math.floor(options.issueRetries ?? 2));
     this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 100);
   }
 
@@ -128,19 +143,48 @@ export class CpsClient {
     return res;
   }
 
+  /**
+   * `request`, sent again when the answer is lost (network failure, timeout, 5xx), up to `retries`
+   * times, after `retryDelayMs` doubling or a 503's Retry-After (at most 5 s), whichever is longer.
+   * A 4xx is final. `init` is built per try (a token issuance needs a fresh credential token).
+   */
+  async #retrying(
+    path: string,
+    retries: number,
+    init: () => RequestInit | Promise<RequestInit>,
+  ): Promise<{ res: Response; attempts: number }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return { res: await this.request(path, await init()), attempts: attempt };
+      } catch (err) {
+        const lost = err instanceof CpsUnavailableError || (err instanceof CpsError && err.status >= 500);
+        if (!lost || attempt > retries) throw err;
+        // A busy CPS (503) says how long to wait; at most MAX_RETRY_AFTER_MS, since a call is waiting.
+        const asked = err instanceof CpsError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
+        const backoff = this.#retryDelayMs * 2 ** (attempt - 1);
+        await new Promise((r) => setTimeout(r, Math.max(backoff, Math.min(asked, MAX_RETRY_AFTER_MS))));
+      }
+    }
+  }
+
+  /** The JSON body of `res`; an answer that is not JSON is a `CpsUnavailableError`. */
+  async #json<T>(res: Response): Promise<T> {
+    try {
+      return (await res.json()) as T;
+    } catch (cause) {
+      throw new CpsUnavailableError("The service answered with something that is not JSON", res.url, {
+        cause,
+      });
+    }
+  }
+
   /** GET and parse JSON, refusing an answer that is not JSON. */
   async getJson<T>(
     path: string,
     headers: Record<string, string> = {},
   ): Promise<{ body: T; response: Response }> {
     const res = await this.request(path, { headers: { accept: "application/json", ...headers } });
-    try {
-      return { body: (await res.json()) as T, response: res };
-    } catch (cause) {
-      throw new CpsUnavailableError("The service answered with something that is not JSON", res.url, {
-        cause,
-      });
-    }
+    return { body: await this.#json<T>(res), response: res };
   }
 
   /**
@@ -162,26 +206,61 @@ export class CpsClient {
       headers: { "content-type": "application/passport", ...headers },
       body: typeof blob === "string" ? blob : encodeEnvelope(blob),
     };
-    for (let attempt = 1; ; attempt++) {
-      let res: Response;
-      try {
-        res = await this.request(`/cps/${tn}/ppts`, init);
-      } catch (err) {
-        const lost = err instanceof CpsUnavailableError || (err instanceof CpsError && err.status >= 500);
-        if (!lost || attempt > this.#storeRetries) throw err;
-        // A busy CPS (503) says how long to wait; at most MAX_RETRY_AFTER_MS, since a call is waiting.
-        const asked = err instanceof CpsError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
-        const backoff = this.#retryDelayMs * 2 ** (attempt - 1);
-        await new Promise((r) => setTimeout(r, Math.max(backoff, Math.min(asked, MAX_RETRY_AFTER_MS))));
-        continue;
-      }
-      const body = (await res.json().catch(() => ({}))) as { id?: unknown; expires?: unknown };
-      const location = res.headers.get("location") ?? "";
-      if (typeof body.id !== "string" || typeof body.expires !== "string") {
-        throw new CpsUnavailableError("The store answer has no id", `${this.baseUrl}/cps`);
-      }
-      return { id: body.id, location, expires: new Date(body.expires), attempts: attempt };
+    const { res, attempts } = await this.#retrying(`/cps/${tn}/ppts`, this.#storeRetries, () => init);
+    const body = (await res.json().catch(() => ({}))) as { id?: unknown; expires?: unknown };
+    const location = res.headers.get("location") ?? "";
+    if (typeof body.id !== "string" || typeof body.expires !== "string") {
+      throw new CpsUnavailableError("The store answer has no id", `${this.baseUrl}/cps`);
     }
+    return { id: body.id, location, expires: new Date(body.expires), attempts };
+  }
+
+  /**
+   * The CPS's storage-token issuer keys and spend limits (`GET /tokens/keys`, docs/tokens.md §1).
+   * @example
+   * const current = (await cps.tokenKeys()).keys.find((k) => k.status === "current");
+   */
+  async tokenKeys(): Promise<IssuerKeysDocument> {
+    const body = await this.#json<Partial<IssuerKeysDocument>>(await this.request("/tokens/keys"));
+    if (!Array.isArray(body.keys) || typeof body.limits !== "object" || body.limits === null) {
+      throw new CpsUnavailableError("The token keys answer has no keys", `${this.baseUrl}/tokens/keys`);
+    }
+    return body as IssuerKeysDocument;
+  }
+
+  /**
+   * Blind signatures for a batch of blinded token messages (`POST /tokens`, docs/tokens.md §3), in
+   * order. `authorization` gives the `Authorization` header value (`Bearer <credential token>`,
+   * action `tokens:issue`); it is called once per try, since credential tokens are single use. A lost
+   * answer is retried like a store (`issueRetries`, Retry-After); a 4xx (`ISSUANCE_QUOTA`, `AUTH_*`)
+   * is final.
+   * @example
+   * const sigs = await cps.issueTokens(current.id, blinded.map(encodeBase64url), authorization);
+   */
+  async issueTokens(
+    keyId: string,
+    blindedMessages: readonly string[],
+    authorization: () => Promise<string>,
+  ): Promise<string[]> {
+    const body = JSON.stringify({ keyId, blindedMessages });
+    const { res } = await this.#retrying("/tokens", this.#issueRetries, async () => ({
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: await authorization() },
+      body,
+    }));
+    const answer = await this.#json<{ blindSignatures?: unknown }>(res);
+    const sigs = answer.blindSignatures;
+    if (
+      !Array.isArray(sigs) ||
+      sigs.length !== blindedMessages.length ||
+      sigs.some((s) => typeof s !== "string")
+    ) {
+      throw new CpsUnavailableError(
+        "The token answer has the wrong number of signatures",
+        `${this.baseUrl}/tokens`,
+      );
+    }
+    return sigs as string[];
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
  * CPS discovery (RFC 8816 §10) and encryption-key lookup (§11) for an AS or gateway, with caches that
- * honour the answers' lifetimes: a discovery record for its `ttl`, a JWK Set for its `max-age`.
+ * honour the answers' lifetimes: a discovery record for its `ttl`, a JWK Set for its HTTP lifetime.
  *
  * Discovery asks `GET {bootstrap}/.well-known/stir-oob?tn=` (docs/key-directory.md), or uses a
  * provisioned record (§10: "initial deployments will provision the location of the CPS"). Keys come
@@ -9,8 +9,9 @@
  */
 import { CpsError } from "../errors.js";
 import { decodeBase64url } from "../stir/base64url.js";
+import { cacheLifetime } from "../stir/cache-lifetime.js";
 import type { CanonicalTn } from "../stir/tn.js";
-import { isLoopback } from "../stir/urls.js";
+import { parseBaseUrl } from "../stir/urls.js";
 import { CpsClient, CpsUnavailableError, type FetchLike } from "./cps-client.js";
 
 /** Where a number's PASSporTs go and where its keys are (a discovery record, §10). */
@@ -48,27 +49,17 @@ export interface DiscoveryOptions {
   readonly now?: () => number;
 }
 
-/** A base URL is https, or http to loopback when allowed; no credentials, query or fragment. */
+/**
+ * A service base URL from a discovery record, by the rule the CPS applies to the records it accepts
+ * (`parseBaseUrl`, src/stir/urls.ts): https, or http to loopback when allowed; no credentials, query
+ * or fragment. Anything else is a `CpsUnavailableError`: the answer is not one the API sends.
+ */
 export function checkServiceUrl(value: unknown, allowLoopbackHttp: boolean): string {
-  let url: URL;
-  try {
-    url = new URL(String(value));
-  } catch (cause) {
-    throw new CpsUnavailableError("A discovery answer names something that is not a URL", "", { cause });
+  const url = parseBaseUrl(value, allowLoopbackHttp);
+  if (url === undefined) {
+    throw new CpsUnavailableError("A discovery answer names a URL that is not an https base URL", "");
   }
-  const httpOk = url.protocol === "http:" && allowLoopbackHttp && isLoopback(url.hostname);
-  if ((url.protocol !== "https:" && !httpOk) || url.username || url.password || url.search || url.hash) {
-    throw new CpsUnavailableError("A discovery answer names a URL that is not https", url.origin);
-  }
-  return url.href.replace(/\/+$/, "");
-}
-
-/** `max-age` (or `s-maxage`) of a response in seconds; 0 for no-store / no-cache / none given. */
-export function maxAgeOf(headers: Headers): number {
-  const cc = (headers.get("cache-control") ?? "").toLowerCase();
-  if (/(?:^|,)\s*(?:no-store|no-cache)\b/.test(cc)) return 0;
-  const m = /(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*"?(\d+)"?/.exec(cc);
-  return m?.[1] === undefined ? 0 : Number(m[1]);
+  return url;
 }
 
 /** Parses a JWK Set into X25519 keys; entries that are not OKP/X25519 public keys are skipped. */
@@ -151,6 +142,7 @@ export class Discovery {
   readonly #options: DiscoveryOptions;
   readonly #fetch: FetchLike;
   readonly #max: number;
+  readonly #now: () => number;
   readonly #locations: TtlCache<CpsLocation>;
   readonly #keys: TtlCache<DestinationKey[]>;
 
@@ -161,9 +153,9 @@ export class Discovery {
     this.#options = options;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#max = options.maxCacheSeconds ?? 3600;
-    const now = options.now ?? Date.now;
-    this.#locations = new TtlCache(options.cacheEntries ?? 1000, now);
-    this.#keys = new TtlCache(options.cacheEntries ?? 1000, now);
+    this.#now = options.now ?? Date.now;
+    this.#locations = new TtlCache(options.cacheEntries ?? 1000, this.#now);
+    this.#keys = new TtlCache(options.cacheEntries ?? 1000, this.#now);
   }
 
   /**
@@ -205,7 +197,9 @@ export class Discovery {
       const client = new CpsClient({ baseUrl: keys, fetch: this.#fetch });
       try {
         const { body, response } = await client.getJson<unknown>(`/${tn}`);
-        return { value: keysFromJwkSet(body), ttl: Math.min(maxAgeOf(response.headers), this.#max) };
+        // The project's one reading of HTTP caching (RFC 9111); no caching header means no reuse.
+        const ttl = cacheLifetime(response.headers, this.#now(), 0);
+        return { value: keysFromJwkSet(body), ttl: Math.min(ttl, this.#max) };
       } catch (err) {
         // The directory answers 404 for a number nobody registered: that is "no keys", not a fault.
         if (err instanceof CpsError && err.status === 404) return { value: [], ttl: 0 };

@@ -1,7 +1,17 @@
 /**
- * Errors the client library raises itself, beside the `CpsError`s the CPS answers with and the
- * protocol code throws. Codes are stable strings; messages are short and carry no numbers or blobs.
+ * The client library's errors. One root, `StirOobError` (src/errors.ts): every error the library
+ * throws on purpose extends it and carries a stable string `code` (jose's errors module is the
+ * model). Two families below it:
+ * - `CpsError`: what a CPS or key directory answered (its problem+json `code`, the HTTP `status`,
+ *   `retryAfter`), or a protocol failure of the input (`INVALID_TN`, `PASSPORT_*`, `CERT_*`, ...);
+ * - `StirClientError`: decisions of the client itself, with a `ClientErrorCode`; its subclass
+ *   `CpsUnavailableError` is a service that could not be reached or answered off the API.
+ * Messages are short and carry no numbers, blobs or tokens (docs/design.md invariant 6).
+ * Only misuse of the API (a missing constructor option) throws a plain `TypeError`.
  */
+import { StirOobError } from "../errors.js";
+
+export { CpsError, type CpsErrorCode, StirOobError } from "../errors.js";
 
 export type ClientErrorCode =
   /** §8.1 step 1/2: the credential cannot sign for the `orig` number. */
@@ -12,12 +22,18 @@ export type ClientErrorCode =
   | "STORE_FAILED"
   /** §8.1: the CPS copy MUST be a full-form PASSporT; an Identity header carried a compact one. */
   | "COMPACT_FORM"
-  /** No storage token could be obtained for a store. */
-  | "NO_TOKEN";
+  /** No storage token could be obtained for a store (the token source failed in another way). */
+  | "NO_TOKEN"
+  /** The token wallet holds no unspent token: refill it (docs/tokens.md). */
+  | "WALLET_EMPTY"
+  /** Tokens were asked for, but no credential to obtain them with is configured. */
+  | "NO_CREDENTIAL"
+  /** `CpsUnavailableError`: not reached (network, timeout) or an answer the API never sends. */
+  | "UNAVAILABLE";
 
-export class StirClientError extends Error {
-  override readonly name = "StirClientError";
-  readonly code: ClientErrorCode;
+export class StirClientError extends StirOobError {
+  override readonly name: string = "StirClientError";
+  declare readonly code: ClientErrorCode;
   /** Extra data for callers (e.g. which stores did succeed before one failed). */
   readonly details: Readonly<Record<string, unknown>>;
 
@@ -26,8 +42,24 @@ export class StirClientError extends Error {
     message: string,
     options: { cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options);
     this.details = options.details ?? {};
+  }
+}
+
+/**
+ * The CPS (or another service) could not be reached (network failure, timeout), or answered
+ * something the API never sends. Always code `UNAVAILABLE`, the code a CPS's own 503 carries too:
+ * either way, try again later.
+ */
+export class CpsUnavailableError extends StirClientError {
+  override readonly name = "CpsUnavailableError";
+  declare readonly code: "UNAVAILABLE";
+  /** The URL that failed (no query string; never carries a blob or token). */
+  readonly url: string;
+
+  constructor(message: string, url: string, options: { cause?: unknown } = {}) {
+    super("UNAVAILABLE", message, options);
+    this.url = url;
   }
 }

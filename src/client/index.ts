@@ -5,7 +5,6 @@
  */
 
 // Protocol pieces an integrator needs next to the services.
-export { CpsError, type CpsErrorCode } from "../errors.js";
 export { type CertificateChain, parseCertificate, parseCertificateChain } from "../stir/cert-parse.js";
 export { CertificateValidator } from "../stir/cert-validate.js";
 export {
@@ -28,9 +27,9 @@ export {
 export {
   CpsClient,
   type CpsClientOptions,
-  CpsUnavailableError,
   errorFromResponse,
   type FetchLike,
+  type IssuerKeysDocument,
   type ListedBlob,
   type StoredBlob,
 } from "./cps-client.js";
@@ -41,9 +40,16 @@ export {
   Discovery,
   type DiscoveryOptions,
   keysFromJwkSet,
-  maxAgeOf,
 } from "./discovery.js";
-export { type ClientErrorCode, StirClientError } from "./errors.js";
+// Every error the library throws on purpose extends StirOobError and has a `code` (docs/client.md "Errors").
+export {
+  type ClientErrorCode,
+  CpsError,
+  type CpsErrorCode,
+  CpsUnavailableError,
+  StirClientError,
+  StirOobError,
+} from "./errors.js";
 export {
   Gateway,
   type GatewayOptions,
@@ -53,6 +59,12 @@ export {
 } from "./gateway.js";
 export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
 export { type StoreTokenSource, untokenedStores, type WalletLike, walletTokens } from "./store-tokens.js";
+export {
+  type ExportedToken,
+  type StoreTokenHeaders,
+  TokenWallet,
+  type TokenWalletOptions,
+} from "./token-wallet.js";
 export {
   type CalleeKey,
   type CallVerification,

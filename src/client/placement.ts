@@ -3,7 +3,7 @@
  * destination key (step 4), pay one storage token per store, store every blob at the CPS, and report
  * success only when all stores succeeded ("Only after that is completed should any call be initiated").
  */
-import { CpsError } from "../errors.js";
+import { StirOobError } from "../errors.js";
 import { sealPassport } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsClient, type FetchLike } from "./cps-client.js";
@@ -70,7 +70,8 @@ export async function sealAndStore(input: {
     try {
       headers.push(await tokens.headersForStore(cps, tn, blob));
     } catch (cause) {
-      if (cause instanceof CpsError || cause instanceof StirClientError) throw cause;
+      // An error with a code (WALLET_EMPTY, NO_CREDENTIAL, a CPS answer) says more than NO_TOKEN.
+      if (cause instanceof StirOobError) throw cause;
       throw new StirClientError("NO_TOKEN", "No storage token is available for this store", { cause });
     }
   }

@@ -7,6 +7,8 @@
  *
  * Unlinkability: issuance is authenticated, stores are anonymous. By default each token pays for one
  * store (`usesPerToken: 1`), so two stores cannot be linked to each other by their token either.
+ *
+ * Its HTTP goes through `CpsClient` (timeouts, Retry-After, problem+json -> `CpsError`), as stores do.
  */
 import { CpsError } from "../errors.js";
 import { decodeBase64url, encodeBase64url } from "../stir/base64url.js";
@@ -25,34 +27,32 @@ import {
   TOKEN_SIGNATURE_HEADER,
 } from "../stir/storage-token.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
+import { CpsClient, type IssuerKeysDocument } from "./cps-client.js";
+import { StirClientError } from "./errors.js";
+
+export type { IssuerKeysDocument } from "./cps-client.js";
 
 export interface TokenWalletOptions {
   /** Base URL of the CPS, e.g. `https://cps.example.com`. */
   cpsUrl: string;
   /**
    * A fresh `Authorization` header value (`Bearer <STIR credential token>`, action `tokens:issue`)
-   * per call: credential tokens are single use.
+   * per call: credential tokens are single use. Without it the wallet only spends tokens it was
+   * given (`importTokens`), and `refill` throws `NO_CREDENTIAL`.
    */
-  authorization: () => Promise<string>;
+  authorization?: () => Promise<string>;
   /** Defaults to the global fetch. */
   fetch?: (request: Request) => Promise<Response>;
   /** K_temp algorithm (default Ed25519). */
   tempKeyAlgorithm?: TempKeyAlgorithm;
   /** Stores paid with one token before it is dropped (default 1; at most the CPS's maxUses). */
   usesPerToken?: number;
-}
-
-/** `GET /tokens/keys` answer. */
-export interface IssuerKeysDocument {
-  keys: {
-    id: string;
-    suite: string;
-    publicKey: string;
-    notBefore: string;
-    notAfter: string;
-    status: string;
-  }[];
-  limits: { maxUses: number; maxUsesPerNumber: number; windowSeconds: number; batchMax: number };
+  /** Per-request timeout, milliseconds (default 10,000, as `CpsClient`). */
+  timeoutMs?: number;
+  /** Times a token request is sent again after a lost answer (default 2, as `CpsClient.issueRetries`). */
+  retries?: number;
+  /** Wait before the first retry, doubled for each next one, milliseconds (default 100). */
+  retryDelayMs?: number;
 }
 
 /**
@@ -92,12 +92,18 @@ export type StoreTokenHeaders = Record<typeof TOKEN_HEADER | typeof TOKEN_SIGNAT
  */
 export class TokenWallet {
   private readonly tokens: HeldToken[] = [];
-  private readonly fetcher: (request: Request) => Promise<Response>;
-  private readonly base: string;
+  private readonly cps: CpsClient;
 
   constructor(private readonly options: TokenWalletOptions) {
-    this.fetcher = options.fetch ?? ((r) => fetch(r));
-    this.base = options.cpsUrl.replace(/\/+$/, "");
+    const own = options.fetch;
+    this.cps = new CpsClient({
+      baseUrl: options.cpsUrl,
+      // The option takes one Request (as service bindings and test doubles are often written).
+      ...(own ? { fetch: (input, init) => own(new Request(input, init)) } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.retries !== undefined ? { issueRetries: options.retries } : {}),
+      ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+    });
   }
 
   /** Tokens held that are still inside their issuer key's validity window. */
@@ -107,17 +113,20 @@ export class TokenWallet {
   }
 
   /** The CPS's published issuer keys and spend limits. */
-  async fetchKeys(): Promise<IssuerKeysDocument> {
-    const res = await this.fetcher(new Request(`${this.base}/tokens/keys`));
-    if (!res.ok) throw await problem(res);
-    return res.json<IssuerKeysDocument>();
+  fetchKeys(): Promise<IssuerKeysDocument> {
+    return this.cps.tokenKeys();
   }
 
   /**
    * Obtains `count` new tokens for the current issuer key, in batches; returns how many it added.
    * `onBatch` runs after each batch (with the running total), e.g. to save or show progress.
+   * Throws `StirClientError("NO_CREDENTIAL")` without `authorization`, before any request.
    */
   async refill(count: number, onBatch?: (added: number) => Promise<void> | void): Promise<number> {
+    const authorization = this.options.authorization;
+    if (!authorization) {
+      throw new StirClientError("NO_CREDENTIAL", "No credential to obtain storage tokens with");
+    }
     const doc = await this.fetchKeys();
     const current = doc.keys.find((k) => k.status === "current");
     if (!current) throw new CpsError("TOKEN_UNKNOWN_KEY", "The CPS publishes no current issuer key");
@@ -132,22 +141,13 @@ export class TokenWallet {
           blindTokenRequest(publicKey, current.id, this.options.tempKeyAlgorithm),
         ),
       );
-      const res = await this.fetcher(
-        new Request(`${this.base}/tokens`, {
-          method: "POST",
-          headers: { "Content-Type": "application/json", Authorization: await this.options.authorization() },
-          body: JSON.stringify({
-            keyId: current.id,
-            blindedMessages: pending.map((p) => encodeBase64url(p.blindedMessage)),
-          }),
-        }),
+      const blindSignatures = await this.cps.issueTokens(
+        current.id,
+        pending.map((p) => encodeBase64url(p.blindedMessage)),
+        authorization,
       );
-      if (!res.ok) throw await problem(res);
-      const body = await res.json<{ blindSignatures: string[] }>();
-      if (body.blindSignatures.length !== n)
-        throw new CpsError("TOKEN_INVALID", "Wrong number of signatures");
       for (const [i, p] of pending.entries()) {
-        const token = await finalizeToken(publicKey, p, decodeBase64url(body.blindSignatures[i] ?? ""));
+        const token = await finalizeToken(publicKey, p, decodeBase64url(blindSignatures[i] ?? ""));
         this.tokens.push({ token, privateKey: p.kTempPrivateKey, notAfter, usesLeft });
       }
       added += n;
@@ -194,12 +194,12 @@ export class TokenWallet {
 
   /**
    * Spends one token use on storing `blob` under `tn`: the two headers of `POST /cps/{tn}/ppts`.
-   * Throws TOKEN_MISSING when the wallet is empty (call `refill`).
+   * Throws `StirClientError("WALLET_EMPTY")` when no unspent token is held (call `refill`).
    */
   async storeHeaders(tn: string, blob: Uint8Array): Promise<StoreTokenHeaders> {
     this.dropExpired();
     const held = this.tokens[0];
-    if (!held) throw new CpsError("TOKEN_MISSING", "The token wallet is empty: refill it");
+    if (!held) throw new StirClientError("WALLET_EMPTY", "The token wallet is empty: refill it");
     held.usesLeft -= 1;
     if (held.usesLeft <= 0) this.tokens.shift();
     const number: CanonicalTn = canonicalTn(tn);
@@ -215,18 +215,4 @@ export class TokenWallet {
       if ((this.tokens[i]?.notAfter ?? 0) <= now) this.tokens.splice(i, 1);
     }
   }
-}
-
-async function problem(res: Response): Promise<CpsError> {
-  let code: string | undefined;
-  try {
-    code = (await res.json<{ code?: string }>()).code;
-  } catch {
-    // not problem+json
-  }
-  return new CpsError(
-    (code as ConstructorParameters<typeof CpsError>[0] | undefined) ?? "INTERNAL",
-    `The CPS answered ${res.status}`,
-    { status: res.status },
-  );
 }

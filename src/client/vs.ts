@@ -16,7 +16,7 @@
  */
 import type { X509Certificate } from "@peculiar/x509";
 import { base64url } from "jose";
-import { CpsError } from "../errors.js";
+import { StirOobError } from "../errors.js";
 import type { CertificateChain } from "../stir/cert-parse.js";
 import { CertificateValidator } from "../stir/cert-validate.js";
 import { ENVELOPE_TEXT_LENGTH, openPassport } from "../stir/envelope.js";
@@ -150,7 +150,7 @@ function blobBytes(text: string): Uint8Array | undefined {
 }
 
 function failure(step: CandidateFailure["step"], err: unknown): CandidateFailure {
-  if (err instanceof CpsError) return { step, code: err.code, message: err.message };
+  if (err instanceof StirOobError) return { step, code: err.code, message: err.message };
   return { step, code: "INTERNAL", message: err instanceof Error ? err.message : "Unexpected failure" };
 }
 

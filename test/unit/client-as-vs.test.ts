@@ -6,9 +6,10 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { AuthenticationService } from "../../src/client/as.js";
 import { CpsClient, CpsUnavailableError } from "../../src/client/cps-client.js";
 import { Discovery, keysFromJwkSet } from "../../src/client/discovery.js";
-import { StirClientError } from "../../src/client/errors.js";
+import { StirClientError, StirOobError } from "../../src/client/errors.js";
 import { Gateway, ReverseGateway } from "../../src/client/gateway.js";
-import type { StoreTokenSource } from "../../src/client/store-tokens.js";
+import { type StoreTokenSource, walletTokens } from "../../src/client/store-tokens.js";
+import { TokenWallet } from "../../src/client/token-wallet.js";
 import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { CpsError } from "../../src/errors.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
@@ -148,6 +149,21 @@ describe("AS (RFC 8816 §8.1)", () => {
     expect(tokens.prefetch).toHaveBeenCalledWith(cps.base, 2);
     expect(tokens.headersForStore).toHaveBeenCalledTimes(2);
     expect(cps.storeHeaders.map((h) => h.get("cps-token")).sort()).toEqual(["t1", "t2"]);
+  });
+
+  it("a wallet with no tokens and no credential says NO_CREDENTIAL, and nothing is stored", async () => {
+    const { cps, discovery } = setup();
+    cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
+    const as = new AuthenticationService({
+      credential: credential("alice", pki.valid),
+      discovery,
+      tokens: walletTokens(new TokenWallet({ cpsUrl: cps.base, fetch: cps.fetch })),
+      fetch: cps.fetch,
+    });
+    const err = await as.placeCall({ from: ALICE, to: BOB }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StirOobError);
+    expect(err).toMatchObject({ name: "StirClientError", code: "NO_CREDENTIAL" });
+    expect(cps.log.filter((l) => l.startsWith("POST"))).toEqual([]);
   });
 
   it("a failed store is STORE_FAILED (the call must not rely on OOB), with the stores that succeeded", async () => {
@@ -411,6 +427,28 @@ describe("CpsClient and discovery details", () => {
     await expect(new CpsClient({ baseUrl: "https://x.test", fetch }).health()).rejects.toBeInstanceOf(
       CpsUnavailableError,
     );
+  });
+
+  it("every error family shares the root StirOobError and a code", async () => {
+    const { as } = setup();
+    const noKeys = await as.placeCall({ from: ALICE, to: BOB }).catch((e: unknown) => e);
+    const badTn = await as.placeCall({ from: ALICE, to: "not a number" }).catch((e: unknown) => e);
+    const down = await new CpsClient({
+      baseUrl: "https://x.test",
+      fetch: async () => {
+        throw new TypeError("fetch failed");
+      },
+    })
+      .health()
+      .catch((e: unknown) => e);
+    for (const [err, code] of [
+      [noKeys, "NO_KEYS"],
+      [badTn, "INVALID_TN"],
+      [down, "UNAVAILABLE"],
+    ] as const) {
+      expect(err).toBeInstanceOf(StirOobError);
+      expect((err as StirOobError).code).toBe(code);
+    }
   });
 
   it("refuses discovery answers that point at plain http (unless loopback is allowed)", async () => {

@@ -1,10 +1,15 @@
 /** stir-oob CLI internals: global flags before the command, and error -> exit code mapping. */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { describeError, EXIT, UsageError } from "../../src/cli/common.js";
 import { splitCommand } from "../../src/cli/main.js";
+import { FileWallet } from "../../src/cli/wallet.js";
 import { CpsUnavailableError } from "../../src/client/cps-client.js";
 import { StirClientError } from "../../src/client/errors.js";
 import { CpsError } from "../../src/errors.js";
+import { canonicalTn } from "../../src/stir/tn.js";
 
 describe("stir-oob argument handling", () => {
   it.each([
@@ -26,6 +31,8 @@ describe("stir-oob exit codes", () => {
     [new StirClientError("STORE_FAILED", "x", { cause: new CpsError("QUEUE_FULL", "full") }), EXIT.SERVICE],
     [new CpsError("TOKEN_MISSING", "x"), EXIT.SERVICE],
     [new CpsUnavailableError("down", "http://x"), EXIT.SERVICE],
+    [new StirClientError("WALLET_EMPTY", "x"), EXIT.SERVICE],
+    [new StirClientError("NO_CREDENTIAL", "x"), EXIT.USAGE],
     [new TypeError("bug"), EXIT.INTERNAL],
   ])("%o -> %i", (err, exit) => {
     expect(describeError(err).exit).toBe(exit);
@@ -38,5 +45,26 @@ describe("stir-oob exit codes", () => {
       }),
     );
     expect(d.message).toContain("QUEUE_FULL");
+  });
+});
+
+describe("stir-oob token wallet file", () => {
+  it("an empty wallet says WALLET_EMPTY (no HTTP status); refilling without a credential says NO_CREDENTIAL", async () => {
+    const home = await mkdtemp(join(tmpdir(), "stir-oob-wallet-"));
+    try {
+      const wallet = new FileWallet(home, "http://127.0.0.1:9", undefined);
+      const empty = await wallet
+        .headersForStore("http://127.0.0.1:9", canonicalTn("22225552222"), new Uint8Array(1))
+        .catch((e: unknown) => e);
+      expect(empty).toMatchObject({ name: "StirClientError", code: "WALLET_EMPTY" });
+      const shown = describeError(empty);
+      expect(shown).toMatchObject({ exit: EXIT.SERVICE, code: "WALLET_EMPTY" });
+      expect(shown.message).not.toMatch(/HTTP|401/);
+      const noCred = await wallet.refill(1).catch((e: unknown) => e);
+      expect(noCred).toMatchObject({ name: "StirClientError", code: "NO_CREDENTIAL" });
+      expect(describeError(noCred).exit).toBe(EXIT.USAGE);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });
