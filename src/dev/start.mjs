@@ -38,6 +38,7 @@ import {
   writeEnvFile,
 } from "./local-server.mjs";
 import { lineRedactor } from "./redact-log.mjs";
+import { importTs } from "./ts-module.mjs";
 
 /** The value of `--name value` or `--name=value` in args, if present. */
 function flagValue(args, ...names) {
@@ -78,7 +79,9 @@ for (const flag of ["--port", "--ip", "--persist-to"]) extraArgs = withoutFlag(e
 
 const url = baseUrl(host, port);
 const origin = process.env.CPS_ORIGIN || url;
-const loopbackOrigin = /^http:\/\/(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/.test(origin);
+// The Worker's own rule (src/config.ts honours dev switches only for a loopback CPS_ORIGIN), not a copy.
+const { isLoopback } = await importTs("src/stir/urls.ts");
+const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostname);
 
 // Local demo secrets: the blind-signature issuer keys and the decoy secret (made once, kept in
 // .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor for credential
