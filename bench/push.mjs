@@ -28,7 +28,7 @@
  *                 ratio = with / without (target >= 0.8). Once with subscribers reading, once with
  *                 them paused during the stores (slow readers; no client CPU), all frames checked.
  *                 With subscribers reading, also the store-to-delivery latency under this load
- *                 (frames then wait for the object's send budget: push.ts PUSH_SENDS_PER_S).
+ *                 (frames then wait for the object's send budget: src/push/batch.ts PUSH_SENDS_PER_S).
  *                 Beside the rates: the server's own CPU time per store in each arm (/proc, all its
  *                 processes), and cpuRatio = none / hundred, the rate ratio a CPU-bound server would
  *                 reach, which the load generator and subscribers sharing the machine cannot disturb.
@@ -74,7 +74,7 @@ const CONCURRENCY = positive(flags, "concurrency");
 const ENVELOPE_LENGTH = 1072; // src/stir/envelope.ts: 32 (enc) + 1024 (padded) + 16 (tag)
 const SUBSCRIBER_COUNTS = [1, 10, 100];
 const DELIVERY_STORES = 50;
-/** Pause between delivery stores: by default more than the longest pacing gap (push.ts MAX_PACE_MS). */
+/** Pause between delivery stores: by default more than the longest pacing gap (src/push/batch.ts MAX_PACE_MS). */
 const DELIVERY_GAP_MS = Number(flags["delivery-gap"]);
 const SCENARIOS = new Set(flags.only.split(","));
 for (const s of SCENARIOS) {

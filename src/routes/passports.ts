@@ -21,8 +21,6 @@ export const PASSPORT_MEDIA_TYPE = "application/passport";
 /** An envelope is 1,430 characters; folded lines and CRLFs stay far below this. */
 export const MAX_STORE_BODY_BYTES = 8 * 1024;
 
-const queue = passportQueue;
-
 export const passportRoutes = new Hono<AppEnv>();
 
 // In this order, so the same error wins when several things are wrong: media type (415), size (413),
@@ -39,7 +37,7 @@ passportRoutes.post(
     // Only a true retry (same token, signature, number and blob) is answered with an existing id:
     // the queue dedupes on this key, never on the bytes, so replaying a copied blob, real or decoy,
     // is a new store either way. Untokened stores (local dev) have none.
-    const result = await queue(c.env, tn).store(blob, c.get("retryKey"));
+    const result = await passportQueue(c.env, tn).store(blob, c.get("retryKey"));
     if (!result.ok) {
       throw new CpsError("QUEUE_FULL", "Too many live PASSporTs for this number", {
         retryAfter: result.retryAfterSeconds,
@@ -52,7 +50,7 @@ passportRoutes.post(
 
 passportRoutes.get("/:tn/ppts", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
-  const items = await listAnswer(c.env, tn, queue(c.env, tn).listAt());
+  const items = await listAnswer(c.env, tn, passportQueue(c.env, tn).listAt());
   return c.json({ passports: items.map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) })) });
 });
 
@@ -61,7 +59,7 @@ for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) {
   passportRoutes.get(path, async (c) => {
     const tn = canonicalTn(c.req.param("tn") ?? "");
     const id = parseBlobId(c.req.param("id") ?? "");
-    const blob = await blobAnswer(c.env, tn, id, queue(c.env, tn).getAt(id));
+    const blob = await blobAnswer(c.env, tn, id, passportQueue(c.env, tn).getAt(id));
     if (!blob) throw new CpsError("NOT_FOUND", "No live PASSporT with this id");
     c.header("Content-Type", PASSPORT_MEDIA_TYPE);
     c.header("Link", `</cps/${tn}/ppts>; rel="collection"`);

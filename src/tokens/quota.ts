@@ -20,7 +20,6 @@
  * the store path never touches it.
  */
 
-import type { QuotaResult } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
 import { hash128Hex } from "../stir/authority.js";
 import type { VerifiedCredentialToken } from "../stir/credential-token.js";
@@ -69,7 +68,7 @@ export async function chargeIssuanceQuota(
   limit: number,
   ttlSeconds: number,
 ): Promise<void> {
-  const result: QuotaResult = await quotaObject(env, holder).chargeQuota(
+  const result = await quotaObject(env, holder).chargeQuota(
     key.id,
     key.notAfter + QUOTA_TAIL_MS + ttlSeconds * 1000,
     keys.keys.map((k) => k.id),

@@ -1,10 +1,12 @@
 /**
- * The docs' claims against the tree (issue 13 finding 17): docs/conformance.md and
- * docs/threat-model.md name the tests that show each claim, so every named test file must exist, and
- * every adversary finding the threat model lists must have its `describe("adversary #N: …")` block in
- * the files it names. Sentences that claimed more than the code does must not come back.
+ * The docs' claims against the tree: docs/conformance.md and docs/threat-model.md name the tests that
+ * show each claim, so every named test file must exist, and every adversary test the threat model
+ * lists must have its `describe("adversary #N: …")` block in the files it names. Sentences that claim
+ * more than the code does must not come back. The design lives in the repository (docs/design.md):
+ * nothing cites a design file outside it, and every "docs/design.md invariant N" names an invariant
+ * the design defines.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -52,5 +54,71 @@ describe("adversary #17: docs that overstate", () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+});
+
+/** Every file under `dirs` (recursively) plus the named top-level files, as repository paths. */
+function treeFiles(dirs: string[], files: string[]): string[] {
+  const walk = (dir: string): string[] =>
+    readdirSync(join(ROOT, dir)).flatMap((name) => {
+      const path = `${dir}/${name}`;
+      return statSync(join(ROOT, path)).isDirectory() ? walk(path) : [path];
+    });
+  return [...dirs.flatMap(walk), ...files];
+}
+
+/** The invariant numbers docs/design.md defines: `N. **…**` items of its invariants section. */
+function designInvariants(): number[] {
+  const section = read("docs/design.md")
+    .split(/^## Privacy and security invariants/m)[1]
+    ?.split(/^## /m)[0];
+  return [...(section ?? "").matchAll(/^(\d+)\. \*\*/gm)].map((m) => Number(m[1]));
+}
+
+describe("the design lives in the repository (docs/design.md)", () => {
+  const files = treeFiles(["src", "test", "bench", "docs"], ["README.md", "BENCHMARKS.md"]).map((path) => ({
+    path,
+    text: read(path),
+  }));
+
+  it("no file cites a design file outside the repository", () => {
+    // Spelled in two parts so that this file does not cite it either.
+    const outside = ["DESIGN", "md"].join(".");
+    expect(files.filter((f) => f.text.includes(outside)).map((f) => f.path)).toEqual([]);
+  });
+
+  it("docs/design.md defines invariants 1 to 7, in order", () => {
+    expect(designInvariants()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("every docs/design.md invariant citation names an invariant it defines", () => {
+    const defined = new Set(designInvariants());
+    const cite = /docs\/design\.md(?: "[^"\n]*",?)? invariants? (\d+(?:(?:, | and | or |\/)\d+)*)/g;
+    const cited: string[] = [];
+    const wrong: string[] = [];
+    for (const { path, text } of files) {
+      for (const m of text.matchAll(cite)) {
+        for (const n of (m[1] ?? "").split(/\D+/).map(Number)) {
+          cited.push(`${path}: ${n}`);
+          if (!defined.has(n)) wrong.push(`${path}: invariant ${n}`);
+        }
+      }
+    }
+    expect(cited.length).toBeGreaterThan(15);
+    expect(wrong).toEqual([]);
+  });
+
+  it("every quoted section of docs/design.md that a file cites is a heading there", () => {
+    const headings = [...read("docs/design.md").matchAll(/^#+ (.+)$/gm)].map((m) =>
+      (m[1] ?? "").toLowerCase(),
+    );
+    const wrong: string[] = [];
+    for (const { path, text } of files) {
+      for (const m of text.matchAll(/docs\/design\.md "([^"\n]+)"/g)) {
+        const title = (m[1] ?? "").toLowerCase();
+        if (!headings.some((h) => h.includes(title))) wrong.push(`${path}: "${m[1]}"`);
+      }
+    }
+    expect(wrong).toEqual([]);
   });
 });
