@@ -17,8 +17,8 @@
  */
 import { parseArgs } from "node:util";
 import { freePort, startLocalServer } from "../src/dev/local-server.mjs";
+import { importBundle } from "../src/dev/ts-module.mjs";
 import { positive } from "./lib/args.mjs";
-import { importBundle } from "./lib/bundle.mjs";
 import { httpLoad } from "./lib/closed-loop.mjs";
 import { progressLog } from "./lib/report.mjs";
 

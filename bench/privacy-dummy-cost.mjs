@@ -22,8 +22,8 @@
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { REPO_ROOT, startLocalServer as startHere } from "../src/dev/local-server.mjs";
+import { importBundle } from "../src/dev/ts-module.mjs";
 import { argvFlag, argvOption } from "./lib/args.mjs";
-import { importBundle } from "./lib/bundle.mjs";
 import { closedLoop, sleep } from "./lib/closed-loop.mjs";
 import { resultFile, writeJson } from "./lib/report.mjs";
 import { median } from "./lib/stats.mjs";

@@ -26,8 +26,8 @@
  */
 import { join } from "node:path";
 import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
+import { importBundle } from "../src/dev/ts-module.mjs";
 import { argvFlag, argvOption } from "./lib/args.mjs";
-import { importBundle } from "./lib/bundle.mjs";
 import { resultFile, writeJson } from "./lib/report.mjs";
 
 const short = argvFlag("short");

@@ -3,7 +3,7 @@
  * wallet and seals the blobs: the CPU-heavy client work, kept off the thread that times requests.
  */
 import { Worker } from "node:worker_threads";
-import { bundle } from "../lib/bundle.mjs";
+import { bundle } from "../../src/dev/ts-module.mjs";
 
 /**
  * The client library for the worker thread, bundled by esbuild into a temporary directory; the caller

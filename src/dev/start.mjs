@@ -38,7 +38,7 @@ import {
   writeEnvFile,
 } from "./local-server.mjs";
 import { lineRedactor } from "./redact-log.mjs";
-import { importTs } from "./ts-module.mjs";
+import { importBundle } from "./ts-module.mjs";
 
 /** The value of `--name value` or `--name=value` in args, if present. */
 function flagValue(args, ...names) {
@@ -80,7 +80,7 @@ for (const flag of ["--port", "--ip", "--persist-to"]) extraArgs = withoutFlag(e
 const url = baseUrl(host, port);
 const origin = process.env.CPS_ORIGIN || url;
 // The Worker's own rule (src/config.ts honours dev switches only for a loopback CPS_ORIGIN), not a copy.
-const { isLoopback } = await importTs("src/stir/urls.ts");
+const { isLoopback } = await importBundle({ name: "urls", entry: join(REPO_ROOT, "src/stir/urls.ts") });
 const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostname);
 
 // Local demo secrets: the blind-signature issuer keys and the decoy secret (made once, kept in

@@ -1,25 +1,43 @@
 /**
- * Imports a TypeScript module of this repository from plain Node ESM, which cannot import .ts (Node
- * 20): esbuild bundles it in memory and Node imports the bundle from a data: URL. So dev tooling
- * shares small pure rules with the Worker (e.g. src/stir/urls.ts `isLoopback`) instead of keeping
- * its own copy. Everything is bundled (a data: URL module can import nothing): pure code only.
- * Types: ts-module.d.mts.
+ * The project's TypeScript for plain Node scripts (`npm start`, the benchmarks): bundled with esbuild
+ * into a fresh temporary directory, since Node 20 does not run TypeScript. So dev tooling shares the
+ * Worker's own rules (e.g. src/stir/urls.ts `isLoopback`) and a benchmark measures the same code the
+ * Worker runs, instead of keeping copies.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { REPO_ROOT } from "./local-server.mjs";
 
-/** The module at `path` (relative to the repository), e.g. "src/stir/urls.ts". */
-export async function importTs(path) {
+/**
+ * Bundles `entry` (a file), or `source` (module text whose imports resolve from the repository root,
+ * named `name`.ts in messages), for Node. Resolves with the output file and its directory, which the
+ * caller removes once the file is loaded.
+ */
+export async function bundle({ entry, source, name }) {
   const { build } = await import("esbuild");
-  const result = await build({
-    entryPoints: [join(REPO_ROOT, path)],
+  const dir = await mkdtemp(join(tmpdir(), `cps-${name}-`));
+  const outfile = join(dir, `${name}.mjs`);
+  await build({
+    ...(entry
+      ? { entryPoints: [entry] }
+      : { stdin: { contents: source, resolveDir: REPO_ROOT, loader: "ts", sourcefile: `${name}.ts` } }),
     bundle: true,
-    write: false,
+    platform: "node",
     format: "esm",
-    platform: "neutral",
-    target: "node20",
-    logLevel: "error",
+    outfile,
+    logLevel: "warning",
   });
-  const code = result.outputFiles[0].text;
-  return import(`data:text/javascript;base64,${Buffer.from(code).toString("base64")}`);
+  return { dir, outfile };
+}
+
+/** Bundles as `bundle` does, imports the result and removes the temporary directory. */
+export async function importBundle(options) {
+  const { dir, outfile } = await bundle(options);
+  try {
+    return await import(pathToFileURL(outfile).href);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
