@@ -1,7 +1,7 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { readConfig } from "./src/config.js";
-import { generateIssuerKeyEntry } from "./src/dev/issuer-key.mjs";
+import { generateIssuerKeyEntry, generateOhttpKeyEntry } from "./src/dev/issuer-key.mjs";
 import { createTestPki } from "./src/stir/test-pki.js";
 import { TEST_CPS_ORIGIN } from "./test/helpers/origin.js";
 import { serializeTestPki } from "./test/helpers/pki.js";
@@ -34,12 +34,21 @@ export default defineConfig(async () => {
     await generateIssuerKeyEntry("test-next", now + 12 * hour, now + 48 * hour),
     await generateIssuerKeyEntry("test-expired", now - 48 * hour, now - hour),
   ]);
+  // Oblivious HTTP gateway keys (TEST ONLY, made here; docs/ohttp.md): two live (a rotation's overlap),
+  // one expired, one not yet valid. test/integration/ohttp-gateway.test.ts relies on these ids.
+  const ohttpKeys = JSON.stringify([
+    generateOhttpKeyEntry(1, { notBefore: now - hour, notAfter: now + 24 * hour }),
+    generateOhttpKeyEntry(2, { notBefore: now - 60_000 }),
+    generateOhttpKeyEntry(3, { notBefore: now - 48 * hour, notAfter: now - hour }),
+    generateOhttpKeyEntry(4, { notBefore: now + 12 * hour }),
+  ]);
   const workerBindings = {
     // Loopback: development switches are honoured only then (src/config.ts `deploymentProblem`).
     CPS_ORIGIN: TEST_CPS_ORIGIN,
     TRUST_ANCHORS_PEM: pki.rootPem,
     TEST_PKI: JSON.stringify(pki),
     TOKEN_ISSUER_KEYS: issuerKeys,
+    OHTTP_KEYS: ohttpKeys,
     // Key of the decoy PRF (src/dummies/decoys.ts), made here per run (TEST ONLY).
     DECOY_SECRET: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex"),
     // Runs of the malformed-request property in test/integration/fuzz.test.ts: a short run in

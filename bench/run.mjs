@@ -21,11 +21,16 @@
  *                    each round with the issuer key (mintToken: the signature blind issuance yields),
  *                    as a wallet holds them ahead of calls.
  *
+ *   relay-call       a call (store + retrieval of one number) through the Oblivious HTTP relay vs
+ *                    the same call direct (bench/ohttp.mjs, run after the others in its own pair of
+ *                    servers: the CPS with its gateway, and the relay Worker; docs/ohttp.md)
+ *
  * `--only store-token,store-hot` runs just those scenarios.
  *
  * Blobs are real envelopes: src/stir/envelope.ts is bundled with esbuild and seals 200 distinct ones.
  * Progress goes to stderr, the table to stdout, the full figures to bench/results/bench-<date>.json.
  */
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateIssuerKeyEntry } from "../src/dev/issuer-key.mjs";
@@ -256,8 +261,24 @@ function table(summary) {
   return markdownTable(head, rows, (c) => c >= 2 && c <= 5);
 }
 
+/** The relay scenario, run by bench/ohttp.mjs (its own servers and table); false if it failed. */
+function relayCall() {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const out = join(REPO_ROOT, "bench", "results", `ohttp-${stamp}.json`);
+  const args = [join(REPO_ROOT, "bench", "ohttp.mjs"), "--rounds", String(ROUNDS), "--out", out];
+  return spawnSync(process.execPath, args, { stdio: "inherit" }).status === 0;
+}
+
+const RELAY_SCENARIO = "relay-call";
+
 async function main() {
   const started = Date.now();
+  const only = flags.only?.split(",").map((x) => x.trim());
+  const withRelay = !only || only.includes(RELAY_SCENARIO);
+  if (only?.every((name) => name === RELAY_SCENARIO)) {
+    if (!relayCall()) process.exitCode = 1;
+    return;
+  }
   const env = machine();
   progress(`${env.nproc} x ${env.cpu}, Node ${env.node}, workerd ${env.workerd}; commit ${env.commit}`);
   progress(`rounds ${ROUNDS}, ${REQUESTS} requests per route per round, concurrency ${CONCURRENCY}`);
@@ -288,7 +309,6 @@ async function main() {
   const rounds = {};
   try {
     bench = await startLocalServer({ config: BENCH_WORKER_CONFIG });
-    const only = flags.only?.split(",").map((x) => x.trim());
     const scenarios = buildScenarios(server.url, bench.url, blobs, (round) =>
       tokenStores(m, issuerKey, round, blobs),
     ).filter((s) => !only || only.includes(s.name));
@@ -380,6 +400,7 @@ async function main() {
     console.error("some requests got unexpected answers: see `unexpected` in the JSON");
     process.exitCode = 1;
   }
+  if (withRelay && !relayCall()) process.exitCode = 1;
 }
 
 main().catch((err) => {

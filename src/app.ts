@@ -3,7 +3,8 @@
  * Order matters: the no-store default, then the serving guard (a deployment without CPS_ORIGIN or
  * DECOY_SECRET, or with a dev switch outside local development, answers 503 on every route), then
  * config (a malformed var fails loudly on every route), then routes; errors of every route pass
- * through `errorToResponse`. The bench baseline lives in its own Worker (bench/baseline-worker/),
+ * through `errorToResponse`. The OHTTP gateway (routes/ohttp.ts) runs its inner requests through this
+ * same app. The bench baseline lives in its own Worker (bench/baseline-worker/),
  * never in this one.
  */
 import { Hono } from "hono";
@@ -14,6 +15,7 @@ import { blockRoutes } from "./routes/blocks.js";
 import { discoveryRoutes } from "./routes/discovery.js";
 import { healthRoutes } from "./routes/health.js";
 import { keyRoutes } from "./routes/keys.js";
+import { ohttpRoutes } from "./routes/ohttp.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { passportRoutes } from "./routes/passports.js";
 import { subscriptionRoutes } from "./routes/subscriptions.js";
@@ -33,6 +35,11 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/tokens", tokenRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
+  // The OHTTP gateway runs inner requests through this same app (every middleware and route).
+  app.route(
+    "/",
+    ohttpRoutes((req, env, ctx) => Promise.resolve(app.fetch(req, env, ctx))),
+  );
 
   app.onError(errorToResponse);
   app.notFound(notFound);

@@ -71,6 +71,12 @@ export interface CpsConfig {
    * by src/tokens/issuer-keys.ts when a token route needs them, once per distinct value.
    */
   tokenIssuerKeys: string;
+  /**
+   * Oblivious HTTP gateway keys (OHTTP_KEYS, a secret), as set: "" when unset, and then the gateway
+   * routes answer 404 (feature off). Parsed and imported by src/http/ohttp-gateway.ts when a gateway
+   * route needs them, once per distinct value, so a malformed value fails those routes only.
+   */
+  ohttpKeys: string;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -229,6 +235,7 @@ export function readConfig(env: Env): CpsConfig {
     decoySecret: decoySecret(env),
     trustAnchorsPem: env.TRUST_ANCHORS_PEM ?? "",
     tokenIssuerKeys: env.TOKEN_ISSUER_KEYS ?? "",
+    ohttpKeys: env.OHTTP_KEYS ?? "",
   };
   cache.set(env, config);
   return config;

@@ -68,6 +68,15 @@ export type CpsErrorCode =
   | "BLOCK_TOO_LARGE"
   | "UPGRADE_REQUIRED"
   | "TOO_MANY_SUBSCRIBERS"
+  // Oblivious HTTP gateway (RFC 9458): an unknown key or a request that does not decrypt (§5.3),
+  // an encapsulation or inner Binary HTTP message that does not parse, an inner request refused
+  | "OHTTP_KEY"
+  | "OHTTP_MALFORMED"
+  | "OHTTP_REFUSED"
+  // Oblivious HTTP relay (RFC 9458 §2): a client over the relay's rate limit, a gateway that did not
+  // answer (a relay-side 502 about its peer, never caused by the client's input)
+  | "RELAY_RATE_LIMITED"
+  | "GATEWAY_UNREACHABLE"
   // Server side, never caused by input
   | "UNAVAILABLE"
   | "INTERNAL"
@@ -127,6 +136,11 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   BLOCK_TOO_LARGE: 400,
   UPGRADE_REQUIRED: 426,
   TOO_MANY_SUBSCRIBERS: 429,
+  OHTTP_KEY: 400,
+  OHTTP_MALFORMED: 400,
+  OHTTP_REFUSED: 403,
+  RELAY_RATE_LIMITED: 429,
+  GATEWAY_UNREACHABLE: 502,
   UNAVAILABLE: 503,
   INTERNAL: 500,
   MISCONFIGURED: 500,

@@ -10,5 +10,10 @@ declare namespace Cloudflare {
     TOKEN_ISSUER_KEYS?: string;
     /** Random 32 bytes, base64url: the key of the decoy schedule. */
     DECOY_SECRET?: string;
+    /**
+     * Oblivious HTTP gateway keys (RFC 9458), JSON [{id: 0..255, privateKey: base64url X25519,
+     * notBefore?: ms, notAfter?: ms}]. Unset: the gateway routes answer 404 (docs/ohttp.md).
+     */
+    OHTTP_KEYS?: string;
   }
 }

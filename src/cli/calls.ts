@@ -93,7 +93,7 @@ Options:
 `;
 
 function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential | undefined): FileWallet {
-  return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined);
+  return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined, g.transport);
 }
 
 export async function tokensCommand(argv: string[]): Promise<number> {
@@ -164,6 +164,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
     credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
     discovery,
     tokens,
+    ...g.transport,
   });
   const call = await as.placeCall({ from, to, attest });
   if (g.json) {
@@ -262,6 +263,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     trustAnchors: await trustAnchors(g, values.trust ?? []),
     resolveCertificate: x5uResolver(g),
     discovery: discoveryFor(g),
+    ...g.transport,
     ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
     onProgress: (done, total) => bar.update(done, total),
   });

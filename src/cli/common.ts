@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { Discovery } from "../client/discovery.js";
 import { CpsError, CpsUnavailableError, StirOobError } from "../client/errors.js";
+import { OhttpRelay, type RelayTransportOptions } from "../client/relay.js";
 import { isLoopback } from "../stir/urls.js";
 
 /** Exit codes (sysexits.h where one fits). Documented in docs/client.md. */
@@ -34,6 +35,12 @@ export interface GlobalOptions {
   /** CPS base URL (flag, STIR_OOB_CPS, config.json, default http://127.0.0.1:8787). */
   readonly cps: string;
   readonly config: CliConfig;
+  /**
+   * `--relay URL` (env STIR_OOB_RELAY, config.json "relay") and `--require-relay` (env
+   * STIR_OOB_REQUIRE_RELAY=1): every client of the command sends through this one relay, so the
+   * gateway's key configuration is fetched once (docs/ohttp.md).
+   */
+  readonly transport: RelayTransportOptions;
 }
 
 export interface CliConfig {
@@ -47,12 +54,16 @@ export interface CliConfig {
   x5u?: Record<string, string>;
   /** Extra trust anchors (PEM files, relative to the home) besides ca/root.pem. */
   trust?: string[];
+  /** Oblivious HTTP relay URL for the CPS's gateway (`https://relay.example/gateways/cps`). */
+  relay?: string;
 }
 
 export const GLOBAL_FLAGS = {
   home: { type: "string" },
   cps: { type: "string" },
   json: { type: "boolean", default: false },
+  relay: { type: "string" },
+  "require-relay": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -76,6 +87,8 @@ export async function loadGlobals(values: {
   home?: string;
   cps?: string;
   json?: boolean;
+  relay?: string;
+  "require-relay"?: boolean;
 }): Promise<GlobalOptions> {
   const home = resolve(values.home ?? (process.env.STIR_OOB_HOME || undefined) ?? ".stir-oob");
   const config = await readJson<CliConfig>(join(home, "config.json"), {});
@@ -89,7 +102,18 @@ export async function loadGlobals(values: {
   } catch {
     throw new UsageError(`--cps must be an http(s) URL, got ${JSON.stringify(cps)}`);
   }
-  return { home, json: values.json ?? false, cps, config };
+  const relayUrl = values.relay ?? (process.env.STIR_OOB_RELAY || undefined) ?? config.relay;
+  const requireRelay = values["require-relay"] === true || process.env.STIR_OOB_REQUIRE_RELAY === "1";
+  let relay: OhttpRelay | undefined;
+  if (relayUrl !== undefined) {
+    try {
+      relay = new OhttpRelay({ url: relayUrl });
+    } catch {
+      throw new UsageError(`--relay must be an http(s) URL, got ${JSON.stringify(relayUrl)}`);
+    }
+  }
+  const transport = { ...(relay ? { relay } : {}), ...(requireRelay ? { requireRelay } : {}) };
+  return { home, json: values.json ?? false, cps, config, transport };
 }
 
 /** True when `url` is plain http to this machine (local demos may use plain http there). */
@@ -107,7 +131,7 @@ function isLoopbackHttp(url: string): boolean {
  * machine (a local demo) may name plain-http loopback services too; any other answer must be https.
  */
 export function discoveryFor(g: GlobalOptions): Discovery {
-  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopbackHttp(g.cps) });
+  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopbackHttp(g.cps), ...g.transport });
 }
 
 export async function readJson<T>(path: string, fallback: T): Promise<T> {
@@ -198,7 +222,12 @@ export function progress(
  * comes from our own parsing), a credential that does not cover `--from`, no credential. Every
  * other code is the service's (exit 69).
  */
-const USAGE_CODES: ReadonlySet<string> = new Set(["INVALID_TN", "NOT_AUTHORITATIVE", "NO_CREDENTIAL"]);
+const USAGE_CODES: ReadonlySet<string> = new Set([
+  "INVALID_TN",
+  "NOT_AUTHORITATIVE",
+  "NO_CREDENTIAL",
+  "RELAY_REQUIRED",
+]);
 
 /** Maps an error to an exit code and a one-line message for people (or a JSON object). */
 export function describeError(err: unknown): { exit: number; code: string; message: string } {
@@ -218,7 +247,9 @@ export function describeError(err: unknown): { exit: number; code: string; messa
 function errorSuffix(err: StirOobError): string {
   if (err instanceof CpsUnavailableError) {
     const why = err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    return `${why}. Is the CPS running (npm start)?`;
+    return err.message.includes("through the relay")
+      ? `${why}. Is the relay running (npm start)?`
+      : `${why}. Is the CPS running (npm start)?`;
   }
   if (err instanceof CpsError) return err.code === "INVALID_TN" ? "" : ` (${err.code}, HTTP ${err.status})`;
   return err.cause instanceof StirOobError ? ` (${err.cause.code}: ${err.cause.message})` : "";

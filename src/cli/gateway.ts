@@ -78,14 +78,14 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     ];
     if (identity.length === 0)
       throw new UsageError("gateway store needs --identity VALUE or --identity-file FILE");
-    const wallet = new FileWallet(g.home, g.cps, undefined);
+    const wallet = new FileWallet(g.home, g.cps, undefined, g.transport);
     const tokens = values["no-tokens"] || (await wallet.size()) === 0 ? untokenedStores : wallet;
     if (tokens === untokenedStores && !values["no-tokens"]) {
       process.stderr.write(
         dim("note: the token wallet is empty (`stir-oob tokens fetch`); storing without tokens\n"),
       );
     }
-    const gw = new Gateway({ discovery: discoveryFor(g), tokens });
+    const gw = new Gateway({ discovery: discoveryFor(g), tokens, ...g.transport });
     const out = await gw.storeIdentity({ identity, ...(values.to ? { to: values.to } : {}) });
     if (g.json)
       printJson({ ...out, stored: out.stored.map((s) => ({ ...s, expires: s.expires.toISOString() })) });
@@ -114,6 +114,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       trustAnchors: await trustAnchors(g, values.trust ?? []),
       resolveCertificate: x5uResolver(g),
       discovery: discoveryFor(g),
+      ...g.transport,
     });
     const { verification: v, identity } = await new ReverseGateway(vs).identityFor({
       to,

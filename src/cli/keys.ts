@@ -107,7 +107,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
       throw new UsageError("--ttl is a whole number of seconds");
     const cred = await credentialFor(g.home, tn, values.as);
     const { keys: directory } = await discovery.locate(tn);
-    const client = new CpsClient({ baseUrl: directory });
+    const client = new CpsClient({ baseUrl: directory, ...g.transport });
     const registered = [];
     for (const k of local) {
       const res = await client.request(`/${tn}`, {

@@ -27,6 +27,10 @@ Commands:
 Global options:
   --cps URL     CPS base URL (env STIR_OOB_CPS, config.json "cps"; default http://127.0.0.1:8787)
   --home DIR    state directory (env STIR_OOB_HOME; default ./.stir-oob)
+  --relay URL   send every CPS request through this Oblivious HTTP relay (RFC 9458; env
+                STIR_OOB_RELAY), e.g. http://127.0.0.1:8788/gateways/cps (docs/ohttp.md)
+  --require-relay
+                refuse to send anything to the CPS directly (watch refuses: push is a WebSocket)
   --json        machine-readable output on stdout
   -h, --help    help
 
@@ -51,8 +55,15 @@ export function splitCommand(argv: readonly string[]): { command: string | undef
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i] ?? "";
-    if (a === "--home" || a === "--cps") leading.push(a, argv[++i] ?? "");
-    else if (a === "--json" || a.startsWith("--home=") || a.startsWith("--cps=")) leading.push(a);
+    if (a === "--home" || a === "--cps" || a === "--relay") leading.push(a, argv[++i] ?? "");
+    else if (
+      a === "--json" ||
+      a === "--require-relay" ||
+      a.startsWith("--home=") ||
+      a.startsWith("--cps=") ||
+      a.startsWith("--relay=")
+    )
+      leading.push(a);
     else break;
   }
   return { command: argv[i], rest: [...argv.slice(i + 1), ...leading] };

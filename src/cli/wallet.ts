@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { StirClientError } from "../client/errors.js";
+import type { RelayTransportOptions } from "../client/relay.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { type ExportedToken, TokenWallet } from "../client/token-wallet.js";
 import type { CanonicalTn } from "../stir/tn.js";
@@ -37,6 +38,8 @@ export class FileWallet implements StoreTokenSource {
     readonly home: string,
     readonly cps: string,
     readonly authorization: (() => Promise<string>) | undefined,
+    /** `--relay` / `--require-relay`: token fetches go through the relay too. */
+    readonly transport: RelayTransportOptions = {},
     readonly batch = 10,
   ) {}
 
@@ -65,6 +68,7 @@ export class FileWallet implements StoreTokenSource {
       cpsUrl: this.cps,
       ...(this.authorization ? { authorization: this.authorization } : {}),
       usesPerToken: 1,
+      ...this.transport,
     });
     onProgress?.(0, count);
     return wallet.refill(count, async (added) => {

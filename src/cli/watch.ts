@@ -71,8 +71,13 @@ export async function watchCommand(argv: string[]): Promise<number> {
   process.once("SIGINT", stop);
   const timer = timeout === undefined ? undefined : setTimeout(stop, timeout * 1000);
 
+  // Push is a WebSocket, which Oblivious HTTP cannot carry (docs/ohttp.md "Limits"): refuse under
+  // --require-relay; with --relay alone, say that this connection goes to the CPS directly.
+  if (g.transport.relay && !g.transport.requireRelay && !g.json)
+    process.stderr.write(dim("note: watch connects to the CPS directly; --relay covers requests only\n"));
   const w = watch({
     cps: g.cps,
+    ...(g.transport.requireRelay ? { requireRelay: true } : {}),
     target: { tn: to },
     signal: controller.signal,
     // A fresh token per dial: credential tokens are single use.

@@ -16,6 +16,7 @@ import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
 import { clock, ms, type StoredCopy, sealAndStore } from "./placement.js";
+import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
 
 /** The AS's signing credential: a STIR certificate chain and its ES256 private key. */
@@ -28,7 +29,7 @@ export interface SigningCredential {
   readonly chain: string | CertificateChain;
 }
 
-export interface AuthenticationServiceOptions {
+export interface AuthenticationServiceOptions extends RelayTransportOptions {
   readonly credential: SigningCredential;
   readonly discovery: Discovery;
   /** Storage tokens; default `untokenedStores` (only for a CPS with ALLOW_UNTOKENED_STORES). */
@@ -96,9 +97,12 @@ export interface PlacedCall {
 export class AuthenticationService {
   readonly #options: AuthenticationServiceOptions;
   #chain: Promise<CertificateChain> | undefined;
+  /** Stores go through this relay when set (docs/ohttp.md); one key cache for every call. */
+  readonly #relay: OhttpRelay | undefined;
 
   constructor(options: AuthenticationServiceOptions) {
     this.#options = options;
+    this.#relay = relayFor(options.relay, options.fetch);
   }
 
   async #tnAuthList(): Promise<{ list: TnAuthList; chain: CertificateChain }> {
@@ -177,6 +181,8 @@ export class AuthenticationService {
       keys,
       tokens: this.#options.tokens ?? untokenedStores,
       ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+      ...(this.#relay ? { relay: this.#relay } : {}),
+      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
     });
     return {
       proceed: true,

@@ -12,6 +12,7 @@ import { CpsError, type CpsErrorCode } from "../errors.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsUnavailableError } from "./errors.js";
+import { type OhttpRelay, type RelayTransportOptions, relayFor, relayRequired } from "./relay.js";
 
 export { CpsUnavailableError } from "./errors.js";
 
@@ -52,7 +53,7 @@ export interface StoredBlob {
   readonly attempts: number;
 }
 
-export interface CpsClientOptions {
+export interface CpsClientOptions extends RelayTransportOptions {
   /** Base URL of the CPS, e.g. `https://cps.example.com` (no trailing `/cps`). */
   readonly baseUrl: string;
   readonly fetch?: FetchLike;
@@ -116,6 +117,9 @@ function stripSlash(url: string): string {
 export class CpsClient {
   readonly baseUrl: string;
   readonly #fetch: FetchLike;
+  /** When set, every request goes through this Oblivious HTTP relay (docs/ohttp.md). */
+  readonly relay: OhttpRelay | undefined;
+  readonly #requireRelay: boolean;
   readonly #timeoutMs: number;
   readonly #storeRetries: number;
   readonly #issueRetries: number;
@@ -124,20 +128,31 @@ export class CpsClient {
   constructor(options: CpsClientOptions) {
     this.baseUrl = stripSlash(options.baseUrl);
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.relay = relayFor(options.relay, options.fetch);
+    this.#requireRelay = options.requireRelay ?? false;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#storeRetries = Math.max(0, Math.floor(options.storeRetries ?? 2));
     this.#issueRetries = Math.max(0, Math.floor(options.issueRetries ?? 2));
     this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 100);
   }
 
-  /** Sends a request to `path` on this CPS; maps transport failures to CpsUnavailableError. */
+  /**
+   * Sends a request to `path` on this CPS, through the relay when one is configured (the same
+   * answer comes back either way); maps transport failures to CpsUnavailableError. With
+   * `requireRelay` and no relay it sends nothing and throws `RELAY_REQUIRED`.
+   */
   async request(path: string, init: RequestInit = {}): Promise<Response> {
+    if (this.relay === undefined && this.#requireRelay) throw relayRequired();
     const url = `${this.baseUrl}${path}`;
+    const send = this.relay?.fetch ?? this.#fetch;
     let res: Response;
     try {
-      res = await this.#fetch(url, { ...init, signal: init.signal ?? AbortSignal.timeout(this.#timeoutMs) });
+      res = await send(url, { ...init, signal: init.signal ?? AbortSignal.timeout(this.#timeoutMs) });
     } catch (cause) {
-      throw new CpsUnavailableError(`Could not reach ${this.baseUrl}`, url.split("?")[0] ?? url, { cause });
+      const via = this.relay ? ` through the relay ${this.relay.url}` : "";
+      throw new CpsUnavailableError(`Could not reach ${this.baseUrl}${via}`, url.split("?")[0] ?? url, {
+        cause,
+      });
     }
     if (!res.ok) throw await errorFromResponse(res);
     return res;

@@ -13,6 +13,7 @@ import { cacheLifetime } from "../stir/cache-lifetime.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { parseBaseUrl } from "../stir/urls.js";
 import { CpsClient, CpsUnavailableError, type FetchLike } from "./cps-client.js";
+import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 
 /** Where a number's PASSporTs go and where its keys are (a discovery record, §10). */
 export interface CpsLocation {
@@ -33,7 +34,7 @@ export interface DestinationKey {
   readonly label?: string;
 }
 
-export interface DiscoveryOptions {
+export interface DiscoveryOptions extends RelayTransportOptions {
   /** A CPS to ask `/.well-known/stir-oob` (any CPS of the federation answers for every number). */
   readonly bootstrap?: string;
   /** A provisioned location used for every number instead of asking (closed deployments, §10). */
@@ -145,6 +146,8 @@ export class Discovery {
   readonly #now: () => number;
   readonly #locations: TtlCache<CpsLocation>;
   readonly #keys: TtlCache<DestinationKey[]>;
+  /** Lookups go through this relay when set (one key cache for all of them). */
+  readonly #relay: OhttpRelay | undefined;
 
   constructor(options: DiscoveryOptions) {
     if (options.bootstrap === undefined && options.provisioned === undefined) {
@@ -156,6 +159,17 @@ export class Discovery {
     this.#now = options.now ?? Date.now;
     this.#locations = new TtlCache(options.cacheEntries ?? 1000, this.#now);
     this.#keys = new TtlCache(options.cacheEntries ?? 1000, this.#now);
+    this.#relay = relayFor(options.relay, options.fetch);
+  }
+
+  /** A client for `baseUrl` that sends the way this discovery was told to (directly or via the relay). */
+  #client(baseUrl: string): CpsClient {
+    return new CpsClient({
+      baseUrl,
+      fetch: this.#fetch,
+      ...(this.#relay ? { relay: this.#relay } : {}),
+      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
+    });
   }
 
   /**
@@ -176,7 +190,7 @@ export class Discovery {
         };
         return { value, ttl: Math.min(value.ttl, this.#max) };
       }
-      const client = new CpsClient({ baseUrl: this.#options.bootstrap ?? "", fetch: this.#fetch });
+      const client = this.#client(this.#options.bootstrap ?? "");
       const { body } = await client.getJson<Record<string, unknown>>(`/.well-known/stir-oob?tn=${tn}`);
       const ttl = typeof body.ttl === "number" && body.ttl >= 0 ? Math.floor(body.ttl) : 0;
       const cps = checkServiceUrl(body.cps, loopback);
@@ -194,7 +208,7 @@ export class Discovery {
   keys(tn: CanonicalTn): Promise<DestinationKey[]> {
     return this.#keys.get(tn, async () => {
       const { keys } = await this.locate(tn);
-      const client = new CpsClient({ baseUrl: keys, fetch: this.#fetch });
+      const client = this.#client(keys);
       try {
         const { body, response } = await client.getJson<unknown>(`/${tn}`);
         // The project's one reading of HTTP caching (RFC 9111); no caching header means no reuse.

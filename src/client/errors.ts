@@ -28,6 +28,8 @@ export type ClientErrorCode =
   | "WALLET_EMPTY"
   /** Tokens were asked for, but no credential to obtain them with is configured. */
   | "NO_CREDENTIAL"
+  /** `requireRelay` is set and no relay is configured: nothing was sent (docs/ohttp.md). */
+  | "RELAY_REQUIRED"
   /** `CpsUnavailableError`: not reached (network, timeout) or an answer the API never sends. */
   | "UNAVAILABLE";
 

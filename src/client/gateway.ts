@@ -17,10 +17,11 @@ import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
 import { clock, ms, type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
+import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
 import type { CallVerification, VerificationService } from "./vs.js";
 
-export interface GatewayOptions {
+export interface GatewayOptions extends RelayTransportOptions {
   readonly discovery: Discovery;
   readonly tokens?: StoreTokenSource;
   readonly fetch?: FetchLike;
@@ -44,9 +45,12 @@ export interface GatewayStoreResult {
  */
 export class Gateway {
   readonly #options: GatewayOptions;
+  /** Stores go through this relay when set (docs/ohttp.md); one key cache for every call. */
+  readonly #relay: OhttpRelay | undefined;
 
   constructor(options: GatewayOptions) {
     this.#options = options;
+    this.#relay = relayFor(options.relay, options.fetch);
   }
 
   /**
@@ -91,6 +95,8 @@ export class Gateway {
       keys,
       tokens: this.#options.tokens ?? untokenedStores,
       ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+      ...(this.#relay ? { relay: this.#relay } : {}),
+      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
     });
     return { to, cps, passports, stored, timings: { ...timings, discover, total: ms(start) } };
   }

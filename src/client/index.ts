@@ -58,6 +58,7 @@ export {
   type ReverseGatewayResult,
 } from "./gateway.js";
 export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
+export { OhttpRelay, type RelayOptions, type RelayTransportOptions } from "./relay.js";
 export { type StoreTokenSource, untokenedStores, type WalletLike, walletTokens } from "./store-tokens.js";
 export {
   type ExportedToken,

@@ -9,6 +9,7 @@ import type { CanonicalTn } from "../stir/tn.js";
 import { CpsClient, type FetchLike } from "./cps-client.js";
 import type { DestinationKey } from "./discovery.js";
 import { StirClientError } from "./errors.js";
+import type { RelayTransportOptions } from "./relay.js";
 import type { StoreTokenSource } from "./store-tokens.js";
 
 /** One stored copy: which key it was sealed to and where the CPS keeps it. */
@@ -53,6 +54,8 @@ export async function sealAndStore(input: {
   keys: readonly DestinationKey[];
   tokens: StoreTokenSource;
   fetch?: FetchLike;
+  relay?: RelayTransportOptions["relay"];
+  requireRelay?: boolean;
 }): Promise<{ stored: StoredCopy[]; timings: PlacementTimings }> {
   const { cps, tn, passports, keys, tokens } = input;
   if (keys.length === 0) {
@@ -78,7 +81,12 @@ export async function sealAndStore(input: {
   const tokenMs = ms(t);
 
   t = clock();
-  const client = new CpsClient({ baseUrl: cps, ...(input.fetch ? { fetch: input.fetch } : {}) });
+  const client = new CpsClient({
+    baseUrl: cps,
+    ...(input.fetch ? { fetch: input.fetch } : {}),
+    ...(input.relay ? { relay: input.relay } : {}),
+    ...(input.requireRelay ? { requireRelay: true } : {}),
+  });
   const results = await Promise.allSettled(blobs.map((blob, i) => client.store(tn, blob, headers[i])));
   const store = ms(t);
   const stored: StoredCopy[] = [];

@@ -29,10 +29,11 @@ import {
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import { CpsClient, type IssuerKeysDocument } from "./cps-client.js";
 import { StirClientError } from "./errors.js";
+import type { RelayTransportOptions } from "./relay.js";
 
 export type { IssuerKeysDocument } from "./cps-client.js";
 
-export interface TokenWalletOptions {
+export interface TokenWalletOptions extends RelayTransportOptions {
   /** Base URL of the CPS, e.g. `https://cps.example.com`. */
   cpsUrl: string;
   /**
@@ -103,6 +104,8 @@ export class TokenWallet {
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.retries !== undefined ? { issueRetries: options.retries } : {}),
       ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+      ...(options.relay ? { relay: options.relay } : {}),
+      ...(options.requireRelay ? { requireRelay: true } : {}),
     });
   }
 

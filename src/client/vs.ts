@@ -33,6 +33,7 @@ import { X5uFetcher, type X5uUrlPolicy } from "../stir/x5u.js";
 import { CpsClient, type FetchLike, type ListedBlob } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { clock, ms } from "./placement.js";
+import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 
 /** One of the callee's private keys (X25519), with an id for reports. */
 export interface CalleeKey {
@@ -102,7 +103,7 @@ export interface OpenedBlobs {
   readonly timings: { retrieve: number; open: number };
 }
 
-export interface VerificationServiceOptions {
+export interface VerificationServiceOptions extends RelayTransportOptions {
   /** Every private key of the callee; each blob is tried with each (a callee may have several). */
   readonly keys: readonly CalleeKey[];
   /** Trusted roots (STI-PA list); or give a `validator`. */
@@ -182,6 +183,7 @@ export class VerificationService {
   readonly #validator: CertificateValidator;
   readonly #resolve: (x5u: string) => Promise<CertificateChain>;
   readonly #fetch: FetchLike;
+  readonly #relay: OhttpRelay | undefined;
 
   constructor(options: VerificationServiceOptions) {
     if (options.keys.length === 0)
@@ -191,6 +193,8 @@ export class VerificationService {
     }
     this.#options = options;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    // Retrievals go through the relay; x5u fetches do not (they go to the signer's repository).
+    this.#relay = relayFor(options.relay, options.fetch);
     this.#validator = options.validator ?? new CertificateValidator({ anchors: options.trustAnchors ?? [] });
     if (options.resolveCertificate) {
       this.#resolve = options.resolveCertificate;
@@ -215,7 +219,12 @@ export class VerificationService {
         throw new TypeError("A verification service needs a cps URL or discovery");
       base = (await this.#options.discovery.locate(to)).cps;
     }
-    return new CpsClient({ baseUrl: base, fetch: this.#fetch });
+    return new CpsClient({
+      baseUrl: base,
+      fetch: this.#fetch,
+      ...(this.#relay ? { relay: this.#relay } : {}),
+      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
+    });
   }
 
   /**

@@ -17,6 +17,7 @@ import { formatBlock } from "../stir/number-blocks.js";
 import { parseBlockQuery } from "../stir/push-blocks.js";
 import { ackMessage, parseFrames, parseMark } from "../stir/push-frames.js";
 import { canonicalTn } from "../stir/tn.js";
+import { StirClientError } from "./errors.js";
 
 /** One pushed blob. `tn` is the called number (always sent by this CPS; needed to open block frames). */
 export interface WatchFrame {
@@ -72,6 +73,11 @@ export interface WatchOptions {
   readonly dedupWindowMs?: number;
   /** Keep-alive "ping" interval; a socket silent for two intervals is dropped and redialled. 0 = off. */
   readonly pingIntervalMs?: number;
+  /**
+   * Refuse to watch (`RELAY_REQUIRED`): a WebSocket cannot go through an Oblivious HTTP relay, so a
+   * client that must hide its address from the CPS polls through the relay instead (docs/ohttp.md).
+   */
+  readonly requireRelay?: boolean;
 }
 
 /** What `connect` must send with the upgrade. */
@@ -125,6 +131,12 @@ function framesOf(data: string): WatchFrame[] {
  * // later: w.close(); await w.done;
  */
 export function watch(options: WatchOptions): Watcher {
+  if (options.requireRelay) {
+    throw new StirClientError(
+      "RELAY_REQUIRED",
+      "Push (a WebSocket) cannot go through an Oblivious HTTP relay; poll (verify) through the relay instead",
+    );
+  }
   const url = subscribeUrl(options.cps, options.target);
   const minBackoff = options.minBackoffMs ?? 250;
   const maxBackoff = options.maxBackoffMs ?? 30_000;

@@ -33,3 +33,30 @@ export declare function ensureLocalDecoySecret(dir: string): Promise<string>;
 
 /** A fresh random DECOY_SECRET: 32 bytes, base64url. */
 export declare function randomDecoySecret(): string;
+
+/** One entry of the OHTTP_KEYS JSON list (docs/ohttp.md). */
+export interface OhttpKeyEntry {
+  /** Key identifier, 0..255 (RFC 9458 §3.1). */
+  id: number;
+  /** X25519 private key: 32 bytes, base64url. */
+  privateKey: string;
+  /** ms since the epoch, inclusive. */
+  notBefore?: number;
+  /** ms since the epoch, exclusive. */
+  notAfter?: number;
+}
+
+/** File name, under .wrangler/, of the local OHTTP_KEYS. */
+export declare const DEV_OHTTP_KEYS_FILE: string;
+
+/** A fresh OHTTP_KEYS entry with key id `id` and an optional window (ms). */
+export declare function generateOhttpKeyEntry(
+  id: number,
+  window?: { notBefore?: number; notAfter?: number },
+): OhttpKeyEntry;
+
+/** OHTTP_KEYS JSON of one fresh key (id 1, no window). */
+export declare function randomOhttpKeys(): string;
+
+/** OHTTP_KEYS for local development, persisted in `<dir>/dev-ohttp-keys.json` (mode 0600). */
+export declare function ensureLocalOhttpKeys(dir: string): Promise<string>;

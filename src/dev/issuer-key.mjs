@@ -1,5 +1,6 @@
 /**
- * Local storage-token issuer keys for `npm start` (docs/tokens.md "Issuer keys"). In production
+ * Local storage-token issuer keys for `npm start` (docs/tokens.md "Issuer keys"), and the other local
+ * secrets (DECOY_SECRET, OHTTP_KEYS). In production
  * TOKEN_ISSUER_KEYS is a Worker secret; locally this makes one RSA-2048 key (RFC 9474
  * RSABSSA-SHA384-PSS-Randomized) plus the next one, persists them in .wrangler/dev-issuer-keys.json
  * (git-ignored) and returns the JSON string to pass as the TOKEN_ISSUER_KEYS secret, in a 0600 env
@@ -95,6 +96,49 @@ export async function ensureLocalDecoySecret(dir) {
   await mkdir(dir, { recursive: true });
   await writeFileAtomic0600(file, `${secret}\n`);
   return secret;
+}
+
+/** File name, under .wrangler/, of the local OHTTP_KEYS. */
+export const DEV_OHTTP_KEYS_FILE = "dev-ohttp-keys.json";
+
+/**
+ * One OHTTP_KEYS entry (docs/ohttp.md): key id 0..255 and a fresh X25519 private key, 32 random bytes
+ * as base64url (RFC 7748 §5: any 32 bytes are a private key; the scalar is clamped when used), with
+ * an optional window in ms since the epoch.
+ */
+export function generateOhttpKeyEntry(id, window = {}) {
+  const entry = {
+    id,
+    privateKey: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url"),
+  };
+  if (window.notBefore !== undefined) entry.notBefore = window.notBefore;
+  if (window.notAfter !== undefined) entry.notAfter = window.notAfter;
+  return entry;
+}
+
+/** OHTTP_KEYS JSON of one fresh key (id 1, no window), e.g. for a throwaway server. */
+export function randomOhttpKeys() {
+  return JSON.stringify([generateOhttpKeyEntry(1)]);
+}
+
+/**
+ * Returns the OHTTP_KEYS for local development, creating `<dir>/dev-ohttp-keys.json` (mode 0600,
+ * git-ignored with .wrangler/) the first time, so clients' cached key configurations stay valid
+ * across restarts. DEVELOPMENT KEY ONLY.
+ */
+export async function ensureLocalOhttpKeys(dir) {
+  const file = join(dir, DEV_OHTTP_KEYS_FILE);
+  try {
+    const keys = JSON.parse(await readFile(file, "utf8"));
+    const ok = (k) => Number.isInteger(k?.id) && /^[A-Za-z0-9_-]{43}$/.test(k?.privateKey ?? "");
+    if (Array.isArray(keys) && keys.length > 0 && keys.every(ok)) return JSON.stringify(keys);
+  } catch (err) {
+    if (err?.code !== "ENOENT" && !(err instanceof SyntaxError)) throw err;
+  }
+  const json = randomOhttpKeys();
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic0600(file, json);
+  return json;
 }
 
 /** A fresh random DECOY_SECRET (32 bytes, base64url), e.g. for a throwaway server. */

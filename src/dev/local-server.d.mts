@@ -10,7 +10,8 @@ export interface LocalServerOptions {
   /**
    * Worker vars and secrets (they override wrangler.toml [vars]), passed in a 0600 env file
    * (`--env-file`, removed on stop), never on the command line. For the CPS, CPS_ORIGIN defaults
-   * to the server's own URL and DECOY_SECRET to a fresh random one.
+   * to the server's own URL, DECOY_SECRET to a fresh random one and OHTTP_KEYS to one fresh OHTTP
+   * gateway key (`OHTTP_KEYS: ""` turns the gateway off).
    */
   vars?: Record<string, string>;
   /** wrangler config relative to the repository (default: the CPS's wrangler.toml). */

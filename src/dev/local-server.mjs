@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { constants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { randomDecoySecret } from "./issuer-key.mjs";
+import { randomDecoySecret, randomOhttpKeys } from "./issuer-key.mjs";
 
 /** The repository root (this file is src/dev/local-server.mjs). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -189,7 +189,8 @@ function killGroup(child, signal) {
  * @param {string} [options.persistTo] state directory; a fresh temp dir (removed on stop) when omitted
  * @param {Record<string, string>} [options.vars] Worker vars and secrets, passed in a 0600 env file
  *   (`--env-file`), never on the command line; for the CPS, CPS_ORIGIN defaults to the server's own
- *   loopback URL and DECOY_SECRET to a fresh random one
+ *   loopback URL, DECOY_SECRET to a fresh random one and OHTTP_KEYS to one fresh gateway key
+ *   (`OHTTP_KEYS: ""` turns the gateway off)
  * @param {string} [options.config] wrangler config, relative to the repository (default: the CPS's
  *   wrangler.toml); e.g. bench/wrangler.toml for the bench Worker
  * @param {string} [options.main] entry module in place of the config's `main`, relative to the
@@ -208,7 +209,11 @@ export async function startLocalServer(options = {}) {
   const url = baseUrl(host, port);
 
   // The CPS refuses to serve without CPS_ORIGIN: a local server's origin is its own loopback URL.
-  const defaults = options.config === undefined ? { CPS_ORIGIN: url, DECOY_SECRET: randomDecoySecret() } : {};
+  // A fresh OHTTP gateway key too (docs/ohttp.md), so the gateway is on; OHTTP_KEYS: "" turns it off.
+  const defaults =
+    options.config === undefined
+      ? { CPS_ORIGIN: url, DECOY_SECRET: randomDecoySecret(), OHTTP_KEYS: randomOhttpKeys() }
+      : {};
   const varsDir = await mkdtemp(join(tmpdir(), "cps-vars-"));
   const envFile = await writeEnvFile(join(varsDir, "worker.env"), { ...defaults, ...options.vars });
   const args = wranglerDevArgs({

@@ -15,7 +15,7 @@
  * - CPS_ORIGIN=http://127.0.0.1:<port> (or $CPS_ORIGIN): the Worker serves only with an origin;
  * - ALLOW_UNTOKENED_STORES=true, announced below, unless an --env is chosen or the origin is not
  *   loopback (the Worker would refuse to serve with it then);
- * - the secrets (issuer keys and decoy secret made once and kept in .wrangler/, the demo CA's root
+ * - the secrets (issuer keys, decoy secret and OHTTP gateway key made once and kept in .wrangler/, the demo CA's root
  *   when `stir-oob ca init` has run) in an env file of mode 0600 under .wrangler/, removed at exit,
  *   passed with `--env-file`: never on the command line, where any local user reads them in `ps`.
  *   A .dev.vars (or .dev.vars.<env>) of yours is passed after it, so its values win.
@@ -27,7 +27,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
-import { ensureLocalDecoySecret, ensureLocalIssuerKeys } from "./issuer-key.mjs";
+import { ensureLocalDecoySecret, ensureLocalIssuerKeys, ensureLocalOhttpKeys } from "./issuer-key.mjs";
 import {
   baseUrl,
   portIsFree,
@@ -62,6 +62,10 @@ function withoutFlag(args, name) {
 }
 
 let extraArgs = process.argv.slice(2);
+// `--relay`: the OHTTP relay Worker too (relay/wrangler.toml, src/dev/relay-server.mjs), on RELAY_PORT
+// (default PORT+1), forwarding to this CPS as gateway "cps" (docs/ohttp.md).
+const withRelay = extraArgs.includes("--relay");
+extraArgs = extraArgs.filter((arg) => arg !== "--relay");
 const port = Number(flagValue(extraArgs, "--port") ?? process.env.PORT ?? 8787);
 const host = flagValue(extraArgs, "--ip") ?? process.env.HOST ?? process.env.IP ?? "127.0.0.1";
 const persistTo = flagValue(extraArgs, "--persist-to") ?? ".wrangler/state";
@@ -83,13 +87,15 @@ const origin = process.env.CPS_ORIGIN || url;
 const { isLoopback } = await importBundle({ name: "urls", entry: join(REPO_ROOT, "src/stir/urls.ts") });
 const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostname);
 
-// Local demo secrets: the blind-signature issuer keys and the decoy secret (made once, kept in
-// .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor for credential
-// tokens. In production all three are Worker secrets (`wrangler secret put`).
+// Local demo secrets: the blind-signature issuer keys, the decoy secret and the OHTTP gateway key
+// (made once, kept in .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor
+// for credential tokens. In production all four are Worker secrets (`wrangler secret put`).
 const wranglerDir = join(REPO_ROOT, ".wrangler");
 const secrets = {
   TOKEN_ISSUER_KEYS: await ensureLocalIssuerKeys(wranglerDir),
   DECOY_SECRET: await ensureLocalDecoySecret(wranglerDir),
+  // The Oblivious HTTP gateway's key (docs/ohttp.md), so the relay and --relay work locally.
+  OHTTP_KEYS: await ensureLocalOhttpKeys(wranglerDir),
 };
 const home = resolve(REPO_ROOT, process.env.STIR_OOB_HOME ?? ".stir-oob");
 const rootPem = join(home, "ca", "root.pem");
@@ -157,8 +163,33 @@ waitForHealth(url, {
   timeoutMs: 120_000,
   failed: () => (child.exitCode !== null || child.signalCode !== null ? new Error("exited") : null),
 }).then(
-  () => console.log(`\nCPS ready on ${url} (GET /health answered; state in ${persistTo})\n`),
+  async () => {
+    console.log(`\nCPS ready on ${url} (GET /health answered; state in ${persistTo})\n`);
+    if (withRelay) await startRelay();
+  },
   (err) => {
     if (err.message !== "exited") console.error(`start: ${err.message}`);
   },
 );
+
+/** The relay beside the CPS (`--relay`); the exit hook of local-server.mjs stops it with us. */
+async function startRelay() {
+  const { LOCAL_GATEWAY_NAME, startLocalRelay } = await import("./relay-server.mjs");
+  const relayPort = Number(process.env.RELAY_PORT ?? (port === 0 ? 0 : port + 1));
+  if (relayPort !== 0 && !(await portIsFree(host, relayPort))) {
+    console.error(`start: ${host}:${relayPort} is already in use; set RELAY_PORT to another port`);
+    return;
+  }
+  try {
+    const relay = await startLocalRelay({
+      host,
+      port: relayPort === 0 ? undefined : relayPort,
+      gateways: { [LOCAL_GATEWAY_NAME]: url },
+      persistTo: join(wranglerDir, "relay-state"),
+      quiet: false,
+    });
+    console.log(`\nOHTTP relay ready: ${relay.gatewayUrl()} (keys ${relay.keysUrl()}) -> ${url}\n`);
+  } catch (err) {
+    console.error(`start: the relay did not start: ${err.message}`);
+  }
+}

@@ -507,6 +507,47 @@ export const openApiDocument = {
         },
       },
     },
+    "/.well-known/ohttp-gateway": {
+      get: {
+        summary:
+          "Oblivious HTTP key configuration (RFC 9458 §3.2, RFC 9540 §4): every gateway key live now. 404 when the gateway is off (no OHTTP_KEYS)",
+        operationId: "ohttpKeys",
+        responses: {
+          "200": {
+            description:
+              "Key configurations, each prefixed by its 2-byte length; `Cache-Control: public, max-age=3600`",
+            content: { "application/ohttp-keys": { schema: { type: "string", format: "binary" } } },
+          },
+          "404": problem,
+          "503": problem,
+        },
+      },
+      post: {
+        summary:
+          "Oblivious HTTP gateway (RFC 9458 §5): an Encapsulated Request of a Binary HTTP request (RFC 9292) for this CPS, run through the same API; answered 200 with the Encapsulated Response whatever the inner status (docs/ohttp.md)",
+        operationId: "ohttpGateway",
+        requestBody: {
+          required: true,
+          content: { "message/ohttp-req": { schema: { type: "string", format: "binary" } } },
+        },
+        responses: {
+          "200": {
+            description:
+              "Encapsulated Response (RFC 9458 §4.4) of the inner answer, padded (docs/ohttp.md). Inner refusals are inside: 421 NOT_SERVED (another origin), 403 OHTTP_REFUSED (the gateway itself, an upgrade), 400 OHTTP_MALFORMED",
+            content: { "message/ohttp-res": { schema: { type: "string", format: "binary" } } },
+          },
+          "400": {
+            description:
+              "Unknown key id, unsupported suite or a request that does not decrypt: problem type `https://iana.org/assignments/http-problem-types#ohttp-key` (RFC 9458 §5.3), code OHTTP_KEY; or a malformed encapsulation (OHTTP_MALFORMED)",
+            content: { "application/problem+json": {} },
+          },
+          "404": problem,
+          "413": problem,
+          "415": problem,
+          "503": problem,
+        },
+      },
+    },
     "/health": {
       get: {
         summary: "Liveness",

@@ -99,9 +99,11 @@ describe("adversary #12: `wrangler deploy` ships the production configuration on
     const ours = sources.filter((s) => !s.includes("node_modules/"));
     expect(ours).toContain("src/app.ts");
     expect(ours).toContain("src/durable-objects/passport-queue.ts");
+    // The OHTTP gateway is in the CPS (off without OHTTP_KEYS); the relay is its own Worker.
+    expect(ours).toContain("src/routes/ohttp.ts");
     for (const s of ours) {
       expect(s).toMatch(/^src\//);
-      expect(s).not.toMatch(/^src\/(dev|cli)\//);
+      expect(s).not.toMatch(/^src\/(dev|cli|relay|client)\//);
       expect(s).not.toMatch(/test-pki/);
     }
     // Markers of bench, dev and test-only code, in case a module came in without a map entry.

@@ -15,6 +15,8 @@ const WORKER_RANK: Record<string, number> = {
   errors: 0,
   log: 0,
   stir: 1,
+  // Oblivious HTTP protocol code (issue 19): beside stir, and may import it (OHTTP_MAY below).
+  ohttp: 1,
   config: 2,
   storage: 3,
   dummies: 4,
@@ -28,8 +30,11 @@ const WORKER_RANK: Record<string, number> = {
   index: 9,
 };
 /** What the client library and the CLI may import besides their own folder. */
-const CLIENT_MAY = new Set(["stir", "errors"]);
-const CLI_MAY = new Set(["client", "stir", "errors"]);
+const CLIENT_MAY = new Set(["stir", "ohttp", "errors"]);
+const CLI_MAY = new Set(["client", "stir", "ohttp", "errors"]);
+/** The pure OHTTP code and the relay Worker (its own Worker: nothing of the CPS beyond these). */
+const OHTTP_MAY = new Set(["stir", "errors"]);
+const RELAY_MAY = new Set(["errors", "log", "ohttp", "stir"]);
 
 /** The part of src/ a file belongs to: its first folder, or its name for a top-level file. */
 function partOf(file: string): string {
@@ -73,6 +78,8 @@ function violations(all: Edge[]): string[] {
     .filter(({ from, to }) => {
       if (from === "client") return !CLIENT_MAY.has(to);
       if (from === "cli") return !CLI_MAY.has(to);
+      if (from === "ohttp") return !OHTTP_MAY.has(to);
+      if (from === "relay") return !RELAY_MAY.has(to);
       if (from === "dev") return false; // local-server code: never imported by the Worker (below)
       const a = WORKER_RANK[from];
       const b = WORKER_RANK[to];
@@ -99,5 +106,11 @@ describe("docs/design.md layers: imports point only down", () => {
     expect(violations([{ from: "client", to: "config", file: "client/x.ts" }])).toHaveLength(1);
     expect(violations([{ from: "routes", to: "dev", file: "routes/x.ts" }])).toHaveLength(1);
     expect(violations([{ from: "dummies", to: "push", file: "dummies/x.ts" }])).toHaveLength(1);
+    expect(violations([{ from: "ohttp", to: "config", file: "ohttp/x.ts" }])).toHaveLength(1);
+    expect(violations([{ from: "relay", to: "routes", file: "relay/x.ts" }])).toHaveLength(1);
+    expect(violations([{ from: "routes", to: "relay", file: "routes/x.ts" }])).toHaveLength(1);
+    expect(violations([{ from: "stir", to: "ohttp", file: "stir/x.ts" }])).toHaveLength(1);
+    expect(violations([{ from: "ohttp", to: "stir", file: "ohttp/x.ts" }])).toHaveLength(0);
+    expect(violations([{ from: "http", to: "ohttp", file: "http/x.ts" }])).toHaveLength(0);
   });
 });

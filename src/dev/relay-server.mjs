@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/**
+ * The OHTTP relay Worker (src/relay/, relay/wrangler.toml) on workerd through `wrangler dev`, for
+ * `npm start -- --relay` (beside the CPS), `npm run start:relay` (alone) and the e2e tests.
+ *
+ *   OHTTP_GATEWAYS='{"cps":"http://127.0.0.1:8787"}' RELAY_PORT=8788 npm run start:relay
+ *
+ * Alone, it forwards to the CPS of `npm start` by default ({"cps": "http://127.0.0.1:8787"}, or
+ * PORT's). Clients then use http://127.0.0.1:8788/gateways/cps (keys at .../gateways/cps/keys).
+ *
+ * Plain Node ESM like local-server.mjs. Types: relay-server.d.mts.
+ */
+import { join } from "node:path";
+import { baseUrl, REPO_ROOT, startLocalServer } from "./local-server.mjs";
+
+export const RELAY_CONFIG = "relay/wrangler.toml";
+/** The gateway name `npm start -- --relay` configures for the local CPS. */
+export const LOCAL_GATEWAY_NAME = "cps";
+
+/**
+ * Starts the relay and resolves once its /health answers. `gateways` is OHTTP_GATEWAYS as an object
+ * (name -> origin); the other options are startLocalServer's.
+ *
+ * @param {{ gateways: Record<string, string> } & Parameters<typeof startLocalServer>[0]} options
+ */
+export async function startLocalRelay({ gateways, vars = {}, ...options }) {
+  const server = await startLocalServer({
+    ...options,
+    config: RELAY_CONFIG,
+    vars: { OHTTP_GATEWAYS: JSON.stringify(gateways), ...vars },
+  });
+  return {
+    ...server,
+    /** The relay resource URL of one configured gateway (what `--relay` takes). */
+    gatewayUrl: (name = LOCAL_GATEWAY_NAME) => `${server.url}/gateways/${name}`,
+    /** The relayed key configuration URL of one configured gateway. */
+    keysUrl: (name = LOCAL_GATEWAY_NAME) => `${server.url}/gateways/${name}/keys`,
+  };
+}
+
+async function main() {
+  const host = process.env.RELAY_HOST ?? "127.0.0.1";
+  const cpsPort = Number(process.env.PORT ?? 8787);
+  const port = Number(process.env.RELAY_PORT ?? cpsPort + 1);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    console.error("start:relay: RELAY_PORT must be a TCP port number");
+    process.exit(2);
+  }
+  const gateways = process.env.OHTTP_GATEWAYS
+    ? JSON.parse(process.env.OHTTP_GATEWAYS)
+    : { [LOCAL_GATEWAY_NAME]: process.env.CPS_ORIGIN || baseUrl("127.0.0.1", cpsPort) };
+  const relay = await startLocalRelay({
+    host,
+    port,
+    gateways,
+    persistTo: join(REPO_ROOT, ".wrangler/relay-state"),
+    quiet: false,
+  });
+  for (const [name, origin] of Object.entries(gateways)) {
+    console.log(`\nOHTTP relay ready: ${relay.gatewayUrl(name)} -> ${origin} (keys: ${relay.keysUrl(name)})`);
+  }
+  for (const signal of ["SIGINT", "SIGTERM"])
+    process.on(signal, () => relay.stop().then(() => process.exit(0)));
+  const { code, signal } = await relay.exited;
+  process.exit(code ?? (signal ? 1 : 0));
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) await main();
