@@ -42,6 +42,12 @@ export default defineConfig(async () => {
     generateOhttpKeyEntry(3, { notBefore: now - 48 * hour, notAfter: now - hour }),
     generateOhttpKeyEntry(4, { notBefore: now + 12 * hour }),
   ]);
+  // The one relay the gateway accepts (TEST ONLY, made here per run; docs/ohttp.md "Which relays may
+  // send"): its token goes in as the test-only TEST_OHTTP_RELAY_TOKEN, its SHA-256 in OHTTP_RELAYS.
+  const relayToken = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+  const relayTokenSha256 = Buffer.from(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(relayToken)),
+  ).toString("base64url");
   const workerBindings = {
     // Loopback: development switches are honoured only then (src/config.ts `deploymentProblem`).
     CPS_ORIGIN: TEST_CPS_ORIGIN,
@@ -49,6 +55,8 @@ export default defineConfig(async () => {
     TEST_PKI: JSON.stringify(pki),
     TOKEN_ISSUER_KEYS: issuerKeys,
     OHTTP_KEYS: ohttpKeys,
+    OHTTP_RELAYS: JSON.stringify([{ name: "test-relay", tokenSha256: relayTokenSha256 }]),
+    TEST_OHTTP_RELAY_TOKEN: relayToken,
     // Key of the decoy PRF (src/dummies/decoys.ts), made here per run (TEST ONLY).
     DECOY_SECRET: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex"),
     // Runs of the malformed-request property in test/integration/fuzz.test.ts: a short run in

@@ -20,7 +20,7 @@
  */
 import { parseArgs } from "node:util";
 import { REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
-import { startLocalRelay } from "../src/dev/relay-server.mjs";
+import { localRelayToken, startLocalRelay } from "../src/dev/relay-server.mjs";
 import { importBundle } from "../src/dev/ts-module.mjs";
 import { positive } from "./lib/args.mjs";
 import { machine } from "./lib/machine.mjs";
@@ -80,11 +80,15 @@ async function main() {
     blobs.push(m.encodeEnvelope(await m.sealPassport(callee.publicKey, tn, m.RFC8816_EXAMPLE_PASSPORT)));
   }
   progress("starting wrangler dev for the CPS (gateway on) and for the relay...");
-  const cps = await startLocalServer({ vars: { ALLOW_UNTOKENED_STORES: "true" } });
+  // The gateway's relay check on, as in a deployment: the CPS lists the relay's token (OHTTP_RELAYS).
+  const relayToken = localRelayToken();
+  const cps = await startLocalServer({
+    vars: { ALLOW_UNTOKENED_STORES: "true", OHTTP_RELAYS: relayToken.relays },
+  });
   let relayServer;
   const rounds = [];
   try {
-    relayServer = await startLocalRelay({ gateways: { cps: cps.url } });
+    relayServer = await startLocalRelay({ gateways: { cps: cps.url }, tokens: { cps: relayToken.token } });
     const relay = new m.OhttpRelay({
       url: relayServer.gatewayUrl(),
       fetch: (input, init) => {
@@ -153,7 +157,11 @@ async function main() {
     date: new Date().toISOString(),
     command: `node bench/ohttp.mjs -- --rounds ${ROUNDS} --calls ${CALLS}`,
     machine: env,
-    config: { rounds: ROUNDS, calls: CALLS, vars: { ALLOW_UNTOKENED_STORES: "true" } },
+    config: {
+      rounds: ROUNDS,
+      calls: CALLS,
+      vars: { ALLOW_UNTOKENED_STORES: "true", OHTTP_RELAYS: "(one local relay)" },
+    },
     summary,
     rounds: rounds.map(({ ms, ...rest }) => ({
       ...rest,

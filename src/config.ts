@@ -77,6 +77,12 @@ export interface CpsConfig {
    * route needs them, once per distinct value, so a malformed value fails those routes only.
    */
   ohttpKeys: string;
+  /**
+   * The relays the gateway accepts (OHTTP_RELAYS, a secret), as set: "" when unset, and then the
+   * gateway is open to any sender. Parsed by src/http/ohttp-gateway.ts once per distinct value, so a
+   * malformed value fails the gateway routes only.
+   */
+  ohttpRelays: string;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -236,6 +242,7 @@ export function readConfig(env: Env): CpsConfig {
     trustAnchorsPem: env.TRUST_ANCHORS_PEM ?? "",
     tokenIssuerKeys: env.TOKEN_ISSUER_KEYS ?? "",
     ohttpKeys: env.OHTTP_KEYS ?? "",
+    ohttpRelays: env.OHTTP_RELAYS ?? "",
   };
   cache.set(env, config);
   return config;

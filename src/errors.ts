@@ -73,6 +73,9 @@ export type CpsErrorCode =
   | "OHTTP_KEY"
   | "OHTTP_MALFORMED"
   | "OHTTP_REFUSED"
+  // ...and a sender that is not a relay on the gateway's list (OHTTP_RELAYS), refused before
+  // decapsulation (RFC 9458 §6 leaves it to the deployment which relays a gateway serves)
+  | "OHTTP_RELAY_UNKNOWN"
   // Oblivious HTTP relay (RFC 9458 §2): a client over the relay's rate limit, a gateway that did not
   // answer (a relay-side 502 about its peer, never caused by the client's input)
   | "RELAY_RATE_LIMITED"
@@ -139,6 +142,7 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   OHTTP_KEY: 400,
   OHTTP_MALFORMED: 400,
   OHTTP_REFUSED: 403,
+  OHTTP_RELAY_UNKNOWN: 403,
   RELAY_RATE_LIMITED: 429,
   GATEWAY_UNREACHABLE: 502,
   UNAVAILABLE: 503,

@@ -15,5 +15,10 @@ declare namespace Cloudflare {
      * notBefore?: ms, notAfter?: ms}]. Unset: the gateway routes answer 404 (docs/ohttp.md).
      */
     OHTTP_KEYS?: string;
+    /**
+     * The relays the OHTTP gateway accepts, JSON [{name, tokenSha256: base64url SHA-256 of the relay's
+     * OHTTP-Relay-Token}]. Unset: any sender may POST to the gateway (docs/ohttp.md).
+     */
+    OHTTP_RELAYS?: string;
   }
 }

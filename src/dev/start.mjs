@@ -19,6 +19,9 @@
  *   when `stir-oob ca init` has run) in an env file of mode 0600 under .wrangler/, removed at exit,
  *   passed with `--env-file`: never on the command line, where any local user reads them in `ps`.
  *   A .dev.vars (or .dev.vars.<env>) of yours is passed after it, so its values win.
+ * - with `--relay`: one fresh relay token per run, its SHA-256 listed in the CPS's OHTTP_RELAYS (in the
+ *   same env file) and the token in the relay's OHTTP_GATEWAY_TOKENS (the relay's own 0600 env file),
+ *   so the gateway accepts this relay and refuses any other sender (403 OHTTP_RELAY_UNKNOWN).
  * wrangler's request lines name the called numbers in their paths: its output is printed through
  * a redactor (src/dev/redact-log.mjs) that masks them.
  */
@@ -91,7 +94,11 @@ const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostna
 // (made once, kept in .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor
 // for credential tokens. In production all four are Worker secrets (`wrangler secret put`).
 const wranglerDir = join(REPO_ROOT, ".wrangler");
+// `--relay`: one fresh relay token per run; the CPS lists only its hash (OHTTP_RELAYS), the relay
+// sends it (OHTTP_GATEWAY_TOKENS), so the gateway's relay check is on locally too (docs/ohttp.md).
+const relayToken = withRelay ? (await import("./relay-server.mjs")).localRelayToken() : undefined;
 const secrets = {
+  ...(relayToken ? { OHTTP_RELAYS: relayToken.relays } : {}),
   TOKEN_ISSUER_KEYS: await ensureLocalIssuerKeys(wranglerDir),
   DECOY_SECRET: await ensureLocalDecoySecret(wranglerDir),
   // The Oblivious HTTP gateway's key (docs/ohttp.md), so the relay and --relay work locally.
@@ -185,6 +192,7 @@ async function startRelay() {
       host,
       port: relayPort === 0 ? undefined : relayPort,
       gateways: { [LOCAL_GATEWAY_NAME]: url },
+      tokens: relayToken ? { [LOCAL_GATEWAY_NAME]: relayToken.token } : undefined,
       persistTo: join(wranglerDir, "relay-state"),
       quiet: false,
     });

@@ -17,6 +17,7 @@ import {
   type OhttpError,
   parseGatewayKeys,
 } from "../ohttp/index.js";
+import { decodeBase64url } from "../stir/base64url.js";
 
 /** RFC 9540 §4: the well-known gateway resource, which also serves the key configuration (GET). */
 export const GATEWAY_PATH = "/.well-known/ohttp-gateway";
@@ -52,6 +53,94 @@ export async function gatewayKeys(raw: string): Promise<GatewayKey[] | null> {
   throw new CpsError("MISCONFIGURED", "The OHTTP gateway is not configured (see the operator's log)", {
     status: 503,
   });
+}
+
+/**
+ * The header a relay on OHTTP_RELAYS adds to what it forwards: a secret naming the relay, never the
+ * client (docs/ohttp.md "Which relays may send").
+ */
+export const RELAY_TOKEN_HEADER = "OHTTP-Relay-Token";
+
+/** A relay the gateway accepts: its name (for the operator) and the SHA-256 of its token. */
+export interface GatewayRelay {
+  name: string;
+  tokenSha256: Uint8Array;
+}
+
+const RELAY_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const SHA256_URL = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
+/** OHTTP_RELAYS parsed, or why not (the reason names no token or hash). */
+function parseRelays(raw: string): GatewayRelay[] | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return "OHTTP_RELAYS is not JSON";
+  }
+  if (!Array.isArray(value) || value.length === 0) return "OHTTP_RELAYS must be a non-empty array";
+  const relays: GatewayRelay[] = [];
+  const names = new Set<string>();
+  for (const [i, entry] of value.entries()) {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      return `OHTTP_RELAYS[${i}] is not an object`;
+    }
+    const { name, tokenSha256, ...rest } = entry as Record<string, unknown>;
+    // A plain "token" here is a mistake worth refusing: the CPS keeps only the token's hash.
+    if (Object.keys(rest).length > 0) return `OHTTP_RELAYS[${i}] has members other than name, tokenSha256`;
+    if (typeof name !== "string" || !RELAY_NAME.test(name)) {
+      return `OHTTP_RELAYS[${i}].name must be 1-64 of [A-Za-z0-9._-]`;
+    }
+    if (names.has(name)) return `OHTTP_RELAYS[${i}].name repeats an earlier name`;
+    names.add(name);
+    // 32 bytes in canonical unpadded base64url is 43 characters, the last carrying 4 bits.
+    if (typeof tokenSha256 !== "string" || !SHA256_URL.test(tokenSha256)) {
+      return `OHTTP_RELAYS[${i}].tokenSha256 must be the base64url SHA-256 (32 bytes) of the token`;
+    }
+    relays.push({ name, tokenSha256: decodeBase64url(tokenSha256) });
+  }
+  return relays;
+}
+
+/** Relays of the last distinct OHTTP_RELAYS value, and the value whose problem was logged. */
+let parsedRelays: { raw: string; relays: GatewayRelay[] | string } | undefined;
+let loggedBadRelays: string | undefined;
+
+/**
+ * The relays the gateway accepts (config.ohttpRelays), parsed once per distinct value; `null` when
+ * unset: the gateway is open to any sender (RFC 9458 does not require relay authentication; a client
+ * that skips the relay gives up only its own privacy). A malformed value is 503 MISCONFIGURED for the
+ * gateway routes only, logged once without the secret.
+ */
+export function gatewayRelays(raw: string): GatewayRelay[] | null {
+  if (raw === "") return null;
+  if (parsedRelays?.raw !== raw) parsedRelays = { raw, relays: parseRelays(raw) };
+  const { relays } = parsedRelays;
+  if (typeof relays !== "string") return relays;
+  if (loggedBadRelays !== raw) {
+    loggedBadRelays = raw;
+    logEvent({ event: "ohttp gateway off", code: "MISCONFIGURED", status: 503, reason: relays });
+  }
+  throw new CpsError("MISCONFIGURED", "The OHTTP gateway is not configured (see the operator's log)", {
+    status: 503,
+  });
+}
+
+/**
+ * Whether `token` (the OHTTP-Relay-Token field, or null) belongs to a relay on `relays`. The token is
+ * hashed and the hash compared with every entry without an early exit, so the time taken tells a
+ * sender nothing about how close its guess was.
+ */
+export async function isListedRelay(relays: readonly GatewayRelay[], token: string | null): Promise<boolean> {
+  if (token === null || token === "") return false;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+  let matched = 0;
+  for (const relay of relays) {
+    let diff = 0;
+    for (let i = 0; i < digest.length; i++) diff |= (digest[i] as number) ^ (relay.tokenSha256[i] as number);
+    matched |= diff === 0 ? 1 : 0;
+  }
+  return matched === 1;
 }
 
 /**

@@ -19,17 +19,24 @@ import {
   MAX_ENCAPSULATED_RESPONSE_LENGTH,
   MEDIA_TYPE_REQUEST as REQUEST_TYPE,
 } from "../ohttp/index.js";
-import { gatewaysOf } from "./config.js";
+import { relayConfigOf } from "./config.js";
 
 /** The relay's bindings (relay/wrangler.toml). */
 export interface RelayEnv {
   /** JSON {"name": "https://gateway-origin"}: the gateways this relay forwards to. */
   OHTTP_GATEWAYS?: string;
+  /**
+   * Secret, JSON {"<gateway name>": "<token>"}: the `OHTTP-Relay-Token` each gateway expects from this
+   * relay (a gateway without one gets no header). Identifies the relay to the gateway, never the client.
+   */
+  OHTTP_GATEWAY_TOKENS?: string;
   /** Workers Rate Limiting binding, keyed by a hash of the client's address. */
   RELAY_RATE_LIMITER?: RateLimit;
 }
 
 export const GATEWAY_PATH = "/.well-known/ohttp-gateway";
+/** The header that shows a gateway which relay forwards (docs/ohttp.md: the gateway's list of relays). */
+export const RELAY_TOKEN_HEADER = "OHTTP-Relay-Token";
 
 /**
  * Largest encapsulated request the relay forwards: the gateway's own limit (a padded Binary HTTP
@@ -151,7 +158,11 @@ function unreachable(): Response {
 }
 
 /** POST /gateways/{name}: forward the sealed request, answer the gateway's status and sealed body. */
-async function forwardRequest(request: Request, origin: string): Promise<Response> {
+async function forwardRequest(
+  request: Request,
+  origin: string,
+  token: string | undefined,
+): Promise<Response> {
   if (essence(request.headers.get("Content-Type")) !== REQUEST_TYPE) {
     return problem("UNSUPPORTED_MEDIA_TYPE", `Send the body as ${REQUEST_TYPE}`);
   }
@@ -164,13 +175,12 @@ async function forwardRequest(request: Request, origin: string): Promise<Respons
     return problem("INVALID_BODY", "The body could not be read");
   }
   if (body.byteLength === 0) return problem("INVALID_BODY", "The body is empty");
-  // A fresh header list: the only header the gateway gets from us is the media type (RFC 9458 §2:
-  // the relay removes anything that identifies the client). workerd adds Host and Content-Length.
-  const res = await upstream(origin + GATEWAY_PATH, {
-    method: "POST",
-    headers: { "Content-Type": REQUEST_TYPE },
-    body,
-  });
+  // A fresh header list: the gateway gets the media type and, if configured, this relay's own token
+  // (RFC 9458 §2: the relay removes anything that identifies the client; the token names the relay,
+  // the same for every client). workerd adds Host and Content-Length.
+  const sent: Record<string, string> = { "Content-Type": REQUEST_TYPE };
+  if (token !== undefined) sent[RELAY_TOKEN_HEADER] = token;
+  const res = await upstream(origin + GATEWAY_PATH, { method: "POST", headers: sent, body });
   if (res === null) return unreachable();
   let answer: Uint8Array;
   try {
@@ -204,7 +214,9 @@ function keysCacheKey(name: string, origin: string): Request {
 
 /**
  * GET /gateways/{name}/keys: the gateway's key configuration (RFC 9458 §3.2), so a client that knows
- * only the relay can fetch it without telling the gateway who it is. Cached for the gateway's max-age
+ * only the relay can fetch it without telling the gateway who it is. Sent without the relay's token:
+ * the gateway serves its key configuration to anyone, and a secret sent where it is not needed only
+ * adds places (caches, logs of whatever answers there) it can leak to. Cached for the gateway's max-age
  * (in the Cache API of the relay's location), so most fetches never reach the gateway.
  */
 async function forwardKeys(
@@ -249,7 +261,7 @@ function keysHeaders(from: Headers): Headers {
 const refusalsLogged = new Set<string>();
 
 export async function handleRelay(request: Request, env: RelayEnv, ctx: ExecutionContext): Promise<Response> {
-  const config = gatewaysOf(env.OHTTP_GATEWAYS);
+  const config = relayConfigOf(env.OHTTP_GATEWAYS, env.OHTTP_GATEWAY_TOKENS);
   if (!config.ok || env.RELAY_RATE_LIMITER === undefined) {
     const reason = config.ok ? "the RELAY_RATE_LIMITER binding is missing" : config.reason;
     if (!refusalsLogged.has(reason)) {
@@ -296,7 +308,7 @@ export async function handleRelay(request: Request, env: RelayEnv, ctx: Executio
   if (post) {
     if (request.method !== "POST")
       return logged(route, problem("METHOD_NOT_ALLOWED", "Use POST", { allow: "POST" }), { gateway: name });
-    const res = await forwardRequest(request, origin);
+    const res = await forwardRequest(request, origin, config.tokens.get(name));
     return logged(route, res, { gateway: name });
   }
   if (request.method !== "GET" && request.method !== "HEAD") {

@@ -5,7 +5,8 @@
  * - POST /.well-known/ohttp-gateway (`message/ohttp-req`): decapsulates, runs the inner request
  *   through the same app (every route, token check and error unchanged inside), and answers
  *   `message/ohttp-res`, 200 whatever the inner status (RFC 9458 §4.4, §5.2).
- * Without OHTTP_KEYS both answer 404 (the feature is off); a malformed OHTTP_KEYS is 503 here only.
+ * Without OHTTP_KEYS both answer 404 (the feature is off); a malformed OHTTP_KEYS or OHTTP_RELAYS is
+ * 503 here only. With OHTTP_RELAYS, a POST from a sender not on it is 403 before decapsulation.
  *
  * The app is passed in (`dispatch`), since routes sit below the app in the layers.
  */
@@ -16,10 +17,14 @@ import { limitBody, requireContentType } from "../http/body.js";
 import { methodNotAllowed } from "../http/errors.js";
 import {
   GATEWAY_PATH,
+  type GatewayRelay,
   gatewayKeys,
+  gatewayRelays,
   innerRequest,
   isInnerRequest,
+  isListedRelay,
   outerErrorResponse,
+  RELAY_TOKEN_HEADER,
 } from "../http/ohttp-gateway.js";
 import type { AppEnv } from "../http/types.js";
 import {
@@ -47,16 +52,22 @@ export type Dispatch = (req: Request, env: Env, ctx: ExecutionContext | undefine
  */
 export const KEY_CONFIG_MAX_AGE_SECONDS = 3600;
 
-type GatewayEnv = AppEnv & { Variables: { ohttpKeys: GatewayKey[] } };
+type GatewayEnv = AppEnv & { Variables: { ohttpKeys: GatewayKey[]; ohttpRelays: GatewayRelay[] | null } };
 
-/** 404 without OHTTP_KEYS (off), 503 with a malformed one; else the live keys for the handler. */
+/**
+ * 404 without OHTTP_KEYS (off), 503 with a malformed OHTTP_KEYS or OHTTP_RELAYS; else the live keys
+ * and the relay list (null: open to any sender) for what follows.
+ */
 function requireGateway(): MiddlewareHandler<GatewayEnv> {
   return async function requireGateway(c, next) {
     let keys: GatewayKey[] | null;
+    let relays: GatewayRelay[] | null;
     try {
       keys = await gatewayKeys(c.get("config").ohttpKeys);
+      relays = keys === null ? null : gatewayRelays(c.get("config").ohttpRelays);
     } catch (err) {
-      // Answered here, not thrown: gatewayKeys logged it once; the error handler would log every one.
+      // Answered here, not thrown: gatewayKeys / gatewayRelays logged it once; the error handler
+      // would log every one.
       if (err instanceof CpsError) return problemResponse(err);
       throw err;
     }
@@ -66,6 +77,22 @@ function requireGateway(): MiddlewareHandler<GatewayEnv> {
     if (isInnerRequest(c.req.raw))
       throw new CpsError("OHTTP_REFUSED", "The gateway does not forward to itself");
     c.set("ohttpKeys", liveKeys(keys, Date.now()));
+    c.set("ohttpRelays", relays);
+    await next();
+  };
+}
+
+/**
+ * With OHTTP_RELAYS set, a POST whose OHTTP-Relay-Token is not a listed relay's is refused first:
+ * 403 OHTTP_RELAY_UNKNOWN before the body is read, typed or decapsulated, so an unlisted sender costs
+ * no HPKE work and reaches no route (docs/ohttp.md "Which relays may send").
+ */
+function requireListedRelay(): MiddlewareHandler<GatewayEnv> {
+  return async function requireListedRelay(c, next) {
+    const relays = c.get("ohttpRelays");
+    if (relays !== null && !(await isListedRelay(relays, c.req.header(RELAY_TOKEN_HEADER) ?? null))) {
+      throw new CpsError("OHTTP_RELAY_UNKNOWN", "The gateway accepts requests only from its relays");
+    }
     await next();
   };
 }
@@ -99,6 +126,7 @@ export function ohttpRoutes(dispatch: Dispatch): Hono<GatewayEnv> {
   routes.post(
     GATEWAY_PATH,
     requireGateway(),
+    requireListedRelay(),
     requireContentType(MEDIA_TYPE_REQUEST),
     limitBody(MAX_ENCAPSULATED_REQUEST_LENGTH),
     async (c) => {

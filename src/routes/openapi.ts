@@ -526,6 +526,16 @@ export const openApiDocument = {
         summary:
           "Oblivious HTTP gateway (RFC 9458 §5): an Encapsulated Request of a Binary HTTP request (RFC 9292) for this CPS, run through the same API; answered 200 with the Encapsulated Response whatever the inner status (docs/ohttp.md)",
         operationId: "ohttpGateway",
+        parameters: [
+          {
+            name: "OHTTP-Relay-Token",
+            in: "header",
+            required: false,
+            description:
+              "The relay's token, added by the relay (never the client's). Required when the operator sets OHTTP_RELAYS (the relays the gateway accepts, by the SHA-256 of their tokens); without OHTTP_RELAYS the gateway accepts any sender (docs/ohttp.md \"Which relays may send\")",
+            schema: { type: "string", minLength: 1 },
+          },
+        ],
         requestBody: {
           required: true,
           content: { "message/ohttp-req": { schema: { type: "string", format: "binary" } } },
@@ -539,6 +549,11 @@ export const openApiDocument = {
           "400": {
             description:
               "Unknown key id, unsupported suite or a request that does not decrypt: problem type `https://iana.org/assignments/http-problem-types#ohttp-key` (RFC 9458 §5.3), code OHTTP_KEY; or a malformed encapsulation (OHTTP_MALFORMED)",
+            content: { "application/problem+json": {} },
+          },
+          "403": {
+            description:
+              "OHTTP_RELAY_UNKNOWN: OHTTP_RELAYS is set and the sender's OHTTP-Relay-Token is missing or not a listed relay's; refused before decapsulation",
             content: { "application/problem+json": {} },
           },
           "404": problem,

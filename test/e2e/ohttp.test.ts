@@ -22,12 +22,17 @@ import { CpsClient } from "../../src/client/cps-client.js";
 import { OhttpRelay } from "../../src/client/relay.js";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, REPO_ROOT, startLocalServer } from "../../src/dev/local-server.mjs";
-import { startLocalRelay } from "../../src/dev/relay-server.mjs";
+import { localRelayToken, startLocalRelay } from "../../src/dev/relay-server.mjs";
 import {
   decapsulateRequest,
   decodeRequest,
+  decodeResponse,
+  encapsulateRequest,
+  encodeRequest,
   generateGatewayKeyEntry,
   parseGatewayKeys,
+  parseKeyConfigs,
+  selectKeyConfig,
 } from "../../src/ohttp/index.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 
@@ -51,6 +56,35 @@ let tap: Server;
 let tapUrl: string;
 const forwarded: Forwarded[] = [];
 const ohttpKeys = JSON.stringify([generateGatewayKeyEntry(7)]);
+/** The relay's token; the CPS lists only its SHA-256 (OHTTP_RELAYS), so only this relay is accepted. */
+const relayToken = localRelayToken();
+
+/** Runs `stir-oob args...` through another relay (or none: ""), requiring it. */
+function cliVia(
+  relayUrl: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [LAUNCHER, "--require-relay", ...args],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          STIR_OOB_HOME: home,
+          STIR_OOB_CPS: cps?.url ?? "",
+          STIR_OOB_RELAY: relayUrl,
+          NO_COLOR: "1",
+        },
+        timeout: 30_000,
+      },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : 70) : 0, stdout, stderr });
+      },
+    );
+  });
+}
 
 /** Runs `stir-oob args...` through the relay, requiring it. */
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -85,7 +119,7 @@ async function startTap(target: string): Promise<void> {
       const body = Buffer.concat(chunks);
       forwarded.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
       const headers: Record<string, string> = {};
-      for (const name of ["content-type", "accept"]) {
+      for (const name of ["content-type", "accept", "ohttp-relay-token"]) {
         const v = req.headers[name];
         if (typeof v === "string") headers[name] = v;
       }
@@ -135,10 +169,11 @@ beforeAll(async () => {
       TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("ohttp-1"),
       ALLOW_UNTOKENED_STORES: "false",
       OHTTP_KEYS: ohttpKeys,
+      OHTTP_RELAYS: relayToken.relays,
     },
   });
   await startTap(cps.url);
-  relay = await startLocalRelay({ gateways: { cps: tapUrl } });
+  relay = await startLocalRelay({ gateways: { cps: tapUrl }, tokens: { cps: relayToken.token } });
 });
 
 afterAll(async () => {
@@ -228,6 +263,8 @@ describe("no client address reaches the CPS", () => {
       for (const field of ADDRESS_FIELDS) expect(f.headers[field], field).toBeUndefined();
       expect(JSON.stringify(f.headers)).not.toContain(MARKER_IP);
     }
+    // What names the relay (its token, the same for every client) goes with the sealed request only.
+    expect(posts[0]?.headers["ohttp-relay-token"]).toBe(relayToken.token);
     // The inner request, as the gateway opens it: the CPS origin, the path, no address field.
     const { request } = await decapsulateRequest(keys, new Uint8Array(posts[0]?.body ?? []));
     const inner = decodeRequest(request);
@@ -245,5 +282,110 @@ describe("no client address reaches the CPS", () => {
     const run = await cli("watch", "--to", BOB, "--timeout", "1");
     expect(run.code).toBe(64);
     expect(run.stderr).toContain("cannot go through an Oblivious HTTP relay");
+  });
+});
+
+describe("the gateway accepts only the relays on its list (OHTTP_RELAYS)", () => {
+  /** A sealed GET of Bob's list, for the gateway resource: a valid request in every way but its sender. */
+  async function sealedList() {
+    const keys = await fetch(`${cps.url}/.well-known/ohttp-gateway`, {
+      headers: { Accept: "application/ohttp-keys" },
+    });
+    // The key configuration stays open to anyone (no token needed to read it).
+    expect(keys.status).toBe(200);
+    const config = selectKeyConfig(parseKeyConfigs(new Uint8Array(await keys.arrayBuffer())));
+    return encapsulateRequest(
+      config,
+      encodeRequest({
+        method: "GET",
+        scheme: "http",
+        authority: new URL(cps.url).host,
+        path: `/cps/${BOB_TN}/ppts`,
+        headers: [],
+        body: new Uint8Array(0),
+      }),
+    );
+  }
+
+  function postGateway(body: Uint8Array, token?: string) {
+    const headers: Record<string, string> = { "Content-Type": "message/ohttp-req" };
+    if (token !== undefined) headers["OHTTP-Relay-Token"] = token;
+    return fetch(`${cps.url}/.well-known/ohttp-gateway`, { method: "POST", headers, body });
+  }
+
+  it("a direct POST without the token, with another token or with the listed hash is 403 OHTTP_RELAY_UNKNOWN", async () => {
+    const { encapsulatedRequest } = await sealedList();
+    for (const token of [
+      undefined,
+      "",
+      localRelayToken().token,
+      relayToken.tokenSha256,
+      `${relayToken.token}x`,
+      relayToken.token.slice(0, -1),
+    ]) {
+      const res = await postGateway(encapsulatedRequest, token);
+      expect(res.status, String(token)).toBe(403);
+      expect(res.headers.get("content-type")).toBe("application/problem+json");
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ code: "OHTTP_RELAY_UNKNOWN", status: 403 });
+      expect(text).not.toContain(relayToken.tokenSha256);
+    }
+    // Control: the same sealed bytes with the relay's token are opened and answered.
+    const { encapsulatedRequest: again, context } = await sealedList();
+    const ok = await postGateway(again, relayToken.token);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("content-type")).toBe("message/ohttp-res");
+    const inner = decodeResponse(await context.decapsulateResponse(new Uint8Array(await ok.arrayBuffer())));
+    expect(inner.status).toBe(200);
+  });
+
+  it("a second relay without a listed token is refused 403 and nothing is stored; the listed relay stores", async () => {
+    const rogue = await startLocalRelay({ gateways: { cps: cps.url } });
+    try {
+      // Bob's openable blobs (real ones; the CPS's decoys open for nobody), read through the listed relay.
+      const opened = async () => {
+        const v = await cliVia(
+          relay.gatewayUrl(),
+          "verify",
+          "--to",
+          BOB,
+          "--calling",
+          "+1-111-555-1111",
+          "--json",
+        );
+        return (JSON.parse(v.stdout) as { opened: number }).opened;
+      };
+      const before = await opened();
+      const refused = await cliVia(
+        rogue.gatewayUrl(),
+        "place",
+        "--from",
+        "+1-111-555-1111",
+        "--to",
+        BOB,
+        "--json",
+      );
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/403|OHTTP_RELAY_UNKNOWN/);
+      // The rogue relay forwarded (it has no list of its own); the gateway refused it.
+      expect(rogue.output()).toMatch(/"route":"request","status":403/);
+      // Nothing new to open (an earlier blob may have expired meanwhile: at most as many as before).
+      expect(await opened()).toBeLessThanOrEqual(before);
+      // Control: the same command through the listed relay stores, and Bob opens it.
+      const placed = await cliVia(
+        relay.gatewayUrl(),
+        "place",
+        "--from",
+        "+1-111-555-1111",
+        "--to",
+        BOB,
+        "--json",
+      );
+      expect(placed.code, placed.stderr).toBe(0);
+      expect(JSON.parse(placed.stdout).stored).toHaveLength(1);
+      expect(await opened()).toBeGreaterThanOrEqual(1);
+    } finally {
+      await rogue.stop();
+    }
   });
 });

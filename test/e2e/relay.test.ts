@@ -37,7 +37,7 @@ import {
   parseKeyConfigs,
   selectKeyConfig,
 } from "../../src/ohttp/index.js";
-import { parseGateways } from "../../src/relay/config.js";
+import { parseGateways, parseRelayConfig } from "../../src/relay/config.js";
 import { sealedFor } from "../helpers/cps.js";
 
 interface Seen {
@@ -109,6 +109,9 @@ const IDENTIFYING: Record<string, string> = {
 };
 const CLIENT_VALUES = [CLIENT_IP, "client-", "tlh", "9.9", "client.example"];
 
+/** This relay's token for gateway "cps" (OHTTP_GATEWAY_TOKENS): hex, so no client value is in it. */
+const RELAY_TOKEN = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("hex");
+
 let gw: FakeGateway;
 let relay: LocalRelay;
 let downPort: number;
@@ -117,7 +120,9 @@ beforeAll(async () => {
   gw = await fakeGateway();
   downPort = await freePort(); // nothing listens there
   relay = await startLocalRelay({
-    gateways: { cps: gw.origin, down: `http://127.0.0.1:${downPort}` },
+    // "plain": the same fake gateway, but with no token configured for it.
+    gateways: { cps: gw.origin, plain: gw.origin, down: `http://127.0.0.1:${downPort}` },
+    tokens: { cps: RELAY_TOKEN },
   });
 });
 
@@ -135,7 +140,7 @@ function post(path: string, body: Uint8Array | string, headers: Record<string, s
 }
 
 describe("relay: forwarding (RFC 9458 §2)", () => {
-  it("forwards the body to {origin}/.well-known/ohttp-gateway with only its media type", async () => {
+  it("forwards the body to {origin}/.well-known/ohttp-gateway with only its media type and the relay's token", async () => {
     const before = gw.seen.length;
     const body = crypto.getRandomValues(new Uint8Array(8_247));
     const res = await post("/gateways/cps", body, IDENTIFYING);
@@ -148,21 +153,35 @@ describe("relay: forwarding (RFC 9458 §2)", () => {
     expect(got.url).toBe("/.well-known/ohttp-gateway");
     expect(Buffer.from(body).equals(got.body)).toBe(true);
     expect(got.headers["content-type"]).toBe("message/ohttp-req");
-    // Every header name that arrived: the media type, what HTTP itself needs (Host, the length), the
-    // runtime's transport headers, and CF-Worker, which the Workers runtime adds to every subrequest
-    // and which names the relay's own zone (here "localhost"), not the client. None of the client's.
+    // The relay's own token for this gateway (OHTTP_GATEWAY_TOKENS), exactly as configured, once.
+    expect(got.headers["ohttp-relay-token"]).toBe(RELAY_TOKEN);
+    expect(got.rawHeaders.filter((h) => h.toLowerCase() === "ohttp-relay-token")).toHaveLength(1);
+    // Every header name that arrived: of ours, exactly Content-Type and OHTTP-Relay-Token; besides
+    // them only what HTTP itself needs (Host, the length), the runtime's transport headers, and
+    // CF-Worker, which the Workers runtime adds to every subrequest and which names the relay's own
+    // zone (here "localhost"), not the client. None of the client's.
     const names = Object.keys(got.headers).sort();
-    expect(
-      names.filter(
-        (n) =>
-          !["host", "content-type", "content-length", "accept-encoding", "connection", "cf-worker"].includes(
-            n,
-          ),
-      ),
-    ).toEqual([]);
+    const transport = ["host", "content-length", "accept-encoding", "connection", "cf-worker"];
+    expect(names.filter((n) => !transport.includes(n))).toEqual(["content-type", "ohttp-relay-token"]);
     expect(got.headers.host).toBe(new URL(gw.origin).host);
     const raw = got.rawHeaders.join("\n");
     for (const value of CLIENT_VALUES) expect(raw).not.toContain(value);
+  });
+
+  it("sends no token to a gateway that has none configured (only that gateway's token, to it alone)", async () => {
+    const before = gw.seen.length;
+    const res = await post("/gateways/plain", new Uint8Array(64), {
+      ...IDENTIFYING,
+      "OHTTP-Relay-Token": "client-supplied-token-0123456789abcdef",
+    });
+    expect(res.status).toBe(200);
+    await res.body?.cancel();
+    expect(gw.seen.length).toBe(before + 1);
+    const got = gw.seen.at(-1) as Seen;
+    // Neither the cps gateway's token nor one the client tried to pass on.
+    expect(got.headers["ohttp-relay-token"]).toBeUndefined();
+    expect(got.rawHeaders.join("\n")).not.toContain(RELAY_TOKEN);
+    expect(got.rawHeaders.join("\n")).not.toContain("client-supplied");
   });
 
   it("answers the gateway's status, body and Content-Type, and none of its other headers", async () => {
@@ -334,6 +353,8 @@ describe("relay: key configuration (RFC 9458 §3.2)", () => {
     const got = gets.at(-1) as Seen;
     expect(got.url).toBe("/.well-known/ohttp-gateway");
     expect(got.headers.accept).toBe("application/ohttp-keys");
+    // The key configuration is open at the gateway: the relay's token is not sent with it.
+    expect(got.headers["ohttp-relay-token"]).toBeUndefined();
     const raw = got.rawHeaders.join("\n");
     for (const value of CLIENT_VALUES) expect(raw).not.toContain(value);
   });
@@ -385,9 +406,9 @@ describe("relay: logs", () => {
         Object.keys(event).every((k) => ["event", "route", "status", "gateway", "cache"].includes(k)),
         line,
       ).toBe(true);
-      if ("gateway" in event) expect(["cps", "down"]).toContain(event.gateway);
+      if ("gateway" in event) expect(["cps", "plain", "down"]).toContain(event.gateway);
     }
-    for (const value of [CLIENT_IP, "198.51.100", "client-secret", "ababab"])
+    for (const value of [CLIENT_IP, "198.51.100", "client-secret", "ababab", RELAY_TOKEN])
       expect(out).not.toContain(value);
   });
 });
@@ -419,28 +440,70 @@ describe("relay: configuration", () => {
     }
   });
 
-  it.each([
-    ["empty (the production default in relay/wrangler.toml)", ""],
-    ["malformed", '{"cps":"https://cps.example.net/not-an-origin"}'],
-  ])("OHTTP_GATEWAYS %s: 503 MISCONFIGURED on every request, nothing forwarded", async (_name, value) => {
-    const { url, stop } = await startRaw(value === "" ? {} : { OHTTP_GATEWAYS: value });
-    try {
-      for (const [path, init] of [
-        ["/health", {}],
-        ["/gateways/cps", { method: "POST", headers: { "Content-Type": "message/ohttp-req" }, body: "x" }],
-        ["/gateways/cps/keys", {}],
-        ["/nothing", {}],
-      ] as [string, RequestInit][]) {
-        const res = await fetch(url + path, init);
-        expect(res.status, path).toBe(503);
-        const text = await res.text();
-        expect(JSON.parse(text)).toMatchObject({ code: "MISCONFIGURED", status: 503 });
-        expect(text).not.toContain("not-an-origin");
-      }
-    } finally {
-      await stop();
+  it("parses OHTTP_GATEWAY_TOKENS: names of configured gateways, tokens of 32+ visible ASCII characters", () => {
+    const gws = '{"cps":"https://cps.example.net","b":"https://b.example.net"}';
+    const t = "t".repeat(32);
+    for (const good of [undefined, "", `{"cps":"${t}"}`, `{"cps":"${t}","b":"${"x".repeat(40)}"}`, "{}"]) {
+      expect(parseRelayConfig(gws, good), String(good)).toMatchObject({ ok: true });
     }
+    const ok = parseRelayConfig(gws, `{"cps":"${t}"}`);
+    expect(ok.ok && [...ok.tokens]).toEqual([["cps", t]]);
+    for (const bad of [
+      "not json",
+      `["${t}"]`,
+      `"${t}"`,
+      `{"nope":"${t}"}`,
+      `{"CPS":"${t}"}`,
+      `{"cps":"${"t".repeat(31)}"}`,
+      `{"cps":"${"t".repeat(513)}"}`,
+      `{"cps":"${"t".repeat(31)} "}`,
+      `{"cps":"${"t".repeat(32)}\\r\\nX-Injected: 1"}`,
+      `{"cps":"${"t".repeat(32)}é"}`,
+      `{"cps":"${"t".repeat(32)}\\""}`,
+      '{"cps":12345678901234567890123456789012345}',
+      '{"cps":null}',
+    ]) {
+      const parsed = parseRelayConfig(gws, bad);
+      expect(parsed, bad).toMatchObject({ ok: false });
+      // The reason is logged: it never quotes the secret.
+      expect(parsed.ok ? "" : parsed.reason).not.toContain("tttt");
+    }
+    // A bad OHTTP_GATEWAYS is reported first, whatever the tokens.
+    expect(parseRelayConfig("", `{"cps":"${t}"}`)).toMatchObject({ ok: false });
   });
+
+  it.each([
+    ["OHTTP_GATEWAYS empty (the production default in relay/wrangler.toml)", {}],
+    ["OHTTP_GATEWAYS malformed", { OHTTP_GATEWAYS: '{"cps":"https://cps.example.net/not-an-origin"}' }],
+    [
+      "OHTTP_GATEWAY_TOKENS malformed (a token too short)",
+      {
+        OHTTP_GATEWAYS: '{"cps":"https://cps.example.net"}',
+        OHTTP_GATEWAY_TOKENS: '{"cps":"not-an-origin"}',
+      },
+    ],
+  ])(
+    "%s: 503 MISCONFIGURED on every request, nothing forwarded",
+    async (_name, vars: Record<string, string>) => {
+      const { url, stop } = await startRaw(vars);
+      try {
+        for (const [path, init] of [
+          ["/health", {}],
+          ["/gateways/cps", { method: "POST", headers: { "Content-Type": "message/ohttp-req" }, body: "x" }],
+          ["/gateways/cps/keys", {}],
+          ["/nothing", {}],
+        ] as [string, RequestInit][]) {
+          const res = await fetch(url + path, init);
+          expect(res.status, path).toBe(503);
+          const text = await res.text();
+          expect(JSON.parse(text)).toMatchObject({ code: "MISCONFIGURED", status: 503 });
+          expect(text).not.toContain("not-an-origin");
+        }
+      } finally {
+        await stop();
+      }
+    },
+  );
 });
 
 describe("`npm start -- --relay`: the relay beside the CPS, by one command", () => {
@@ -485,6 +548,11 @@ describe("`npm start -- --relay`: the relay beside the CPS, by one command", () 
         body: new Uint8Array(0),
       });
       const { encapsulatedRequest, context } = await encapsulateRequest(config, inner);
+      // The CPS of `npm start -- --relay` lists this run's relay only: the same bytes sent straight
+      // to the gateway, without the relay's token, are refused (403 OHTTP_RELAY_UNKNOWN).
+      const direct = await post2(`http://127.0.0.1:${port}/.well-known/ohttp-gateway`, encapsulatedRequest);
+      expect(direct.status).toBe(403);
+      expect(((await direct.json()) as { code: string }).code).toBe("OHTTP_RELAY_UNKNOWN");
       const res = await post2(`${relayUrl}/gateways/cps`, encapsulatedRequest);
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("message/ohttp-res");

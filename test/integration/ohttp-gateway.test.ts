@@ -22,10 +22,14 @@ import {
   requestFromFetch,
   responseToFetch,
 } from "../../src/ohttp/index.js";
+import { encodeBase64url } from "../../src/stir/base64url.js";
 import { type ListBody, sealedFor, storeRequest } from "../helpers/cps.js";
 import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
 
 const GATEWAY = `${BASE}${GATEWAY_PATH}`;
+/** The token of the one relay on OHTTP_RELAYS (vitest.config.ts, TEST ONLY, made per run). */
+const RELAY_TOKEN = (env as unknown as { TEST_OHTTP_RELAY_TOKEN: string }).TEST_OHTTP_RELAY_TOKEN;
+const FROM_RELAY = { "OHTTP-Relay-Token": RELAY_TOKEN };
 const HOST = new URL(BASE).host;
 
 let n = 0;
@@ -43,13 +47,27 @@ async function servedConfigs(): Promise<KeyConfig[]> {
   return parseKeyConfigs(new Uint8Array(await res.arrayBuffer()));
 }
 
+/** POSTs `body` to the gateway as the test relay (its token), unless `headers` say otherwise. */
 function postOuter(body: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
   return fetchApp(GATEWAY, {
+    method: "POST",
+    headers: { "Content-Type": "message/ohttp-req", ...FROM_RELAY, ...headers },
+    body,
+  });
+}
+
+/** POSTs `body` straight to the app under `bindings` (no relay token unless `headers` carry one). */
+function postOuterWith(bindings: Env, body: Uint8Array, headers: Record<string, string> = {}) {
+  const req = new Request(GATEWAY, {
     method: "POST",
     headers: { "Content-Type": "message/ohttp-req", ...headers },
     body,
   });
+  return app.fetch(req, bindings, createExecutionContext());
 }
+
+const sha256url = async (text: string) =>
+  encodeBase64url(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text))));
 
 interface Exchange {
   outer: Response;
@@ -455,5 +473,142 @@ describe("bad input at the gateway: the RFC 9458 answers, and nothing stored", (
     );
     expect(inner.status).toBe(400);
     expect((await problemOf(inner)).code).toBe("OHTTP_MALFORMED");
+  });
+});
+
+describe('only relays on OHTTP_RELAYS may send (docs/ohttp.md "Which relays may send")', () => {
+  /** A sealed store for a fresh number, as a relay would forward it. */
+  async function sealedStore() {
+    const tn = freshTn();
+    const { text } = await sealedFor(tn);
+    const bhttp = encodeRequest(await requestFromFetch(storeRequest(BASE, tn, text)));
+    const config = (await servedConfigs())[0] as KeyConfig;
+    const { encapsulatedRequest } = await encapsulateRequest(config, bhttp);
+    return { tn, encapsulatedRequest };
+  }
+
+  async function expectUnknownRelay(res: Response) {
+    expect(res.status).toBe(403);
+    const body = await problemOf(res);
+    expect(body.code).toBe("OHTTP_RELAY_UNKNOWN");
+    expect(body.status).toBe(403);
+  }
+
+  it("no token, a wrong token, another relay's token, the hash itself: 403 before decapsulation, nothing stored", async () => {
+    const wrongToken = RELAY_TOKEN.slice(0, -1) + (RELAY_TOKEN.endsWith("x") ? "y" : "x");
+    const senders: [string, Record<string, string>][] = [
+      ["no header", {}],
+      ["empty token", { "OHTTP-Relay-Token": "" }],
+      ["wrong token (last character changed)", { "OHTTP-Relay-Token": wrongToken }],
+      ["a relay not on the list", { "OHTTP-Relay-Token": "another-relay-token-0123456789abcdef" }],
+      ["the listed hash as the token", { "OHTTP-Relay-Token": await sha256url(RELAY_TOKEN) }],
+      ["the token twice", { "OHTTP-Relay-Token": `${RELAY_TOKEN}, ${RELAY_TOKEN}` }],
+    ];
+    for (const [what, headers] of senders) {
+      const { tn, encapsulatedRequest } = await sealedStore();
+      const res = await fetchApp(GATEWAY, {
+        method: "POST",
+        headers: { "Content-Type": "message/ohttp-req", ...headers },
+        body: encapsulatedRequest,
+      });
+      expect(res.status, what).toBe(403);
+      await expectUnknownRelay(res);
+      expect(await liveCount(tn), what).toBe(0);
+    }
+  });
+
+  it("nothing else is done first: garbage, a wrong type and an oversized body from an unknown sender are all 403", async () => {
+    const bad = { "OHTTP-Relay-Token": "not-on-the-list-0123456789abcdefghij" };
+    await expectUnknownRelay(await postOuter(new Uint8Array([0, 1, 2]), bad));
+    await expectUnknownRelay(await postOuter(new Uint8Array(MAX_ENCAPSULATED_REQUEST_LENGTH + 1), bad));
+    await expectUnknownRelay(await postOuter(new Uint8Array(40), { ...bad, "Content-Type": "text/plain" }));
+  });
+
+  it("the listed relay's token is accepted; GET of the key configuration stays open to anyone", async () => {
+    const { tn, encapsulatedRequest } = await sealedStore();
+    const res = await postOuter(encapsulatedRequest);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Content-Type")).toBe("message/ohttp-res");
+    expect(await liveCount(tn)).toBe(1);
+    const keys = await fetchApp(GATEWAY);
+    expect(keys.status).toBe(200);
+  });
+
+  it("a relay among several: any listed token is accepted, the order does not matter", async () => {
+    const listed = JSON.parse(env.OHTTP_RELAYS ?? "[]") as { name: string; tokenSha256: string }[];
+    const other = {
+      name: "relay-b.example",
+      tokenSha256: await sha256url("relay-b-token-0123456789abcdefghijkl"),
+    };
+    const several = { ...env, OHTTP_RELAYS: JSON.stringify([other, ...listed]) } as Env;
+    for (const token of [RELAY_TOKEN, "relay-b-token-0123456789abcdefghijkl"]) {
+      const { tn, encapsulatedRequest } = await sealedStore();
+      const res = await postOuterWith(several, encapsulatedRequest, { "OHTTP-Relay-Token": token });
+      expect(res.status).toBe(200);
+      expect(await liveCount(tn)).toBe(1);
+    }
+    const { encapsulatedRequest } = await sealedStore();
+    await expectUnknownRelay(
+      await postOuterWith(several, encapsulatedRequest, {
+        "OHTTP-Relay-Token": "relay-c-token-0123456789abcdefghijkl",
+      }),
+    );
+  });
+
+  it("without OHTTP_RELAYS the gateway is open: any sender, with or without a token", async () => {
+    for (const unset of [
+      { ...env, OHTTP_RELAYS: undefined },
+      { ...env, OHTTP_RELAYS: "" },
+    ] as Env[]) {
+      for (const headers of [{}, { "OHTTP-Relay-Token": "anything-at-all" }] as Record<string, string>[]) {
+        const { tn, encapsulatedRequest } = await sealedStore();
+        const res = await postOuterWith(unset, encapsulatedRequest, headers);
+        expect(res.status).toBe(200);
+        expect(await liveCount(tn)).toBe(1);
+      }
+    }
+  });
+
+  it("a malformed OHTTP_RELAYS: 503 MISCONFIGURED on the gateway routes only, logged once without the secret", async () => {
+    const secret = await sha256url(RELAY_TOKEN);
+    const malformed = [
+      "not json",
+      "[]",
+      "{}",
+      JSON.stringify([{ name: "a", tokenSha256: "c2hvcnQ" }]),
+      JSON.stringify([{ name: "a b", tokenSha256: secret }]),
+      JSON.stringify([{ name: "", tokenSha256: secret }]),
+      JSON.stringify([{ name: "x".repeat(65), tokenSha256: secret }]),
+      JSON.stringify([
+        { name: "a", tokenSha256: secret },
+        { name: "a", tokenSha256: secret },
+      ]),
+      JSON.stringify([{ name: "a", tokenSha256: `${secret}=` }]),
+      JSON.stringify([{ name: "a", token: RELAY_TOKEN }]),
+      JSON.stringify([{ name: "a", tokenSha256: secret, token: RELAY_TOKEN }]),
+    ];
+    const log = vi.spyOn(console, "log");
+    try {
+      for (const raw of malformed) {
+        const bad = { ...env, OHTTP_RELAYS: raw } as Env;
+        for (let i = 0; i < 2; i++) {
+          const { tn, encapsulatedRequest } = await sealedStore();
+          const post = await postOuterWith(bad, encapsulatedRequest, FROM_RELAY);
+          expect(post.status, raw).toBe(503);
+          expect((await problemOf(post)).code).toBe("MISCONFIGURED");
+          expect(await liveCount(tn)).toBe(0);
+          const get = await app.fetch(new Request(GATEWAY), bad, createExecutionContext());
+          expect(get.status, raw).toBe(503);
+        }
+        const health = await app.fetch(new Request(`${BASE}/health`), bad, createExecutionContext());
+        expect(health.status).toBe(200);
+      }
+      const lines = log.mock.calls.map((call) => String(call[0]));
+      expect(lines.filter((l) => l.includes("OHTTP_RELAYS"))).toHaveLength(malformed.length);
+      expect(lines.join("\n")).not.toContain(secret);
+      expect(lines.join("\n")).not.toContain(RELAY_TOKEN);
+    } finally {
+      log.mockRestore();
+    }
   });
 });
