@@ -5,17 +5,7 @@
  */
 import { OhttpError } from "./errors.js";
 
-export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
+export { concatBytes } from "../stir/bytes.js";
 
 export function uint16(value: number): Uint8Array {
   return Uint8Array.of(value >>> 8, value & 0xff);

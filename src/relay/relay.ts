@@ -11,6 +11,7 @@
  *   GET  /health                 200 when configured (local servers wait for it)
  * Everything else: 404 NOT_FOUND or 405 METHOD_NOT_ALLOWED (RFC 9457 problems).
  */
+
 import { CpsError, problemResponse } from "../errors.js";
 import { logEvent } from "../log.js";
 import {
@@ -19,6 +20,7 @@ import {
   MAX_ENCAPSULATED_RESPONSE_LENGTH,
   MEDIA_TYPE_REQUEST as REQUEST_TYPE,
 } from "../ohttp/index.js";
+import { BodyTooLarge, readLimited } from "../stir/bytes.js";
 import { relayConfigOf } from "./config.js";
 
 /** The relay's bindings (relay/wrangler.toml). */
@@ -57,47 +59,6 @@ export const RATE_LIMIT_PERIOD_SECONDS = 10;
 
 const GATEWAY_ROUTE = /^\/gateways\/([^/]+)$/;
 const KEYS_ROUTE = /^\/gateways\/([^/]+)\/keys$/;
-
-/** Thrown by readLimited when a body is over its limit. */
-class TooLarge extends Error {}
-
-/** Reads at most maxBytes of a body (declared length first, then while streaming). */
-async function readLimited(
-  body: ReadableStream<Uint8Array> | null,
-  declared: string | null,
-  maxBytes: number,
-) {
-  if (declared !== null && Number(declared) > maxBytes) throw new TooLarge();
-  if (body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      // Read (and drop) a bounded rest, so the connection stays usable for the next request; past
-      // that bound, cancel (the connection may then close, which is the sender's loss).
-      let rest = total;
-      while (rest < 4 * maxBytes) {
-        const more = await reader.read();
-        if (more.done) throw new TooLarge();
-        rest += more.value.byteLength;
-      }
-      await reader.cancel().catch(() => {});
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
-}
 
 /** The media type of a Content-Type header without parameters, lower-cased. */
 function essence(header: string | null): string {
@@ -168,9 +129,14 @@ async function forwardRequest(
   }
   let body: Uint8Array;
   try {
-    body = await readLimited(request.body, request.headers.get("Content-Length"), MAX_REQUEST_BYTES);
+    body = await readLimited(
+      request.body,
+      request.headers.get("Content-Length"),
+      MAX_REQUEST_BYTES,
+      4 * MAX_REQUEST_BYTES,
+    );
   } catch (err) {
-    if (err instanceof TooLarge)
+    if (err instanceof BodyTooLarge)
       return problem("BODY_TOO_LARGE", `The body is limited to ${MAX_REQUEST_BYTES} bytes`);
     return problem("INVALID_BODY", "The body could not be read");
   }
@@ -184,7 +150,12 @@ async function forwardRequest(
   if (res === null) return unreachable();
   let answer: Uint8Array;
   try {
-    answer = await readLimited(res.body, res.headers.get("Content-Length"), MAX_RESPONSE_BYTES);
+    answer = await readLimited(
+      res.body,
+      res.headers.get("Content-Length"),
+      MAX_RESPONSE_BYTES,
+      4 * MAX_RESPONSE_BYTES,
+    );
   } catch {
     return unreachable();
   }
@@ -233,7 +204,7 @@ async function forwardKeys(
   if (res === null) return { res: unreachable(), cache: "miss" };
   let body: Uint8Array;
   try {
-    body = await readLimited(res.body, res.headers.get("Content-Length"), MAX_KEYS_BYTES);
+    body = await readLimited(res.body, res.headers.get("Content-Length"), MAX_KEYS_BYTES, 4 * MAX_KEYS_BYTES);
   } catch {
     return { res: unreachable(), cache: "miss" };
   }

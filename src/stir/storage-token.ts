@@ -8,10 +8,12 @@
  * after credential auth. It unblinds the answer into an RSA-PSS signature over `nonce || message`.
  * To store, it sends that token and its own K_temp signature over `storeSignatureInput(tn, blob)`.
  */
+
 import { RSABSSA } from "@cloudflare/blindrsa-ts";
 import { p256 } from "@noble/curves/nist.js";
 import { CpsError } from "../errors.js";
 import { decodeBase64url, encodeBase64url } from "./base64url.js";
+import { concatBytes } from "./bytes.js";
 import type { CanonicalTn } from "./tn.js";
 
 /** The RFC 9474 variant every issuer key uses. */
@@ -45,16 +47,6 @@ function hex(text: string): Uint8Array {
 }
 
 const ascii = new TextEncoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   if (bytes.length < prefix.length) return false;
@@ -136,19 +128,19 @@ export function tokenMessage(keyId: string, kTempSpki: Uint8Array): Uint8Array {
   if (!KEY_ID_PATTERN.test(keyId)) throw new CpsError("TOKEN_MALFORMED", "Bad issuer key id");
   checkTempKey(kTempSpki);
   const id = ascii.encode(keyId);
-  return concat([
+  return concatBytes(
     ascii.encode(TOKEN_MESSAGE_LABEL),
     Uint8Array.of(0, id.length),
     id,
     Uint8Array.of(kTempSpki.length >> 8, kTempSpki.length & 0xff),
     kTempSpki,
-  ]);
+  );
 }
 
 /** What K_temp signs at store time: `label || 0x00 || u8(len(tn)) || tn || blob`. */
 export function storeSignatureInput(tn: CanonicalTn, blob: Uint8Array): Uint8Array {
   const digits = ascii.encode(tn);
-  return concat([ascii.encode(STORE_SIGNATURE_LABEL), Uint8Array.of(0, digits.length), digits, blob]);
+  return concatBytes(ascii.encode(STORE_SIGNATURE_LABEL), Uint8Array.of(0, digits.length), digits, blob);
 }
 
 /** A finalized storage token: everything the `CPS-Token` header carries. */
@@ -241,7 +233,7 @@ export async function mintToken(
 ): Promise<{ token: StorageToken; privateKey: CryptoKey }> {
   const kTemp = await generateTempKey(alg);
   const nonce = crypto.getRandomValues(new Uint8Array(TOKEN_NONCE_LENGTH));
-  const prepared = concat([nonce, tokenMessage(keyId, kTemp.spki)]);
+  const prepared = concatBytes(nonce, tokenMessage(keyId, kTemp.spki));
   const signature = new Uint8Array(
     await crypto.subtle.sign({ name: "RSA-PSS", saltLength: 48 }, issuerPrivateKey, prepared),
   );
@@ -298,7 +290,7 @@ export async function verifyTokenSignature(
   issuerPublicKey: CryptoKey,
   token: StorageToken,
 ): Promise<boolean> {
-  const prepared = concat([token.nonce, tokenMessage(token.keyId, token.kTempSpki)]);
+  const prepared = concatBytes(token.nonce, tokenMessage(token.keyId, token.kTempSpki));
   try {
     return await suite().verify(issuerPublicKey, token.signature, prepared);
   } catch {
@@ -377,7 +369,7 @@ export async function storeReceipt(
   signature: Uint8Array,
 ): Promise<{ ledger: Uint8Array; queue: Uint8Array }> {
   const digits = ascii.encode(tn);
-  const input = concat([
+  const input = concatBytes(
     ascii.encode(STORE_RECEIPT_LABEL),
     Uint8Array.of(0),
     tokenId,
@@ -385,7 +377,7 @@ export async function storeReceipt(
     digits,
     signature,
     blob,
-  ]);
+  );
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", input));
   return { ledger: digest.subarray(0, 16), queue: digest.subarray(16, 32) };
 }

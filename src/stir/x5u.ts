@@ -15,7 +15,9 @@
  * `onFailure` hook as a reason code, for the operator's log). `fetch` is injected so the protocol code
  * stays free of I/O of its own and tests need no network.
  */
+
 import { CpsError } from "../errors.js";
+import { BodyTooLarge, readLimited } from "./bytes.js";
 import { cacheLifetime } from "./cache-lifetime.js";
 import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
 import { isLoopback } from "./urls.js";
@@ -120,37 +122,10 @@ export function checkX5uUrl(url: string, policy: boolean | X5uUrlPolicy = {}): U
   return parsed;
 }
 
-class TooLarge extends Error {}
 class BadStatus extends Error {
   constructor(readonly status: number) {
     super("status");
   }
-}
-
-async function readLimited(response: Response, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw new TooLarge();
-  if (response.body === null) return new Uint8Array(0);
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
 }
 
 /** Turns a body into a chain: PEM text (one or more certificates) or one DER certificate. */
@@ -238,10 +213,10 @@ export class X5uFetcher {
         await response.body?.cancel().catch(() => undefined);
         throw new BadStatus(response.status);
       }
-      body = await readLimited(response, this.#maxBytes);
+      body = await readLimited(response.body, response.headers.get("content-length"), this.#maxBytes);
     } catch (cause) {
       if (cause instanceof BadStatus) this.#onFailure("status", cause.status);
-      else if (cause instanceof TooLarge) this.#onFailure("too-large");
+      else if (cause instanceof BodyTooLarge) this.#onFailure("too-large");
       else this.#onFailure(controller.signal.aborted ? "timeout" : "network");
       throw failed(cause);
     } finally {
