@@ -4,7 +4,7 @@ import { readConfig } from "./src/config.js";
 import { generateIssuerKeyEntry, generateOhttpKeyEntry } from "./src/dev/issuer-key.mjs";
 import { createTestPki } from "./src/stir/test-pki.js";
 import { TEST_CPS_ORIGIN } from "./test/helpers/origin.js";
-import { serializeTestPki } from "./test/helpers/pki.js";
+import { crlResponse, serializeTestPki } from "./test/helpers/pki.js";
 
 // Three projects: pure code on Node (`unit`, with the vectors), the Worker inside workerd
 // (`integration`, through @cloudflare/vitest-plugin with real Durable Objects and KV), and a real
@@ -48,6 +48,23 @@ export default defineConfig(async () => {
   const relayTokenSha256 = Buffer.from(
     await crypto.subtle.digest("SHA-256", new TextEncoder().encode(relayToken)),
   ).toString("base64url");
+  // The operator's token for GET /metrics and /console/data (TEST ONLY, made here per run;
+  // docs/metrics.md): its SHA-256 as METRICS_TOKEN_SHA256, the token as the test-only TEST_METRICS_TOKEN.
+  const metricsToken = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+  const metricsTokenSha256 = Buffer.from(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(metricsToken)),
+  ).toString("base64url");
+  // The Worker's outbound fetches: the test PKI's CRL distribution points are answered with its real
+  // CRLs (the CPS's CRL checker, src/stir/crl.ts, fetches and verifies them); anything else goes on to
+  // the network as before (test/integration/revocation.test.ts).
+  const outboundService = async (request: Request): Promise<Response> =>
+    crlResponse(pki, request.url) ??
+    fetch(request.url, {
+      method: request.method,
+      headers: request.headers,
+      redirect: "manual",
+      ...(request.method === "GET" || request.method === "HEAD" ? {} : { body: await request.arrayBuffer() }),
+    });
   const workerBindings = {
     // Loopback: development switches are honoured only then (src/config.ts `deploymentProblem`).
     CPS_ORIGIN: TEST_CPS_ORIGIN,
@@ -57,6 +74,8 @@ export default defineConfig(async () => {
     OHTTP_KEYS: ohttpKeys,
     OHTTP_RELAYS: JSON.stringify([{ name: "test-relay", tokenSha256: relayTokenSha256 }]),
     TEST_OHTTP_RELAY_TOKEN: relayToken,
+    METRICS_TOKEN_SHA256: metricsTokenSha256,
+    TEST_METRICS_TOKEN: metricsToken,
     // Key of the decoy PRF (src/dummies/decoys.ts), made here per run (TEST ONLY).
     DECOY_SECRET: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex"),
     // Runs of the malformed-request property in test/integration/fuzz.test.ts: a short run in
@@ -80,6 +99,7 @@ export default defineConfig(async () => {
               miniflare: {
                 // wrangler.toml is the production configuration; this project adds the dev switch.
                 bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "true" },
+                outboundService,
               },
             }),
           ],
@@ -103,6 +123,7 @@ export default defineConfig(async () => {
                   TOKEN_MAX_USES: "10",
                   TOKEN_MAX_USES_PER_NUMBER: "2",
                 },
+                outboundService,
               },
             }),
           ],

@@ -5,14 +5,15 @@
  *
  *   node bench/directory.mjs [--requests 2000] [--concurrency 16] [--rounds 3]
  *
- *   keys-uncached       GET /keys/{tn}, a different number each request (Cache API miss: 11 KV lists)
+ *   keys-uncached       GET /keys/{tn}, a different number each request (Cache API miss: 11 KV lists,
+ *                       then one bulk KV get of the 1-2 entries with a live key)
  *   keys-cached         GET /keys/{tn}, one number (Cache API hit after the first)
  *   discovery-uncached  GET /.well-known/stir-oob?tn=, a different number each request (11 KV gets)
  *   discovery-cached    the same, one number
  *   prefetch-uncached   GET /keys?prefix=, a different 2-open-digit block each request
  *   health              GET /health, the no-storage baseline in the same run (machine load shows here)
  *
- * Setup registers, with a test-PKI credential (TEST ONLY keys), one key for the block 1415555xxxx
+ * Setup registers, with a test-PKI credential (TEST ONLY keys), as signed key records, one key for the block 1415555xxxx
  * and one key for each of 200 single numbers inside it, so every lookup returns 1-2 keys.
  */
 import { parseArgs } from "node:util";
@@ -43,7 +44,7 @@ const m = await importBundle({
         export { createTestPki } from "./src/stir/test-pki.ts";
         export { issueCredentialToken } from "./src/stir/credential-token.ts";
         export { generateRecipientKeyPair } from "./src/stir/envelope.ts";
-        export { encodeBase64url } from "./src/stir/base64url.ts";`,
+        export { signKeyRecord } from "./src/stir/signed-key-record.ts";`,
 });
 const pki = await m.createTestPki();
 const holder = await pki.issue({ tnAuthList: [{ type: "range", start: "14155550000", count: 10000 }] });
@@ -54,7 +55,16 @@ const server = await startLocalServer({
 });
 try {
   const url = server.url;
-  const put = async (path, body) => {
+  /** Registers a fresh key for `path` (a number or block) as a record signed by the holder. */
+  const put = async (path, label) => {
+    const record = await m.signKeyRecord({
+      publicKey: (await m.generateRecipientKeyPair()).publicKey,
+      blocks: [path],
+      label,
+      exp: Math.floor(Date.now() / 1000) + 86_400,
+      privateKey: holder.privateKey,
+      x5c: holder.der,
+    });
     const token = await m.issueCredentialToken({
       privateKey: holder.privateKey,
       x5c: holder.der,
@@ -64,19 +74,13 @@ try {
     const res = await fetch(`${url}/keys/${path}`, {
       method: "PUT",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
+      body: JSON.stringify({ record }),
     });
     if (res.status !== 201) throw new Error(`setup PUT ${path}: ${res.status} ${await res.text()}`);
   };
-  const jwk = async () => ({
-    kty: "OKP",
-    crv: "X25519",
-    x: m.encodeBase64url((await m.generateRecipientKeyPair()).publicKey),
-  });
   progress("registering 201 keys");
-  await put("1415555xxxx", { jwk: await jwk(), label: "block" });
-  for (let i = 0; i < 200; i++)
-    await put(`1415555${String(i * 50).padStart(4, "0")}`, { jwk: await jwk(), label: `n${i}` });
+  await put("1415555xxxx", "block");
+  for (let i = 0; i < 200; i++) await put(`1415555${String(i * 50).padStart(4, "0")}`, `n${i}`);
 
   let offset = 0; // uncached rounds never reuse a number
   const scenarios = {

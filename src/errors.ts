@@ -40,6 +40,9 @@ export type CpsErrorCode =
   | "CERT_CHAIN_INVALID"
   | "CERT_NO_TNAUTHLIST"
   | "CERT_NOT_AUTHORISED"
+  // Revocation (RFC 5280 §5 CRLs): listed, or no usable CRL (fail closed)
+  | "CERT_REVOKED"
+  | "CERT_REVOCATION_UNKNOWN"
   | "X5U_FETCH_FAILED"
   | "AUTH_MISSING"
   | "AUTH_MALFORMED"
@@ -63,6 +66,15 @@ export type CpsErrorCode =
   | "NOT_OWNER"
   | "KEY_LIMIT"
   | "NOT_SERVED"
+  // Signed key records (docs/key-directory.md "Signed key records"): malformed or badly signed,
+  // outside its nbf..exp window, not for the number asked about, path not its first block, signed
+  // by another holder than the token's, an unsigned registration body
+  | "KEY_RECORD_INVALID"
+  | "KEY_RECORD_EXPIRED"
+  | "KEY_RECORD_NOT_FOR_TN"
+  | "KEY_RECORD_MISMATCH"
+  | "KEY_RECORD_SIGNER"
+  | "KEY_RECORD_REQUIRED"
   // Push subscriptions and number blocks (RFC 8816 §5.5, §6.2)
   | "INVALID_BLOCK"
   | "BLOCK_TOO_LARGE"
@@ -114,6 +126,8 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   CERT_CHAIN_INVALID: 403,
   CERT_NO_TNAUTHLIST: 403,
   CERT_NOT_AUTHORISED: 403,
+  CERT_REVOKED: 403,
+  CERT_REVOCATION_UNKNOWN: 403,
   X5U_FETCH_FAILED: 400,
   AUTH_MISSING: 401,
   AUTH_MALFORMED: 401,
@@ -135,6 +149,12 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   NOT_OWNER: 403,
   KEY_LIMIT: 409,
   NOT_SERVED: 421,
+  KEY_RECORD_INVALID: 400,
+  KEY_RECORD_EXPIRED: 400,
+  KEY_RECORD_NOT_FOR_TN: 400,
+  KEY_RECORD_MISMATCH: 400,
+  KEY_RECORD_SIGNER: 403,
+  KEY_RECORD_REQUIRED: 400,
   INVALID_BLOCK: 400,
   BLOCK_TOO_LARGE: 400,
   UPGRADE_REQUIRED: 426,

@@ -2,6 +2,8 @@
  * `stir-oob tokens`, `place` (the AS, RFC 8816 §8.1) and `verify` (the VS, §8.2).
  */
 import { AuthenticationService } from "../client/as.js";
+import { MAX_LOOKUP_OPEN_DIGITS, type SkippedKey } from "../client/discovery.js";
+import { StirClientError } from "../client/errors.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { untokenedStores } from "../client/store-tokens.js";
 import type { CallVerification, Candidate } from "../client/vs.js";
@@ -9,6 +11,7 @@ import { VerificationService } from "../client/vs.js";
 import { canonicalTn } from "../stir/tn.js";
 import {
   bold,
+  describeSkipped,
   dim,
   discoveryFor,
   EXIT,
@@ -31,6 +34,7 @@ import {
   trustAnchors,
   x5uResolver,
 } from "./home.js";
+import { FileReplayStore } from "./replay-store.js";
 import { FileWallet } from "./wallet.js";
 
 export const TOKENS_HELP = `stir-oob tokens: storage tokens (RFC 8816 §7.5), fetched ahead of calls
@@ -53,17 +57,26 @@ export const PLACE_HELP = `stir-oob place: authenticate a call out of band (RFC 
 
 Usage:
   stir-oob place --from +NUMBER --to +NUMBER [--as CREDENTIAL] [--attest A|B|C] [--no-tokens]
+                 [--lookup-open-digits N] [--allow-unsigned-keys] [--trust root.pem]
 
-Signs a full-form PASSporT with a credential covering --from, finds the CPS and every encryption key
-of --to, seals one copy per key, pays one storage token per store, stores them, and only then says
-the call may proceed. Exit 0 when every copy is stored.
+Signs a full-form PASSporT with a credential covering --from, finds the CPS and the encryption keys
+of --to, keeps only keys whose signed key record verifies (signed by a STIR credential that chains to
+a trust anchor and covers --to, valid now), seals one copy per key, pays one storage token per
+store, stores them, and only then says the call may proceed. Keys the directory served that failed
+the check are listed with the reason. Exit 0 when every copy is stored; 69 when no served key passed
+(NO_VALID_KEYS: nothing is stored).
 
 Options:
-  --from +NUMBER   calling number (a local credential must cover it)
-  --to +NUMBER     called number
-  --as NAME        credential to sign with (default: one covering --from)
-  --attest A|B|C   SHAKEN attestation (default A)
-  --no-tokens      store without storage tokens (only a CPS with ALLOW_UNTOKENED_STORES accepts that)
+  --from +NUMBER            calling number (a local credential must cover it)
+  --to +NUMBER              called number
+  --as NAME                 credential to sign with (default: one covering --from)
+  --attest A|B|C            SHAKEN attestation (default A)
+  --no-tokens               store without storage tokens (only a CPS with ALLOW_UNTOKENED_STORES accepts that)
+  --lookup-open-digits N    ask the key directory for the block of --to with its last N digits open,
+                            so it does not learn the number (RFC 8816 §11; default 2, 0 = exact number)
+  --allow-unsigned-keys     also seal to keys without a signed record: trusts the key directory
+                            with the call (docs/threat-model.md); off by default
+  --trust FILE              extra trust anchor PEM for key records (default: <home>/ca/root.pem and config "trust")
   --cps URL, --home DIR, --json
 `;
 
@@ -71,6 +84,7 @@ export const VERIFY_HELP = `stir-oob verify: verify a ringing call out of band (
 
 Usage:
   stir-oob verify --to +NUMBER --calling +NUMBER [--calling +NUMBER ...] [--trust root.pem] [--freshness S]
+                  [--allow-forking]
 
 Retrieves every blob stored for --to, opens what it can with every local key of --to, and checks each
 PASSporT: ppt supported, orig = the calling number presented, credential valid and trusted, iat fresh,
@@ -89,6 +103,10 @@ Options:
   --calling +NUMBER   the calling number presented in signalling
   --trust FILE        extra trust anchor PEM (default: <home>/ca/root.pem and config "trust")
   --freshness S       iat freshness window in seconds (default 60)
+  --allow-forking     let a PASSporT that already verified a call verify this one too (one call forked
+                      to several devices, RFC 8224 §6.2). Without it, each verified PASSporT is kept
+                      in <home>/replay/ for the freshness window and a later call presenting it fails
+                      at step 5 with REPLAYED
   --cps URL, --home DIR, --json
 `;
 
@@ -140,6 +158,9 @@ export async function placeCommand(argv: string[]): Promise<number> {
     as: { type: "string" },
     attest: { type: "string" },
     "no-tokens": { type: "boolean", default: false },
+    "lookup-open-digits": { type: "string" },
+    "allow-unsigned-keys": { type: "boolean", default: false },
+    trust: { type: "string", multiple: true },
   });
   if (values.help) {
     process.stdout.write(PLACE_HELP);
@@ -149,11 +170,20 @@ export async function placeCommand(argv: string[]): Promise<number> {
     throw new UsageError("place needs --from +NUMBER and --to +NUMBER (see --help)");
   const attest = values.attest ?? "A";
   if (attest !== "A" && attest !== "B" && attest !== "C") throw new UsageError("--attest is A, B or C");
+  const openText = values["lookup-open-digits"];
+  const lookupOpenDigits = openText === undefined ? undefined : Number(openText);
+  if (
+    lookupOpenDigits !== undefined &&
+    !(/^[0-9]$/.test(openText ?? "") && lookupOpenDigits <= MAX_LOOKUP_OPEN_DIGITS)
+  ) {
+    throw new UsageError(`--lookup-open-digits is 0 to ${MAX_LOOKUP_OPEN_DIGITS}`);
+  }
   const g = await loadGlobals(values);
   const from = canonicalTn(values.from);
   const to = canonicalTn(values.to);
   const cred = await credentialFor(g.home, from, values.as);
-  const discovery = discoveryFor(g);
+  const anchors = await trustAnchors(g, values.trust ?? []);
+  const discovery = discoveryFor(g, lookupOpenDigits === undefined ? {} : { lookupOpenDigits });
   let tokens: StoreTokenSource = untokenedStores;
   if (!values["no-tokens"]) {
     const wallet = walletFor(g, g.cps, cred);
@@ -164,9 +194,22 @@ export async function placeCommand(argv: string[]): Promise<number> {
     credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
     discovery,
     tokens,
+    trustAnchors: anchors,
+    resolveCertificate: x5uResolver(g),
+    ...(values["allow-unsigned-keys"] ? { allowUnsignedKeys: true } : {}),
     ...g.transport,
   });
-  const call = await as.placeCall({ from, to, attest });
+  let call: Awaited<ReturnType<AuthenticationService["placeCall"]>>;
+  try {
+    call = await as.placeCall({ from, to, attest });
+  } catch (err) {
+    // Say which served keys were refused and why before the error line (--json: in the error's place).
+    if (err instanceof StirClientError && err.code === "NO_VALID_KEYS" && !g.json) {
+      for (const k of (err.details.skipped ?? []) as SkippedKey[])
+        process.stderr.write(`${describeSkipped(k)}\n`);
+    }
+    throw err;
+  }
   if (g.json) {
     printJson({
       ...call,
@@ -182,6 +225,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
   );
   for (const s of call.stored)
     console.log(dim(`    key ${s.kid} → ${s.location}, until ${s.expires.toISOString()}`));
+  for (const k of call.skipped) console.log(describeSkipped(k));
   console.log(
     dim(
       `  steps (ms): authorize ${t.authorize}, discover ${t.discover}, sign ${t.sign}, seal ${t.seal}, tokens ${t.tokens}, store ${t.store}; total ${t.total}`,
@@ -207,7 +251,8 @@ async function fallbackTokens(wallet: FileWallet): Promise<StoreTokenSource> {
 
 function describeCandidate(c: Candidate): string {
   const who = c.orig ? `orig ${/^[0-9]+$/.test(c.orig) ? showTn(c.orig) : c.orig}` : "unreadable";
-  if (c.ok) return `${green("✔")} ${who}, attest ${c.attest ?? "-"}, signed by ${c.signer ?? "?"}`;
+  if (c.ok)
+    return `${green("✔")} ${who}, attest ${c.attest ?? "-"}${c.origid ? `, origid ${c.origid}` : ""}, signed by ${c.signer ?? "?"}`;
   const f = c.failure;
   return `${red("✘")} ${who}: step ${f?.step} ${f?.code} — ${f?.message}`;
 }
@@ -241,6 +286,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     calling: { type: "string", multiple: true },
     trust: { type: "string", multiple: true },
     freshness: { type: "string" },
+    "allow-forking": { type: "boolean", default: false },
   });
   if (values.help) {
     process.stdout.write(VERIFY_HELP);
@@ -265,6 +311,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     discovery: discoveryFor(g),
     ...g.transport,
     ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
+    // Each run is one ringing call in a new process: the replay cache lives in the home (§8.2 step 5).
+    replayStore: new FileReplayStore(g.home),
+    ...(values["allow-forking"] ? { allowForking: true } : {}),
     onProgress: (done, total) => bar.update(done, total),
   });
   let opened: Awaited<ReturnType<VerificationService["open"]>>;

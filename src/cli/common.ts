@@ -5,7 +5,7 @@
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { Discovery } from "../client/discovery.js";
+import { Discovery, type SkippedKey } from "../client/discovery.js";
 import { CpsError, CpsUnavailableError, StirOobError } from "../client/errors.js";
 import { OhttpRelay, type RelayTransportOptions } from "../client/relay.js";
 import { isLoopback } from "../stir/urls.js";
@@ -69,12 +69,43 @@ export const GLOBAL_FLAGS = {
 
 export const DEFAULT_CPS = "http://127.0.0.1:8787";
 
+/**
+ * `--kid -UQA...` as `--kid=-UQA...`: a value may start with a dash (a base64url key id does one time
+ * in 64), which strict parseArgs would take for a flag. Only a string option's next argument that is
+ * not itself one of the command's flags is joined, so `--kid --json` stays a missing value.
+ */
+function joinDashValues(argv: readonly string[], options: NonNullable<ParseArgsConfig["options"]>): string[] {
+  const flags = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    flags.add(`--${name}`);
+    if (o.short) flags.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const next = argv[i + 1];
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    if (
+      name !== undefined &&
+      options[name]?.type === "string" &&
+      next?.startsWith("-") &&
+      next !== "-" &&
+      !flags.has(next.split("=")[0] as string)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** Parses `argv` with the command's own flags plus the global ones; unknown flags are usage errors. */
 export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: O) {
+  const all = { ...GLOBAL_FLAGS, ...options };
   try {
     return parseArgs({
-      args: argv,
-      options: { ...GLOBAL_FLAGS, ...options },
+      args: joinDashValues(argv, all),
+      options: all,
       allowPositionals: true,
       strict: true,
     });
@@ -130,8 +161,13 @@ function isLoopbackHttp(url: string): boolean {
  * Discovery (RFC 8816 §10) through the configured CPS. A CPS reached over plain http to this
  * machine (a local demo) may name plain-http loopback services too; any other answer must be https.
  */
-export function discoveryFor(g: GlobalOptions): Discovery {
-  return new Discovery({ bootstrap: g.cps, allowLoopbackHttp: isLoopbackHttp(g.cps), ...g.transport });
+export function discoveryFor(g: GlobalOptions, options: { lookupOpenDigits?: number } = {}): Discovery {
+  return new Discovery({
+    bootstrap: g.cps,
+    allowLoopbackHttp: isLoopbackHttp(g.cps),
+    ...g.transport,
+    ...options,
+  });
 }
 
 export async function readJson<T>(path: string, fallback: T): Promise<T> {
@@ -253,4 +289,9 @@ function errorSuffix(err: StirOobError): string {
   }
   if (err instanceof CpsError) return err.code === "INVALID_TN" ? "" : ` (${err.code}, HTTP ${err.status})`;
   return err.cause instanceof StirOobError ? ` (${err.cause.code}: ${err.cause.message})` : "";
+}
+
+/** One served key the AS did not seal to (the directory's kid: a claim, shown only to tell them apart). */
+export function describeSkipped(k: SkippedKey): string {
+  return `  ${yellow("⚠ skipped")} key ${k.kid ?? "(no kid)"}: ${k.code} — ${k.message}`;
 }

@@ -9,6 +9,7 @@ import { untokenedStores } from "../client/store-tokens.js";
 import { VerificationService } from "../client/vs.js";
 import { canonicalTn } from "../stir/tn.js";
 import {
+  describeSkipped,
   dim,
   discoveryFor,
   EXIT,
@@ -28,11 +29,13 @@ export const GATEWAY_HELP = `stir-oob gateway: move PASSporTs between SIP and th
 
 Usage:
   stir-oob gateway store --identity VALUE [--identity VALUE ...] [--to +NUMBER] [--no-tokens]
+                         [--trust root.pem] [--allow-unsigned-keys]
   stir-oob gateway store --identity-file FILE [--to +NUMBER]
   stir-oob gateway fetch --to +NUMBER --calling +NUMBER [--trust root.pem]
 
 store  (SIP -> PSTN gateway, §5.4) takes the full-form PASSporT(s) out of the INVITE's Identity
-       header value(s), seals each to every key of the called number and stores them (one storage
+       header value(s), seals each to every key of the called number whose signed key record
+       verifies (as \`place\` does; exit 69 NO_VALID_KEYS when none does) and stores them (one storage
        token per store, from the wallet). --to defaults to the PASSporT's dest.
 fetch  (PSTN -> SIP gateway, §5.3 subcase 1) retrieves and verifies the PASSporTs for --to with the
        local keys of --to, and prints an Identity header line per valid PASSporT for the new INVITE.
@@ -44,6 +47,7 @@ Options:
   --to +NUMBER         called number
   --calling +NUMBER    (fetch) the calling number presented on the PSTN leg
   --no-tokens          (store) store without storage tokens (ALLOW_UNTOKENED_STORES CPS only)
+  --allow-unsigned-keys (store) also seal to keys without a signed record: trusts the key directory
   --trust FILE, --cps URL, --home DIR, --json
 `;
 
@@ -63,6 +67,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     calling: { type: "string" },
     trust: { type: "string", multiple: true },
     "no-tokens": { type: "boolean", default: false },
+    "allow-unsigned-keys": { type: "boolean", default: false },
   });
   const [sub] = positionals;
   if (values.help || sub === undefined) {
@@ -85,7 +90,14 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
         dim("note: the token wallet is empty (`stir-oob tokens fetch`); storing without tokens\n"),
       );
     }
-    const gw = new Gateway({ discovery: discoveryFor(g), tokens, ...g.transport });
+    const gw = new Gateway({
+      discovery: discoveryFor(g),
+      tokens,
+      trustAnchors: await trustAnchors(g, values.trust ?? []),
+      resolveCertificate: x5uResolver(g),
+      ...(values["allow-unsigned-keys"] ? { allowUnsignedKeys: true } : {}),
+      ...g.transport,
+    });
     const out = await gw.storeIdentity({ identity, ...(values.to ? { to: values.to } : {}) });
     if (g.json)
       printJson({ ...out, stored: out.stored.map((s) => ({ ...s, expires: s.expires.toISOString() })) });
@@ -93,6 +105,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       console.log(
         `${green("✔ STORED")}  ${out.passports.length} PASSporT(s) for ${showTn(out.to)} as ${out.stored.length} sealed cop${out.stored.length === 1 ? "y" : "ies"} at ${out.cps}`,
       );
+      for (const k of out.skipped) console.log(describeSkipped(k));
       console.log(
         dim(
           `  steps (ms): discover ${out.timings.discover}, seal ${out.timings.seal}, tokens ${out.timings.tokens}, store ${out.timings.store}; total ${out.timings.total}`,

@@ -126,6 +126,11 @@ export interface StoredCalleeKey {
   /** Raw X25519 private scalar, base64url. */
   privateKey: string;
   created: string;
+  /**
+   * Set by `keys rotate` / `keys remove`: when this key stops being needed (ISO time). Until then it
+   * still opens PASSporTs sealed to it; `keys prune` then deletes it from the directory and here.
+   */
+  retireAt?: string;
 }
 
 export function keyPath(home: string, tn: CanonicalTn, kid: string): string {

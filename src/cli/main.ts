@@ -16,7 +16,8 @@ Usage: stir-oob <command> [options]      (stir-oob <command> --help for each)
 Commands:
   ca init|issue|show     a DEMO certificate authority and STIR credentials (TEST ONLY)
   keygen --tn N          an encryption key pair for a called number
-  keys register|list     publish / look up encryption keys in the key directory (§11)
+  keys register|list|rotate|prune|remove
+                         publish (signed), look up, rotate and remove encryption keys (§11)
   tokens fetch|status    storage tokens, fetched ahead of calls (§7.5)
   place --from A --to B  authenticate a call: sign, seal per key, store (AS, §8.1)
   verify --to B --calling A

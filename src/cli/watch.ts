@@ -66,6 +66,10 @@ export async function watchCommand(argv: string[]): Promise<number> {
 
   let verified = 0;
   let dummies = 0;
+  // A PASSporT sealed to several keys of the number arrives once per key (distinct blob ids): it is
+  // one call, reported once. Its replay-cache claim uses the PASSporT as the call id, so judging a
+  // copy again finds its own claim rather than REPLAYED (src/client/vs.ts).
+  const reported = new Set<string>();
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once("SIGINT", stop);
@@ -103,6 +107,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
         dummies++;
         return;
       }
+      if (reported.has(passport)) return;
       let orig: string | undefined;
       try {
         const o = decodePassport(passport).claims.orig;
@@ -111,16 +116,20 @@ export async function watchCommand(argv: string[]): Promise<number> {
         orig = undefined;
       }
       // The caller's number is the one the PASSporT announces: step 3 is the call centre's matching.
-      const v = await vs.judge(opened, orig ?? to);
+      const v = await vs.judge(opened, orig ?? to, { callId: passport });
       const c = v.candidates[0];
-      if (v.verdict === "verified") verified++;
+      if (v.verdict === "verified") {
+        if (reported.has(passport)) return; // a copy judged concurrently
+        reported.add(passport);
+        verified++;
+      }
       if (g.json) {
         process.stdout.write(
-          `${JSON.stringify({ id: frame.id, at: new Date().toISOString(), orig, verdict: v.verdict, failure: c?.failure })}\n`,
+          `${JSON.stringify({ id: frame.id, at: new Date().toISOString(), orig, origid: c?.origid, verdict: v.verdict, failure: c?.failure })}\n`,
         );
       } else if (v.verdict === "verified") {
         console.log(
-          `${green("✔ VERIFIED")}  incoming call from ${orig ? showTn(orig) : "?"} to ${showTn(to)} (attest ${c?.attest ?? "-"})`,
+          `${green("✔ VERIFIED")}  incoming call from ${orig ? showTn(orig) : "?"} to ${showTn(to)} (attest ${c?.attest ?? "-"}${c?.origid ? `, origid ${c.origid}` : ""})`,
         );
       } else {
         console.log(

@@ -2,7 +2,12 @@
  * Out-of-band authentication service (RFC 8816 §8.1), steps as the RFC words them:
  *   1. it holds a credential (STIR certificate + key) that can sign for `orig`;
  *   2. the originator may claim `orig` (policy; by default the same check as step 1);
- *   3. it discovers the CPS and ALL encryption keys of the destination (cached per their TTLs);
+ *   3. it discovers the CPS and ALL encryption keys of the destination (cached per their TTLs), by
+ *      prefix so the directory does not learn the number (§11), and keeps only the keys whose signed
+ *      key record verifies: signature, chain to its trust anchors, TNAuthList (or SPC map) covering
+ *      every block, a block containing the called number, window at call time (§11 "linked to the
+ *      STIR credential"). The directory's own JWK members are never trusted; skipped keys are
+ *      reported with a reason, and with none left it refuses (`NO_VALID_KEYS`);
  *   4. it builds the full-form PASSporT (iat = now) and seals one copy per key;
  * then it spends one storage token per store, stores every copy, and only then reports that the
  * call may proceed. Each step is timed.
@@ -15,6 +20,12 @@ import { coversTn, type TnAuthList } from "../stir/tnauthlist.js";
 import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
+import {
+  KeyRecordCheck,
+  type KeyRecordCheckOptions,
+  requireUsableKeys,
+  type SkippedKey,
+} from "./key-records.js";
 import { clock, ms, type StoredCopy, sealAndStore } from "./placement.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
@@ -29,8 +40,14 @@ export interface SigningCredential {
   readonly chain: string | CertificateChain;
 }
 
-export interface AuthenticationServiceOptions extends RelayTransportOptions {
+export interface AuthenticationServiceOptions
+  extends RelayTransportOptions,
+    Omit<KeyRecordCheckOptions, "fetch"> {
   readonly credential: SigningCredential;
+  /**
+   * Where the destination's CPS and keys are. Its `lookupOpenDigits` sets how much of the called
+   * number key lookups reveal (default 2 open digits).
+   */
   readonly discovery: Discovery;
   /** Storage tokens; default `untokenedStores` (only for a CPS with ALLOW_UNTOKENED_STORES). */
   readonly tokens?: StoreTokenSource;
@@ -82,6 +99,8 @@ export interface PlacedCall {
   readonly passport: string;
   readonly cps: string;
   readonly stored: readonly StoredCopy[];
+  /** Keys the directory served for the number that were NOT sealed to, with the reason for each. */
+  readonly skipped: readonly SkippedKey[];
   readonly timings: AsTimings;
 }
 
@@ -90,7 +109,8 @@ export interface PlacedCall {
  *
  * @example
  * const as = new AuthenticationService({ credential: { privateKey, x5u, chain: pem },
- *   discovery: new Discovery({ bootstrap: "https://cps.example.com" }), tokens: wallet });
+ *   discovery: new Discovery({ bootstrap: "https://cps.example.com" }), tokens: wallet,
+ *   trustAnchors: [stiPaRoot] });
  * const call = await as.placeCall({ from: "+1 111 555 1111", to: "+2 222 555 2222" });
  * // call.proceed === true: now signal the call; call.timings has per-step milliseconds
  */
@@ -99,10 +119,18 @@ export class AuthenticationService {
   #chain: Promise<CertificateChain> | undefined;
   /** Stores go through this relay when set (docs/ohttp.md); one key cache for every call. */
   readonly #relay: OhttpRelay | undefined;
+  /** Which served keys may be sealed to (signed records, docs/key-directory.md). */
+  readonly #check: KeyRecordCheck;
 
   constructor(options: AuthenticationServiceOptions) {
+    if (!options.validator && !options.trustAnchors?.length) {
+      throw new TypeError("An authentication service needs trust anchors or a validator for key records");
+    }
     this.#options = options;
     this.#relay = relayFor(options.relay, options.fetch);
+    // Unless a validator is given, the check's own checks CRLs with this AS's fetch under the x5u
+    // policy (docs/passport-and-credentials.md "Revocation").
+    this.#check = new KeyRecordCheck(options);
   }
 
   async #tnAuthList(): Promise<{ list: TnAuthList; chain: CertificateChain }> {
@@ -138,7 +166,8 @@ export class AuthenticationService {
 
   /**
    * Places a call (§8.1): authorize, discover, sign, seal per key, pay, store; resolves only when every
-   * copy is stored. Throws `StirClientError` (NOT_AUTHORITATIVE, NO_KEYS, STORE_FAILED, NO_TOKEN),
+   * copy is stored. Throws `StirClientError` (NOT_AUTHORITATIVE, NO_KEYS, NO_VALID_KEYS with
+   * `details.skipped`, STORE_FAILED, NO_TOKEN),
    * `CpsError` (an answer of the CPS or directory) or `CpsUnavailableError`.
    * @example
    * const { stored, timings } = await as.placeCall({ from: "+1 111 555 1111", to: "+2 222 555 2222" });
@@ -153,17 +182,16 @@ export class AuthenticationService {
     const authorize = ms(t);
 
     t = clock();
-    const { cps, keys } = await this.#options.discovery.destination(to);
-    if (keys.length === 0) {
-      throw new StirClientError("NO_KEYS", "No encryption key is registered for the called number");
-    }
+    const at = this.#options.now?.() ?? Date.now() / 1000;
+    const { cps, keys, skipped } = await this.#options.discovery.destination(to, this.#check, at);
+    requireUsableKeys(keys, skipped);
     const discover = ms(t);
 
     t = clock();
     const claims: PassportClaims = {
       attest: input.attest ?? "A",
       dest: { tn: [to] },
-      iat: Math.floor(this.#options.now?.() ?? Date.now() / 1000),
+      iat: Math.floor(at),
       orig: { tn: from },
       origid: input.origid ?? crypto.randomUUID(),
     };
@@ -191,6 +219,7 @@ export class AuthenticationService {
       passport,
       cps,
       stored,
+      skipped,
       timings: { authorize, discover, sign, ...timings, total: ms(start) },
     };
   }

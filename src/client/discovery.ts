@@ -1,19 +1,39 @@
 /**
  * CPS discovery (RFC 8816 §10) and encryption-key lookup (§11) for an AS or gateway, with caches that
- * honour the answers' lifetimes: a discovery record for its `ttl`, a JWK Set for its HTTP lifetime.
+ * honour the answers' lifetimes: a discovery record for its `ttl`, a key directory answer for its HTTP
+ * lifetime.
  *
  * Discovery asks `GET {bootstrap}/.well-known/stir-oob?tn=` (docs/key-directory.md), or uses a
  * provisioned record (§10: "initial deployments will provision the location of the CPS"). Keys come
- * from `GET {keys}/{tn}`, a JWK Set of OKP/X25519 keys. Every key of the set is returned: §8.1 step 3
- * "MUST collect all of those keys". No Node-only imports.
+ * from the key directory by PREFIX (`GET {keys}?prefix=` with `lookupOpenDigits` digits open, default
+ * 2, every `cursor` page followed), so the directory does not learn the exact number being called
+ * (§11's first mitigation); `lookupOpenDigits: 0` asks `GET {keys}/{tn}`. Which served keys a call
+ * may be sealed to is decided by a `KeyRecordCheck` (src/client/key-records.ts): signed records only,
+ * the directory is not trusted with keys. No Node-only imports.
  */
 import { CpsError } from "../errors.js";
-import { decodeBase64url } from "../stir/base64url.js";
 import { cacheLifetime } from "../stir/cache-lifetime.js";
+import { blockContainsTn, parseBlock } from "../stir/number-blocks.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { parseBaseUrl } from "../stir/urls.js";
 import { CpsClient, CpsUnavailableError, type FetchLike } from "./cps-client.js";
+import {
+  type DestinationKey,
+  type KeyDirectoryAnswer,
+  type KeyRecordCheck,
+  type SkippedKey,
+  unsignedKey,
+} from "./key-records.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
+
+export type { DestinationKey, KeyDirectoryAnswer, SkippedKey } from "./key-records.js";
+
+/** Most digits a lookup leaves open (the directory's own cap, KEYS_PREFETCH_MAX_OPEN_DIGITS, is 1-6). */
+export const MAX_LOOKUP_OPEN_DIGITS = 6;
+/** Pages of one prefix lookup followed at most: a directory cannot keep the AS paging forever. */
+export const MAX_LOOKUP_PAGES = 20;
+/** Entries of one lookup kept at most (20 pages of the directory's largest page). */
+const MAX_LOOKUP_ENTRIES = 100_000;
 
 /** Where a number's PASSporTs go and where its keys are (a discovery record, §10). */
 export interface CpsLocation {
@@ -23,15 +43,6 @@ export interface CpsLocation {
   readonly keys: string;
   /** Seconds the answer may be reused. */
   readonly ttl: number;
-}
-
-/** One public encryption key of a destination (from the key directory, RFC 8037 OKP JWK). */
-export interface DestinationKey {
-  /** RFC 7638 thumbprint as the directory gives it. */
-  readonly kid: string;
-  /** Raw 32-byte X25519 public key. */
-  readonly publicKey: Uint8Array;
-  readonly label?: string;
 }
 
 export interface DiscoveryOptions extends RelayTransportOptions {
@@ -48,6 +59,12 @@ export interface DiscoveryOptions extends RelayTransportOptions {
   readonly cacheEntries?: number;
   /** Clock in milliseconds (default Date.now). */
   readonly now?: () => number;
+  /**
+   * Digits of the called number left open in key lookups (§11 privacy): 2 asks for the keys of the
+   * 100-number block around it; 0 asks for the exact number (`GET {keys}/{tn}`). Default 2, at most 6
+   * (and at most what the directory allows, 4 by default).
+   */
+  readonly lookupOpenDigits?: number;
 }
 
 /**
@@ -63,31 +80,33 @@ export function checkServiceUrl(value: unknown, allowLoopbackHttp: boolean): str
   return url;
 }
 
-/** Parses a JWK Set into X25519 keys; entries that are not OKP/X25519 public keys are skipped. */
+/**
+ * The X25519 keys of a JWK Set AS THE DIRECTORY STATES THEM, unverified: for display only. Sealing
+ * goes through `Discovery.destination(tn, check)`, which trusts signed records and nothing else.
+ */
 export function keysFromJwkSet(body: unknown): DestinationKey[] {
   const list = (body as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(list)) throw new CpsError("INVALID_KEY", "The key directory answer is not a JWK Set");
   const out: DestinationKey[] = [];
   const seen = new Set<string>();
   for (const jwk of list as Record<string, unknown>[]) {
-    if (jwk?.kty !== "OKP" || jwk.crv !== "X25519" || typeof jwk.x !== "string" || jwk.d !== undefined)
-      continue;
-    if (jwk.use !== undefined && jwk.use !== "enc") continue;
-    let publicKey: Uint8Array;
-    try {
-      publicKey = decodeBase64url(jwk.x);
-    } catch {
-      continue;
-    }
-    if (publicKey.length !== 32 || seen.has(jwk.x)) continue;
-    seen.add(jwk.x);
+    if (jwk === null || typeof jwk !== "object") continue;
+    const publicKey = unsignedKey(jwk);
+    if (publicKey === undefined || seen.has(jwk.x as string)) continue;
+    seen.add(jwk.x as string);
     out.push({
-      kid: typeof jwk.kid === "string" ? jwk.kid : jwk.x.slice(0, 16),
+      kid: typeof jwk.kid === "string" ? jwk.kid : (jwk.x as string).slice(0, 16),
       publicKey,
       ...(typeof jwk.label === "string" ? { label: jwk.label } : {}),
     });
   }
   return out;
+}
+
+/** The path of the key lookup for `tn` with `open` digits left open (exact when 0 or too short). */
+export function keyLookupPath(tn: CanonicalTn, open: number): { path: string; exact: boolean } {
+  if (open <= 0 || tn.length - open < 1) return { path: `/${tn}`, exact: true };
+  return { path: `?prefix=${tn.slice(0, tn.length - open)}${"x".repeat(open)}`, exact: false };
 }
 
 interface Entry<T> {
@@ -145,7 +164,8 @@ export class Discovery {
   readonly #max: number;
   readonly #now: () => number;
   readonly #locations: TtlCache<CpsLocation>;
-  readonly #keys: TtlCache<DestinationKey[]>;
+  readonly #answers: TtlCache<KeyDirectoryAnswer>;
+  readonly #open: number;
   /** Lookups go through this relay when set (one key cache for all of them). */
   readonly #relay: OhttpRelay | undefined;
 
@@ -158,7 +178,12 @@ export class Discovery {
     this.#max = options.maxCacheSeconds ?? 3600;
     this.#now = options.now ?? Date.now;
     this.#locations = new TtlCache(options.cacheEntries ?? 1000, this.#now);
-    this.#keys = new TtlCache(options.cacheEntries ?? 1000, this.#now);
+    this.#answers = new TtlCache(options.cacheEntries ?? 1000, this.#now);
+    const open = options.lookupOpenDigits ?? 2;
+    if (!Number.isInteger(open) || open < 0 || open > MAX_LOOKUP_OPEN_DIGITS) {
+      throw new TypeError(`lookupOpenDigits is a whole number from 0 to ${MAX_LOOKUP_OPEN_DIGITS}`);
+    }
+    this.#open = open;
     this.#relay = relayFor(options.relay, options.fetch);
   }
 
@@ -200,41 +225,118 @@ export class Discovery {
   }
 
   /**
-   * Every public encryption key registered for `tn` (RFC 8816 §11), cached for the answer's max-age.
-   * An empty list is returned as is: the caller decides (the AS refuses to place without a key).
+   * The key directory's answer for the lookup that covers `tn` (RFC 8816 §11): by prefix with
+   * `lookupOpenDigits` open (every page), or exact. Nothing in it is checked yet. Cached for the
+   * answer's HTTP lifetime (the shortest of its pages', at most `maxCacheSeconds`), per lookup: every
+   * number of one block shares one answer, so calls to neighbours cost no further lookup.
    * @example
-   * const keys = await discovery.keys(canonicalTn("22225552222"));
+   * const answer = await discovery.keyAnswer(canonicalTn("22225552222"));
    */
-  keys(tn: CanonicalTn): Promise<DestinationKey[]> {
-    return this.#keys.get(tn, async () => {
+  keyAnswer(tn: CanonicalTn): Promise<KeyDirectoryAnswer> {
+    const { path, exact } = keyLookupPath(tn, this.#open);
+    return this.#answers.get(path, async () => {
       const { keys } = await this.locate(tn);
       const client = this.#client(keys);
-      try {
-        const { body, response } = await client.getJson<unknown>(`/${tn}`);
+      const entries: unknown[] = [];
+      let ttl = this.#max;
+      let next: string | undefined = path;
+      for (let page = 0; next !== undefined && page < MAX_LOOKUP_PAGES; page++) {
+        let body: { keys?: unknown; cursor?: unknown };
+        let response: Response;
+        try {
+          ({ body, response } = await client.getJson<{ keys?: unknown; cursor?: unknown }>(next));
+        } catch (err) {
+          // The directory answers 404 for a number nobody registered: that is "no keys", not a fault.
+          if (exact && err instanceof CpsError && err.status === 404)
+            return { value: { entries, exact }, ttl: 0 };
+          throw err;
+        }
+        if (body === null || typeof body !== "object" || !Array.isArray(body.keys)) {
+          throw new CpsError("INVALID_KEY", "The key directory answer is not a JWK Set");
+        }
+        entries.push(...body.keys.slice(0, MAX_LOOKUP_ENTRIES - entries.length));
         // The project's one reading of HTTP caching (RFC 9111); no caching header means no reuse.
-        const ttl = cacheLifetime(response.headers, this.#now(), 0);
-        return { value: keysFromJwkSet(body), ttl: Math.min(ttl, this.#max) };
-      } catch (err) {
-        // The directory answers 404 for a number nobody registered: that is "no keys", not a fault.
-        if (err instanceof CpsError && err.status === 404) return { value: [], ttl: 0 };
-        throw err;
+        ttl = Math.min(ttl, cacheLifetime(response.headers, this.#now(), 0));
+        const cursor = body.cursor;
+        next =
+          !exact && typeof cursor === "string" && cursor.length > 0 && cursor.length <= 2048
+            ? `${path}&cursor=${encodeURIComponent(cursor)}`
+            : undefined;
       }
+      return { value: { entries, exact, fetchedAt: this.#now() }, ttl };
     });
   }
 
   /**
-   * The CPS and every key for `tn` (§8.1 step 3), both from cache when fresh.
-   * @example
-   * const { cps, keys } = await discovery.destination(tn);
+   * `keyAnswer`, but when a CACHED prefix answer has nothing at all for `tn` (per `has`), asked once
+   * more: a block answer cached for a neighbour must not hide a key registered since for this number.
+   * Only the block is asked again, never the number; a number without keys costs one lookup a call.
    */
-  async destination(tn: CanonicalTn): Promise<{ cps: string; keys: DestinationKey[] }> {
-    const [location, keys] = await Promise.all([this.locate(tn), this.keys(tn)]);
-    return { cps: location.cps, keys };
+  async #answerFor(tn: CanonicalTn, has: (answer: KeyDirectoryAnswer) => boolean | Promise<boolean>) {
+    const asked = this.#now();
+    const answer = await this.keyAnswer(tn);
+    if (answer.exact || (answer.fetchedAt ?? asked) >= asked || (await has(answer))) return answer;
+    this.#answers.delete(keyLookupPath(tn, this.#open).path);
+    return this.keyAnswer(tn);
   }
 
-  /** Forgets what is cached for `tn` (e.g. after a store failed with a key or routing error). */
+  /**
+   * The keys registered for `tn` AS THE DIRECTORY STATES THEM (unverified; for display). In a prefix
+   * answer, the entries whose `block` member contains `tn`.
+   * @example
+   * const keys = await discovery.keys(canonicalTn("22225552222"));
+   */
+  async keys(tn: CanonicalTn): Promise<DestinationKey[]> {
+    const stated = (answer: KeyDirectoryAnswer) =>
+      keysFromJwkSet({
+        keys: answer.exact
+          ? answer.entries
+          : answer.entries.filter((e) => {
+              const block = (e as { block?: unknown } | null)?.block;
+              try {
+                return typeof block === "string" && blockContainsTn(parseBlock(block), tn);
+              } catch {
+                return false;
+              }
+            }),
+      });
+    return stated(await this.#answerFor(tn, (answer) => stated(answer).length > 0));
+  }
+
+  /**
+   * The CPS and the keys for `tn` (§8.1 step 3), both from cache when fresh. With `check`, only keys
+   * whose signed record passes it (and the served entries for `tn` that did not, with a reason);
+   * without, the directory's word (unverified, as `keys`). `nowSeconds` is the call's time.
+   * @example
+   * const { cps, keys, skipped } = await discovery.destination(tn, new KeyRecordCheck({ trustAnchors }));
+   */
+  async destination(
+    tn: CanonicalTn,
+    check?: KeyRecordCheck,
+    nowSeconds: number = this.#now() / 1000,
+  ): Promise<{ cps: string; keys: DestinationKey[]; skipped: SkippedKey[] }> {
+    if (check === undefined) {
+      const [location, keys] = await Promise.all([this.locate(tn), this.keys(tn)]);
+      return { cps: location.cps, keys, skipped: [] };
+    }
+    let selected: { keys: DestinationKey[]; skipped: SkippedKey[] } | undefined;
+    const [location, answer] = await Promise.all([
+      this.locate(tn),
+      this.#answerFor(tn, async (a) => {
+        selected = await check.select(a, tn, nowSeconds);
+        return selected.keys.length > 0 || selected.skipped.length > 0;
+      }),
+    ]);
+    const { keys, skipped } =
+      selected?.keys.length || selected?.skipped.length
+        ? selected
+        : await check.select(answer, tn, nowSeconds);
+    return { cps: location.cps, keys, skipped };
+  }
+
+  /** Forgets what is cached for `tn` and its lookup block (e.g. after a store failed with a key or routing error). */
   invalidate(tn: CanonicalTn): void {
     this.#locations.delete(tn);
-    this.#keys.delete(tn);
+    this.#answers.delete(keyLookupPath(tn, this.#open).path);
   }
 }

@@ -18,6 +18,8 @@ export type ClientErrorCode =
   | "NOT_AUTHORITATIVE"
   /** §8.1 step 3: the key directory has no encryption key for the called number. */
   | "NO_KEYS"
+  /** §11: keys were served for the called number, but none has a signed record that passed the check. */
+  | "NO_VALID_KEYS"
   /** §8.1 "stores ... only after that is completed": a store failed, the call must not rely on OOB. */
   | "STORE_FAILED"
   /** §8.1: the CPS copy MUST be a full-form PASSporT; an Identity header carried a compact one. */

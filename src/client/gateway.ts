@@ -2,8 +2,9 @@
  * Gateway placement services (RFC 8816 §8.3, use cases §5.3 and §5.4).
  *
  * `Gateway.storeIdentity`: a SIP-to-PSTN gateway takes the PASSporT(s) out of a call's Identity
- * header(s) (RFC 8224), performs §8.1 step 3 (discover the CPS and every key of the destination),
- * seals each PASSporT to each key, pays and stores. It does not create PASSporTs and does not verify
+ * header(s) (RFC 8224), performs §8.1 step 3 (discover the CPS and every key of the destination,
+ * keeping only keys whose signed record verifies, as the AS does), seals each PASSporT to each key,
+ * pays and stores. It does not create PASSporTs and does not verify
  * them (it is not a VS); it refuses compact-form PASSporTs, since the CPS copy MUST be full form.
  *
  * `ReverseGateway.identityFor`: the PSTN-to-SIP gateway of §5.3 subcase 1 retrieves and verifies the
@@ -16,12 +17,18 @@ import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
+import {
+  KeyRecordCheck,
+  type KeyRecordCheckOptions,
+  requireUsableKeys,
+  type SkippedKey,
+} from "./key-records.js";
 import { clock, ms, type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
 import type { CallVerification, VerificationService } from "./vs.js";
 
-export interface GatewayOptions extends RelayTransportOptions {
+export interface GatewayOptions extends RelayTransportOptions, Omit<KeyRecordCheckOptions, "fetch"> {
   readonly discovery: Discovery;
   readonly tokens?: StoreTokenSource;
   readonly fetch?: FetchLike;
@@ -33,6 +40,8 @@ export interface GatewayStoreResult {
   /** The full-form PASSporTs taken from the Identity header(s), in order. */
   readonly passports: readonly string[];
   readonly stored: readonly StoredCopy[];
+  /** Keys the directory served for the number that failed the record check, with the reason. */
+  readonly skipped: readonly SkippedKey[];
   readonly timings: PlacementTimings & { discover: number; total: number };
 }
 
@@ -40,23 +49,29 @@ export interface GatewayStoreResult {
  * A gateway that moves in-band PASSporTs out of band.
  *
  * @example
- * const gw = new Gateway({ discovery, tokens: wallet });
+ * const gw = new Gateway({ discovery, tokens: wallet, trustAnchors: [root] });
  * await gw.storeIdentity({ identity: invite.headers.getAll("Identity"), to: "+2 222 555 2222" });
  */
 export class Gateway {
   readonly #options: GatewayOptions;
   /** Stores go through this relay when set (docs/ohttp.md); one key cache for every call. */
   readonly #relay: OhttpRelay | undefined;
+  /** Which served keys may be sealed to (signed records, docs/key-directory.md). */
+  readonly #check: KeyRecordCheck;
 
   constructor(options: GatewayOptions) {
+    if (!options.validator && !options.trustAnchors?.length) {
+      throw new TypeError("A gateway needs trust anchors or a validator for key records");
+    }
     this.#options = options;
     this.#relay = relayFor(options.relay, options.fetch);
+    this.#check = new KeyRecordCheck(options);
   }
 
   /**
    * Stores the PASSporT(s) of a call's Identity header values. `to` defaults to the first `dest.tn` of
    * the first PASSporT (normally it is the request's called number). Throws `IDENTITY_HEADER_MALFORMED`,
-   * `PASSPORT_*` (undecodable), `StirClientError` COMPACT_FORM / NO_KEYS / STORE_FAILED.
+   * `PASSPORT_*` (undecodable), `StirClientError` COMPACT_FORM / NO_KEYS / NO_VALID_KEYS / STORE_FAILED.
    * @example
    * const { stored } = await gw.storeIdentity({ identity: "eyJ...;info=<https://cert.example/c.pem>;ppt=shaken" });
    */
@@ -85,7 +100,12 @@ export class Gateway {
     const to = canonicalTn(toRaw);
 
     let t = clock();
-    const { cps, keys } = await this.#options.discovery.destination(to);
+    const { cps, keys, skipped } = await this.#options.discovery.destination(
+      to,
+      this.#check,
+      Date.now() / 1000,
+    );
+    requireUsableKeys(keys, skipped);
     const discover = ms(t);
     t = clock();
     const { stored, timings } = await sealAndStore({
@@ -98,7 +118,7 @@ export class Gateway {
       ...(this.#relay ? { relay: this.#relay } : {}),
       ...(this.#options.requireRelay ? { requireRelay: true } : {}),
     });
-    return { to, cps, passports, stored, timings: { ...timings, discover, total: ms(start) } };
+    return { to, cps, passports, stored, skipped, timings: { ...timings, discover, total: ms(start) } };
   }
 }
 

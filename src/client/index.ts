@@ -7,6 +7,7 @@
 // Protocol pieces an integrator needs next to the services.
 export { type CertificateChain, parseCertificate, parseCertificateChain } from "../stir/cert-parse.js";
 export { CertificateValidator } from "../stir/cert-validate.js";
+export { CrlChecker, crlCheckingValidator } from "../stir/crl.js";
 export {
   exportRecipientPrivateKey,
   generateRecipientKeyPair,
@@ -14,6 +15,7 @@ export {
   type RecipientKeyPair,
 } from "../stir/envelope.js";
 export { formatIdentityHeader, parseIdentityHeaders } from "../stir/identity-header.js";
+export type { RevocationChecker } from "../stir/revocation.js";
 export { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 export { X5uFetcher } from "../stir/x5u.js";
 export {
@@ -39,7 +41,11 @@ export {
   type DestinationKey,
   Discovery,
   type DiscoveryOptions,
+  type KeyDirectoryAnswer,
+  keyLookupPath,
   keysFromJwkSet,
+  MAX_LOOKUP_OPEN_DIGITS,
+  type SkippedKey,
 } from "./discovery.js";
 // Every error the library throws on purpose extends StirOobError and has a `code` (docs/client.md "Errors").
 export {
@@ -57,6 +63,16 @@ export {
   ReverseGateway,
   type ReverseGatewayResult,
 } from "./gateway.js";
+export {
+  DEFAULT_RECORD_LIFETIME_SECONDS,
+  KeyDirectoryClient,
+  type KeyDirectoryClientOptions,
+  type KeyDirectoryCredential,
+  type ListedKey,
+  type RegisteredKey,
+  type RegisterKeyInput,
+} from "./key-directory.js";
+export { KeyRecordCheck, type KeyRecordCheckOptions, requireUsableKeys } from "./key-records.js";
 export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
 export { OhttpRelay, type RelayOptions, type RelayTransportOptions } from "./relay.js";
 export { type StoreTokenSource, untokenedStores, type WalletLike, walletTokens } from "./store-tokens.js";
@@ -68,10 +84,14 @@ export {
 } from "./token-wallet.js";
 export {
   type CalleeKey,
+  type CallOptions,
   type CallVerification,
   type Candidate,
   type CandidateFailure,
+  MemoryReplayStore,
   type OpenedBlobs,
+  type ReplayStore,
+  replayKey,
   type Verdict,
   VerificationService,
   type VerificationServiceOptions,

@@ -10,15 +10,23 @@
  *   Step 5: `iat` is fresh (local policy, default 60 s);
  *   Step 6: the signature is valid.
  * Step 5 is judged before step 4 fetches the x5u (failures still report their own step number): a
- * stale PASSporT never makes the callee's device fetch a URL its sender chose.
+ * stale PASSporT never makes the callee's device fetch a URL its sender chose. Freshness is judged at
+ * the call time (`at`, default now), never at the store time: the CPS TTL runs from the store.
+ * Replay (also step 5, the freshness step: RFC 8224 §6.2 step 4 puts replay detection there): a
+ * PASSporT that passed every step is then claimed for this call in a replay cache kept for the
+ * freshness window, so one stored PASSporT verifies one call only; a later call presenting it gets
+ * `REPLAYED` (unless `allowForking`, RFC 8224 §6.2: one call forked to several devices). Only the
+ * PASSporT that verifies is claimed: a failed check never uses up a genuine PASSporT.
  * The verdict is `verified` (at least one PASSporT passed), `no-passport` (nothing opened) or
  * `failed` (something opened, nothing passed), with the reason for every candidate.
  */
 import type { X509Certificate } from "@peculiar/x509";
 import { base64url } from "jose";
 import { StirOobError } from "../errors.js";
+import { encodeBase64url } from "../stir/base64url.js";
 import type { CertificateChain } from "../stir/cert-parse.js";
-import { CertificateValidator } from "../stir/cert-validate.js";
+import type { CertificateValidator } from "../stir/cert-validate.js";
+import { crlCheckingValidator } from "../stir/crl.js";
 import { ENVELOPE_TEXT_LENGTH, openPassport } from "../stir/envelope.js";
 import {
   checkFreshness,
@@ -29,7 +37,7 @@ import {
 } from "../stir/passport.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import { coversTn } from "../stir/tnauthlist.js";
-import { X5uFetcher, type X5uUrlPolicy } from "../stir/x5u.js";
+import { type X5uUrlPolicy, x5uChainResolver } from "../stir/x5u.js";
 import { CpsClient, type FetchLike, type ListedBlob } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { clock, ms } from "./placement.js";
@@ -46,7 +54,10 @@ export type Verdict = "verified" | "no-passport" | "failed";
 /** Why a candidate PASSporT did not pass; `step` is the §8.2 step that refused it. */
 export interface CandidateFailure {
   readonly step: 2 | 3 | 4 | 5 | 6;
-  /** Stable code: a CpsError code (`PASSPORT_STALE`, `CERT_UNTRUSTED`, ...) or `ORIG_MISMATCH` / `DEST_MISMATCH`. */
+  /**
+   * Stable code: a CpsError code (`PASSPORT_STALE`, `CERT_UNTRUSTED`, ...), `ORIG_MISMATCH` /
+   * `DEST_MISMATCH` (step 3) or `REPLAYED` (step 5: it already verified another call).
+   */
   readonly code: string;
   readonly message: string;
 }
@@ -62,6 +73,8 @@ export interface Candidate {
   readonly dest?: readonly string[];
   readonly iat?: number;
   readonly attest?: string;
+  /** SHAKEN `origid` (RFC 8588 §4): the originating carrier's opaque id for where the call entered. */
+  readonly origid?: string;
   readonly x5u?: string;
   /** Subject of the signing certificate, when step 4 got that far. */
   readonly signer?: string;
@@ -88,8 +101,12 @@ export interface CallVerification {
   /** Blobs that opened with one of the keys. */
   readonly opened: number;
   readonly candidates: readonly Candidate[];
-  /** The first candidate that passed, when the verdict is `verified`. */
+  /** The candidate that verified this call (claimed in the replay cache), when `verified`. */
   readonly verified?: Candidate;
+  /** `origid` of the verified PASSporT (RFC 8588 §4), when it has one. */
+  readonly origid?: string;
+  /** The call time freshness was judged at (seconds since the epoch). */
+  readonly at: number;
   readonly timings: VsTimings;
 }
 
@@ -101,6 +118,86 @@ export interface OpenedBlobs {
   /** Distinct PASSporT -> blob ids and key ids. */
   readonly passports: ReadonlyMap<string, { blobIds: string[]; kids: string[] }>;
   readonly timings: { retrieve: number; open: number };
+}
+
+/**
+ * Where a VS remembers which call each verified PASSporT verified (the replay cache). The default is
+ * a `MemoryReplayStore`; VS instances that serve one callee side by side (several devices, several
+ * processes) share one store, e.g. Redis `SET key callId NX EXAT expiresAt` then `GET key`.
+ */
+export interface ReplayStore {
+  /**
+   * Atomically: when `key` is held by no call (or its entry has expired), record it for `callId`
+   * until `expiresAt`; then return the call id that holds it (`callId` itself on first use).
+   * Times are seconds since the epoch on the VS clock (`now`).
+   */
+  claim(key: string, callId: string, expiresAt: number, now: number): string | Promise<string>;
+}
+
+/**
+ * The default replay cache: in memory, entries dropped once expired, at most `maxEntries` (default
+ * 100,000). When full of live entries the oldest is evicted (counted in `evicted`): only PASSporTs
+ * that verified a call are entered, so filling it takes that many genuine calls within one window.
+ */
+export class MemoryReplayStore implements ReplayStore {
+  readonly #entries = new Map<string, { callId: string; expiresAt: number }>();
+  readonly #max: number;
+  #evicted = 0;
+
+  constructor(options: { maxEntries?: number } = {}) {
+    this.#max = options.maxEntries ?? 100_000;
+    if (!(Number.isInteger(this.#max) && this.#max > 0))
+      throw new TypeError("maxEntries is a positive integer");
+  }
+
+  claim(key: string, callId: string, expiresAt: number, now: number): string {
+    const held = this.#entries.get(key);
+    if (held && held.expiresAt > now) return held.callId;
+    if (held) this.#entries.delete(key);
+    if (this.#entries.size >= this.#max) {
+      for (const [k, e] of this.#entries) if (e.expiresAt <= now) this.#entries.delete(k);
+      // Map order is insertion order: the first entries are the oldest claims.
+      for (const k of this.#entries.keys()) {
+        if (this.#entries.size < this.#max) break;
+        this.#entries.delete(k);
+        this.#evicted++;
+      }
+    }
+    this.#entries.set(key, { callId, expiresAt });
+    return callId;
+  }
+
+  /** Live and expired entries currently held. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Entries evicted before they expired because the cache was full. */
+  get evicted(): number {
+    return this.#evicted;
+  }
+}
+
+/**
+ * The replay-cache key of a PASSporT: SHA-256 of its signing input (header and payload), never of the
+ * signature: ES256 signatures are malleable ((r, n - s) verifies too), so keying on the signature
+ * would let a re-encoded copy of one PASSporT verify a second call.
+ */
+export async function replayKey(passport: string): Promise<string> {
+  const signingInput = passport.slice(0, passport.lastIndexOf("."));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(signingInput));
+  return encodeBase64url(new Uint8Array(digest));
+}
+
+/** Per-call options of `judge` and `verifyCall`. */
+export interface CallOptions {
+  /** When the call arrived (seconds since the epoch, or a Date); `iat` freshness is judged at it. Default now. */
+  readonly at?: number | Date;
+  /**
+   * Identifies the call: judging the same call again (a watcher, a retry) with the same `callId`
+   * finds the PASSporT it already claimed and verifies again. Default: a fresh id per judgment.
+   */
+  readonly callId?: string;
 }
 
 export interface VerificationServiceOptions extends RelayTransportOptions {
@@ -130,6 +227,16 @@ export interface VerificationServiceOptions extends RelayTransportOptions {
   readonly concurrency?: number;
   /** Seconds since the epoch (default: clock). */
   readonly now?: () => number;
+  /**
+   * The replay cache (default: a `MemoryReplayStore` of this instance). Share one across the VS
+   * instances of one callee, or replays to another instance go unnoticed.
+   */
+  readonly replayStore?: ReplayStore;
+  /**
+   * Let one PASSporT verify several calls (RFC 8224 §6.2 forking: one call ringing several devices
+   * that verify independently). Off by default: then a second call with the PASSporT is `REPLAYED`.
+   */
+  readonly allowForking?: boolean;
   /** Called as blobs are tried during step 1 (for progress displays in bulk retrieval). */
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -184,6 +291,7 @@ export class VerificationService {
   readonly #resolve: (x5u: string) => Promise<CertificateChain>;
   readonly #fetch: FetchLike;
   readonly #relay: OhttpRelay | undefined;
+  readonly #replay: ReplayStore;
 
   constructor(options: VerificationServiceOptions) {
     if (options.keys.length === 0)
@@ -192,20 +300,20 @@ export class VerificationService {
       throw new TypeError("A verification service needs trust anchors or a validator");
     }
     this.#options = options;
+    this.#replay = options.replayStore ?? new MemoryReplayStore();
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     // Retrievals go through the relay; x5u fetches do not (they go to the signer's repository).
     this.#relay = relayFor(options.relay, options.fetch);
-    this.#validator = options.validator ?? new CertificateValidator({ anchors: options.trustAnchors ?? [] });
-    if (options.resolveCertificate) {
-      this.#resolve = options.resolveCertificate;
-    } else {
-      const fetcher = new X5uFetcher({
-        fetch: this.#fetch,
-        allowLoopbackHttp: options.x5uPolicy?.allowLoopback ?? false,
-        allowedHosts: options.x5uPolicy?.allowedHosts ?? [],
+    // Revocation (docs/passport-and-credentials.md "Revocation"): the default validator checks the
+    // CRLs a signer's certificates name, fetched directly (not through the relay) under the x5u policy.
+    this.#validator =
+      options.validator ??
+      crlCheckingValidator(options.trustAnchors ?? [], {
+        fetch: this.#fetch as typeof fetch,
+        ...(options.x5uPolicy ? { policy: options.x5uPolicy } : {}),
       });
-      this.#resolve = (url) => fetcher.fetchChain(url);
-    }
+    this.#resolve =
+      options.resolveCertificate ?? x5uChainResolver(this.#fetch as typeof fetch, options.x5uPolicy);
   }
 
   #nowSeconds(): number {
@@ -275,12 +383,12 @@ export class VerificationService {
     return { to, examined: list.length, opened, passports, timings: { retrieve, open: ms(t) } };
   }
 
-  /** Steps 2-6 for one opened PASSporT. */
+  /** Steps 2-6 for one opened PASSporT, judged at the call time `at` (seconds). */
   async #check(
     passport: string,
     to: CanonicalTn,
     calling: CanonicalTn,
-    now: number,
+    at: number,
   ): Promise<Omit<Candidate, "passport" | "blobIds" | "kids">> {
     const o = this.#options;
     // Step 2: ppt support (and a well-formed PASSporT at all).
@@ -298,6 +406,7 @@ export class VerificationService {
       iat: claims.iat,
       x5u: header.x5u,
       ...(claims.attest === undefined ? {} : { attest: claims.attest }),
+      ...(claims.origid === undefined ? {} : { origid: claims.origid }),
     };
     // Step 3: orig matches the calling number presented.
     if (!("tn" in claims.orig) || claims.orig.tn !== calling) {
@@ -317,14 +426,17 @@ export class VerificationService {
     // Step 5 (iat freshness) is judged before step 4 fetches anything: a stale PASSporT never makes the
     // callee's device fetch an x5u that the sender chose (threat model #10). Reported as step 5.
     try {
-      checkFreshness(claims.iat, { now, freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS });
+      checkFreshness(claims.iat, {
+        now: at,
+        freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS,
+      });
     } catch (err) {
       return { ...info, ok: false, failure: failure(5, err) };
     }
     // Step 4: the credential is valid, trusted and covers orig.
     let cert: Awaited<ReturnType<CertificateValidator["validate"]>>;
     try {
-      cert = await this.#validator.validate(await this.#resolve(header.x5u), new Date(now * 1000));
+      cert = await this.#validator.validate(await this.#resolve(header.x5u), new Date(at * 1000));
     } catch (err) {
       return { ...info, ok: false, failure: failure(4, err) };
     }
@@ -354,19 +466,44 @@ export class VerificationService {
    * const opened = await vs.open("+2 222 555 2222");
    * for (const call of ringing) console.log((await vs.judge(opened, call.from)).verdict);
    */
-  async judge(opened: OpenedBlobs, callingInput: string): Promise<CallVerification> {
+  async judge(opened: OpenedBlobs, callingInput: string, call: CallOptions = {}): Promise<CallVerification> {
     const calling = canonicalTn(callingInput);
     const t = clock();
     const now = this.#nowSeconds();
+    const at =
+      call.at === undefined ? now : Math.floor(call.at instanceof Date ? call.at.getTime() / 1000 : call.at);
+    if (!Number.isFinite(at)) throw new TypeError("`at` is a time");
     const candidates: Candidate[] = await Promise.all(
       [...opened.passports].map(async ([passport, where]) => ({
         passport,
         blobIds: where.blobIds,
         kids: where.kids,
-        ...(await this.#check(passport, opened.to, calling, now)),
+        ...(await this.#check(passport, opened.to, calling, at)),
       })),
     );
-    const verified = candidates.find((c) => c.ok);
+    // Replay (step 5): claim the first passing PASSporT no other call holds; only that one is used up.
+    // Passing candidates after it are neither claimed nor looked up (they stay `ok`).
+    let verified: Candidate | undefined;
+    const window = this.#options.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS;
+    const callId = call.callId ?? crypto.randomUUID();
+    for (const [i, c] of candidates.entries()) {
+      if (!c.ok || verified) continue;
+      if (this.#options.allowForking) {
+        verified = c;
+        continue;
+      }
+      // Kept until no call could still find it fresh: a window past the latest of iat, call and now.
+      const expiresAt = Math.max(c.iat ?? now, at, now) + window + 1;
+      const holder = await this.#replay.claim(await replayKey(c.passport), callId, expiresAt, now);
+      if (holder === callId) verified = c;
+      else {
+        candidates[i] = {
+          ...c,
+          ok: false,
+          failure: { step: 5, code: "REPLAYED", message: "The PASSporT already verified another call" },
+        };
+      }
+    }
     const verdict: Verdict = candidates.length === 0 ? "no-passport" : verified ? "verified" : "failed";
     const verify = ms(t);
     return {
@@ -377,6 +514,8 @@ export class VerificationService {
       opened: opened.opened,
       candidates,
       ...(verified ? { verified } : {}),
+      ...(verified?.origid === undefined ? {} : { origid: verified.origid }),
+      at,
       timings: { ...opened.timings, verify, total: opened.timings.retrieve + opened.timings.open + verify },
     };
   }
@@ -386,16 +525,23 @@ export class VerificationService {
    * @example
    * const { verdict, candidates } = await vs.verifyCall({ to: "+2 222 555 2222", calling: "+1 111 555 1111" });
    */
-  async verifyCall(input: {
-    to: string;
-    calling: string;
-    blobs?: readonly ListedBlob[];
-  }): Promise<CallVerification> {
-    return this.judge(await this.open(input.to, input.blobs), input.calling);
+  async verifyCall(
+    input: {
+      to: string;
+      calling: string;
+      blobs?: readonly ListedBlob[];
+    } & CallOptions,
+  ): Promise<CallVerification> {
+    const { at, callId } = input;
+    return this.judge(await this.open(input.to, input.blobs), input.calling, {
+      ...(at === undefined ? {} : { at }),
+      ...(callId === undefined ? {} : { callId }),
+    });
   }
 
   /**
-   * Bulk retrieval (§5.5, a call centre): one retrieval for the number, a verdict per calling number.
+   * Bulk retrieval (§5.5, a call centre): one retrieval for the number, a verdict per calling number
+   * (each a separate call: one PASSporT verifies one of them).
    * @example
    * const verdicts = await vs.verifyCalls("+2 222 555 2222", ["+1 111 555 1111", "+1 111 555 1112"]);
    */

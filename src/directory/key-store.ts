@@ -1,8 +1,13 @@
 /**
  * The key directory in Workers KV (docs/storage-schema.md, `key:`; names formed in storage/layout.ts).
  *
- * One entry per (number block, holder): `key:{length}:{block}:{holder}`, value and list metadata both
- * the holder's `HolderBlockRecord` (at most 5 keys, < 1 KiB, so `list` alone answers a lookup).
+ * One entry per (number block, holder): `key:{length}:{block}:{holder}`. Its value is the holder's
+ * `HolderBlockRecord` (at most 5 keys, each with its signed record, a few KiB each); its list
+ * metadata only the kid and expiry of each key (`HolderBlockSummary`, far below KV's 1,024 bytes, which
+ * a record with its x5c chain alone would exceed). A lookup lists, skips entries with no live key by
+ * their metadata, and reads the rest with bulk `get`s of up to 100 names (one KV operation each
+ * against the 1,000 a Worker invocation may make), at most MAX_VALUE_READS names an answer. Entries
+ * written before signed records (metadata `v` 1) are answered from their metadata alone, unsigned.
  * Holders never share an entry, so one holder's write cannot overwrite another's even though KV has no
  * compare-and-set. A lookup for a number lists the (at most 15) blocks that can contain it, in
  * parallel. The length of the block's numbers leads the name so that a prefetch lists only blocks of
@@ -20,7 +25,9 @@ import {
   type KeyEntry,
   liveKeys,
   parseHolderRecord,
+  readSummary,
   recordExpiry,
+  summarise,
   withKey,
 } from "../stir/key-records.js";
 import { blocksContaining, blockWithin, type NumberBlock, parseBlock } from "../stir/number-blocks.js";
@@ -36,6 +43,15 @@ export const PREFETCH_PAGE_ENTRIES = 1000;
 const PREFETCH_MAX_LISTS = 3;
 /** Pages of holders listed for one exact block (lookups, containing blocks): 2,000 holders. */
 const BLOCK_LIST_PAGES = 2;
+/** Names one bulk `get` reads (the KV binding's limit). */
+const BULK_GET_NAMES = 100;
+/**
+ * Most entries whose values one answer reads: 20 bulk gets. A prefetch page's own entries (at most
+ * 1,000) are always read in full, so paging loses nothing; this caps the rest (the blocks containing
+ * the number or prefix, most specific first), which only a number registered by thousands of
+ * certificate holders could reach.
+ */
+export const MAX_VALUE_READS = 2000;
 
 /** A key found by a lookup, with the block it was registered for. */
 export interface FoundKey {
@@ -59,10 +75,17 @@ async function listAll(
   return { keys, truncated: true };
 }
 
-function collect(
+/** A listed entry with a live key, by its metadata: its keys (unsigned v1) or a name to read. */
+interface Listed {
+  readonly block: string;
+  readonly name: string;
+  readonly keys?: readonly KeyEntry[];
+}
+
+function gather(
   keys: readonly KVNamespaceListKey<unknown>[],
   now: number,
-  out: FoundKey[],
+  out: Listed[],
   within?: NumberBlock,
 ): void {
   for (const k of keys) {
@@ -76,8 +99,54 @@ function collect(
         continue;
       }
     }
-    for (const entry of liveKeys(parseHolderRecord(k.metadata), now)) out.push({ block: name.block, entry });
+    const summary = readSummary(k.metadata, now);
+    if (summary.kids.length === 0) continue;
+    out.push({ block: name.block, name: k.name, ...(summary.keys ? { keys: summary.keys } : {}) });
   }
+}
+
+/**
+ * The live keys of listed entries: unsigned v1 entries from their metadata, the others read with
+ * bulk gets, at most `maxReads` of them in the order given. An entry gone or unreadable since it was
+ * listed is skipped.
+ */
+async function resolve(
+  kv: KVNamespace,
+  listed: readonly Listed[],
+  now: number,
+  maxReads: number,
+): Promise<FoundKey[]> {
+  const out: FoundKey[] = [];
+  const toRead: Listed[] = [];
+  for (const l of listed) {
+    if (l.keys) for (const entry of l.keys) out.push({ block: l.block, entry });
+    else if (toRead.length < maxReads) toRead.push(l);
+  }
+  const chunks: Listed[][] = [];
+  for (let i = 0; i < toRead.length; i += BULK_GET_NAMES) chunks.push(toRead.slice(i, i + BULK_GET_NAMES));
+  const values = await Promise.all(
+    chunks.map((c) =>
+      kv.get(
+        c.map((l) => l.name),
+        "text",
+      ),
+    ),
+  );
+  chunks.forEach((chunk, i) => {
+    const map = values[i];
+    for (const l of chunk) {
+      const text = map?.get(l.name);
+      if (typeof text !== "string") continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      for (const entry of liveKeys(parseHolderRecord(value), now)) out.push({ block: l.block, entry });
+    }
+  });
+  return out;
 }
 
 /** Every live key that applies to `tn`: its own and those of every block containing it. */
@@ -85,9 +154,9 @@ export async function keysForTn(kv: KVNamespace, tn: string, now: number): Promi
   const lists = await Promise.all(
     blocksContaining(tn).map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES)),
   );
-  const out: FoundKey[] = [];
-  for (const l of lists) collect(l.keys, now, out);
-  return out;
+  const listed: Listed[] = [];
+  for (const l of lists) gather(l.keys, now, listed);
+  return resolve(kv, listed, now, MAX_VALUE_READS);
 }
 
 /** One prefetch answer: its keys, and the KV cursor to continue from when more entries remain. */
@@ -126,8 +195,10 @@ export async function keysForBlock(
     listOwnEntries(kv, block, now, pageEntries, options.cursor),
     Promise.all(outer.map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES))),
   ]);
-  const out: FoundKey[] = [];
-  for (const l of containing) collect(l.keys, now, out);
+  const listed: Listed[] = [];
+  for (const l of containing) gather(l.keys, now, listed);
+  // The own entries (at most PREFETCH_PAGE_ENTRIES) were read in full; the containing blocks get the rest.
+  const out = await resolve(kv, listed, now, MAX_VALUE_READS - PREFETCH_PAGE_ENTRIES);
   out.push(...inner.keys);
   return inner.next === undefined ? { keys: out } : { keys: out, next: inner.next };
 }
@@ -156,7 +227,9 @@ async function listOwnEntries(
       throw err;
     }
     names += res.keys.length;
-    collect(res.keys, now, out, block);
+    const listed: Listed[] = [];
+    gather(res.keys, now, listed, block);
+    out.push(...(await resolve(kv, listed, now, PREFETCH_PAGE_ENTRIES)));
     if (res.list_complete) return { keys: out };
     next = res.cursor;
     // An answer with keys is worth sending; only an empty one is worth another list.
@@ -165,8 +238,14 @@ async function listOwnEntries(
   return next === undefined ? { keys: out } : { keys: out, next };
 }
 
+/** The holder's own entry; one that does not parse counts as empty (rewritten), never a 500. */
 async function readOwn(kv: KVNamespace, block: NumberBlock, holder: string): Promise<HolderBlockRecord> {
-  return parseHolderRecord(await kv.get(keyEntryName(block, holder), "json"));
+  const text = await kv.get(keyEntryName(block, holder), "text");
+  try {
+    return parseHolderRecord(text === null ? null : JSON.parse(text));
+  } catch {
+    return parseHolderRecord(null);
+  }
 }
 
 async function writeOwn(
@@ -181,9 +260,12 @@ async function writeOwn(
     await kv.delete(name);
     return;
   }
-  // KV refuses expirations less than 60 s ahead.
+  // KV refuses expirations less than 60 s ahead. The entry lives as long as its last record.
   const expiration = Math.max(recordExpiry(record), now + 60);
-  await kv.put(name, JSON.stringify(record), { expiration, metadata: record });
+  await kv.put(name, JSON.stringify({ v: 2, keys: record.keys }), {
+    expiration,
+    metadata: summarise(record),
+  });
 }
 
 /**
@@ -222,13 +304,13 @@ export async function deleteKeys(
     const kept = live.filter((k) => kid !== undefined && k.kid !== kid);
     removed += live.length - kept.length;
     changed.push(kept.length !== r.keys.length);
-    return { v: 1, keys: kept };
+    return { v: 2, keys: kept };
   });
   if (removed === 0) {
+    // Other holders' live kids are in the list metadata: no value is read.
     const others = await Promise.all(blocks.map((b) => listAll(kv, keyBlockPrefix(b), BLOCK_LIST_PAGES)));
-    const found: FoundKey[] = [];
-    for (const l of others) collect(l.keys, now, found);
-    if (found.some((f) => kid === undefined || f.entry.kid === kid)) {
+    const kids = others.flatMap((l) => l.keys.flatMap((k) => readSummary(k.metadata, now).kids));
+    if (kids.some((k) => kid === undefined || k === kid)) {
       throw new CpsError("NOT_OWNER", "These keys were registered by another certificate holder");
     }
     throw new CpsError("NOT_FOUND", "No such key for these numbers");

@@ -1,8 +1,9 @@
 /**
- * Key directory (RFC 8816 §11, docs/key-directory.md): `PUT /keys/{tn}`, `DELETE /keys/{tn}`,
- * `GET /keys/{tn}` (JWK Set of every live key for the number, cacheable) and `GET /keys?prefix=`
- * (prefetch of a bounded block, paged with a cursor). Thin: parse, authorise, call
- * src/directory/key-store.ts. GETs parse first, so the edge-cache key is the canonical request.
+ * Key directory (RFC 8816 §11, docs/key-directory.md): `PUT /keys/{tn}` (a signed key record, stored
+ * unchanged), `DELETE /keys/{tn}`, `GET /keys/{tn}` (JWK Set of every live key for the number, each
+ * with its record, cacheable) and `GET /keys?prefix=` (prefetch of a bounded block, paged with a
+ * cursor). Thin: parse, authorise, call src/directory/key-store.ts. GETs parse first, so the
+ * edge-cache key is the canonical request.
  */
 import { type Context, Hono } from "hono";
 import {
@@ -27,13 +28,14 @@ import {
 } from "../http/edge-cache.js";
 import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
-import { encodeBase64url } from "../stir/base64url.js";
-import { jwkSet, jwkThumbprint, parseKeyRegistration } from "../stir/key-records.js";
-import { type NumberBlock, parseBlock, rangeToBlocks } from "../stir/number-blocks.js";
+import { jwkSet, parseKeyRegistration } from "../stir/key-records.js";
+import { formatBlock, type NumberBlock, parseBlock, rangeToBlocks } from "../stir/number-blocks.js";
+import { MAX_KEY_RECORD_LENGTH } from "../stir/signed-key-record.js";
 import { canonicalTn } from "../stir/tn.js";
 
 export const JWK_SET_MEDIA_TYPE = "application/jwk-set+json";
-const MAX_KEY_BODY_BYTES = 2048;
+/** `{"record": "<JWS>"}`: the longest record plus room for the JSON around it. */
+const MAX_KEY_BODY_BYTES = MAX_KEY_RECORD_LENGTH + 1024;
 /** A write purges the cached lookups of its numbers only when there are at most this many. */
 const PURGE_MAX_NUMBERS = 100;
 /** Most cache entries one write deletes. */
@@ -62,18 +64,20 @@ function parseLimit(text: string | undefined): number | undefined {
 }
 
 /**
- * What a write to `blocks` makes stale and can be named: the lookup of each of its numbers (when they
- * are at most PURGE_MAX_NUMBERS) and the first page (no cursor, no limit) of the prefetch of every
- * block containing a target block that a prefetch may ask for. Most specific first, capped.
+ * What a write to `blocks` makes stale and can be named: the lookup of each number of the target
+ * blocks, smallest blocks first, as long as the numbers stay within PURGE_MAX_NUMBERS in all (so a
+ * record for a 100-number block and a single number still purges the single number), and the first
+ * page (no cursor, no limit) of the prefetch of every block containing a target block that a prefetch
+ * may ask for. Capped.
  */
 export function purgeKeysFor(origin: string, blocks: readonly NumberBlock[], maxOpen: number): string[] {
   const keys: string[] = [];
-  const numbers = blocks.reduce((n, b) => n + 10 ** b.open, 0);
-  if (numbers <= PURGE_MAX_NUMBERS) {
-    for (const b of blocks) {
-      for (let i = 0; i < 10 ** b.open; i++) {
-        keys.push(keyLookupCacheKey(origin, b.digits + (b.open ? String(i).padStart(b.open, "0") : "")));
-      }
+  let numbers = 0;
+  for (const b of [...blocks].sort((x, y) => x.open - y.open)) {
+    if (numbers + 10 ** b.open > PURGE_MAX_NUMBERS) break;
+    numbers += 10 ** b.open;
+    for (let i = 0; i < 10 ** b.open; i++) {
+      keys.push(keyLookupCacheKey(origin, b.digits + (b.open ? String(i).padStart(b.open, "0") : "")));
     }
   }
   for (let extra = 0; extra <= maxOpen; extra++) {
@@ -149,25 +153,32 @@ keyRoutes.put(
   limitBody(MAX_KEY_BODY_BYTES),
   async (c) => {
     const config = c.get("config");
-    const reg = parseKeyRegistration(await authz.jsonBody(c));
-    const blocks = targetBlocks(c.req.param("tn"), reg.count);
+    // The path is one number or one block: the record's first block (a range is the record's list).
+    const [target] = targetBlocks(c.req.param("tn"), undefined) as [NumberBlock];
+    authz.requireServed(config, [target]);
+    const { record } = parseKeyRegistration(await authz.jsonBody(c));
+    // Signature, chain, window and coverage of every block by the record's own certificate.
+    const verified = await authz.verifyRecord(c, record);
+    if (verified.claims.blocks[0] !== formatBlock(target)) {
+      throw new CpsError("KEY_RECORD_MISMATCH", "The path names the record's first block");
+    }
+    const blocks = verified.blocks;
     authz.requireServed(config, blocks);
+    // The token's certificate must cover the blocks too, and be the same holder as the record's.
     const { holder } = await authz.requireAuthority(c, blocks);
+    await authz.requireSigner(c, verified);
     const now = nowSeconds();
-    const kid = await jwkThumbprint(reg.publicKey);
-    const exp = now + reg.ttlSeconds;
+    const { kid, claims } = verified;
     await putKey(
       c.env.CPS_KV,
       blocks,
       holder,
-      { kid, x: encodeBase64url(reg.publicKey), label: reg.label, exp },
+      // Stored unchanged: clients verify the record, never these copies of its members.
+      { kid, x: claims.jwk.x, label: claims.label, exp: claims.exp, record: record as string },
       now,
     );
     await purgeDirectoryCache(purgeKeysFor(originOf(c), blocks, config.keysPrefetchMaxOpenDigits));
-    return c.json(
-      { kid, label: reg.label, exp, blocks: blocks.map((b) => b.digits + "x".repeat(b.open)) },
-      201,
-    );
+    return c.json({ kid, label: claims.label, exp: claims.exp, blocks: claims.blocks }, 201);
   },
 );
 

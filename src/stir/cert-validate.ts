@@ -12,6 +12,10 @@
  * certificate with a TNAuthList must lie within the nearest certificate above it that has one. A CA
  * without a TNAuthList inherits the scope above it, so it cannot widen it; only where nothing above has
  * one (an STI-CA: ATIS-1000080 puts no TNAuthList in roots and intermediates) is the scope open.
+ *
+ * Last, revocation (RFC 5280 §6.3): an optional `RevocationChecker` (src/stir/revocation.ts; the CRL
+ * checker is src/stir/crl.ts) sees the built path, on a fresh validation and on every cache hit, so a
+ * cached result never outlives a certificate's revocation.
  */
 import "reflect-metadata";
 import {
@@ -34,6 +38,7 @@ import {
   rangeToBlocks,
   type SpcNumberBlocks,
 } from "./number-blocks.js";
+import type { RevocationChecker } from "./revocation.js";
 import { type SpcRangeCheck, type TnAuthList, tnAuthListWithin } from "./tnauthlist.js";
 
 /** A chain that passed validation: what a verifier needs, and nothing it would have to recompute. */
@@ -47,6 +52,8 @@ export interface ValidatedCertificate {
   /** The earliest notAfter / latest notBefore across the chain: the cache entry's life. */
   readonly validUntil: Date;
   readonly validFrom: Date;
+  /** The validated path as built (leaf first, trust anchor last): what revocation is checked on. */
+  readonly path: readonly X509Certificate[];
 }
 
 export interface CertificateValidatorOptions {
@@ -63,12 +70,19 @@ export interface CertificateValidatorOptions {
    * delegate numbers. Without an entry for the SPC, numbers under an SPC-only CA are refused.
    */
   readonly spcNumberBlocks?: SpcNumberBlocks;
+  /**
+   * Revocation of the validated path (RFC 5280 §6.3), checked after path validation and again on
+   * every cache hit. Absent: revocation is not checked.
+   */
+  readonly revocation?: RevocationChecker;
 }
 
 export interface ValidateOptions {
   readonly now?: Date;
   readonly requireTnAuthList?: boolean;
   readonly spcNumberBlocks?: SpcNumberBlocks;
+  /** Revocation of the validated path, checked last (see `CertificateValidatorOptions.revocation`). */
+  readonly revocation?: RevocationChecker;
 }
 
 function spcRangeCheck(map: SpcNumberBlocks | undefined): SpcRangeCheck | undefined {
@@ -182,7 +196,10 @@ export async function validateCertificateChain(
     // Fail closed: without the built path the scope of each issuer cannot be checked.
     throw new CpsError("CERT_CHAIN_INVALID", "The certificate chain does not validate");
   }
-  checkDelegationScope(path as X509Certificate[], spcRangeCheck(options.spcNumberBlocks));
+  const built = path as X509Certificate[];
+  checkDelegationScope(built, spcRangeCheck(options.spcNumberBlocks));
+  // Last: revocation fetches (CRLs), so nothing that fails a local check makes the verifier fetch.
+  await options.revocation?.check(built, now);
   const times = chain.certificates;
   return {
     fingerprint: chain.fingerprint,
@@ -191,6 +208,7 @@ export async function validateCertificateChain(
     tnAuthList: tnAuthList ?? [],
     validUntil: new Date(Math.min(...times.map((c) => c.notAfter.getTime()))),
     validFrom: new Date(Math.max(...times.map((c) => c.notBefore.getTime()))),
+    path: built,
   };
 }
 
@@ -208,6 +226,7 @@ export class CertificateValidator {
   readonly #ttlMs: number;
   readonly #requireTnAuthList: boolean;
   readonly #spcNumberBlocks: SpcNumberBlocks | undefined;
+  readonly #revocation: RevocationChecker | undefined;
   readonly #cache = new Map<string, { value: ValidatedCertificate; at: number }>();
 
   constructor(options: CertificateValidatorOptions) {
@@ -217,11 +236,21 @@ export class CertificateValidator {
     this.#ttlMs = (options.cacheTtlSeconds ?? 3600) * 1000;
     this.#requireTnAuthList = options.requireTnAuthList ?? true;
     this.#spcNumberBlocks = options.spcNumberBlocks;
+    this.#revocation = options.revocation;
   }
 
   /** Number of cached validated chains (for tests and metrics). */
   get cacheSize(): number {
     return this.#cache.size;
+  }
+
+  /**
+   * Checks the revocation of a chain this validator validated earlier (its `path`) at `now`, for
+   * callers that keep a validation result beyond one use (a memoised key record): no-op without a
+   * revocation checker. Throws `CERT_REVOKED` / `CERT_REVOCATION_UNKNOWN`.
+   */
+  async checkRevocation(validated: ValidatedCertificate, now: Date = new Date()): Promise<void> {
+    await this.#revocation?.check(validated.path, now);
   }
 
   /** Validates a parsed chain, or PEM text / DER list, at `now`; cached by fingerprint. */
@@ -243,6 +272,9 @@ export class CertificateValidator {
         t >= hit.at &&
         t - hit.at <= this.#ttlMs
       ) {
+        // A cached chain must not outlive its revocation: the checker answers from its own CRL cache.
+        // A revoked (or unknown) chain stays cached: it is refused again on every use until evicted.
+        await this.#revocation?.check(v.path, now);
         // Refresh recency: Map iteration order is insertion order, so re-insert at the end.
         this.#cache.delete(chain.fingerprint);
         this.#cache.set(chain.fingerprint, hit);
@@ -254,6 +286,7 @@ export class CertificateValidator {
       now,
       requireTnAuthList: this.#requireTnAuthList,
       spcNumberBlocks: this.#spcNumberBlocks,
+      ...(this.#revocation === undefined ? {} : { revocation: this.#revocation }),
     });
     this.#cache.set(chain.fingerprint, { value, at: t });
     while (this.#cache.size > this.#size) {

@@ -1,7 +1,15 @@
 /**
  * Key-directory records (RFC 8816 §11): X25519 public encryption keys as JWKs (RFC 8037 OKP), their
  * key ids (RFC 7638 thumbprints), registration bodies, and the record one holder keeps for one number
- * block. Pure code: the KV side is src/directory/key-store.ts.
+ * block. Pure code: the KV side is src/directory/key-store.ts, the signed record format
+ * src/stir/signed-key-record.ts.
+ *
+ * Stored shape of one holder's entry for one block (docs/storage-schema.md `key:`): the value is
+ * `{"v":2,"keys":[{kid,x,label,exp,record}]}` (each `record` the signed JWS exactly as registered,
+ * up to 16 KiB), the list metadata only `{"v":2,"keys":[{kid,exp}]}` so that it stays far below
+ * KV's 1,024 bytes and a lookup can skip dead entries without reading them. Entries written before
+ * signed records (`v` 1: the whole record in the metadata, no `record`) are still read and served as
+ * unsigned keys, which clients skip unless told otherwise.
  */
 import { CpsError } from "../errors.js";
 import { decodeBase64url, encodeBase64url } from "./base64url.js";
@@ -13,17 +21,22 @@ export interface KeyEntry {
   /** Raw X25519 public key, base64url (RFC 8037 `x`). */
   readonly x: string;
   readonly label: string;
-  /** Expiry, seconds since the epoch. */
+  /** Expiry, seconds since the epoch (the signed record's `exp`). */
   readonly exp: number;
+  /** The signed key record (JWS compact) as registered; absent on entries from before signed records. */
+  readonly record?: string;
 }
 
-/**
- * What one holder has registered for one block: stored as the KV value and as its list metadata
- * (so a lookup needs only `list`), hence the size cap.
- */
+/** What one holder has registered for one block (the KV value). */
 export interface HolderBlockRecord {
-  readonly v: 1;
+  readonly v: 1 | 2;
   readonly keys: readonly KeyEntry[];
+}
+
+/** The list metadata of an entry: enough to tell live entries from dead ones without a `get`. */
+export interface HolderBlockSummary {
+  readonly v: 2;
+  readonly keys: readonly { readonly kid: string; readonly exp: number }[];
 }
 
 /** Public JWK of the key directory: an X25519 key for HPKE (envelope v1). */
@@ -37,15 +50,18 @@ export interface DirectoryJwk {
   label: string;
   exp: number;
   block: string;
+  /**
+   * The signed key record, unchanged: the only part a client trusts (docs/key-directory.md). Absent
+   * on keys registered before signed records ("unsigned").
+   */
+  record?: string;
 }
 
-/** KV list metadata is limited to 1,024 bytes; five keys per holder per block stay well below it. */
+/** KV list metadata is limited to 1,024 bytes; the summary of five keys stays well below it. */
 export const MAX_KEYS_PER_HOLDER_BLOCK = 5;
 export const MAX_METADATA_BYTES = 1024;
-export const MIN_KEY_TTL_SECONDS = 60; // KV expirationTtl minimum
-export const MAX_KEY_TTL_SECONDS = 400 * 86_400;
-export const DEFAULT_KEY_TTL_SECONDS = 30 * 86_400;
-const LABEL = /^[A-Za-z0-9 ._:@-]{1,32}$/;
+/** A key's label: 1-32 characters of letters, digits, space and `._:@-`. */
+export const KEY_LABEL = /^[A-Za-z0-9 ._:@-]{1,32}$/;
 
 function bad(message: string): CpsError {
   return new CpsError("INVALID_BODY", message);
@@ -86,47 +102,29 @@ export async function jwkThumbprint(raw: Uint8Array): Promise<string> {
   );
 }
 
-/** A parsed `PUT /keys/{tn}` body. */
-export interface KeyRegistration {
-  readonly publicKey: Uint8Array;
-  readonly label: string;
-  readonly ttlSeconds: number;
-  /** Present when the path names the first number of a start+count range. */
-  readonly count: number | undefined;
-}
-
-/** Parses `{ "jwk": {...}, "label": "...", "ttl": seconds, "count"?: n }`. */
-export function parseKeyRegistration(body: unknown): KeyRegistration {
+/**
+ * The body of `PUT /keys/{tn}`: `{"record": "<JWS>"}` and nothing else. A body in the unsigned shape
+ * of earlier versions (`jwk`, `label`, `ttl`, `count`) is `KEY_RECORD_REQUIRED`: the directory takes
+ * only keys their holder signed (RFC 8816 §11). The record itself is checked by `verifyKeyRecord`.
+ */
+export function parseKeyRegistration(body: unknown): { readonly record: unknown } {
   if (body === null || typeof body !== "object" || Array.isArray(body))
     throw bad("The body is a JSON object");
-  const { jwk, label, ttl, count, ...rest } = body as Record<string, unknown>;
-  if (Object.keys(rest).length > 0) throw bad("Unknown members in the body");
-  const publicKey = x25519FromJwk(jwk);
-  if (typeof label !== "string" || !LABEL.test(label)) {
-    throw bad("label is 1-32 characters of letters, digits, space and ._:@-");
+  const { record, ...rest } = body as Record<string, unknown>;
+  if (record === undefined) {
+    throw new CpsError("KEY_RECORD_REQUIRED", 'Register a signed key record: {"record": "<JWS>"}');
   }
-  const ttlSeconds = ttl === undefined ? DEFAULT_KEY_TTL_SECONDS : ttl;
-  if (
-    typeof ttlSeconds !== "number" ||
-    !Number.isInteger(ttlSeconds) ||
-    ttlSeconds < MIN_KEY_TTL_SECONDS ||
-    ttlSeconds > MAX_KEY_TTL_SECONDS
-  ) {
-    throw bad(`ttl is a whole number of seconds from ${MIN_KEY_TTL_SECONDS} to ${MAX_KEY_TTL_SECONDS}`);
-  }
-  if (count !== undefined && (typeof count !== "number" || !Number.isSafeInteger(count) || count < 1)) {
-    throw bad("count is a whole number of at least 1");
-  }
-  return { publicKey, label, ttlSeconds, count: count as number | undefined };
+  if (Object.keys(rest).length > 0) throw bad("The body has only the member record");
+  return { record };
 }
 
 /** Reads a stored record defensively: anything unexpected counts as empty, never as a 500. */
 export function parseHolderRecord(value: unknown): HolderBlockRecord {
-  if (value === null || typeof value !== "object") return { v: 1, keys: [] };
-  const keys = (value as { keys?: unknown }).keys;
-  if (!Array.isArray(keys)) return { v: 1, keys: [] };
+  if (value === null || typeof value !== "object") return { v: 2, keys: [] };
+  const { v, keys } = value as { v?: unknown; keys?: unknown };
+  if (!Array.isArray(keys) || (v !== 1 && v !== 2)) return { v: 2, keys: [] };
   return {
-    v: 1,
+    v,
     keys: keys.filter(
       (k): k is KeyEntry =>
         k !== null &&
@@ -134,9 +132,37 @@ export function parseHolderRecord(value: unknown): HolderBlockRecord {
         typeof k.kid === "string" &&
         typeof k.x === "string" &&
         typeof k.label === "string" &&
-        typeof k.exp === "number",
+        typeof k.exp === "number" &&
+        (k.record === undefined || typeof k.record === "string"),
     ),
   };
+}
+
+/** The list metadata of a record (kid and exp of each key). */
+export function summarise(record: HolderBlockRecord): HolderBlockSummary {
+  return { v: 2, keys: record.keys.map((k) => ({ kid: k.kid, exp: k.exp })) };
+}
+
+/**
+ * What a lookup learns from an entry's list metadata: the live kids, and for a `v` 1 entry from
+ * before signed records (whose whole record is the metadata) the keys themselves; a `v` 2 entry with
+ * live kids must be read (`get`) for its keys. Anything else has no live kid: skipped, never a 500.
+ */
+export function readSummary(metadata: unknown, now: number): { kids: string[]; keys?: KeyEntry[] } {
+  if (metadata === null || typeof metadata !== "object") return { kids: [] };
+  const { v, keys } = metadata as { v?: unknown; keys?: unknown };
+  if (v === 1) {
+    const live = liveKeys(parseHolderRecord(metadata), now).filter((k) => k.record === undefined);
+    return { kids: live.map((k) => k.kid), keys: live };
+  }
+  if (v !== 2 || !Array.isArray(keys)) return { kids: [] };
+  const kids: string[] = [];
+  for (const k of keys as unknown[]) {
+    if (k === null || typeof k !== "object") continue;
+    const { kid, exp } = k as { kid?: unknown; exp?: unknown };
+    if (typeof kid === "string" && typeof exp === "number" && exp > now) kids.push(kid);
+  }
+  return { kids };
 }
 
 /** Keys still alive at `now` (seconds). */
@@ -156,8 +182,8 @@ export function withKey(record: HolderBlockRecord, entry: KeyEntry, now: number)
       `At most ${MAX_KEYS_PER_HOLDER_BLOCK} live keys per holder per number block; delete one first`,
     );
   }
-  const next: HolderBlockRecord = { v: 1, keys };
-  if (new TextEncoder().encode(JSON.stringify(next)).length > MAX_METADATA_BYTES) {
+  const next: HolderBlockRecord = { v: 2, keys };
+  if (new TextEncoder().encode(JSON.stringify(summarise(next))).length > MAX_METADATA_BYTES) {
     throw new CpsError("KEY_LIMIT", "The keys for this block do not fit one record");
   }
   return next;
@@ -169,7 +195,7 @@ export function recordExpiry(record: HolderBlockRecord): number {
 }
 
 export function toDirectoryJwk(entry: KeyEntry, block: string): DirectoryJwk {
-  return {
+  const jwk: DirectoryJwk = {
     kty: "OKP",
     crv: "X25519",
     x: entry.x,
@@ -179,6 +205,8 @@ export function toDirectoryJwk(entry: KeyEntry, block: string): DirectoryJwk {
     exp: entry.exp,
     block,
   };
+  if (entry.record !== undefined) jwk.record = entry.record;
+  return jwk;
 }
 
 function openDigits(block: string): number {

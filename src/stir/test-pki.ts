@@ -4,7 +4,9 @@
  * root CA -> intermediate CA -> service-provider certificate with a TNAuthList (RFC 8226 §9), plus the
  * broken variants the negative tests need (expired, not yet valid, chained to another root, issued by a
  * non-CA intermediate, no TNAuthList), and delegate CAs with a TNAuthList of their own (RFC 9060 §4)
- * for the scope-containment tests. Every key is generated fresh with WebCrypto on each call and never
+ * for the scope-containment tests; and a revocation branch (RFC 5280 §5): CAs and leaves naming CRL
+ * distribution points, a revoked leaf, a leaf under a revoked intermediate, and each issuer's CRL
+ * (plus a CRL signed by the wrong key and a stale one) for the CRL checker's tests. Every key is generated fresh with WebCrypto on each call and never
  * leaves memory unless a caller writes it out; every subject carries "TEST ONLY". Nothing here is, or
  * chains to, a real STI-PA / STI-CA trust anchor. It lives in src/ because tests, the demo and the CLI
  * share it; production code paths never import it.
@@ -13,6 +15,7 @@ import "reflect-metadata";
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
+  CRLDistributionPointsExtension,
   Extension,
   KeyUsageFlags,
   KeyUsagesExtension,
@@ -20,6 +23,8 @@ import {
   SubjectKeyIdentifierExtension,
   type X509Certificate,
   X509CertificateGenerator,
+  type X509Crl,
+  X509CrlGenerator,
 } from "@peculiar/x509";
 import { encodeTnAuthList, TN_AUTH_LIST_OID, type TnAuthList } from "./tnauthlist.js";
 
@@ -29,6 +34,9 @@ export const TEST_PKI_LABEL = "TEST ONLY - stir-oob test PKI";
 const ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
+
+/** Where the test PKI's CRLs live by default (a name that passes the x5u URL policy; nothing real). */
+export const TEST_CRL_BASE_URL = "https://crl.stir-oob-test.example";
 
 /** A certificate with its key pair (private key extractable, so the CLI can write demo files). */
 export interface TestCertificate {
@@ -65,14 +73,48 @@ export interface TestPki {
   /** Leaf issued by an intermediate whose basicConstraints say cA=false. */
   readonly nonCaIntermediate: TestCredential;
   readonly noTnAuthList: TestCredential;
+  /**
+   * Revocation branch (RFC 5280 §4.2.1.13, §5), beside the intermediate above (which names no CRL):
+   * root -> `crlIntermediate` (CRL DP: the root's CRL) -> leaves naming `crlIntermediate`'s CRL;
+   * root -> `revokedIntermediate` (listed on the root's CRL) -> `underRevokedIntermediate`.
+   */
+  readonly crlIntermediate: TestCertificate;
+  readonly revokedIntermediate: TestCertificate;
+  /** Under `crlIntermediate`, listed on nothing: passes a CRL check of both levels. */
+  readonly crlValid: TestCredential;
+  /** Under `crlIntermediate`, listed on its CRL. */
+  readonly crlRevokedLeaf: TestCredential;
+  /** Under `revokedIntermediate` (which the root's CRL lists); the leaf itself is listed nowhere. */
+  readonly underRevokedIntermediate: TestCredential;
+  /**
+   * The CRLs by name, each with the URL the certificates above name: `root`, `crlIntermediate`,
+   * `revokedIntermediate` (current, signed by their issuer), and two broken ones no certificate names
+   * unless a test issues one that does: `wrongSigner` (crlIntermediate's name, signed by `otherRoot`'s
+   * key) and `stale` (crlIntermediate's, nextUpdate a day ago).
+   */
+  readonly crls: Readonly<Record<TestCrlName, TestCrl>>;
   /** Issues another leaf under the intermediate (or `options.issuer`), for custom TNAuthLists or dates. */
   issue(options: LeafOptions): Promise<TestCredential>;
   /** Issues a delegate CA (RFC 9060 §4) under the intermediate (or `options.issuer`). */
   delegate(options: CaOptions): Promise<TestCertificate>;
 }
 
+/** Names of the test PKI's CRLs (`TestPki.crls`). */
+export type TestCrlName = "root" | "crlIntermediate" | "revokedIntermediate" | "wrongSigner" | "stale";
+
+/** A CRL (RFC 5280 §5) and the URL the test PKI's certificates name for it. */
+export interface TestCrl {
+  readonly url: string;
+  /** DER: what a CRL distribution point serves (application/pkix-crl). */
+  readonly der: Uint8Array;
+  readonly pem: string;
+  readonly crl: X509Crl;
+}
+
 export interface LeafOptions {
   readonly tnAuthList?: TnAuthList | null;
+  /** A CRL distribution point (RFC 5280 §4.2.1.13) for the leaf: the URL of its issuer's CRL. */
+  readonly crlUrl?: string;
   readonly notBefore?: Date;
   readonly notAfter?: Date;
   readonly subject?: string;
@@ -86,6 +128,17 @@ export interface CaOptions {
   readonly name?: string;
   /** The issuing CA (default: the PKI's intermediate). */
   readonly issuer?: TestCertificate;
+  /** A CRL distribution point for the CA certificate: the URL of its issuer's CRL. */
+  readonly crlUrl?: string;
+}
+
+export interface CrlOptions {
+  /** Serial numbers (hex, as `X509Certificate.serialNumber`) or certificates to list as revoked. */
+  readonly revoked?: readonly (X509Certificate | string)[];
+  readonly thisUpdate?: Date;
+  readonly nextUpdate?: Date;
+  /** Sign with this key instead of the CA's own (a forged CRL). */
+  readonly signingKey?: CryptoKey;
 }
 
 /** Default TNAuthList of the valid leaf: one SPC, one range of 100 numbers, one single number. */
@@ -108,7 +161,13 @@ function serial(): string {
 async function caCertificate(
   name: string,
   issuer: TestCertificate | undefined,
-  options: { ca: boolean; notBefore: Date; notAfter: Date; tnAuthList?: TnAuthList | null },
+  options: {
+    ca: boolean;
+    notBefore: Date;
+    notAfter: Date;
+    tnAuthList?: TnAuthList | null;
+    crlUrl?: string | undefined;
+  },
 ): Promise<TestCertificate> {
   const keys = await keyPair();
   const extensions: Extension[] = [
@@ -121,6 +180,7 @@ async function caCertificate(
   ];
   if (options.tnAuthList)
     extensions.push(new Extension(TN_AUTH_LIST_OID, false, encodeTnAuthList(options.tnAuthList)));
+  if (options.crlUrl !== undefined) extensions.push(new CRLDistributionPointsExtension([options.crlUrl]));
   const subject = `CN=${name}, O=${TEST_PKI_LABEL}`;
   const certificate =
     issuer === undefined
@@ -163,6 +223,7 @@ async function leafCredential(
   ];
   if (tnAuthList !== null)
     extensions.push(new Extension(TN_AUTH_LIST_OID, false, encodeTnAuthList(tnAuthList)));
+  if (options.crlUrl !== undefined) extensions.push(new CRLDistributionPointsExtension([options.crlUrl]));
   const certificate = await X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${options.subject ?? "SHAKEN 709J"}, O=${TEST_PKI_LABEL}`,
@@ -202,8 +263,31 @@ async function delegateCa(
     notBefore: new Date(now.getTime() - DAY),
     notAfter: new Date(now.getTime() + 365 * DAY),
     tnAuthList: options.tnAuthList ?? null,
+    crlUrl: options.crlUrl,
   });
   return { ...ca, path: [ca.certificate, ...(issuer.path ?? [issuer.certificate])] };
+}
+
+/**
+ * Issues a CRL (RFC 5280 §5, v2, ECDSA P-256 / SHA-256) for `ca`: thisUpdate an hour before `now`,
+ * nextUpdate a week after, unless given; signed with the CA's key unless `signingKey` is given.
+ */
+async function issueCrl(ca: TestCertificate, options: CrlOptions, now: Date): Promise<X509Crl> {
+  return X509CrlGenerator.create({
+    issuer: ca.certificate.subjectName,
+    thisUpdate: options.thisUpdate ?? new Date(now.getTime() - DAY / 24),
+    nextUpdate: options.nextUpdate ?? new Date(now.getTime() + 7 * DAY),
+    entries: (options.revoked ?? []).map((r) => ({
+      serialNumber: typeof r === "string" ? r : r.serialNumber,
+      revocationDate: new Date(now.getTime() - DAY / 24),
+    })),
+    signingKey: options.signingKey ?? ca.keys.privateKey,
+    signingAlgorithm: SIGN,
+  });
+}
+
+function testCrl(url: string, crl: X509Crl): TestCrl {
+  return { url, der: new Uint8Array(crl.rawData), pem: crl.toString("pem"), crl };
 }
 
 /**
@@ -213,8 +297,18 @@ async function delegateCa(
  * const pki = await createTestPki();
  * const validator = new CertificateValidator({ anchors: [pki.root.certificate] });
  */
-export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthList } = {}): Promise<TestPki> {
+export async function createTestPki(
+  options: { now?: Date; tnAuthList?: TnAuthList; crlBaseUrl?: string } = {},
+): Promise<TestPki> {
   const now = options.now ?? new Date();
+  const crlBase = options.crlBaseUrl ?? TEST_CRL_BASE_URL;
+  const crlUrl = {
+    root: `${crlBase}/root.crl`,
+    crlIntermediate: `${crlBase}/crl-intermediate.crl`,
+    revokedIntermediate: `${crlBase}/revoked-intermediate.crl`,
+    wrongSigner: `${crlBase}/wrong-signer.crl`,
+    stale: `${crlBase}/stale.crl`,
+  } as const;
   const caDates = {
     notBefore: new Date(now.getTime() - 2 * DAY),
     notAfter: new Date(now.getTime() + 3650 * DAY),
@@ -228,6 +322,52 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
   });
   const nonCa = await caCertificate("Not A CA", root, { ca: false, ...caDates });
   const issue = (leaf: LeafOptions) => leafCredential(intermediate, leaf, now);
+  const crlIntermediate: TestCertificate = await caCertificate("Test STI-CA CRL Intermediate", root, {
+    ca: true,
+    ...caDates,
+    crlUrl: crlUrl.root,
+  });
+  const revokedIntermediate: TestCertificate = await caCertificate("Test STI-CA Revoked Intermediate", root, {
+    ca: true,
+    ...caDates,
+    crlUrl: crlUrl.root,
+  });
+  // Subjects of their own: the issuance quota is per subject and scope (src/tokens/quota.ts).
+  const crlValid = await issue({
+    issuer: crlIntermediate,
+    crlUrl: crlUrl.crlIntermediate,
+    subject: "SHAKEN 709J CRL",
+  });
+  const crlRevokedLeaf = await issue({
+    issuer: crlIntermediate,
+    crlUrl: crlUrl.crlIntermediate,
+    subject: "SHAKEN 709J revoked",
+  });
+  const underRevokedIntermediate = await issue({
+    issuer: revokedIntermediate,
+    crlUrl: crlUrl.revokedIntermediate,
+    subject: "SHAKEN 709J under revoked CA",
+  });
+  const crls: Record<TestCrlName, TestCrl> = {
+    root: testCrl(crlUrl.root, await issueCrl(root, { revoked: [revokedIntermediate.certificate] }, now)),
+    crlIntermediate: testCrl(
+      crlUrl.crlIntermediate,
+      await issueCrl(crlIntermediate, { revoked: [crlRevokedLeaf.chain[0] as X509Certificate] }, now),
+    ),
+    revokedIntermediate: testCrl(crlUrl.revokedIntermediate, await issueCrl(revokedIntermediate, {}, now)),
+    wrongSigner: testCrl(
+      crlUrl.wrongSigner,
+      await issueCrl(crlIntermediate, { signingKey: otherRoot.keys.privateKey }, now),
+    ),
+    stale: testCrl(
+      crlUrl.stale,
+      await issueCrl(
+        crlIntermediate,
+        { thisUpdate: new Date(now.getTime() - 8 * DAY), nextUpdate: new Date(now.getTime() - DAY) },
+        now,
+      ),
+    ),
+  };
   return {
     root,
     intermediate,
@@ -244,6 +384,12 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
     wrongAnchor: await leafCredential(otherIntermediate, {}, now),
     nonCaIntermediate: await leafCredential(nonCa, {}, now),
     noTnAuthList: await issue({ tnAuthList: null }),
+    crlIntermediate,
+    revokedIntermediate,
+    crlValid,
+    crlRevokedLeaf,
+    underRevokedIntermediate,
+    crls,
     issue,
     delegate: (ca: CaOptions) => delegateCa(intermediate, ca, now),
   };
@@ -253,4 +399,4 @@ export async function createTestPki(options: { now?: Date; tnAuthList?: TnAuthLi
  * `issueTestLeaf` issues a leaf and `issueTestDelegateCa` a delegate CA under any test CA (used to
  * rebuild a serialised test PKI inside workerd tests).
  */
-export { delegateCa as issueTestDelegateCa, leafCredential as issueTestLeaf };
+export { delegateCa as issueTestDelegateCa, issueCrl as issueTestCrl, leafCredential as issueTestLeaf };

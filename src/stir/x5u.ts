@@ -14,6 +14,9 @@
  * Errors say what failed in fixed words: never the upstream status, host or message (those go to the
  * `onFailure` hook as a reason code, for the operator's log). `fetch` is injected so the protocol code
  * stays free of I/O of its own and tests need no network.
+ *
+ * The CRL checker (src/stir/crl.ts) fetches CRL distribution points under the same URL policy and
+ * with the same bounded fetch (`fetchBounded`: no redirects, status 200 only, size limit, timeout).
  */
 
 import { CpsError } from "../errors.js";
@@ -122,9 +125,47 @@ export function checkX5uUrl(url: string, policy: boolean | X5uUrlPolicy = {}): U
   return parsed;
 }
 
-class BadStatus extends Error {
-  constructor(readonly status: number) {
-    super("status");
+/** Why `fetchBounded` failed: a reason code (and the upstream status for "status"), never shown to clients. */
+export class BoundedFetchError extends Error {
+  constructor(
+    readonly reason: X5uFailureReason,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(reason, options);
+  }
+}
+
+/**
+ * One GET of a URL that already passed `checkX5uUrl`, held to the x5u fetch rules: no redirects (a
+ * 3xx, or a browser's opaque redirect with status 0, is a failure), status 200 only, the body read up
+ * to `maxBytes`, the whole fetch within `timeoutMs`. Throws `BoundedFetchError` with a reason code.
+ */
+export async function fetchBounded(
+  fetchFn: typeof fetch,
+  url: string,
+  options: { readonly maxBytes: number; readonly timeoutMs: number; readonly accept: string },
+): Promise<{ body: Uint8Array; headers: Headers }> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.timeoutMs);
+  try {
+    const response = await fetchFn(url, {
+      redirect: "manual",
+      signal: controller.signal,
+      headers: { accept: options.accept },
+    });
+    if (response.status !== 200) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new BoundedFetchError("status", response.status);
+    }
+    const body = await readLimited(response.body, response.headers.get("content-length"), options.maxBytes);
+    return { body, headers: response.headers };
+  } catch (cause) {
+    if (cause instanceof BoundedFetchError) throw cause;
+    if (cause instanceof BodyTooLarge) throw new BoundedFetchError("too-large", undefined, { cause });
+    throw new BoundedFetchError(controller.signal.aborted ? "timeout" : "network", undefined, { cause });
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -196,35 +237,22 @@ export class X5uFetcher {
   }
 
   async #load(url: string): Promise<CertificateChain> {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
-    let response: Response;
     let body: Uint8Array;
+    let headers: Headers;
     try {
-      response = await this.#fetch(url, {
-        redirect: "manual",
-        signal: controller.signal,
-        headers: {
-          accept: "application/pkix-cert, application/x-pem-file, application/pem-certificate-chain",
-        },
-      });
-      // A 3xx (or a browser's opaque redirect, status 0) is not 200 either.
-      if (response.status !== 200) {
-        await response.body?.cancel().catch(() => undefined);
-        throw new BadStatus(response.status);
-      }
-      body = await readLimited(response.body, response.headers.get("content-length"), this.#maxBytes);
+      ({ body, headers } = await fetchBounded(this.#fetch, url, {
+        maxBytes: this.#maxBytes,
+        timeoutMs: this.#timeoutMs,
+        accept: "application/pkix-cert, application/x-pem-file, application/pem-certificate-chain",
+      }));
     } catch (cause) {
-      if (cause instanceof BadStatus) this.#onFailure("status", cause.status);
-      else if (cause instanceof BodyTooLarge) this.#onFailure("too-large");
-      else this.#onFailure(controller.signal.aborted ? "timeout" : "network");
+      if (cause instanceof BoundedFetchError) this.#onFailure(cause.reason, cause.status);
+      else this.#onFailure("network");
       throw failed(cause);
-    } finally {
-      clearTimeout(timer);
     }
     const chain = await bodyToChain(body);
     const now = this.#now();
-    const ttl = Math.min(cacheLifetime(response.headers, now, this.#defaultTtl), this.#maxTtl);
+    const ttl = Math.min(cacheLifetime(headers, now, this.#defaultTtl), this.#maxTtl);
     if (ttl > 0) {
       this.#cache.set(url, { chain, expiresAt: now + ttl * 1000 });
       while (this.#cache.size > this.#entries) {
@@ -235,4 +263,20 @@ export class X5uFetcher {
     }
     return chain;
   }
+}
+
+/**
+ * A verifier's default x5u resolver: one cached `X5uFetcher` held to `policy` (https:443, a public
+ * DNS name, no IP literals unless the policy allows loopback), as `(url) => chain`.
+ */
+export function x5uChainResolver(
+  fetch: typeof globalThis.fetch | undefined,
+  policy: X5uUrlPolicy = {},
+): (url: string) => Promise<CertificateChain> {
+  const fetcher = new X5uFetcher({
+    ...(fetch ? { fetch } : {}),
+    allowLoopbackHttp: policy.allowLoopback ?? false,
+    allowedHosts: policy.allowedHosts ?? [],
+  });
+  return (url) => fetcher.fetchChain(url);
 }

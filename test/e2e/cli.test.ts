@@ -4,41 +4,21 @@
  * `wrangler dev` server that trusts the CLI's demo CA and requires storage tokens. Exit codes and the
  * human and --json outputs are checked, including the failure paths.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, REPO_ROOT, startLocalServer } from "../../src/dev/local-server.mjs";
+import { type CliRun, LAUNCHER, runCli } from "../helpers/cli.js";
 
-const LAUNCHER = join(REPO_ROOT, "src/cli/stir-oob.mjs");
 let home: string;
 let server: LocalServer;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `stir-oob args...` with the test's home and CPS in the environment (as the walkthrough's defaults). */
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [LAUNCHER, ...args],
-      {
-        cwd: REPO_ROOT,
-        env: { ...process.env, STIR_OOB_HOME: home, STIR_OOB_CPS: server?.url ?? "", NO_COLOR: "1" },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : 70) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(...args: string[]): Promise<CliRun> {
+  return runCli(args, { home, cps: server?.url ?? "" });
 }
 
 beforeAll(async () => {
@@ -61,16 +41,17 @@ afterAll(async () => {
 });
 
 describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 2222)", () => {
-  it("keygen + keys register: Bob publishes an encryption key", async () => {
+  it("keygen + keys register: Bob publishes an encryption key as a signed key record", async () => {
     const gen = await cli("keygen", "--tn", "+2-222-555-2222", "--label", "bob-phone");
     expect(gen.code, gen.stderr).toBe(0);
     expect(gen.stdout).toMatch(/key \S+ for \+22225552222/);
     const reg = await cli("keys", "register", "--tn", "+2-222-555-2222");
     expect(reg.code, reg.stderr).toBe(0);
     expect(reg.stdout).toContain("registered key");
+    expect(reg.stdout).toContain("record signed by credential bob");
     const list = await cli("keys", "list", "--tn", "+2-222-555-2222", "--json");
     expect(JSON.parse(list.stdout).keys).toEqual([
-      expect.objectContaining({ label: "bob-phone", local: true }),
+      expect.objectContaining({ label: "bob-phone", local: true, signed: true }),
     ]);
   });
 
@@ -89,16 +70,36 @@ describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 22
     expect(JSON.parse((await cli("tokens", "status", "--json")).stdout).tokens).toBe(3);
   });
 
-  it("verify: Bob's verdict is VERIFIED (exit 0)", async () => {
+  it("verify: Bob's verdict is VERIFIED (exit 0), with the PASSporT's origid", async () => {
     const run = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^✔ VERIFIED {2}call \+11115551111 → \+22225552222/);
-    const json = JSON.parse(
-      (await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111", "--json")).stdout,
+    expect(run.stdout).toMatch(/origid [0-9a-f-]{36}/);
+  });
+
+  it("verify the same stored PASSporT for a second call: REPLAYED at step 5 (exit 1); --allow-forking verifies", async () => {
+    const again = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111", "--json");
+    expect(again.code).toBe(1);
+    const replayed = JSON.parse(again.stdout);
+    expect(replayed.verdict).toBe("failed");
+    expect(replayed.candidates[0].failure).toMatchObject({ step: 5, code: "REPLAYED" });
+    const human = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
+    expect(human.stdout).toContain("step 5 REPLAYED");
+    const fork = await cli(
+      "verify",
+      "--to",
+      "+2-222-555-2222",
+      "--calling",
+      "+1-111-555-1111",
+      "--allow-forking",
+      "--json",
     );
+    expect(fork.code, fork.stdout + fork.stderr).toBe(0);
+    const json = JSON.parse(fork.stdout);
     expect(json.verdict).toBe("verified");
     expect(json.verified.orig).toBe("11115551111");
-  });
+    expect(json.origid).toMatch(/^[0-9a-f-]{36}$/);
+  }, 120_000);
 
   it("verify a spoofed call (another calling number): FAILED with the orig mismatch, exit 1", async () => {
     const run = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-6666");
@@ -116,6 +117,8 @@ describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 22
   });
 
   it("gateway fetch writes an Identity header (§5.3); gateway store puts one back out of band (§5.4)", async () => {
+    // A fresh call: the first one's PASSporT is past the 60 s freshness window by now on a slow machine.
+    expect((await cli("place", "--from", "+1-111-555-1111", "--to", "+2-222-555-2222")).code).toBe(0);
     const fetched = await cli("gateway", "fetch", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
     expect(fetched.code, fetched.stderr).toBe(0);
     const line = fetched.stdout.split("\n").find((l) => l.startsWith("Identity: "));
@@ -156,6 +159,47 @@ describe("stir-oob walkthrough: Alice (+1 111 555 1111) calls Bob (+2 222 555 22
     expect(await exited, stderr).toBe(0);
     expect(stdout).toMatch(/✔ VERIFIED {2}incoming call from \+11115551111 to \+33335553333/);
   });
+
+  it("keys rotate (--no-wait), keys prune and keys remove: a call between verifies, the old key goes", async () => {
+    const before = JSON.parse((await cli("keys", "list", "--tn", "+2-222-555-2222", "--json")).stdout).keys;
+    const oldKid = before[0].kid as string;
+    const rot = await cli(
+      "keys",
+      "rotate",
+      "--tn",
+      "+2-222-555-2222",
+      "--no-wait",
+      "--overlap",
+      "0",
+      "--json",
+    );
+    expect(rot.code, rot.stderr).toBe(0);
+    const rotated = JSON.parse(rot.stdout);
+    expect(rotated.old).toEqual([oldKid]);
+    const kids = JSON.parse((await cli("keys", "list", "--tn", "+2-222-555-2222", "--json")).stdout).keys.map(
+      (k: { kid: string }) => k.kid,
+    );
+    expect(kids.sort()).toEqual([oldKid, rotated.new.kid].sort());
+    const placed = await cli("place", "--from", "+1-111-555-1111", "--to", "+2-222-555-2222", "--json");
+    expect(placed.code, placed.stderr).toBe(0);
+    expect(JSON.parse(placed.stdout).stored).toHaveLength(2); // one copy per key: old and new
+    const verified = await cli("verify", "--to", "+2-222-555-2222", "--calling", "+1-111-555-1111");
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    const pruned = await cli("keys", "prune", "--tn", "+2-222-555-2222");
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(pruned.stdout).toContain(`retired key ${oldKid}`);
+    const after = JSON.parse((await cli("keys", "list", "--tn", "+2-222-555-2222", "--json")).stdout).keys;
+    expect(after.map((k: { kid: string }) => k.kid)).toEqual([rotated.new.kid]);
+    const removed = await cli("keys", "remove", "--tn", "+3-333-555-3333");
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toMatch(/removed 1 key of \+33335553333/);
+    expect(JSON.parse((await cli("keys", "list", "--tn", "+3-333-555-3333", "--json")).stdout).keys).toEqual(
+      [],
+    );
+    expect((await cli("keys", "rotate", "--tn", "+2-222-555-2222", "--overlap", "-1")).code).toBe(64);
+    expect((await cli("keys", "frobnicate", "--tn", "+2-222-555-2222")).code).toBe(64);
+    expect((await cli("keys", "--help")).stdout).toMatch(/keys rotate --tn/);
+  }, 240_000);
 
   it("usage errors exit 64, an unreachable CPS exits 69, --help exits 0 for every command", async () => {
     const usage = await cli("place", "--from", "+1-111-555-1111");

@@ -2,23 +2,20 @@
  * Federation (RFC 8816 §10, §11, §13) across two real CPS instances under `wrangler dev`, each with
  * its own persisted KV and Durable Objects: CPS A serves 1202…, CPS B serves 1415…, and each has a
  * provisioned discovery record naming the other. The AS asks A, is sent to B, fetches the callee's
- * keys from B and stores there; the VS retrieves from B and opens the blob. A learns nothing about
- * the call beyond the discovery lookup, and the prefetch route avoids even that per-number lookup.
+ * keys from B (by prefix, as signed records it verifies) and stores there; the VS retrieves from B
+ * and opens the blob. A learns nothing about the call beyond the discovery lookup, and B's key
+ * directory learns only the 100-number block (RFC 8816 §11).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AuthenticationService } from "../../src/client/as.js";
+import { Discovery } from "../../src/client/discovery.js";
 import { freePort, type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
-import { decodeBase64url, encodeBase64url } from "../../src/stir/base64url.js";
 import { issueCredentialToken } from "../../src/stir/credential-token.js";
-import {
-  decodeEnvelope,
-  encodeEnvelope,
-  generateRecipientKeyPair,
-  openPassport,
-  sealPassport,
-} from "../../src/stir/envelope.js";
-import { createTestPki, type TestCredential } from "../../src/stir/test-pki.js";
+import { decodeEnvelope, generateRecipientKeyPair, openPassport } from "../../src/stir/envelope.js";
+import { jwkThumbprint } from "../../src/stir/key-records.js";
+import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { RFC8816_EXAMPLE_PASSPORT } from "../helpers/cps.js";
+import { signedKeyBody } from "../helpers/key-records.js";
 
 const CALLEE = canonicalTn("14155550123");
 
@@ -37,9 +34,10 @@ describe("two CPS instances side by side (RFC 8816 §10 federation)", () => {
   let a: LocalServer;
   let b: LocalServer;
   let callee: TestCredential;
+  let pki: TestPki;
 
   beforeAll(async () => {
-    const pki = await createTestPki();
+    pki = await createTestPki();
     callee = await pki.issue({
       tnAuthList: [{ type: "range", start: "14155550100", count: 100 }],
       subject: "Callee PBX",
@@ -88,21 +86,20 @@ describe("two CPS instances side by side (RFC 8816 §10 federation)", () => {
       source: string;
     };
     expect(home).toMatchObject({ cps: b.url, keys: `${b.url}/keys`, source: "served" });
-    const put = await fetch(`${home.keys}/14155550100`, {
+    // The record covers the block 141555501xx and is signed by the credential covering it (§11).
+    const put = await fetch(`${home.keys}/141555501xx`, {
       method: "PUT",
       headers: { "Content-Type": "application/json", Authorization: await bearer(callee, b.url, "keys:put") },
-      body: JSON.stringify({
-        jwk: { kty: "OKP", crv: "X25519", x: encodeBase64url(calleeKeys.publicKey) },
-        label: "pbx",
-        count: 100,
-      }),
+      body: JSON.stringify(
+        await signedKeyBody(callee, calleeKeys.publicKey, { blocks: ["141555501xx"], label: "pbx" }),
+      ),
     });
-    expect(put.status).toBe(201);
+    expect(put.status, await put.clone().text()).toBe(201);
     // A does not serve 1415…: its key directory refuses (and stores nothing).
     const misdirected = await fetch(`${a.url}/keys/${CALLEE}`);
     expect(misdirected.status).toBe(421);
 
-    // AS: discovery at A (the only thing A hears about this call).
+    // Discovery at A (the only thing A hears about this call).
     const disc = await fetch(`${a.url}/.well-known/stir-oob?tn=${CALLEE}`);
     expect(disc.status).toBe(200);
     expect(disc.headers.get("Cache-Control")).toBe("public, max-age=120");
@@ -115,19 +112,32 @@ describe("two CPS instances side by side (RFC 8816 §10 federation)", () => {
       source: "provisioned",
     });
 
-    // AS: every key for the callee from B, one sealed copy per key, stored at B.
-    const jwks = (await (await fetch(`${record.keys}/${CALLEE}`)).json()) as { keys: Jwk[] };
-    expect(jwks.keys.map((k) => k.block)).toEqual(["141555501xx"]);
-    for (const jwk of jwks.keys) {
-      const blob = await sealPassport(decodeBase64url(jwk.x), CALLEE, RFC8816_EXAMPLE_PASSPORT);
-      const stored = await fetch(`${record.cps}/cps/${CALLEE}/ppts`, {
-        method: "POST",
-        headers: { "Content-Type": "application/passport" },
-        body: encodeEnvelope(blob),
-      });
-      expect(stored.status).toBe(201);
-    }
-
+    // The library's AS: asks A, is sent to B, looks the keys up there by prefix (GET
+    // /keys?prefix=141555501xx), verifies the signed record, seals and stores at B.
+    const seen: string[] = [];
+    const as = new AuthenticationService({
+      credential: {
+        privateKey: pki.valid.privateKey,
+        x5u: "https://certs.example.test/a.pem",
+        chain: pki.valid.pem,
+      },
+      discovery: new Discovery({
+        bootstrap: a.url,
+        allowLoopbackHttp: true,
+        fetch: (input, init) => {
+          seen.push(new Request(input, init).url);
+          return fetch(input, init);
+        },
+      }),
+      trustAnchors: [pki.root.certificate],
+    });
+    const call = await as.placeCall({ from: "+1 202 555 0101", to: CALLEE });
+    expect(call.cps).toBe(b.url);
+    expect(call.stored.map((s) => s.kid)).toEqual([await jwkThumbprint(calleeKeys.publicKey)]);
+    expect(seen).toEqual([
+      `${a.url}/.well-known/stir-oob?tn=${CALLEE}`,
+      `${b.url}/keys?prefix=${CALLEE.slice(0, -2)}xx`,
+    ]);
     // VS: retrieves from B (its own CPS) and opens what it can.
     const list = (await (await fetch(`${b.url}/cps/${CALLEE}/ppts`)).json()) as {
       passports: { blob: string }[];
@@ -140,7 +150,7 @@ describe("two CPS instances side by side (RFC 8816 §10 federation)", () => {
         // dummies and blobs for other keys
       }
     }
-    expect(opened).toEqual([RFC8816_EXAMPLE_PASSPORT]);
+    expect(opened).toEqual([call.passport]);
 
     // A holds nothing for the number: a retrieval there returns only dummies, none of which open.
     const atA = (await (await fetch(`${a.url}/cps/${CALLEE}/ppts`)).json()) as {

@@ -220,6 +220,8 @@ describe("a call placed and verified entirely through the relay (CLI, --require-
       "2-222-555-2222",
       `/cps/${BOB_TN}`,
       `/keys/${BOB_TN}`,
+      // The key lookup is by prefix (RFC 8816 §11): not even the block shows on the relay's side.
+      `prefix=${BOB_TN.slice(0, -2)}xx`,
       "/tokens",
       "ppts",
       ...listed.map((l) => l.blob.slice(0, 40)),

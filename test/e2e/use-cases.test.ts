@@ -16,7 +16,6 @@ import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
 import { CpsError } from "../../src/errors.js";
-import { encodeBase64url } from "../../src/stir/base64url.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { CertificateValidator } from "../../src/stir/cert-validate.js";
 import { issueCredentialToken } from "../../src/stir/credential-token.js";
@@ -25,6 +24,7 @@ import { formatIdentityHeader, parseIdentityHeaders } from "../../src/stir/ident
 import { createPassport, verifyPassport } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { signedKeyBody } from "../helpers/key-records.js";
 
 const ALICE = "+1 111 555 1111";
 const MALLORY = "+1 111 555 6666";
@@ -75,13 +75,20 @@ async function bearer(cred: TestCredential, action: string): Promise<string> {
   return `Bearer ${token}`;
 }
 
-/** A callee key pair, registered in the CPS's key directory (PUT /keys/{tn}) by the callee's operator. */
-async function registerKey(tn: string, label: string): Promise<CalleeKey> {
+/** A callee key pair, registered in the CPS's key directory (PUT /keys/{tn}) by the callee's operator, signed. */
+async function registerKey(tn: string, label: string, nbf?: number): Promise<CalleeKey> {
   const { keyPair, publicKey } = await generateRecipientKeyPair();
   const res = await fetch(`${server.url}/keys/${canonicalTn(tn)}`, {
     method: "PUT",
     headers: { "content-type": "application/json", authorization: await bearer(calleeOperator, "keys:put") },
-    body: JSON.stringify({ jwk: { kty: "OKP", crv: "X25519", x: encodeBase64url(publicKey) }, label }),
+    // A signed key record (RFC 8816 §11): the AS trusts the key only because the operator signed it.
+    body: JSON.stringify(
+      await signedKeyBody(calleeOperator, publicKey, {
+        blocks: [canonicalTn(tn)],
+        label,
+        ...(nbf === undefined ? {} : { nbf }),
+      }),
+    ),
   });
   expect(res.status, await res.clone().text()).toBeLessThan(300);
   const key = { kid: label, privateKey: keyPair };
@@ -93,7 +100,13 @@ function asFor(
   cred: SigningCredential,
   extra: Partial<ConstructorParameters<typeof AuthenticationService>[0]> = {},
 ) {
-  return new AuthenticationService({ credential: cred, discovery, tokens, ...extra });
+  return new AuthenticationService({
+    credential: cred,
+    discovery,
+    tokens,
+    trustAnchors: [pki.root.certificate],
+    ...extra,
+  });
 }
 
 function vsFor(keys: CalleeKey[]) {
@@ -206,7 +219,11 @@ describe("RFC 8816 §5 use cases over HTTP against `wrangler dev`", () => {
       callerCred.privateKey,
     );
     const identityHeader = `Identity: ${formatIdentityHeader({ passport: inBand, info: signing("alice", callerCred).x5u, ppt: "shaken" })}`;
-    const stored = await new Gateway({ discovery, tokens }).storeIdentity({ identity: [identityHeader] });
+    const stored = await new Gateway({
+      discovery,
+      tokens,
+      trustAnchors: [pki.root.certificate],
+    }).storeIdentity({ identity: [identityHeader] });
     expect(stored.to).toBe(canonicalTn(CALLEE.gatewayOut));
     expect(stored.stored).toHaveLength(1);
     const result = await vsFor([endpoint]).verifyCall({ to: CALLEE.gatewayOut, calling: ALICE });
@@ -247,7 +264,8 @@ describe("RFC 8816 §5 use cases over HTTP against `wrangler dev`", () => {
   });
 
   it("expired PASSporT (iat two minutes old, stored within the CPS TTL) -> failed at step 5, PASSPORT_STALE", async () => {
-    const key = await registerKey(CALLEE.stale, "stale");
+    // The record's window started before the late AS's clock (it checks records at its own time).
+    const key = await registerKey(CALLEE.stale, "stale", Math.floor(Date.now() / 1000) - 600);
     const lateAs = asFor(signing("alice", callerCred), { now: () => Date.now() / 1000 - 120 });
     await lateAs.placeCall({ from: ALICE, to: CALLEE.stale });
     const result = await vsFor([key]).verifyCall({ to: CALLEE.stale, calling: ALICE });

@@ -9,11 +9,11 @@ import { app } from "../../src/app.js";
 import { requireCredential } from "../../src/http/credential-auth.js";
 import { errorToResponse } from "../../src/http/errors.js";
 import type { AppEnv } from "../../src/http/types.js";
-import { encodeBase64url } from "../../src/stir/base64url.js";
 import { issueCredentialToken } from "../../src/stir/credential-token.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
+import { signedKeyBody } from "../helpers/key-records.js";
 import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
-import { bearerFor, loadTestPki } from "../helpers/pki.js";
+import { bearerFor, loadTestPki, type WorkerCredential } from "../helpers/pki.js";
 
 const pki = loadTestPki(env.TEST_PKI);
 
@@ -102,17 +102,15 @@ describe("STIR credential auth (ATIS-1000096-style bearer token)", () => {
 });
 
 describe("adversary #9: a delegate CA's number scope (RFC 9060 §4)", () => {
-  const putKey = async (tn: string, authorization: string) => {
+  /** Registers a key for `tn` as `leaf`: its token, and a key record it signed. */
+  const putKey = async (tn: string, leaf: WorkerCredential) => {
     const { publicKey } = await generateRecipientKeyPair();
     const res = await app.request(
       `${TEST_CPS_ORIGIN}/keys/${tn}`,
       {
         method: "PUT",
-        headers: { Authorization: authorization, "Content-Type": "application/json" },
-        body: JSON.stringify({
-          jwk: { kty: "OKP", crv: "X25519", x: encodeBase64url(publicKey) },
-          label: "a9",
-        }),
+        headers: { Authorization: await bearerFor(leaf, "keys:put"), "Content-Type": "application/json" },
+        body: JSON.stringify(await signedKeyBody(leaf, publicKey, { blocks: [tn], label: "a9" })),
       },
       env,
     );
@@ -133,7 +131,7 @@ describe("adversary #9: a delegate CA's number scope (RFC 9060 §4)", () => {
       name: "Scoped sub-CA",
     });
     const leaf = await pki.issue({ issuer: subCa, tnAuthList: [{ type: "one", tn: "14155550199" }] });
-    const res = await putKey("14155550199", await bearerFor(leaf, "keys:put"));
+    const res = await putKey("14155550199", leaf);
     expect(res.status).toBe(403);
     expect(res.type).toBe("application/problem+json");
     expect(res.body.code).toBe("CERT_CHAIN_INVALID");
@@ -146,7 +144,7 @@ describe("adversary #9: a delegate CA's number scope (RFC 9060 §4)", () => {
       name: "Scoped sub-CA 2",
     });
     const leaf = await pki.issue({ issuer: subCa, tnAuthList: [{ type: "one", tn: "14155550142" }] });
-    const res = await putKey("14155550142", await bearerFor(leaf, "keys:put"));
+    const res = await putKey("14155550142", leaf);
     expect(res.status).toBeLessThan(300);
     expect(await keysOf("14155550142")).toBe(1);
   });

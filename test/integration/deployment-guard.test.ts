@@ -7,9 +7,9 @@
 import { createExecutionContext, env } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { app } from "../../src/app.js";
-import { encodeBase64url } from "../../src/stir/base64url.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
+import { signedKeyBody } from "../helpers/key-records.js";
 import { bearerFor, loadTestPki } from "../helpers/pki.js";
 
 const pki = loadTestPki(env.TEST_PKI);
@@ -25,14 +25,15 @@ const send = (req: Request, bindings: Env) => app.fetch(req, bindings, createExe
 
 async function putKey(base: string, bindings: Env, audience: string) {
   const { publicKey } = await generateRecipientKeyPair();
+  const cred = await pki.credential("valid");
   return send(
     new Request(`${base}/keys/12155551212`, {
       method: "PUT",
       headers: {
         "Content-Type": "application/json",
-        Authorization: await bearerFor(await pki.credential("valid"), "keys:put", { audience }),
+        Authorization: await bearerFor(cred, "keys:put", { audience }),
       },
-      body: JSON.stringify({ jwk: { kty: "OKP", crv: "X25519", x: encodeBase64url(publicKey) }, label: "x" }),
+      body: JSON.stringify(await signedKeyBody(cred, publicKey, { blocks: ["12155551212"], label: "x" })),
     }),
     bindings,
   );

@@ -15,6 +15,7 @@ import { CpsError } from "../../src/errors.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { encodeEnvelope, generateRecipientKeyPair, sealPassport } from "../../src/stir/envelope.js";
 import { parseIdentityHeader } from "../../src/stir/identity-header.js";
+import { jwkThumbprint } from "../../src/stir/key-records.js";
 import { createPassport, toCompactForm } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
@@ -28,6 +29,9 @@ const MALLORY = "+1 111 555 9999";
 
 let pki: TestPki;
 let otherPki: TestPki;
+/** The callees' credential: covers Bob and Carol, signs their key records. */
+let calleeCred: TestCredential;
+const CAROL = "+3 333 555 3333";
 const x5u = (name: string) => `https://certs.example.test/${name}.pem`;
 const pems = new Map<string, string>();
 
@@ -47,15 +51,26 @@ async function calleeKey(kid: string): Promise<{ key: CalleeKey; publicKey: Uint
   return { key: { kid, privateKey: keyPair }, publicKey };
 }
 
-function setup(options: { discoveryTtl?: number; keysMaxAge?: number; now?: () => number } = {}) {
-  const cps = fakeCps(options);
+function setup(
+  options: {
+    discoveryTtl?: number;
+    keysMaxAge?: number;
+    now?: () => number;
+    lookupOpenDigits?: number;
+    pageSize?: number;
+  } = {},
+) {
+  // Every key the fake directory serves carries a record signed by the callees' credential.
+  const cps = fakeCps({ ...options, signer: calleeCred });
   const discovery = new Discovery({
     bootstrap: cps.base,
     fetch: cps.fetch,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.lookupOpenDigits === undefined ? {} : { lookupOpenDigits: options.lookupOpenDigits }),
   });
   const as = new AuthenticationService({
     credential: credential("alice", pki.valid),
+    trustAnchors: [pki.root.certificate],
     discovery,
     fetch: cps.fetch,
   });
@@ -74,17 +89,27 @@ function setup(options: { discoveryTtl?: number; keysMaxAge?: number; now?: () =
 beforeAll(async () => {
   pki = await createTestPki({ tnAuthList: [{ type: "one", tn: ALICE_TN }] });
   otherPki = await createTestPki({ tnAuthList: [{ type: "one", tn: ALICE_TN }] });
+  calleeCred = await pki.issue({
+    tnAuthList: [
+      { type: "one", tn: BOB_TN },
+      { type: "one", tn: canonicalTn(CAROL) },
+    ],
+    subject: "callees",
+  });
 });
 
 describe("AS (RFC 8816 §8.1)", () => {
   it("places a call: one sealed copy per destination key, stored, then proceed, with per-step timings", async () => {
     const { cps, as } = setup();
     const [k1, k2] = [await calleeKey("bob-phone"), await calleeKey("bob-desk")];
-    cps.registerKey(BOB, "bob-phone", k1.publicKey);
-    cps.registerKey(BOB, "bob-desk", k2.publicKey);
+    await cps.registerKey(BOB, "bob-phone", k1.publicKey);
+    await cps.registerKey(BOB, "bob-desk", k2.publicKey);
     const call = await as.placeCall({ from: ALICE, to: BOB });
     expect(call.proceed).toBe(true);
-    expect(call.stored.map((s) => s.kid).sort()).toEqual(["bob-desk", "bob-phone"]);
+    // kid is the RFC 7638 thumbprint of the record's key (computed, not the directory's "kid").
+    const kids = [await jwkThumbprint(k1.publicKey), await jwkThumbprint(k2.publicKey)];
+    expect(call.stored.map((s) => s.kid).sort()).toEqual(kids.sort());
+    expect(call.skipped).toEqual([]);
     expect(cps.stored.get(BOB_TN)).toHaveLength(2);
     for (const key of ["authorize", "discover", "sign", "seal", "tokens", "store", "total"] as const) {
       expect(call.timings[key]).toBeGreaterThanOrEqual(0);
@@ -98,7 +123,7 @@ describe("AS (RFC 8816 §8.1)", () => {
 
   it("step 1: refuses to sign for a number its certificate does not cover, and stores nothing", async () => {
     const { cps, as } = setup();
-    cps.registerKey(BOB, "k", (await calleeKey("k")).publicKey);
+    await cps.registerKey(BOB, "k", (await calleeKey("k")).publicKey);
     await expect(as.placeCall({ from: MALLORY, to: BOB })).rejects.toMatchObject({
       code: "NOT_AUTHORITATIVE",
     });
@@ -116,15 +141,17 @@ describe("AS (RFC 8816 §8.1)", () => {
   it("step 3: discovery and keys are cached per their TTLs (ttl 300 s, max-age 60 s)", async () => {
     let nowMs = 1_000_000;
     const { cps, as } = setup({ discoveryTtl: 300, keysMaxAge: 60, now: () => nowMs });
-    cps.registerKey(BOB, "k", (await calleeKey("k")).publicKey);
+    await cps.registerKey(BOB, "k", (await calleeKey("k")).publicKey);
     const reads = () => cps.log.filter((l) => l.startsWith("GET"));
     await as.placeCall({ from: ALICE, to: BOB });
-    expect(reads()).toEqual(["GET /.well-known/stir-oob", `GET /keys/${BOB_TN}`]);
+    // §11: by prefix, two digits open by default: the directory learns the block, not the number.
+    const lookup = "GET /keys?prefix=222255522xx";
+    expect(reads()).toEqual(["GET /.well-known/stir-oob", lookup]);
     await as.placeCall({ from: ALICE, to: BOB });
     expect(reads()).toHaveLength(2);
     nowMs += 61_000; // keys stale, discovery still fresh
     await as.placeCall({ from: ALICE, to: BOB });
-    expect(reads()).toEqual(["GET /.well-known/stir-oob", `GET /keys/${BOB_TN}`, `GET /keys/${BOB_TN}`]);
+    expect(reads()).toEqual(["GET /.well-known/stir-oob", lookup, lookup]);
     nowMs += 300_000; // both stale
     await as.placeCall({ from: ALICE, to: BOB });
     expect(reads()).toHaveLength(5);
@@ -132,8 +159,8 @@ describe("AS (RFC 8816 §8.1)", () => {
 
   it("spends one token per store and asks the wallet to have enough ahead of the stores", async () => {
     const { cps, discovery } = setup();
-    cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
-    cps.registerKey(BOB, "b", (await calleeKey("b")).publicKey);
+    await cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
+    await cps.registerKey(BOB, "b", (await calleeKey("b")).publicKey);
     let n = 0;
     const tokens: StoreTokenSource = {
       prefetch: vi.fn(async () => {}),
@@ -141,6 +168,7 @@ describe("AS (RFC 8816 §8.1)", () => {
     };
     const as = new AuthenticationService({
       credential: credential("alice", pki.valid),
+      trustAnchors: [pki.root.certificate],
       discovery,
       tokens,
       fetch: cps.fetch,
@@ -153,9 +181,10 @@ describe("AS (RFC 8816 §8.1)", () => {
 
   it("a wallet with no tokens and no credential says NO_CREDENTIAL, and nothing is stored", async () => {
     const { cps, discovery } = setup();
-    cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
+    await cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
     const as = new AuthenticationService({
       credential: credential("alice", pki.valid),
+      trustAnchors: [pki.root.certificate],
       discovery,
       tokens: walletTokens(new TokenWallet({ cpsUrl: cps.base, fetch: cps.fetch })),
       fetch: cps.fetch,
@@ -168,8 +197,8 @@ describe("AS (RFC 8816 §8.1)", () => {
 
   it("a failed store is STORE_FAILED (the call must not rely on OOB), with the stores that succeeded", async () => {
     const { cps, as } = setup();
-    cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
-    cps.registerKey(BOB, "b", (await calleeKey("b")).publicKey);
+    await cps.registerKey(BOB, "a", (await calleeKey("a")).publicKey);
+    await cps.registerKey(BOB, "b", (await calleeKey("b")).publicKey);
     cps.failStores(1, 429, "QUEUE_FULL");
     const err = (await as.placeCall({ from: ALICE, to: BOB }).catch((e: unknown) => e)) as StirClientError;
     expect(err.code).toBe("STORE_FAILED");
@@ -183,7 +212,7 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("verified: opens its blob among dummies and passes steps 2-6", async () => {
     const { cps, as, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     await as.placeCall({ from: ALICE, to: BOB });
     const result = await vsFor([bob.key]).verifyCall({ to: BOB, calling: ALICE });
     expect(result.verdict).toBe("verified");
@@ -197,8 +226,8 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("two callee keys registered, the VS holds only one: still verified, one blob opened", async () => {
     const { cps, as, vsFor } = setup();
     const [phone, desk] = [await calleeKey("phone"), await calleeKey("desk")];
-    cps.registerKey(BOB, "phone", phone.publicKey);
-    cps.registerKey(BOB, "desk", desk.publicKey);
+    await cps.registerKey(BOB, "phone", phone.publicKey);
+    await cps.registerKey(BOB, "desk", desk.publicKey);
     await as.placeCall({ from: ALICE, to: BOB });
     const result = await vsFor([desk.key]).verifyCall({ to: BOB, calling: ALICE });
     expect(result.verdict).toBe("verified");
@@ -209,8 +238,8 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("a callee holding both keys tries them all and counts one PASSporT once", async () => {
     const { cps, as, vsFor } = setup();
     const [phone, desk] = [await calleeKey("phone"), await calleeKey("desk")];
-    cps.registerKey(BOB, "phone", phone.publicKey);
-    cps.registerKey(BOB, "desk", desk.publicKey);
+    await cps.registerKey(BOB, "phone", phone.publicKey);
+    await cps.registerKey(BOB, "desk", desk.publicKey);
     await as.placeCall({ from: ALICE, to: BOB });
     const result = await vsFor([phone.key, desk.key]).verifyCall({ to: BOB, calling: ALICE });
     expect(result.opened).toBe(2);
@@ -221,7 +250,7 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("spoofed call: a valid PASSporT from Alice, but the call presents another number -> failed, ORIG_MISMATCH", async () => {
     const { cps, as, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     await as.placeCall({ from: ALICE, to: BOB });
     const result = await vsFor([bob.key]).verifyCall({ to: BOB, calling: MALLORY });
     expect(result.verdict).toBe("failed");
@@ -231,7 +260,7 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("expired PASSporT (iat older than the freshness window) -> failed at step 5, PASSPORT_STALE", async () => {
     const { cps, as, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     await as.placeCall({ from: ALICE, to: BOB });
     const later = () => Date.now() / 1000 + 61;
     const result = await vsFor([bob.key], { now: later }).verifyCall({ to: BOB, calling: ALICE });
@@ -242,9 +271,10 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("PASSporT signed under an untrusted CA -> failed at step 4, CERT_UNTRUSTED", async () => {
     const { cps, discovery, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     const rogue = new AuthenticationService({
       credential: credential("rogue", otherPki.valid),
+      trustAnchors: [pki.root.certificate],
       discovery,
       fetch: cps.fetch,
     });
@@ -257,10 +287,11 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("certificate that does not cover orig -> failed at step 4, CERT_NOT_AUTHORISED", async () => {
     const { cps, discovery, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     const other = await pki.issue({ tnAuthList: [{ type: "one", tn: "19995550000" }] });
     const lying = new AuthenticationService({
       credential: credential("other", other),
+      trustAnchors: [pki.root.certificate],
       discovery,
       fetch: cps.fetch,
       mayClaim: () => true, // a policy that lets it try: the VS must still refuse
@@ -320,7 +351,7 @@ describe("VS (RFC 8816 §8.2)", () => {
     const { cps, as, vsFor } = setup();
     const carol = await calleeKey("carol");
     const bob = await calleeKey("bob");
-    cps.registerKey("+3 333 555 3333", "carol", carol.publicKey);
+    await cps.registerKey(CAROL, "carol", carol.publicKey);
     const call = await as.placeCall({ from: ALICE, to: "+3 333 555 3333" });
     await new CpsClient({ baseUrl: cps.base, fetch: cps.fetch }).store(
       BOB_TN,
@@ -342,11 +373,12 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("call centre (§5.5): one retrieval, a verdict per ringing call, each matched to its caller", async () => {
     const { cps, discovery, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     const callers = ["+1 111 555 1111", "+1 111 555 1112", "+1 111 555 1113"];
     const wide = await pki.issue({ tnAuthList: [{ type: "range", start: "11115551111", count: 3 }] });
     const as = new AuthenticationService({
       credential: credential("wide", wide),
+      trustAnchors: [pki.root.certificate],
       discovery,
       fetch: cps.fetch,
     });
@@ -363,12 +395,12 @@ describe("Gateways (RFC 8816 §8.3, §5.3 subcase 1, §5.4)", () => {
   it("stores the PASSporT of an Identity header; the reverse gateway verifies and writes it back", async () => {
     const { cps, discovery, as, vsFor } = setup();
     const bob = await calleeKey("bob");
-    cps.registerKey(BOB, "bob", bob.publicKey);
+    await cps.registerKey(BOB, "bob", bob.publicKey);
     // An in-band PASSporT, as the originating AS would put it in the INVITE.
     const inBand = await as.placeCall({ from: ALICE, to: BOB });
     cps.stored.clear();
     const identity = `${inBand.passport};info=<${x5u("alice")}>;alg=ES256;ppt=shaken`;
-    const gw = new Gateway({ discovery, fetch: cps.fetch });
+    const gw = new Gateway({ discovery, fetch: cps.fetch, trustAnchors: [pki.root.certificate] });
     const out = await gw.storeIdentity({ identity: [identity] });
     expect(out.to).toBe(BOB_TN);
     expect(out.stored).toHaveLength(1);
@@ -387,9 +419,9 @@ describe("Gateways (RFC 8816 §8.3, §5.3 subcase 1, §5.4)", () => {
 
   it("refuses a compact-form PASSporT (the CPS copy MUST be full form)", async () => {
     const { cps, discovery, as } = setup();
-    cps.registerKey(BOB, "bob", (await calleeKey("bob")).publicKey);
+    await cps.registerKey(BOB, "bob", (await calleeKey("bob")).publicKey);
     const { passport } = await as.placeCall({ from: ALICE, to: BOB });
-    const gw = new Gateway({ discovery, fetch: cps.fetch });
+    const gw = new Gateway({ discovery, fetch: cps.fetch, trustAnchors: [pki.root.certificate] });
     await expect(
       gw.storeIdentity({ identity: `${toCompactForm(passport)};info=<${x5u("alice")}>`, to: BOB }),
     ).rejects.toMatchObject({ code: "COMPACT_FORM" });

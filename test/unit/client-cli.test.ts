@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { describeError, EXIT, UsageError } from "../../src/cli/common.js";
+import { describeError, EXIT, parse, UsageError } from "../../src/cli/common.js";
 import { splitCommand } from "../../src/cli/main.js";
 import { FileWallet } from "../../src/cli/wallet.js";
 import { CpsUnavailableError } from "../../src/client/cps-client.js";
@@ -66,5 +66,23 @@ describe("stir-oob token wallet file", () => {
     } finally {
       await rm(home, { recursive: true, force: true });
     }
+  });
+});
+
+describe("option values that start with a dash", () => {
+  // A key id is an RFC 7638 thumbprint in base64url: one in 64 starts with "-", and the user pastes it.
+  it("takes `--kid -UQA...` as the value of --kid, as `--kid=-UQA...` would be", () => {
+    const kid = "-UQAgdaaEr5sNTtu30yW2qbQMJGEfQGLaErNRuS7wmY";
+    const { values } = parse(["keys", "--kid", kid, "--tn", "+1 202 555 0100"], {
+      kid: { type: "string" },
+      tn: { type: "string" },
+    });
+    expect(values.kid).toBe(kid);
+    expect(values.tn).toBe("+1 202 555 0100");
+  });
+
+  it("still reads a known flag after a string option as a missing value", () => {
+    expect(() => parse(["--kid", "--json"], { kid: { type: "string" } })).toThrow(UsageError);
+    expect(() => parse(["--kid", "-h"], { kid: { type: "string" } })).toThrow(UsageError);
   });
 });

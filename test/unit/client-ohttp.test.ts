@@ -120,10 +120,12 @@ function onlyRelay(relayFetch: (i: string | URL | Request, init?: RequestInit) =
 
 describe("a call placed and verified through the relay (RFC 8816 §13, RFC 9458)", () => {
   it("discovery, key lookup, store and retrieval all go through the relay, each the same length", async () => {
-    const cps = fakeCps();
+    // Bob's key is served with its record, signed by a credential covering Bob (RFC 8816 §11).
+    const bobCred = await pki.issue({ tnAuthList: [{ type: "one", tn: BOB_TN }], subject: "bob" });
+    const cps = fakeCps({ signer: bobCred });
     const { state, fetch } = await relayed(cps);
     const { keyPair, publicKey } = await generateRecipientKeyPair();
-    cps.registerKey(BOB, "bob-phone", publicKey);
+    await cps.registerKey(BOB, "bob-phone", publicKey);
     const relay = new OhttpRelay({ url: RELAY, fetch: onlyRelay(fetch) });
     const discovery = new Discovery({ bootstrap: cps.base, relay, requireRelay: true });
     const as = new AuthenticationService({
@@ -131,6 +133,7 @@ describe("a call placed and verified through the relay (RFC 8816 §13, RFC 9458)
       discovery,
       relay,
       requireRelay: true,
+      trustAnchors: [pki.root.certificate],
     });
     const call = await as.placeCall({ from: ALICE, to: BOB });
     expect(call.stored).toHaveLength(1);
@@ -150,7 +153,7 @@ describe("a call placed and verified through the relay (RFC 8816 §13, RFC 9458)
     // The CPS saw every inner request, the relay only POSTs (and one key configuration fetch).
     expect(cps.log).toEqual([
       "GET /.well-known/stir-oob",
-      `GET /keys/${BOB_TN}`,
+      `GET /keys?prefix=${BOB_TN.slice(0, -2)}xx`,
       `POST /cps/${BOB_TN}/ppts`,
       `GET /cps/${BOB_TN}/ppts`,
     ]);

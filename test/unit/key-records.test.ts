@@ -9,6 +9,8 @@ import {
   MAX_KEYS_PER_HOLDER_BLOCK,
   MAX_METADATA_BYTES,
   parseKeyRegistration,
+  readSummary,
+  summarise,
   withKey,
   x25519FromJwk,
 } from "../../src/stir/key-records.js";
@@ -150,25 +152,34 @@ describe("JWKs and records", () => {
     expect(code(() => x25519FromJwk(jwk))).toBe("INVALID_KEY");
   });
 
-  it("parses a registration with defaults and refuses unknown members", () => {
-    const reg = parseKeyRegistration({ jwk: { kty: "OKP", crv: "X25519", x }, label: "pbx" });
-    expect(reg.ttlSeconds).toBe(30 * 86_400);
-    expect(reg.count).toBeUndefined();
-    expect(
-      code(() => parseKeyRegistration({ jwk: { kty: "OKP", crv: "X25519", x }, label: "pbx", kid: "me" })),
-    ).toBe("INVALID_BODY");
+  it("a registration body is a signed record and nothing else; the unsigned shape is KEY_RECORD_REQUIRED", () => {
+    expect(parseKeyRegistration({ record: "a.b.c" })).toEqual({ record: "a.b.c" });
+    expect(code(() => parseKeyRegistration({ jwk: { kty: "OKP", crv: "X25519", x }, label: "pbx" }))).toBe(
+      "KEY_RECORD_REQUIRED",
+    );
+    expect(code(() => parseKeyRegistration({}))).toBe("KEY_RECORD_REQUIRED");
+    expect(code(() => parseKeyRegistration({ record: "a.b.c", label: "pbx" }))).toBe("INVALID_BODY");
+    expect(code(() => parseKeyRegistration([]))).toBe("INVALID_BODY");
+    expect(code(() => parseKeyRegistration(null))).toBe("INVALID_BODY");
   });
 
-  it("a full record of the longest keys fits KV list metadata; one more is KEY_LIMIT", () => {
-    let record = { v: 1 as const, keys: [] as { kid: string; x: string; label: string; exp: number }[] };
+  it("the list metadata of a full record of the longest keys and records fits KV's 1,024 bytes; one more is KEY_LIMIT", () => {
+    // Records near the 16,384-character limit: they live in the value, never in the metadata.
+    const bigRecord = "r".repeat(16_000);
+    let record = {
+      v: 2 as const,
+      keys: [] as { kid: string; x: string; label: string; exp: number; record?: string }[],
+    };
     for (let i = 0; i < MAX_KEYS_PER_HOLDER_BLOCK; i++) {
       record = withKey(
         record,
-        { kid: `${i}`.padEnd(43, "k"), x, label: "L".repeat(32), exp: 9_999_999_999 },
+        { kid: `${i}`.padEnd(43, "k"), x, label: "L".repeat(32), exp: 9_999_999_999, record: bigRecord },
         0,
       ) as typeof record;
     }
-    expect(new TextEncoder().encode(JSON.stringify(record)).length).toBeLessThanOrEqual(MAX_METADATA_BYTES);
+    expect(new TextEncoder().encode(JSON.stringify(summarise(record))).length).toBeLessThanOrEqual(
+      MAX_METADATA_BYTES,
+    );
     expect(code(() => withKey(record, { kid: "n".repeat(43), x, label: "x", exp: 9_999_999_999 }, 0))).toBe(
       "KEY_LIMIT",
     );
@@ -180,6 +191,29 @@ describe("JWKs and records", () => {
         10,
       ).keys,
     ).toHaveLength(1);
+  });
+
+  it("readSummary: live kids of a v2 summary (values to read), the keys of a v1 entry, nothing of anything else", () => {
+    expect(
+      readSummary(
+        {
+          v: 2,
+          keys: [
+            { kid: "a", exp: 100 },
+            { kid: "b", exp: 10 },
+          ],
+        },
+        50,
+      ),
+    ).toEqual({
+      kids: ["a"],
+    });
+    const v1 = { v: 1, keys: [{ kid: "old", x, label: "legacy", exp: 100 }] };
+    expect(readSummary(v1, 50)).toEqual({ kids: ["old"], keys: v1.keys });
+    expect(readSummary(v1, 150)).toEqual({ kids: [], keys: [] });
+    for (const junk of [null, "x", { v: 3, keys: [] }, { v: 2, keys: "no" }, { v: 2, keys: [null, 7] }]) {
+      expect(readSummary(junk, 0).kids).toEqual([]);
+    }
   });
 
   it("jwkSet drops expired keys, de-duplicates per block and sorts the most specific block first", () => {
@@ -197,5 +231,9 @@ describe("JWKs and records", () => {
       ["12025550142", "own"],
       ["1202555xxxx", "wide"],
     ]);
+    // A signed entry is served with its record, unchanged; an unsigned one without the member.
+    expect(set.keys.every((k) => !("record" in k))).toBe(true);
+    const signed = jwkSet([{ block: "12025550142", entry: { ...e("s", 100), record: "h.p.s" } }], 50);
+    expect(signed.keys[0]?.record).toBe("h.p.s");
   });
 });

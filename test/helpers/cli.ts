@@ -1,0 +1,39 @@
+/**
+ * Running the real `stir-oob` launcher as a separate process, as a user does, for e2e tests: the
+ * home and CPS go in through the environment (the walkthrough's defaults), colours off.
+ */
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { REPO_ROOT } from "../../src/dev/local-server.mjs";
+
+export const LAUNCHER = join(REPO_ROOT, "src/cli/stir-oob.mjs");
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `stir-oob args...` with `home` (and `cps`, when given) in the environment; never rejects. */
+export function runCli(args: readonly string[], env: { home: string; cps?: string }): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [LAUNCHER, ...args],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          STIR_OOB_HOME: env.home,
+          ...(env.cps === undefined ? {} : { STIR_OOB_CPS: env.cps }),
+          NO_COLOR: "1",
+        },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 70) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
