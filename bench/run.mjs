@@ -25,6 +25,9 @@
  *                    the same call direct (bench/ohttp.mjs, run after the others in its own pair of
  *                    servers: the CPS with its gateway, and the relay Worker; docs/ohttp.md)
  *
+ *   metrics-cost     store-hot with the operator's figures counted (METRICS=on) vs not (off), two
+ *                    servers, rounds interleaved (bench/metrics.mjs; docs/metrics.md); only with --only
+ *
  * `--only store-token,store-hot` runs just those scenarios.
  *
  * Blobs are real envelopes: src/stir/envelope.ts is bundled with esbuild and seals 200 distinct ones.
@@ -271,12 +274,31 @@ function relayCall() {
 
 const RELAY_SCENARIO = "relay-call";
 
+/** What counting the operator's figures costs (bench/metrics.mjs, its own two servers); false if it failed. */
+function metricsCost() {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const out = join(REPO_ROOT, "bench", "results", `metrics-${stamp}.json`);
+  const args = [
+    join(REPO_ROOT, "bench", "metrics.mjs"),
+    "--rounds",
+    String(ROUNDS),
+    "--requests",
+    String(REQUESTS),
+  ];
+  args.push("--concurrency", String(CONCURRENCY), "--out", out);
+  return spawnSync(process.execPath, args, { stdio: "inherit" }).status === 0;
+}
+
+const METRICS_SCENARIO = "metrics-cost";
+
 async function main() {
   const started = Date.now();
   const only = flags.only?.split(",").map((x) => x.trim());
   const withRelay = !only || only.includes(RELAY_SCENARIO);
-  if (only?.every((name) => name === RELAY_SCENARIO)) {
-    if (!relayCall()) process.exitCode = 1;
+  // metrics-cost runs only when asked for (`--only metrics-cost`): two servers of its own.
+  if (only?.includes(METRICS_SCENARIO) && !metricsCost()) process.exitCode = 1;
+  if (only?.every((name) => name === RELAY_SCENARIO || name === METRICS_SCENARIO)) {
+    if (only.includes(RELAY_SCENARIO) && !relayCall()) process.exitCode = 1;
     return;
   }
   const env = machine();

@@ -2,19 +2,23 @@
  * Builds the CPS Hono app: middleware order, routes, error and not-found handling.
  * Order matters: the no-store default, then the serving guard (a deployment without CPS_ORIGIN or
  * DECOY_SECRET, or with a dev switch outside local development, answers 503 on every route), then
- * config (a malformed var fails loudly on every route), then routes; errors of every route pass
+ * config (a malformed var fails loudly on every route), then the metrics middleware (counts each
+ * answer under its route pattern; docs/metrics.md), then routes; errors of every route pass
  * through `errorToResponse`. The OHTTP gateway (routes/ohttp.ts) runs its inner requests through this
  * same app. The bench baseline lives in its own Worker (bench/baseline-worker/),
  * never in this one.
  */
 import { Hono } from "hono";
 import { errorToResponse, notFound } from "./http/errors.js";
+import { collectMetrics } from "./http/metrics.js";
 import { noStoreByDefault, refuseMisconfigured, withConfig } from "./http/middleware.js";
 import type { AppEnv } from "./http/types.js";
 import { blockRoutes } from "./routes/blocks.js";
+import { demoRoutes } from "./routes/demo.js";
 import { discoveryRoutes } from "./routes/discovery.js";
 import { healthRoutes } from "./routes/health.js";
 import { keyRoutes } from "./routes/keys.js";
+import { metricsRoutes } from "./routes/metrics.js";
 import { ohttpRoutes } from "./routes/ohttp.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { passportRoutes } from "./routes/passports.js";
@@ -26,6 +30,8 @@ export function buildApp(): Hono<AppEnv> {
   app.use("*", noStoreByDefault());
   app.use("*", refuseMisconfigured());
   app.use("*", withConfig());
+  // After config (it reads METRICS), around every route: counts each answer by route pattern (docs/metrics.md).
+  app.use("*", collectMetrics());
 
   app.route("/cps/blocks", blockRoutes);
   app.route("/cps", subscriptionRoutes);
@@ -35,6 +41,9 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/tokens", tokenRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
+  // The /demo page's TEST-ONLY credentials: 404 unless run locally (docs/web.md).
+  app.route("/demo", demoRoutes);
+  app.route("/", metricsRoutes);
   // The OHTTP gateway runs inner requests through this same app (every middleware and route).
   app.route(
     "/",

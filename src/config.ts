@@ -38,11 +38,15 @@ export interface CpsConfig {
    * True only with a loopback CPS_ORIGIN, whatever ALLOW_UNTOKENED_STORES says.
    */
   allowUntokenedStores: boolean;
-  /** Local development only: x5u over plain http to loopback (ALLOW_LOOPBACK_X5U, loopback origin only). */
+  /**
+   * Local development only: x5u and CRL distribution points over plain http to loopback
+   * (ALLOW_LOOPBACK_X5U, loopback origin only).
+   */
   allowLoopbackX5u: boolean;
   /**
    * Certificate repository hosts x5u URLs may name (X5U_ALLOWED_HOSTS, comma-separated; `*.example.net`
    * for names below). Empty: any public name passing the x5u rules (src/stir/x5u.ts `checkX5uUrl`).
+   * CRL distribution points are held to the same list (src/stir/crl.ts).
    */
   x5uAllowedHosts: readonly string[];
   /** SPC -> number prefixes it speaks for, for key and discovery registration (SPC_NUMBER_BLOCKS). */
@@ -83,6 +87,24 @@ export interface CpsConfig {
    * malformed value fails the gateway routes only.
    */
   ohttpRelays: string;
+  /**
+   * Whether requests are counted for the operator's figures (METRICS, "on" by default; "off" only to
+   * measure what counting costs, bench/metrics.mjs). docs/metrics.md.
+   */
+  metricsEnabled: boolean;
+  /**
+   * SHA-256 of the operator's bearer token for `GET /metrics` and `GET /console/data`
+   * (METRICS_TOKEN_SHA256, a secret: base64url or hex), as set: "" when unset, and then both routes
+   * answer 404. Parsed by src/http/metrics.ts when one of them is asked, so a malformed value fails
+   * those routes only.
+   */
+  metricsTokenSha256: string;
+  /**
+   * TEST-ONLY demo credentials for the /demo page (DEMO_CREDENTIALS, made by `npm start`,
+   * src/dev/demo-credentials.mjs), as set, and only with a loopback CPS_ORIGIN: "" otherwise, and then
+   * the demo routes answer 404 (src/routes/demo.ts). Set with another origin, the Worker refuses to serve.
+   */
+  demoCredentials: string;
 }
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
@@ -193,7 +215,9 @@ export function deploymentProblem(env: Env): string | null {
     // fallback would make decoys differ between isolates, which tells them from real blobs.
     return `Set the DECOY_SECRET secret to a random value of at least ${MIN_DECOY_SECRET_LENGTH} characters (wrangler secret put DECOY_SECRET)`;
   }
-  const on = DEV_SWITCHES.filter((name) => env[name] === "true");
+  const on: string[] = DEV_SWITCHES.filter((name) => env[name] === "true");
+  // The demo's TEST-ONLY private keys are served to any visitor: local development only, like a switch.
+  if (env.DEMO_CREDENTIALS) on.push("DEMO_CREDENTIALS");
   if (on.length > 0 && !origin.loopback) {
     return `${on.join(", ")} ${on.length > 1 ? "are" : "is"} for local development only (a loopback CPS_ORIGIN); turn ${on.length > 1 ? "them" : "it"} off`;
   }
@@ -212,6 +236,14 @@ export function parseHostList(raw: string): string[] {
     }
   }
   return hosts;
+}
+
+/** METRICS: "on" (or unset) counts, "off" does not; anything else is a mistake. */
+function metricsSwitch(env: Env): boolean {
+  const raw = (env as unknown as Record<string, unknown>).METRICS;
+  if (raw === undefined || raw === "" || raw === "on") return true;
+  if (raw === "off") return false;
+  throw new CpsError("MISCONFIGURED", 'Set METRICS to "on" or "off" in wrangler.toml [vars]');
 }
 
 const cache = new WeakMap<object, CpsConfig>();
@@ -243,6 +275,9 @@ export function readConfig(env: Env): CpsConfig {
     tokenIssuerKeys: env.TOKEN_ISSUER_KEYS ?? "",
     ohttpKeys: env.OHTTP_KEYS ?? "",
     ohttpRelays: env.OHTTP_RELAYS ?? "",
+    metricsEnabled: metricsSwitch(env),
+    metricsTokenSha256: env.METRICS_TOKEN_SHA256 ?? "",
+    demoCredentials: local ? (env.DEMO_CREDENTIALS ?? "") : "",
   };
   cache.set(env, config);
   return config;

@@ -20,5 +20,15 @@ declare namespace Cloudflare {
      * OHTTP-Relay-Token}]. Unset: any sender may POST to the gateway (docs/ohttp.md).
      */
     OHTTP_RELAYS?: string;
+    /**
+     * SHA-256 (base64url or hex) of the operator's bearer token for GET /metrics and the console's
+     * data (docs/metrics.md). Unset: both answer 404.
+     */
+    METRICS_TOKEN_SHA256?: string;
+    /**
+     * TEST-ONLY demo credentials for /demo (src/dev/demo-credentials.mjs; `npm start` sets it). Honoured
+     * only with a loopback CPS_ORIGIN; with any other origin the Worker refuses to serve.
+     */
+    DEMO_CREDENTIALS?: string;
   }
 }

@@ -19,6 +19,12 @@
  *   when `stir-oob ca init` has run) in an env file of mode 0600 under .wrangler/, removed at exit,
  *   passed with `--env-file`: never on the command line, where any local user reads them in `ps`.
  *   A .dev.vars (or .dev.vars.<env>) of yours is passed after it, so its values win.
+ * - TEST-ONLY demo credentials for the /demo page (src/dev/demo-credentials.mjs), made fresh each run,
+ *   in the same env file (DEMO_CREDENTIALS; their root added to TRUST_ANCHORS_PEM), unless an --env is
+ *   chosen or the origin is not loopback;
+ * - the web pages are built from web/ by wrangler.toml's `[build]` (src/dev/build-web.mjs).
+ * - METRICS_TOKEN_SHA256: the SHA-256 of a local operator token made once (.wrangler/dev-operator-token,
+ *   0600) for /console and GET /metrics (docs/metrics.md); printed: where the token is, not the token;
  * - with `--relay`: one fresh relay token per run, its SHA-256 listed in the CPS's OHTTP_RELAYS (in the
  *   same env file) and the token in the relay's OHTTP_GATEWAY_TOKENS (the relay's own 0600 env file),
  *   so the gateway accepts this relay and refuses any other sender (403 OHTTP_RELAY_UNKNOWN).
@@ -26,10 +32,12 @@
  * a redactor (src/dev/redact-log.mjs) that masks them.
  */
 import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
+import { makeDemoCredentials } from "./demo-credentials.mjs";
 import { ensureLocalDecoySecret, ensureLocalIssuerKeys, ensureLocalOhttpKeys } from "./issuer-key.mjs";
 import {
   baseUrl,
@@ -52,6 +60,19 @@ function flagValue(args, ...names) {
     }
   }
   return undefined;
+}
+
+/** The local operator token in `file` (32 random bytes, base64url), made with mode 0600 if absent. */
+async function ensureLocalOperatorToken(file) {
+  try {
+    const text = (await readFile(file, "utf8")).trim();
+    if (/^[A-Za-z0-9_-]{43}$/.test(text)) return text;
+  } catch (err) {
+    if (err?.code !== "ENOENT") throw err;
+  }
+  const token = randomBytes(32).toString("base64url");
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  return token;
 }
 
 /** args without `--name value` / `--name=value`. */
@@ -111,9 +132,25 @@ if (existsSync(rootPem)) {
   console.log(`start: trusting the demo CA ${rootPem} for credential tokens`);
 } else {
   console.log(
-    "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
+    wranglerEnvName === undefined && loopbackOrigin
+      ? "start: no demo CA yet (run `npm run stir-oob -- ca init` for the CLI's credentials)"
+      : "start: no demo CA yet (run `npm run stir-oob -- ca init`), so credential-token routes answer 500 MISCONFIGURED",
   );
 }
+// The /demo page (docs/web.md): fresh TEST-ONLY credentials each run, served by the Worker only with
+// a loopback origin (src/routes/demo.ts); their root is trusted beside the demo CA's, for this run.
+if (wranglerEnvName === undefined && loopbackOrigin) {
+  const demo = await makeDemoCredentials();
+  secrets.DEMO_CREDENTIALS = demo.json;
+  secrets.TRUST_ANCHORS_PEM = [secrets.TRUST_ANCHORS_PEM, demo.rootPem].filter(Boolean).join("\n");
+  console.log(`start: TEST-ONLY demo credentials made for this run: open ${url}/demo`);
+}
+// The operator's token for /console and GET /metrics (docs/metrics.md): made once, kept in .wrangler/
+// (0600); the Worker gets only its SHA-256 (METRICS_TOKEN_SHA256), as in production.
+const operatorTokenFile = join(wranglerDir, "dev-operator-token");
+secrets.METRICS_TOKEN_SHA256 = createHash("sha256")
+  .update(await ensureLocalOperatorToken(operatorTokenFile))
+  .digest("base64url");
 // ensureLocal* above read their files from wranglerDir or created it: it exists.
 const secretsDir = await mkdtemp(join(wranglerDir, "npm-start-"));
 const envFiles = [await writeEnvFile(join(secretsDir, "secrets.env"), secrets)];
@@ -172,6 +209,10 @@ waitForHealth(url, {
 }).then(
   async () => {
     console.log(`\nCPS ready on ${url} (GET /health answered; state in ${persistTo})\n`);
+    console.log(
+      `Operator console: ${url}/console with the token in ${relative(REPO_ROOT, operatorTokenFile)} ` +
+        `(also for GET /metrics: curl -H "Authorization: Bearer $(cat ${relative(REPO_ROOT, operatorTokenFile)})" ${url}/metrics)\n`,
+    );
     if (withRelay) await startRelay();
   },
   (err) => {

@@ -26,6 +26,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { StreamDecoy } from "../dummies/stream.js";
+import { reportSubscribers } from "../metrics/report.js";
 import { Admission, CALLEE_TAG } from "../push/admission.js";
 import { PushBatch } from "../push/batch.js";
 import { broadcast, closeQuietly, SendWindow } from "../push/send-window.js";
@@ -52,6 +53,8 @@ export abstract class StreamingQueue extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
   private socketCache: WebSocket[] | null = null;
+  /** Sockets already reported gone (a close and an error for one socket count once). */
+  private readonly dropped = new WeakSet<WebSocket>();
   /** Characters each socket has been sent and has proven read (slow-reader cap). */
   protected readonly window = new SendWindow();
   /** Subscriber slots and the anonymous greeting budget. */
@@ -124,6 +127,8 @@ export abstract class StreamingQueue extends DurableObject<Env> {
     const tags = sub.group === "" ? [] : [sub.group];
     this.ctx.acceptWebSocket(server, callee ? [...tags, CALLEE_TAG] : tags);
     this.socketCache = null;
+    // The push-subscriber gauge (docs/metrics.md): a count only, in this wake-up.
+    reportSubscribers(this.ctx, this.env, 1);
     const held = this.batch.heldIds(sub.group);
     const rows = sub.rows().filter((row) => !held.has(row.id));
     const at = Date.now();
@@ -150,6 +155,10 @@ export abstract class StreamingQueue extends DurableObject<Env> {
   }
 
   private drop(ws: WebSocket, code: number): void {
+    if (!this.dropped.has(ws)) {
+      this.dropped.add(ws);
+      reportSubscribers(this.ctx, this.env, -1);
+    }
     this.socketCache = null;
     this.window.forget(ws);
     closeQuietly(ws, code);

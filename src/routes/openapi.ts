@@ -214,7 +214,7 @@ export const openApiDocument = {
           in: "path",
           required: true,
           description:
-            "A number (GET, PUT, DELETE); for PUT/DELETE also a block (`1202555xxxx`: one 'x' per open digit) or, with `count`, the first number of a range (docs/key-directory.md).",
+            "A number (GET, PUT, DELETE); for PUT the first block of the signed record (a number or a block: `1202555xxxx`, one 'x' per open digit); for DELETE a number, a block or, with `count`, the first number of a range (docs/key-directory.md).",
           schema: { type: "string", examples: ["12025550123", "120255501xx"] },
         },
       ],
@@ -225,7 +225,7 @@ export const openApiDocument = {
         responses: {
           "200": {
             description:
-              "JWK Set (OKP/X25519, `use: enc`, extra members label, exp, block); publicly cacheable",
+              "JWK Set (OKP/X25519, `use: enc`, extra members label, exp, block, and `record`: the signed key record as registered, the only member a client trusts); publicly cacheable",
             content: { "application/jwk-set+json": { schema: { $ref: "#/components/schemas/JwkSet" } } },
           },
           "400": problem,
@@ -233,7 +233,10 @@ export const openApiDocument = {
         },
       },
       put: {
-        summary: "Register a public encryption key (STIR credential token, action keys:put)",
+        summary:
+          "Register a public encryption key as a signed key record (STIR credential token, action keys:put; the record signed by the same holder)",
+        description:
+          'The record is a JWS (ES256, typ stir-key-record+jwt, x5c or x5u) over {v, jwk, blocks, label, iat, nbf, exp}, signed by a STIR certificate covering every block; {tn} must name blocks[0]. Stored and served unchanged. Format: docs/key-directory.md "Signed key records".',
         operationId: "putKey",
         security: [{ stirCredential: [] }],
         requestBody: {
@@ -242,19 +245,14 @@ export const openApiDocument = {
             "application/json": {
               schema: {
                 type: "object",
-                required: ["jwk", "label"],
+                required: ["record"],
+                additionalProperties: false,
                 properties: {
-                  jwk: {
-                    type: "object",
-                    required: ["kty", "crv", "x"],
-                    properties: { kty: { const: "OKP" }, crv: { const: "X25519" }, x: { type: "string" } },
-                  },
-                  label: { type: "string", maxLength: 32 },
-                  ttl: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
-                  count: {
-                    type: "integer",
-                    minimum: 1,
-                    description: "Range size when {tn} is its first number",
+                  record: {
+                    type: "string",
+                    maxLength: 16384,
+                    pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+                    description: "Signed key record, JWS compact serialization (RFC 7515)",
                   },
                 },
               },
@@ -262,11 +260,20 @@ export const openApiDocument = {
           },
         },
         responses: {
-          "201": { description: "Registered: kid (RFC 7638 thumbprint), label, exp, blocks" },
-          "400": problem,
+          "201": { description: "Registered: kid (RFC 7638 thumbprint), label, exp, blocks (the record's)" },
+          "400": {
+            ...problem,
+            description:
+              "KEY_RECORD_REQUIRED (unsigned body), KEY_RECORD_INVALID, KEY_RECORD_EXPIRED, KEY_RECORD_MISMATCH ({tn} is not blocks[0]), INVALID_BODY, X5U_FETCH_FAILED, CERT_MALFORMED",
+          },
           "401": problem,
-          "403": problem,
+          "403": {
+            ...problem,
+            description:
+              "KEY_RECORD_SIGNER (record and token of different holders), CERT_NOT_AUTHORISED, CERT_UNTRUSTED, CERT_EXPIRED, CERT_NOT_YET_VALID, CERT_CHAIN_INVALID, CERT_NO_TNAUTHLIST, CERT_REVOKED, AUTH_ACTION",
+          },
           "409": problem,
+          "413": problem,
           "415": problem,
           "421": problem,
         },
@@ -563,6 +570,48 @@ export const openApiDocument = {
         },
       },
     },
+    "/metrics": {
+      get: {
+        summary:
+          "The operator's figures as OpenMetrics 1.0 text (docs/metrics.md): requests by route pattern, latency histograms, error codes, stores, retrievals, tokens, live blobs, push subscribers. Aggregates only.",
+        operationId: "metrics",
+        security: [{ operatorToken: [] }],
+        responses: {
+          "200": {
+            description: "OpenMetrics text ending `# EOF`",
+            content: { "application/openmetrics-text; version=1.0.0; charset=utf-8": {} },
+          },
+          "401": {
+            ...problem,
+            description:
+              "Missing, malformed or wrong operator token (AUTH_MISSING, AUTH_MALFORMED, AUTH_INVALID)",
+          },
+          "404": {
+            ...problem,
+            description: "No operator credential configured (METRICS_TOKEN_SHA256 unset)",
+          },
+        },
+      },
+    },
+    "/console/data": {
+      get: {
+        summary:
+          "The operator console's time series (5-second intervals, last 15 minutes) and per-route latency (docs/metrics.md)",
+        operationId: "consoleData",
+        security: [{ operatorToken: [] }],
+        responses: {
+          "200": {
+            description: "Time series",
+            content: { "application/json": { schema: { type: "object" } } },
+          },
+          "401": { ...problem, description: "Missing, malformed or wrong operator token" },
+          "404": {
+            ...problem,
+            description: "No operator credential configured (METRICS_TOKEN_SHA256 unset)",
+          },
+        },
+      },
+    },
     "/health": {
       get: {
         summary: "Liveness",
@@ -579,9 +628,51 @@ export const openApiDocument = {
         responses: { "200": { description: "OpenAPI 3.1", content: { "application/json": {} } } },
       },
     },
+    "/demo/credentials": {
+      get: {
+        summary: "LOCAL DEVELOPMENT ONLY: the /demo page's TEST-ONLY credentials (docs/web.md)",
+        description:
+          "Served only when `npm start` set DEMO_CREDENTIALS and CPS_ORIGIN is loopback; 404 NOT_FOUND everywhere else, like an unknown path. Private keys of a throwaway demo CA, never of a real credential.",
+        operationId: "demoCredentials",
+        responses: {
+          "200": {
+            description: "Demo root and parties",
+            content: { "application/json": { schema: { type: "object" } } },
+          },
+          "404": problem,
+        },
+      },
+    },
+    "/demo/certs/{file}": {
+      parameters: [
+        {
+          name: "file",
+          in: "path",
+          required: true,
+          description: "`<party>.pem`",
+          schema: { type: "string", pattern: "^[a-z][a-z0-9-]{0,31}\\.pem$" },
+        },
+      ],
+      get: {
+        summary: "LOCAL DEVELOPMENT ONLY: a demo party's certificate chain, what its PASSporTs' x5u names",
+        operationId: "demoCertificate",
+        responses: {
+          "200": {
+            description: "PEM chain, leaf first",
+            content: { "application/pem-certificate-chain": {} },
+          },
+          "404": problem,
+        },
+      },
+    },
   },
   components: {
     securitySchemes: {
+      operatorToken: {
+        type: "http",
+        scheme: "bearer",
+        description: "The operator's token; its SHA-256 is the METRICS_TOKEN_SHA256 secret (docs/metrics.md)",
+      },
       stirCredential: {
         type: "http",
         scheme: "bearer",
@@ -607,6 +698,11 @@ export const openApiDocument = {
                 label: { type: "string" },
                 exp: { type: "integer" },
                 block: { type: "string" },
+                record: {
+                  type: "string",
+                  description:
+                    "The signed key record (JWS) as registered; verify it and use only its payload. Absent on keys registered before signed records (unsigned: clients skip them by default)",
+                },
               },
             },
           },

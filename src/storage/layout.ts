@@ -90,6 +90,20 @@ export const TOKEN_LEDGER_SCHEMA = `
 export const REPLAY_GUARD_SCHEMA =
   "CREATE TABLE IF NOT EXISTS jtis (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)";
 
+/**
+ * MetricsHub (docs/metrics.md): one row per 5-second interval of the last hour (`sample` is the
+ * interval's counts as JSON, `subscribers` the push gauge at its end), and `totals` rows `sample`,
+ * `created`, `subscribers`. Counts under labels from closed sets only (src/metrics/sample.ts).
+ */
+export const METRICS_HUB_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS intervals (
+    start INTEGER PRIMARY KEY,
+    sample TEXT NOT NULL,
+    subscribers INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS totals (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+`;
+
 // ---- Workers KV (CPS_KV) ----
 
 /** The key directory: `key:{length}:{block}:{holder}` (directory/key-store.ts). */

@@ -38,3 +38,8 @@ export function quotaLedger(env: Env, holder: string) {
 export function replayGuardShard(env: Env, shard: number) {
   return env.REPLAY_GUARD.getByName(`jti-shard-${shard}`);
 }
+
+/** The one object that adds up the operator's figures (durable-objects/metrics-hub.ts). */
+export function metricsHub(env: Env) {
+  return env.METRICS_HUB.getByName("metrics");
+}

@@ -82,9 +82,16 @@ describe("adversary #12: `wrangler deploy` ships the production configuration on
     expect(output).toMatch(/env\.ALLOW_LOOPBACK_X5U \("false"\)/);
     expect(output).not.toMatch(/BASELINE_STORE|BENCH_BASELINE/);
     // A var named like a secret would clash with `wrangler secret put` of it at deploy.
-    expect(output).not.toMatch(/env\.(TOKEN_ISSUER_KEYS|TRUST_ANCHORS_PEM|DECOY_SECRET) /);
+    expect(output).not.toMatch(
+      /env\.(TOKEN_ISSUER_KEYS|TRUST_ANCHORS_PEM|DECOY_SECRET|METRICS_TOKEN_SHA256|OHTTP_KEYS) /,
+    );
     expect(bundle.length).toBeGreaterThan(100_000);
     expect(bundle).not.toMatch(/BaselineStore|_bench\/baseline|benchBaseline|BASELINE_STORE/);
+    // The web pages ship as static assets (wrangler.toml [assets], built by its [build]); the demo's
+    // TEST-ONLY credentials never do: no DEMO_CREDENTIALS var, no dev code in the bundle (docs/web.md).
+    expect(output).toMatch(/Read \d+ files from the assets directory \S*dist[\\/]web/);
+    expect(output).not.toMatch(/DEMO_CREDENTIALS/);
+    expect(bundle).not.toMatch(/makeDemoCredentials|DEMO_NUMBERS/);
   });
 
   it.each([
@@ -112,7 +119,7 @@ describe("adversary #12: `wrangler deploy` ships the production configuration on
     // The Durable Object classes wrangler.toml binds are exported by the bundle.
     const exported = [...bundle.matchAll(/^export\s*\{([^}]*)\}/gm)].map((m) => m[1]).join(",");
     expect(exported).toMatch(/\bas default\b/);
-    for (const name of ["PassportQueue", "BlockQueue", "ReplayGuard", "TokenLedger"]) {
+    for (const name of ["PassportQueue", "BlockQueue", "ReplayGuard", "TokenLedger", "MetricsHub"]) {
       expect(exported).toMatch(new RegExp(`\\b${name}\\b`));
     }
   });

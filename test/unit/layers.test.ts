@@ -23,6 +23,8 @@ const WORKER_RANK: Record<string, number> = {
   directory: 4,
   push: 4,
   tokens: 4,
+  // The operator's figures (issue 18): pure counting and rendering, plus the hub address for reports.
+  metrics: 4,
   "durable-objects": 5,
   http: 6,
   routes: 7,
