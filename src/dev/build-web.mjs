@@ -13,16 +13,24 @@
  *
  * Plain Node ESM so it runs before anything is built. Each output file is written to a temporary
  * name and renamed over the old one, so builds running at the same time (several test runs) never
- * leave a half-written file for a server to serve.
+ * leave a half-written file for a server to serve, and only when its bytes changed.
+ *
+ * A build whose inputs (every file under web/ and src/, this script, the lockfile: path, size and
+ * mtime) are those of the last build does nothing at all: every e2e test starts its own `wrangler
+ * dev`, which runs `[build]`, and rewriting dist/web/ there would make every other running server
+ * reload its assets (and cost each start seconds of esbuild).
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const WEB_SRC = join(REPO_ROOT, "web");
 export const WEB_OUT = join(REPO_ROOT, "dist/web");
+/** Outside dist/web, so it is never served. */
+const STAMP = join(REPO_ROOT, "dist/web-build-stamp");
 
 /** Page folder -> the file under dist/web that serves its URL (`demo.html` serves `/demo`). */
 export const PAGES = [
@@ -41,10 +49,37 @@ const HEADERS = `/*
   Referrer-Policy: no-referrer
 `;
 
+/** What the pages are built from, as one hash of each file's path, size and mtime. */
+async function inputStamp() {
+  const lines = [];
+  const walk = async (dir) => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.isFile()) {
+        const s = await stat(path);
+        lines.push(`${relative(REPO_ROOT, path)}:${s.size}:${s.mtimeMs}`);
+      }
+    }
+  };
+  await walk(WEB_SRC);
+  await walk(join(REPO_ROOT, "src"));
+  for (const file of ["package-lock.json"]) {
+    const path = join(REPO_ROOT, file);
+    if (existsSync(path)) {
+      const s = await stat(path);
+      lines.push(`${file}:${s.size}:${s.mtimeMs}`);
+    }
+  }
+  return createHash("sha256").update(lines.sort().join("\n")).digest("hex");
+}
+
 async function writeAtomic(file, data) {
+  const bytes = typeof data === "string" ? Buffer.from(data) : Buffer.from(data);
+  if (existsSync(file) && (await readFile(file)).equals(bytes)) return; // unchanged: no event for watchers
   await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, data);
+  await writeFile(tmp, bytes);
   await rename(tmp, file);
 }
 
@@ -53,8 +88,14 @@ async function writeAtomic(file, data) {
  * page does not compile.
  */
 export async function buildWeb({ quiet = true } = {}) {
-  const { build } = await import("esbuild");
   const pages = PAGES.filter((p) => existsSync(join(WEB_SRC, p.page, "main.ts")));
+  const stamp = await inputStamp();
+  const built =
+    existsSync(STAMP) &&
+    (await readFile(STAMP, "utf8")) === stamp &&
+    pages.every((p) => existsSync(join(WEB_OUT, p.file)));
+  if (built) return pages.map((p) => p.url);
+  const { build } = await import("esbuild");
   const result = await build({
     entryPoints: Object.fromEntries(pages.map((p) => [p.page, join(WEB_SRC, p.page, "main.ts")])),
     bundle: true,
@@ -88,6 +129,7 @@ export async function buildWeb({ quiet = true } = {}) {
     const file = join(assets, name);
     if (!keep.has(file) && !name.endsWith(".tmp")) await rm(file, { force: true });
   }
+  await writeAtomic(STAMP, stamp);
   if (!quiet) {
     for (const o of result.outputFiles) {
       console.log(`build-web: ${relative(REPO_ROOT, o.path)} ${(o.contents.length / 1024).toFixed(0)} KiB`);
