@@ -7,7 +7,7 @@
  * through runInDurableObject) so that pacing shows with one or two sockets instead of hundreds.
  */
 import { env, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { BlockQueue } from "../../src/durable-objects/block-queue.js";
 import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { MAX_PACE_MS, type PushBatch } from "../../src/push/batch.js";
@@ -52,6 +52,11 @@ function blockObject(name: string) {
 }
 
 describe("push pacing (send budget per object)", () => {
+  // The tests close their sockets without waiting; the objects then report the subscriber gauge to
+  // the MetricsHub in a waitUntil. Let that finish before the file's workerd environment is torn
+  // down (seen once in CI: "Closing rpc while resolve was pending" at teardown).
+  afterAll(() => new Promise((r) => setTimeout(r, 1000)));
+
   it("stores faster than the budget share messages; each id once, all within MAX_PACE_MS", async () => {
     const tn = "15550400001";
     const sub = await subscribe(`/cps/${tn}/subscribe`);
