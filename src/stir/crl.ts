@@ -33,6 +33,7 @@ import { CpsError } from "../errors.js";
 import { CertificateValidator } from "./cert-validate.js";
 import type { SpcNumberBlocks } from "./number-blocks.js";
 import type { RevocationChecker } from "./revocation.js";
+import { SingleFlight } from "./single-flight.js";
 import {
   BoundedFetchError,
   checkX5uUrl,
@@ -173,7 +174,7 @@ export class CrlChecker implements RevocationChecker {
   readonly #onFailure: NonNullable<CrlCheckerOptions["onFailure"]>;
   readonly #clock: () => number;
   readonly #cache = new Map<string, CachedCrl>();
-  readonly #inflight = new Map<string, Promise<CachedCrl>>();
+  readonly #inflight = new SingleFlight<CachedCrl>();
   #fetches = 0;
 
   constructor(options: CrlCheckerOptions = {}) {
@@ -291,11 +292,7 @@ export class CrlChecker implements RevocationChecker {
   }
 
   #load(url: string): Promise<CachedCrl> {
-    const pending = this.#inflight.get(url);
-    if (pending !== undefined) return pending;
-    const p = this.#fetchCrl(url).finally(() => this.#inflight.delete(url));
-    this.#inflight.set(url, p);
-    return p;
+    return this.#inflight.run(url, () => this.#fetchCrl(url));
   }
 
   async #fetchCrl(url: string): Promise<CachedCrl> {

@@ -23,6 +23,7 @@ import { CpsError } from "../errors.js";
 import { BodyTooLarge, readLimited } from "./bytes.js";
 import { cacheLifetime } from "./cache-lifetime.js";
 import { type CertificateChain, parseCertificateChain } from "./cert-parse.js";
+import { SingleFlight } from "./single-flight.js";
 import { isLoopback } from "./urls.js";
 
 /** Which x5u URLs may be fetched, beyond the fixed rules. */
@@ -195,7 +196,7 @@ export class X5uFetcher {
   readonly #onFailure: NonNullable<X5uFetcherOptions["onFailure"]>;
   readonly #now: () => number;
   readonly #cache = new Map<string, { chain: CertificateChain; expiresAt: number }>();
-  readonly #inflight = new Map<string, Promise<CertificateChain>>();
+  readonly #inflight = new SingleFlight<CertificateChain>();
 
   constructor(options: X5uFetcherOptions = {}) {
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
@@ -229,11 +230,7 @@ export class X5uFetcher {
       }
     }
     // One fetch per URL at a time: concurrent verifications of one caller share it.
-    const pending = this.#inflight.get(key);
-    if (pending !== undefined) return pending;
-    const p = this.#load(key).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, p);
-    return p;
+    return this.#inflight.run(key, () => this.#load(key));
   }
 
   async #load(url: string): Promise<CertificateChain> {

@@ -129,6 +129,12 @@ function cli(...args: string[]): Promise<CliRun> {
   return runCli(args, { home });
 }
 
+/** `stir-oob place` of Alice's call to Bob through the lying directory, with `extra` options. */
+function placeAtLiar(...extra: string[]): Promise<CliRun> {
+  const route = ["--from", "+1-111-555-1111", "--to", "+2-222-555-2222", "--no-tokens"];
+  return cli("place", ...route, "--cps", liar.url, ...extra);
+}
+
 async function bearer(cred: LocalCredential, action: string): Promise<string> {
   const token = await issueCredentialToken({
     privateKey: cred.privateKey,
@@ -265,31 +271,12 @@ describe("a lying key directory (RFC 8816 §11) against `wrangler dev`", () => {
   });
 
   it("stir-oob place: seals only to the genuine key and lists the skipped ones; Bob's verify says verified", async () => {
-    const place = await cli(
-      "place",
-      "--from",
-      "+1-111-555-1111",
-      "--to",
-      "+2-222-555-2222",
-      "--no-tokens",
-      "--cps",
-      liar.url,
-      "--json",
-    );
+    const place = await placeAtLiar("--json");
     expect(place.code, place.stderr).toBe(0);
     const out = JSON.parse(place.stdout) as { stored: { kid: string }[]; skipped: { code: string }[] };
     expect(out.stored.map((s) => s.kid)).toEqual([bobKid]);
     expect(out.skipped.map((s) => s.code).sort()).toEqual(["CERT_NOT_AUTHORISED", "KEY_RECORD_UNSIGNED"]);
-    const human = await cli(
-      "place",
-      "--from",
-      "+1-111-555-1111",
-      "--to",
-      "+2-222-555-2222",
-      "--no-tokens",
-      "--cps",
-      liar.url,
-    );
+    const human = await placeAtLiar();
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/skipped key \S+: KEY_RECORD_UNSIGNED/);
     expect(human.stdout).toMatch(/skipped key \S+: CERT_NOT_AUTHORISED/);
@@ -312,47 +299,17 @@ describe("a lying key directory (RFC 8816 §11) against `wrangler dev`", () => {
     liar.dropGenuine = true;
     liar.stores = 0;
     try {
-      const run = await cli(
-        "place",
-        "--from",
-        "+1-111-555-1111",
-        "--to",
-        "+2-222-555-2222",
-        "--no-tokens",
-        "--cps",
-        liar.url,
-      );
+      const run = await placeAtLiar();
       expect(run.code).toBe(69);
       expect(run.stderr).toContain("No key served for the called number passed the record check");
       expect(run.stderr).toMatch(/skipped key \S+: KEY_RECORD_UNSIGNED/);
-      const json = await cli(
-        "place",
-        "--from",
-        "+1-111-555-1111",
-        "--to",
-        "+2-222-555-2222",
-        "--no-tokens",
-        "--cps",
-        liar.url,
-        "--json",
-      );
+      const json = await placeAtLiar("--json");
       expect(json.code).toBe(69);
       expect(JSON.parse(json.stdout).error).toMatchObject({ code: "NO_VALID_KEYS", exit: 69 });
       expect(liar.stores).toBe(0);
       // --allow-unsigned-keys trusts the directory: now it seals to the attacker's unsigned key.
       // That is exactly what the option costs (docs/threat-model.md).
-      const unsafe = await cli(
-        "place",
-        "--from",
-        "+1-111-555-1111",
-        "--to",
-        "+2-222-555-2222",
-        "--no-tokens",
-        "--cps",
-        liar.url,
-        "--allow-unsigned-keys",
-        "--json",
-      );
+      const unsafe = await placeAtLiar("--allow-unsigned-keys", "--json");
       expect(unsafe.code, unsafe.stderr).toBe(0);
       expect((JSON.parse(unsafe.stdout) as { stored: { kid: string }[] }).stored.map((s) => s.kid)).toEqual([
         attacker.kid,

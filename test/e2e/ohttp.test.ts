@@ -11,7 +11,6 @@
  * nor the inner one carries a client address; the relay's log and the bytes it forwards carry no
  * number, path or blob.
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -21,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CpsClient } from "../../src/client/cps-client.js";
 import { OhttpRelay } from "../../src/client/relay.js";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
-import { type LocalServer, REPO_ROOT, startLocalServer } from "../../src/dev/local-server.mjs";
+import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
 import { localRelayToken, startLocalRelay } from "../../src/dev/relay-server.mjs";
 import {
   decapsulateRequest,
@@ -35,8 +34,8 @@ import {
   selectKeyConfig,
 } from "../../src/ohttp/index.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { type CliRun, runCli } from "../helpers/cli.js";
 
-const LAUNCHER = join(REPO_ROOT, "src/cli/stir-oob.mjs");
 const BOB = "+2-222-555-2222";
 const BOB_TN = canonicalTn(BOB);
 /** A client address nobody has: set by the client on its way in, it must never come out. */
@@ -60,54 +59,13 @@ const ohttpKeys = JSON.stringify([generateGatewayKeyEntry(7)]);
 const relayToken = localRelayToken();
 
 /** Runs `stir-oob args...` through another relay (or none: ""), requiring it. */
-function cliVia(
-  relayUrl: string,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [LAUNCHER, "--require-relay", ...args],
-      {
-        cwd: REPO_ROOT,
-        env: {
-          ...process.env,
-          STIR_OOB_HOME: home,
-          STIR_OOB_CPS: cps?.url ?? "",
-          STIR_OOB_RELAY: relayUrl,
-          NO_COLOR: "1",
-        },
-        timeout: 30_000,
-      },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof err.code === "number" ? err.code : 70) : 0, stdout, stderr });
-      },
-    );
-  });
+function cliVia(relayUrl: string, ...args: string[]): Promise<CliRun> {
+  return runCli(["--require-relay", ...args], { home, cps: cps?.url ?? "", relay: relayUrl });
 }
 
 /** Runs `stir-oob args...` through the relay, requiring it. */
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [LAUNCHER, "--require-relay", ...args],
-      {
-        cwd: REPO_ROOT,
-        env: {
-          ...process.env,
-          STIR_OOB_HOME: home,
-          STIR_OOB_CPS: cps?.url ?? "",
-          STIR_OOB_RELAY: relay?.gatewayUrl() ?? "",
-          NO_COLOR: "1",
-        },
-        timeout: 30_000,
-      },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof err.code === "number" ? err.code : 70) : 0, stdout, stderr });
-      },
-    );
-  });
+function cli(...args: string[]): Promise<CliRun> {
+  return cliVia(relay?.gatewayUrl() ?? "", ...args);
 }
 
 /** The tap: records what the relay forwards, passes it on to the CPS unchanged, answers back. */
@@ -154,15 +112,13 @@ const ADDRESS_FIELDS = ["forwarded", "x-forwarded-for", "x-real-ip", "cf-connect
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "stir-oob-ohttp-"));
-  const ca = await new Promise<number>((resolve) =>
-    execFile(
-      process.execPath,
-      [LAUNCHER, "ca", "init", "--issue", "alice=+1-111-555-1111", "--issue", "bob=+2-222-555-2222"],
-      { cwd: REPO_ROOT, env: { ...process.env, STIR_OOB_HOME: home } },
-      (err) => resolve(err ? 1 : 0),
-    ),
+  const ca = await runCli(
+    ["ca", "init", "--issue", "alice=+1-111-555-1111", "--issue", "bob=+2-222-555-2222"],
+    {
+      home,
+    },
   );
-  expect(ca).toBe(0);
+  expect(ca.code, ca.stderr).toBe(0);
   cps = await startLocalServer({
     vars: {
       TRUST_ANCHORS_PEM: await readFile(join(home, "ca/root.pem"), "utf8"),

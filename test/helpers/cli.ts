@@ -14,8 +14,14 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs `stir-oob args...` with `home` (and `cps`, when given) in the environment; never rejects. */
-export function runCli(args: readonly string[], env: { home: string; cps?: string }): Promise<CliRun> {
+/**
+ * Runs `stir-oob args...` with `home` (and `cps` and the OHTTP `relay`, when given) in the
+ * environment; never rejects.
+ */
+export function runCli(
+  args: readonly string[],
+  env: { home: string; cps?: string; relay?: string },
+): Promise<CliRun> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -26,6 +32,7 @@ export function runCli(args: readonly string[], env: { home: string; cps?: strin
           ...process.env,
           STIR_OOB_HOME: env.home,
           ...(env.cps === undefined ? {} : { STIR_OOB_CPS: env.cps }),
+          ...(env.relay === undefined ? {} : { STIR_OOB_RELAY: env.relay }),
           NO_COLOR: "1",
         },
         timeout: 60_000,

@@ -148,17 +148,23 @@ async function substitutes(attacker: Uint8Array, genuine: { publicKey: Uint8Arra
   };
 }
 
+/** Bob's genuine key registered at `cps`, and every substitute of an attacker's key beside it. */
+async function lyingDirectory(cps: ReturnType<typeof setup>["cps"]) {
+  const bob = await keyPair();
+  const attacker = await keyPair();
+  const genuine = await cps.registerKey(BOB, "bob", bob.publicKey);
+  const subs = await substitutes(attacker.publicKey, {
+    publicKey: bob.publicKey,
+    record: genuine.record as string,
+  });
+  for (const e of Object.values(subs)) cps.addEntry(BOB, e);
+  return { bob, attacker, subs };
+}
+
 describe("AS key record check (RFC 8816 §11), with a lying directory", () => {
   it("seals only to the genuine key; every substituted key is skipped with its reason", async () => {
     const { cps, as } = setup();
-    const bob = await keyPair();
-    const attacker = await keyPair();
-    const genuine = await cps.registerKey(BOB, "bob", bob.publicKey);
-    const subs = await substitutes(attacker.publicKey, {
-      publicKey: bob.publicKey,
-      record: genuine.record as string,
-    });
-    for (const e of Object.values(subs)) cps.addEntry(BOB, e);
+    const { bob, attacker } = await lyingDirectory(cps);
 
     const call = await as.placeCall({ from: ALICE, to: BOB });
     expect(call.stored.map((s) => s.kid)).toEqual([bob.kid]);
@@ -200,14 +206,7 @@ describe("AS key record check (RFC 8816 §11), with a lying directory", () => {
 
   it("a gateway (§8.3) seals only to the genuine key too, and refuses NO_VALID_KEYS with only substitutes", async () => {
     const { cps, discovery, as, posts } = setup();
-    const bob = await keyPair();
-    const attacker = await keyPair();
-    const genuine = await cps.registerKey(BOB, "bob", bob.publicKey);
-    const subs = await substitutes(attacker.publicKey, {
-      publicKey: bob.publicKey,
-      record: genuine.record as string,
-    });
-    for (const e of Object.values(subs)) cps.addEntry(BOB, e);
+    const { bob, attacker, subs } = await lyingDirectory(cps);
     const { passport } = await as.placeCall({ from: ALICE, to: BOB });
     cps.stored.clear();
     const identity = `${passport};info=<https://certs.example.test/alice.pem>;ppt=shaken`;

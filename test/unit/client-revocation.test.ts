@@ -5,8 +5,6 @@
  * the test PKI's CAs and served by a real HTTP server on loopback (hence `x5uPolicy: { allowLoopback:
  * true }`); the CPS is the in-memory stand-in (client-fake-cps.ts), the network between them real.
  */
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthenticationService } from "../../src/client/as.js";
 import { Discovery } from "../../src/client/discovery.js";
@@ -15,8 +13,9 @@ import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { CpsError } from "../../src/errors.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
-import { createTestPki, issueTestCrl, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
+import { issueTestCrl, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { type CrlServer, startCrlServer } from "../helpers/crl-server.js";
 import { type FakeCps, fakeCps } from "./client-fake-cps.js";
 
 const ALICE = "+1 111 555 1111";
@@ -24,11 +23,9 @@ const BOB = "+2 222 555 2222";
 const ALICE_TN = canonicalTn(ALICE);
 const BOB_TN = canonicalTn(BOB);
 
-let server: Server;
+let crlServer: CrlServer;
 let base: string;
 /** The CRL repository: path -> DER. */
-const crls = new Map<string, Uint8Array>();
-let crlRequests: string[] = [];
 let pki: TestPki;
 
 /** Credentials under the CRL intermediate (CRL: /callers.crl) and under the revoked intermediate. */
@@ -36,21 +33,8 @@ const cred = {} as Record<"alice" | "aliceRevoked" | "aliceUnderRevoked" | "alic
   Record<"bob" | "bobRevoked" | "bobUnderRevoked" | "bobNoCrl", TestCredential>;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    crlRequests.push(req.url ?? "");
-    const body = crls.get(req.url ?? "");
-    if (body === undefined) {
-      res.writeHead(404);
-      res.end();
-      return;
-    }
-    res.writeHead(200, { "content-type": "application/pkix-crl" });
-    res.end(Buffer.from(body));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  pki = await createTestPki({ crlBaseUrl: base });
-  for (const c of Object.values(pki.crls)) crls.set(new URL(c.url).pathname, c.der);
+  crlServer = await startCrlServer();
+  ({ base, pki } = crlServer);
 
   const leaf = (tn: string, issuer: "crl" | "revoked", crlPath: string | null, subject: string) =>
     pki.issue({
@@ -78,10 +62,10 @@ beforeAll(async () => {
     { revoked: [cred.aliceRevoked.chain[0]!, cred.bobRevoked.chain[0]!] },
     new Date(),
   );
-  crls.set("/parties.crl", new Uint8Array(parties.rawData));
+  crlServer.bodies.set("/parties.crl", new Uint8Array(parties.rawData));
 });
 
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(() => crlServer.close());
 
 const x5u = (name: string) => `https://certs.example.test/${name}.pem`;
 const pems = new Map<string, string>();
@@ -138,14 +122,14 @@ function vsFor(cps: FakeCps, keys: CalleeKey[]) {
 
 describe("the AS's key-record check fetches CRLs (RFC 8816 §11 records, RFC 5280 CRLs)", () => {
   it("seals to a key whose record's signer is unrevoked (both CRLs fetched)", async () => {
-    crlRequests = [];
+    crlServer.requests.length = 0;
     const cps = fakeCps();
     const bob = await calleeKey("bob");
     await cps.registerKey(BOB, "bob", bob.publicKey, cred.bob);
     const call = await asFor(cps, cred.alice).placeCall({ from: ALICE, to: BOB });
     expect(call.stored).toHaveLength(1);
     expect(call.skipped).toEqual([]);
-    expect(new Set(crlRequests)).toEqual(new Set(["/parties.crl", "/root.crl"]));
+    expect(new Set(crlServer.requests)).toEqual(new Set(["/parties.crl", "/root.crl"]));
   });
 
   it("skips keys whose records are signed by a revoked leaf or under a revoked intermediate, seals to the rest", async () => {

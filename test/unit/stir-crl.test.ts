@@ -5,8 +5,6 @@
  * double of the network: the point is what the repository answers), plus one real loopback server.
  */
 import "reflect-metadata";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { DistributionPointName, GeneralName, IssuingDistributionPoint } from "@peculiar/asn1-x509";
 import { Extension, X509CrlGenerator } from "@peculiar/x509";
@@ -15,6 +13,7 @@ import { CertificateValidator } from "../../src/stir/cert-validate.js";
 import { CrlChecker, type CrlCheckerOptions, type CrlFailureReason } from "../../src/stir/crl.js";
 import type { RevocationChecker } from "../../src/stir/revocation.js";
 import { createTestPki, issueTestCrl, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
+import { type CrlServer, startCrlServer } from "../helpers/crl-server.js";
 
 const DAY = 86_400_000;
 let pki: TestPki;
@@ -310,28 +309,13 @@ describe("CRL URLs follow the x5u URL policy", () => {
   });
 
   describe("a real CRL server on loopback (development switch)", () => {
-    let server: Server;
+    let server: CrlServer;
     let local: TestPki;
-    let hits = 0;
     beforeAll(async () => {
-      const bodies = new Map<string, Uint8Array>();
-      server = createServer((req, res) => {
-        hits++;
-        const body = bodies.get(req.url ?? "");
-        if (body === undefined) {
-          res.writeHead(404);
-          res.end();
-          return;
-        }
-        res.writeHead(200, { "content-type": "application/pkix-crl" });
-        res.end(Buffer.from(body));
-      });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      local = await createTestPki({ crlBaseUrl: base });
-      for (const c of Object.values(local.crls)) bodies.set(new URL(c.url).pathname, c.der);
+      server = await startCrlServer();
+      local = server.pki;
     });
-    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+    afterAll(() => server.close());
 
     it("fetched over http only with allowLoopback; refused otherwise", async () => {
       const on = new CertificateValidator({
@@ -343,8 +327,8 @@ describe("CRL URLs follow the x5u URL policy", () => {
       await expect(on.validate(local.underRevokedIntermediate.pem)).rejects.toMatchObject({
         code: "CERT_REVOKED",
       });
-      expect(hits).toBeGreaterThan(0);
-      const before = hits;
+      expect(server.requests.length).toBeGreaterThan(0);
+      const before = server.requests.length;
       const off = new CertificateValidator({
         anchors: [local.root.certificate],
         revocation: new CrlChecker(),
@@ -352,7 +336,7 @@ describe("CRL URLs follow the x5u URL policy", () => {
       await expect(off.validate(local.crlValid.pem)).rejects.toMatchObject({
         code: "CERT_REVOCATION_UNKNOWN",
       });
-      expect(hits).toBe(before);
+      expect(server.requests.length).toBe(before);
     });
   });
 });
