@@ -92,6 +92,23 @@ export type CpsErrorCode =
   // answer (a relay-side 502 about its peer, never caused by the client's input)
   | "RELAY_RATE_LIMITED"
   | "GATEWAY_UNREACHABLE"
+  // The ATIS out-of-band APIs (ATIS-1000096, ATIS-1000105, VESPER; docs/atis-api.md): a path SPC that
+  // is not one, a publish body's `passports` not 1..10 full-form JWSs, a published PASSporT for other
+  // numbers than the path's, an access token `exp` beyond iat + 60, token claims not matching the path,
+  // a `passports` digest not matching the body, a retrieval by an SPC without an agreement, a
+  // `republish` from a credential of no configured peer, an Idempotency-Key malformed or reused for
+  // another request, a credential over the ATIS rate limit
+  | "INVALID_SPC"
+  | "ATIS_PASSPORTS_INVALID"
+  | "ATIS_PASSPORT_MISMATCH"
+  | "ATIS_EXP_TOO_LONG"
+  | "ATIS_CLAIM_MISMATCH"
+  | "ATIS_DIGEST_MISMATCH"
+  | "ATIS_NOT_PARTNER"
+  | "ATIS_PEER_UNKNOWN"
+  | "IDEMPOTENCY_KEY_INVALID"
+  | "IDEMPOTENCY_KEY_MISMATCH"
+  | "ATIS_RATE_LIMITED"
   // Server side, never caused by input
   | "UNAVAILABLE"
   | "INTERNAL"
@@ -165,6 +182,17 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   OHTTP_RELAY_UNKNOWN: 403,
   RELAY_RATE_LIMITED: 429,
   GATEWAY_UNREACHABLE: 502,
+  INVALID_SPC: 400,
+  ATIS_PASSPORTS_INVALID: 400,
+  ATIS_PASSPORT_MISMATCH: 400,
+  ATIS_EXP_TOO_LONG: 400,
+  ATIS_CLAIM_MISMATCH: 403,
+  ATIS_DIGEST_MISMATCH: 403,
+  ATIS_NOT_PARTNER: 403,
+  ATIS_PEER_UNKNOWN: 403,
+  IDEMPOTENCY_KEY_INVALID: 400,
+  IDEMPOTENCY_KEY_MISMATCH: 422,
+  ATIS_RATE_LIMITED: 429,
   UNAVAILABLE: 503,
   INTERNAL: 500,
   MISCONFIGURED: 500,
@@ -237,14 +265,20 @@ export function toProblem(err: CpsError): ProblemDetails {
  */
 const DEFAULT_RETRY_AFTER_SECONDS = 1;
 
+/** The `Retry-After` value of an answer for `err`, or undefined when it carries none. */
+export function retryAfterHeader(err: CpsError): string | undefined {
+  const retryAfter =
+    err.retryAfter ?? (err.status === 429 || err.status === 503 ? DEFAULT_RETRY_AFTER_SECONDS : undefined);
+  return retryAfter === undefined ? undefined : String(Math.max(0, Math.ceil(retryAfter)));
+}
+
 /** The one place a CpsError becomes an HTTP answer: RFC 9457 problem+json, never cached. */
 export function problemResponse(err: CpsError): Response {
   const headers = new Headers({
     "Content-Type": "application/problem+json",
     "Cache-Control": "no-store",
   });
-  const retryAfter =
-    err.retryAfter ?? (err.status === 429 || err.status === 503 ? DEFAULT_RETRY_AFTER_SECONDS : undefined);
-  if (retryAfter !== undefined) headers.set("Retry-After", String(Math.max(0, Math.ceil(retryAfter))));
+  const retryAfter = retryAfterHeader(err);
+  if (retryAfter !== undefined) headers.set("Retry-After", retryAfter);
   return new Response(JSON.stringify(toProblem(err)), { status: err.status, headers });
 }

@@ -10,7 +10,9 @@
  * CPS fetch an attacker's x5u (threat model #10). Then the certificate chain, then the signature, and
  * only then is the `jti` spent through the caller's replay check (a Durable Object at the CPS), so a
  * forged or stale token can never burn someone else's `jti`. It returns the certificate's TNAuthList,
- * so a route decides coverage of a number, range or SPC itself.
+ * so a route decides coverage of a number, range or SPC itself. Two optional hooks let a route add its
+ * own rules at the same points (the ATIS routes, docs/atis-api.md): `checkClaims` with the claim
+ * checks, before any certificate work, and `beforeSpend` after the signature, before the spend.
  */
 import { CompactSign, compactVerify } from "jose";
 import { CpsError } from "../errors.js";
@@ -53,8 +55,12 @@ export interface IssueCredentialTokenOptions {
 }
 
 export interface VerifyCredentialTokenOptions {
-  /** This CPS's audience value; the token's `aud` must equal it. */
-  readonly audience: string;
+  /**
+   * This CPS's audience value(s). A string: the token's `aud` must be a string equal to it (the RFC 8816
+   * routes, unchanged). A list (the ATIS routes, whose clients send the CPS host name or origin): `aud`
+   * may be a string equal to one of them or an array of strings containing one (RFC 7519 §4.1.3).
+   */
+  readonly audience: string | readonly string[];
   /** Allowed actions for this route; omit to accept any well-formed action. */
   readonly actions?: readonly string[];
   /** Validator holding the trust anchors (and the validated-chain cache). */
@@ -66,6 +72,18 @@ export interface VerifyCredentialTokenOptions {
   readonly maxAgeSeconds?: number;
   /** Seconds since the epoch (default: clock). */
   readonly now?: number;
+  /**
+   * Route-specific claim rules (e.g. the ATIS `orig`/`dest`/`spc`/`passports` checks), run right after
+   * the built-in claim checks and BEFORE any certificate parsing or x5u fetch (threat model #10). Throw
+   * a CpsError to refuse.
+   */
+  readonly checkClaims?: (claims: Readonly<Record<string, unknown>>) => void;
+  /**
+   * Run after the chain validated and the signature verified, BEFORE the `jti` is spent: throw to
+   * refuse (nothing is spent), return `false` to skip spending (an exact idempotent repeat whose
+   * `jti` was already spent by the first request). Anything else: the `jti` is spent as usual.
+   */
+  readonly beforeSpend?: (verified: VerifiedCredentialToken) => Promise<boolean | undefined>;
 }
 
 export interface VerifiedCredentialToken {
@@ -73,7 +91,18 @@ export interface VerifiedCredentialToken {
   readonly tnAuthList: TnAuthList;
   readonly jti: string;
   readonly iat: number;
+  /** The token's `exp`, when it has one. */
+  readonly exp?: number;
+  /** Every claim of the token, as signed. */
+  readonly claims: Readonly<Record<string, unknown>>;
   readonly certificate: ValidatedCertificate;
+}
+
+/** Whether a token's `aud` names this CPS (see VerifyCredentialTokenOptions.audience). */
+function audienceMatches(aud: unknown, audience: string | readonly string[]): boolean {
+  if (typeof audience === "string") return aud === audience;
+  if (typeof aud === "string") return audience.includes(aud);
+  return Array.isArray(aud) && aud.some((a) => typeof a === "string" && audience.includes(a));
 }
 
 function b64(bytes: Uint8Array): string {
@@ -222,7 +251,8 @@ export async function verifyCredentialToken(
     throw new CpsError("AUTH_MALFORMED", "action is missing");
   const exp = numericDate(claims.exp, "exp");
   const nbf = numericDate(claims.nbf, "nbf");
-  if (aud !== options.audience) throw new CpsError("AUTH_AUDIENCE", "The token is for another audience");
+  if (!audienceMatches(aud, options.audience))
+    throw new CpsError("AUTH_AUDIENCE", "The token is for another audience");
   const maxAge = options.maxAgeSeconds ?? DEFAULT_CREDENTIAL_MAX_AGE;
   const skew = DEFAULT_CREDENTIAL_SKEW;
   if (
@@ -236,6 +266,7 @@ export async function verifyCredentialToken(
   if (options.actions !== undefined && !options.actions.includes(action)) {
     throw new CpsError("AUTH_ACTION", "The token does not allow this action");
   }
+  options.checkClaims?.(claims);
 
   let chain: CertificateChain;
   if ("x5c" in ref) {
@@ -251,9 +282,21 @@ export async function verifyCredentialToken(
   } catch (cause) {
     throw new CpsError("AUTH_INVALID", "The credential token signature does not verify", { cause });
   }
+  const verified: VerifiedCredentialToken = {
+    action,
+    tnAuthList: certificate.tnAuthList,
+    jti,
+    iat,
+    ...(exp === undefined ? {} : { exp }),
+    claims,
+    certificate,
+  };
+  // The route's own checks (authorisation, body verification) before the spend, so a refused request
+  // leaves the jti unspent; `false` = an exact idempotent repeat, answered without spending again.
+  const spend = options.beforeSpend === undefined ? true : await options.beforeSpend(verified);
   // Last: only a token that passed everything else may spend its jti.
-  if (!(await options.replayCheck(jti, iat + maxAge))) {
+  if (spend !== false && !(await options.replayCheck(jti, iat + maxAge))) {
     throw new CpsError("AUTH_REPLAYED", "The credential token was already used");
   }
-  return { action, tnAuthList: certificate.tnAuthList, jti, iat, certificate };
+  return verified;
 }
