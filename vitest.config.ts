@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 import { readConfig } from "./src/config.js";
 import { generateIssuerKeyEntry, generateOhttpKeyEntry } from "./src/dev/issuer-key.mjs";
 import { createTestPki } from "./src/stir/test-pki.js";
+import { x5uResponse } from "./test/helpers/atis-x5u.js";
 import { TEST_CPS_ORIGIN } from "./test/helpers/origin.js";
 import { crlResponse, serializeTestPki } from "./test/helpers/pki.js";
 
@@ -23,6 +24,9 @@ function scaledLimits(): Record<string, string> {
     TOKEN_MAX_USES_PER_NUMBER: String(d.tokenMaxUsesPerNumber),
   };
 }
+
+/** Requests per 10 s one credential may make on the ATIS routes in the `integration` project. */
+const ATIS_TEST_RATE_LIMIT = 100;
 
 export default defineConfig(async () => {
   const pki = await serializeTestPki(await createTestPki());
@@ -55,10 +59,12 @@ export default defineConfig(async () => {
     await crypto.subtle.digest("SHA-256", new TextEncoder().encode(metricsToken)),
   ).toString("base64url");
   // The Worker's outbound fetches: the test PKI's CRL distribution points are answered with its real
-  // CRLs (the CPS's CRL checker, src/stir/crl.ts, fetches and verifies them); anything else goes on to
-  // the network as before (test/integration/revocation.test.ts).
+  // CRLs (the CPS's CRL checker, src/stir/crl.ts, fetches and verifies them), its certificate
+  // repository with its chains (x5u of ATIS access tokens and PASSporTs, test/helpers/atis-x5u.ts);
+  // anything else goes on to the network as before (test/integration/revocation.test.ts).
   const outboundService = async (request: Request): Promise<Response> =>
     crlResponse(pki, request.url) ??
+    x5uResponse(pki, request.url) ??
     fetch(request.url, {
       method: request.method,
       headers: request.headers,
@@ -100,6 +106,14 @@ export default defineConfig(async () => {
                 // wrangler.toml is the production configuration; this project adds the dev switch.
                 bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "true" },
                 outboundService,
+                // The ATIS rate limit per credential (wrangler.toml: 5,000 per 10 s) made small enough for
+                // test/integration/atis.test.ts to reach it; miniflare counts it for real, per 10 s window.
+                ratelimits: {
+                  ATIS_RATE_LIMITER: {
+                    namespace_id: "1001",
+                    simple: { limit: ATIS_TEST_RATE_LIMIT, period: 10 },
+                  },
+                },
               },
             }),
           ],

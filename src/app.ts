@@ -13,6 +13,7 @@ import { errorToResponse, notFound } from "./http/errors.js";
 import { collectMetrics } from "./http/metrics.js";
 import { noStoreByDefault, refuseMisconfigured, withConfig } from "./http/middleware.js";
 import type { AppEnv } from "./http/types.js";
+import { atisRoutes } from "./routes/atis.js";
 import { blockRoutes } from "./routes/blocks.js";
 import { demoRoutes } from "./routes/demo.js";
 import { discoveryRoutes } from "./routes/discovery.js";
@@ -36,6 +37,9 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/cps/blocks", blockRoutes);
   app.route("/cps", subscriptionRoutes);
   app.route("/cps", passportRoutes);
+  // The ATIS out-of-band APIs (ATIS-1000096, ATIS-1000105, VESPER; docs/atis-api.md): with ATIS_API
+  // "off" they answer like an unknown path. Errors there in the ATIS JSON format, not problem+json.
+  app.route("/passports", atisRoutes);
   app.route("/keys", keyRoutes);
   app.route("/", discoveryRoutes);
   app.route("/tokens", tokenRoutes);

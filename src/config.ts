@@ -105,7 +105,39 @@ export interface CpsConfig {
    * the demo routes answer 404 (src/routes/demo.ts). Set with another origin, the Worker refuses to serve.
    */
   demoCredentials: string;
+  /**
+   * Whether the ATIS out-of-band routes are served (ATIS_API "on", the default, or "off"):
+   * `/passports/{DEST}/{ORIG}` (ATIS-1000096, VESPER) and `/passports/{SPC}/{DEST}/{ORIG}`
+   * (ATIS-1000105). Off, they answer like an unknown path (docs/atis-api.md).
+   */
+  atisApi: boolean;
+  /**
+   * ATIS-1000105 agreements (ATIS_AGREEMENTS, JSON `[["SPC1","SPC2"], ...]`): SPC -> the SPCs that
+   * agreed to exchange with it through this CPS. Symmetric: a pair is listed under both SPCs.
+   */
+  atisAgreements: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Peer CPSes this CPS re-publishes to and accepts `republish` from (ATIS_PEERS, ATIS-1000096 mesh). */
+  atisPeers: readonly AtisPeer[];
+  /**
+   * This CPS's own credential for re-publishing (ATIS_CPS_CREDENTIAL, a secret), as set: "" when unset.
+   * Parsed by src/federation/republish.ts when a re-publish needs it, so a malformed value fails
+   * re-publishing only.
+   */
+  atisCredential: string;
 }
+
+/** A peer CPS of the ATIS mesh (ATIS_PEERS). */
+export interface AtisPeer {
+  /** Its origin: https (plain http only to loopback, with a loopback CPS_ORIGIN: local tests). */
+  url: string;
+  /** The SPC its republish credential covers; a `republish` must come from a credential covering it. */
+  spc: string;
+  /** The `aud` its access tokens name: the host of `url` (with the port, if any). */
+  audience: string;
+}
+
+/** An ATIS service provider code, in paths and config (ATIS-1000105 `{SPC}`): letters and digits. */
+export const ATIS_SPC = /^[A-Za-z0-9]{1,32}$/;
 
 function positiveInt(env: Env, name: keyof Env & string, fallback: number, max: number): number {
   const raw = (env as unknown as Record<string, unknown>)[name];
@@ -166,11 +198,20 @@ interface CpsOrigin {
  */
 function parseCpsOrigin(raw: unknown): CpsOrigin {
   if (typeof raw !== "string" || raw === "") throw new Error("it is not set");
+  const url = parseOrigin(raw, "it", true);
+  return { origin: url.origin, loopback: isLoopback(url.hostname) };
+}
+
+/**
+ * `raw` as an origin (`scheme://host[:port]`, no path, query or credentials): https, or plain http to
+ * a loopback host when `loopbackHttp` allows it. Throws an Error naming `what` otherwise.
+ */
+function parseOrigin(raw: string, what: string, loopbackHttp: boolean): URL {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new Error("it is not a URL");
+    throw new Error(`${what} is not a URL`);
   }
   if (
     url.username ||
@@ -179,13 +220,12 @@ function parseCpsOrigin(raw: unknown): CpsOrigin {
     url.hash ||
     (url.pathname !== "/" && url.pathname !== "")
   ) {
-    throw new Error("it must be an origin only, with no path, query or credentials");
+    throw new Error(`${what} must be an origin only, with no path, query or credentials`);
   }
-  const loopback = isLoopback(url.hostname);
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
-    throw new Error("it must be https (plain http only to a loopback host, for local development)");
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopbackHttp && isLoopback(url.hostname))) {
+    throw new Error(`${what} must be https (plain http only to a loopback host, for local development)`);
   }
-  return { origin: url.origin, loopback };
+  return url;
 }
 
 /** CPS_ORIGIN parsed, or an empty non-loopback origin when unset or malformed. */
@@ -246,6 +286,60 @@ function metricsSwitch(env: Env): boolean {
   throw new CpsError("MISCONFIGURED", 'Set METRICS to "on" or "off" in wrangler.toml [vars]');
 }
 
+/** ATIS_API: "on" (or unset) serves the ATIS routes, "off" does not; anything else is a mistake. */
+function atisSwitch(env: Env): boolean {
+  const raw = (env as unknown as Record<string, unknown>).ATIS_API;
+  if (raw === undefined || raw === "" || raw === "on") return true;
+  if (raw === "off") return false;
+  throw new CpsError("MISCONFIGURED", 'Set ATIS_API to "on" or "off" in wrangler.toml [vars]');
+}
+
+/** ATIS_AGREEMENTS: JSON `[["SPC1","SPC2"], ...]` -> symmetric partner map. Throws a plain Error. */
+export function parseAtisAgreements(raw: string): ReadonlyMap<string, ReadonlySet<string>> {
+  const value: unknown = JSON.parse(raw === "" ? "[]" : raw);
+  if (!Array.isArray(value)) throw new Error("it must be a JSON array of SPC pairs");
+  const map = new Map<string, Set<string>>();
+  for (const pair of value) {
+    if (
+      !Array.isArray(pair) ||
+      pair.length !== 2 ||
+      !pair.every((s) => typeof s === "string" && ATIS_SPC.test(s))
+    ) {
+      throw new Error('each agreement is a pair of SPCs (letters and digits), e.g. ["SPC1","SPC2"]');
+    }
+    const [a, b] = pair as [string, string];
+    if (a === b) throw new Error(`an agreement pairs two different SPCs, not "${a}" with itself`);
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const partners = map.get(x) ?? new Set<string>();
+      partners.add(y);
+      map.set(x, partners);
+    }
+  }
+  return map;
+}
+
+/**
+ * ATIS_PEERS: JSON `[{"url": "https://cps-b.example", "spc": "SPCB"}, ...]`. A peer URL is an origin,
+ * https; plain http only to loopback and only when this CPS's own origin is loopback (local tests).
+ * Throws a plain Error.
+ */
+export function parseAtisPeers(raw: string, loopbackOrigin: boolean): AtisPeer[] {
+  const value: unknown = JSON.parse(raw === "" ? "[]" : raw);
+  if (!Array.isArray(value)) throw new Error("it must be a JSON array of {url, spc}");
+  return value.map((entry): AtisPeer => {
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+      throw new Error("each peer is an object {url, spc}");
+    }
+    const { url: rawUrl, spc } = entry as Record<string, unknown>;
+    if (typeof spc !== "string" || !ATIS_SPC.test(spc)) throw new Error("a peer's spc is letters and digits");
+    const url = parseOrigin(typeof rawUrl === "string" ? rawUrl : "", "a peer's url", loopbackOrigin);
+    return { url: url.origin, spc, audience: url.host };
+  });
+}
+
 const cache = new WeakMap<object, CpsConfig>();
 
 export function readConfig(env: Env): CpsConfig {
@@ -278,6 +372,10 @@ export function readConfig(env: Env): CpsConfig {
     metricsEnabled: metricsSwitch(env),
     metricsTokenSha256: env.METRICS_TOKEN_SHA256 ?? "",
     demoCredentials: local ? (env.DEMO_CREDENTIALS ?? "") : "",
+    atisApi: atisSwitch(env),
+    atisAgreements: structured(env, "ATIS_AGREEMENTS", "[]", parseAtisAgreements),
+    atisPeers: structured(env, "ATIS_PEERS", "[]", (raw) => parseAtisPeers(raw, local)),
+    atisCredential: env.ATIS_CPS_CREDENTIAL ?? "",
   };
   cache.set(env, config);
   return config;

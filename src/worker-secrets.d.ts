@@ -30,5 +30,11 @@ declare namespace Cloudflare {
      * only with a loopback CPS_ORIGIN; with any other origin the Worker refuses to serve.
      */
     DEMO_CREDENTIALS?: string;
+    /**
+     * This CPS's own STIR credential for re-publishing ATIS publishes to its peers (ATIS_PEERS), JSON
+     * {privateKeyPkcs8: base64url DER, x5c: [base64 DER, ...]} (docs/atis-api.md). Unset: nothing is
+     * re-published.
+     */
+    ATIS_CPS_CREDENTIAL?: string;
   }
 }

@@ -7,7 +7,7 @@
  */
 import { PassportQueue as CpsPassportQueue } from "../../src/durable-objects/passport-queue.js";
 
-export { BlockQueue, default, ReplayGuard, TokenLedger } from "../../src/index.js";
+export { AtisStore, BlockQueue, default, MetricsHub, ReplayGuard, TokenLedger } from "../../src/index.js";
 
 /** Bound as PASSPORT_QUEUE by wrangler.toml's class name, in place of the CPS's own. */
 export class PassportQueue extends CpsPassportQueue {

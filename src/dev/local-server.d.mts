@@ -22,6 +22,12 @@ export interface LocalServerOptions {
   quiet?: boolean;
   /** Extra `wrangler dev` arguments. */
   args?: string[];
+  /**
+   * Extra environment for the wrangler process (not the Worker's vars). NODE_EXTRA_CA_CERTS names
+   * a PEM file of CAs that miniflare reads at start and gives workerd as trusted certificates for
+   * the Worker's outbound https fetches (a local test certificate repository).
+   */
+  env?: Record<string, string>;
   /** How long to wait for GET /health (default 60,000 ms). */
   timeoutMs?: number;
 }

@@ -198,6 +198,9 @@ function killGroup(child, signal) {
  * @param {boolean} [options.quiet] keep wrangler's output to ourselves (default true); it is
  *   included in the error if the server fails to start
  * @param {string[]} [options.args] extra `wrangler dev` arguments
+ * @param {Record<string, string>} [options.env] extra environment for the wrangler process (not the
+ *   Worker's vars), e.g. NODE_EXTRA_CA_CERTS: a PEM file of CAs that miniflare reads at start and
+ *   hands to workerd as trusted certificates for the Worker's outbound https fetches
  * @param {number} [options.timeoutMs] how long to wait for /health (default 60 s)
  */
 export async function startLocalServer(options = {}) {
@@ -231,7 +234,7 @@ export async function startLocalServer(options = {}) {
   // and it removes the env file once wrangler has exited.
   const child = spawn(process.execPath, [SELF, SUPERVISE_FLAG, varsDir, ...args], {
     cwd: REPO_ROOT,
-    env: wranglerEnv(),
+    env: wranglerEnv(options.env),
     detached: true,
     stdio: ["pipe", "pipe", "pipe"],
   });

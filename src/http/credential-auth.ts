@@ -43,8 +43,11 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a === b || (a.length === b.length && a.every((h, i) => h === b[i]));
 }
 
-/** The isolate's x5u fetcher and CRL checker for the URL policy of `config`. */
-function fetchersFor(config: CpsConfig): { x5u: X5uFetcher; crl: CrlChecker } {
+/**
+ * The isolate's x5u fetcher and CRL checker for the URL policy of `config`; the ATIS routes resolve
+ * published PASSporTs' x5u with the same fetcher (src/http/atis-auth.ts).
+ */
+export function fetchersFor(config: CpsConfig): { x5u: X5uFetcher; crl: CrlChecker } {
   if (
     fetchers === undefined ||
     fetchers.allowLoopback !== config.allowLoopbackX5u ||
@@ -105,7 +108,8 @@ export async function validatorFor(config: CpsConfig): Promise<CertificateValida
   return validator;
 }
 
-function replayGuard(env: Env, jti: string) {
+/** The ReplayGuard shard of a credential-token `jti`. */
+export function replayGuard(env: Env, jti: string) {
   return replayGuardShard(env, replayShard(jti));
 }
 

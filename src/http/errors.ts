@@ -20,7 +20,11 @@ function isTransientObjectError(err: unknown): boolean {
   return flags.overloaded === true || (flags.retryable === true && flags.remote !== true);
 }
 
-export function errorToResponse(err: unknown, c: Context): Response {
+/**
+ * Any failure as the CpsError it is answered with (logged when it is ours, a 5xx). The ATIS routes
+ * answer the same mapping in their own JSON format (src/http/atis-errors.ts).
+ */
+export function toCpsError(err: unknown, c: Context): CpsError {
   const mapped =
     err instanceof CpsError
       ? err
@@ -34,7 +38,11 @@ export function errorToResponse(err: unknown, c: Context): Response {
   // 4xx answers are the client's business and show in status metrics; log only our own failures.
   if (mapped.status >= 500)
     logEvent({ event: "error", route: c.req.routePath, code: mapped.code, status: mapped.status });
-  return problemResponse(mapped);
+  return mapped;
+}
+
+export function errorToResponse(err: unknown, c: Context): Response {
+  return problemResponse(toCpsError(err, c));
 }
 
 export function notFound(): Response {

@@ -36,13 +36,124 @@ const blobText = {
   pattern: "^[A-Za-z0-9_\\-\\s]+$",
 };
 
+// ---- The ATIS out-of-band APIs (src/routes/atis.ts, docs/atis-api.md) ----
+const atisError = { $ref: "#/components/responses/AtisError" };
+const atisTnDescription =
+  "E.164 digits, optionally with a leading '+' (percent-encoded as %2B) or '.', '-', ' ' between digit groups; canonicalised to 3-15 digits (400 INVALID_TN otherwise)";
+const atisDestParam = {
+  name: "dest",
+  in: "path",
+  required: true,
+  description: `Called number (DEST). ${atisTnDescription}`,
+  schema: { type: "string", examples: ["12025550123"] },
+};
+const atisOrigParam = {
+  name: "orig",
+  in: "path",
+  required: true,
+  description: `Calling number (ORIG). ${atisTnDescription}`,
+  schema: { type: "string", examples: ["12155551212"] },
+};
+const atisSpcParam = {
+  name: "spc",
+  in: "path",
+  required: true,
+  description:
+    "Service provider code (ATIS-1000105): the access token's `spc` must equal it and the signer's certificate list it (400 INVALID_SPC when malformed)",
+  schema: { type: "string", pattern: "^[A-Za-z0-9]{1,32}$", examples: ["1234"] },
+};
+const fullFormPassport = {
+  type: "string",
+  maxLength: 8192,
+  pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+  description: "A PASSporT in full form (RFC 8225): header.payload.signature, base64url",
+};
+const atisPassportsBody = {
+  type: "object",
+  required: ["passports"],
+  properties: { passports: { type: "array", minItems: 1, maxItems: 10, items: fullFormPassport } },
+};
+
+/** The publish and retrieve operations of one ATIS path form (`sfx` tells their operationIds apart). */
+function atisOperations(sfx: string, form: string) {
+  return {
+    post: {
+      summary: `Publish PASSporTs for a call (${form}): token action publish, or republish from a peer CPS`,
+      description:
+        "Every PASSporT is verified before it is stored (ES256 with its x5u certificate, chained to the trust anchors and not revoked; orig.tn = ORIG, DEST in dest.tn; iat within 60 s; ppt none or shaken). Kept until the first of: PASSPORT_TTL_SECONDS, the token's exp, iat + 60 s of its oldest PASSporT. Re-published to the configured peers (ATIS_PEERS) and sealed to DEST's registered keys into the RFC 8816 queue. The token's `passports` claim is the SHA-256 digest of the body in one of the accepted forms (docs/atis-api.md).",
+      operationId: `atisPublish${sfx}`,
+      security: [{ atisAccessToken: [] }],
+      parameters: [
+        {
+          name: "Idempotency-Key",
+          in: "header",
+          required: false,
+          description:
+            "1-255 printable ASCII characters. The same key and request from the same credential within 600 s gets the original 201 and stores nothing; the same key with another request: 422 IDEMPOTENCY_KEY_MISMATCH",
+          schema: { type: "string", pattern: "^[\\x21-\\x7e]{1,255}$" },
+        },
+      ],
+      requestBody: { required: true, content: { "application/json": { schema: atisPassportsBody } } },
+      responses: {
+        "201": {
+          description: "Stored",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["status", "message"],
+                properties: { status: { const: 201 }, message: { const: "Created" } },
+              },
+            },
+          },
+        },
+        "400": {
+          ...atisError,
+          description:
+            "INVALID_TN, INVALID_SPC, INVALID_BODY, ATIS_PASSPORTS_INVALID, ATIS_PASSPORT_MISMATCH, ATIS_EXP_TOO_LONG, IDEMPOTENCY_KEY_INVALID, PASSPORT_*, X5U_FETCH_FAILED, CERT_MALFORMED",
+        },
+        "401": atisError,
+        "403": {
+          ...atisError,
+          description:
+            "AUTH_ACTION, ATIS_CLAIM_MISMATCH, ATIS_DIGEST_MISMATCH, ATIS_PEER_UNKNOWN, CERT_NOT_AUTHORISED, CERT_* (chain, expiry, revocation)",
+        },
+        "413": atisError,
+        "415": atisError,
+        "422": atisError,
+        "429": { ...atisError, description: "ATIS_RATE_LIMITED (per credential), QUEUE_FULL" },
+      },
+    },
+    get: {
+      summary: `Retrieve the PASSporTs published for a call (${form}): token action retrieve`,
+      description:
+        form === "ATIS-1000105"
+          ? "Every live one when the signer's certificate covers DEST; otherwise those published by the path SPC and its agreed partners (ATIS_AGREEMENTS), and 403 ATIS_NOT_PARTNER when the SPC has no agreement."
+          : "Only for a signer whose certificate covers DEST (a TN or range entry, or an SPC mapped to it by SPC_NUMBER_BLOCKS).",
+      operationId: `atisRetrieve${sfx}`,
+      security: [{ atisAccessToken: [] }],
+      responses: {
+        "200": {
+          description: "Live PASSporTs in full form, oldest first, each once",
+          content: { "application/json": { schema: atisPassportsBody } },
+        },
+        "400": atisError,
+        "401": atisError,
+        "403": atisError,
+        "404": { ...atisError, description: "NOT_FOUND: nothing live for these numbers" },
+        "429": atisError,
+      },
+    },
+  };
+}
+
 export const openApiDocument = {
   openapi: "3.1.0",
   info: {
     title: "STIR out-of-band Call Placement Service",
     version: "1.0.0",
     description:
-      "RFC 8816 CPS: stores sealed PASSporTs under the called number and returns them with dummies. A path below answers a method it does not list with 405 METHOD_NOT_ALLOWED and `Allow` (the methods listed for it; HEAD is served wherever GET is); an unknown path with 404 NOT_FOUND. Every 429 and 503 carries `Retry-After` (seconds).",
+      "RFC 8816 CPS: stores sealed PASSporTs under the called number and returns them with dummies. A path below answers a method it does not list with 405 METHOD_NOT_ALLOWED and `Allow` (the methods listed for it; HEAD is served wherever GET is); an unknown path with 404 NOT_FOUND. Every 429 and 503 carries `Retry-After` (seconds). The ATIS out-of-band paths (/passports/...) answer errors in the ATIS JSON format (AtisError) instead of problem+json, and with ATIS_API off answer like an unknown path.",
   },
   paths: {
     "/cps/{tn}/ppts": {
@@ -612,6 +723,14 @@ export const openApiDocument = {
         },
       },
     },
+    "/passports/{dest}/{orig}": {
+      parameters: [atisDestParam, atisOrigParam],
+      ...atisOperations("", "ATIS-1000096, VESPER"),
+    },
+    "/passports/{spc}/{dest}/{orig}": {
+      parameters: [atisSpcParam, atisDestParam, atisOrigParam],
+      ...atisOperations("Spc", "ATIS-1000105"),
+    },
     "/health": {
       get: {
         summary: "Liveness",
@@ -678,6 +797,12 @@ export const openApiDocument = {
         scheme: "bearer",
         bearerFormat: "ES256 JWT with x5u/x5c STIR certificate (docs/passport-and-credentials.md)",
       },
+      atisAccessToken: {
+        type: "http",
+        scheme: "bearer",
+        bearerFormat:
+          "ATIS access JWT: ES256 with x5u or x5c STIR certificate; iat, aud (this CPS's host or origin), jti (single use), action, orig, dest, and spc (ATIS-1000105 paths), exp (at most iat + 60), iss, sub, passports (publish) (docs/atis-api.md)",
+      },
     },
     schemas: {
       JwkSet: {
@@ -712,6 +837,32 @@ export const openApiDocument = {
       },
     },
     responses: {
+      AtisError: {
+        description:
+          "ATIS routes: JSON error with `status` and `message` (what ATIS and VESPER clients read) and the stable `code`, `type`, `title` of the problems elsewhere",
+        headers: {
+          "Retry-After": {
+            description: "Seconds; on every 429 and 503 answer",
+            schema: { type: "integer", minimum: 0 },
+          },
+          Allow: { description: "On 405: GET, POST", schema: { type: "string" } },
+        },
+        content: {
+          "application/json": {
+            schema: {
+              type: "object",
+              required: ["status", "message", "code", "type", "title"],
+              properties: {
+                status: { type: "integer" },
+                message: { type: "string" },
+                code: { type: "string" },
+                type: { type: "string" },
+                title: { type: "string" },
+              },
+            },
+          },
+        },
+      },
       Problem: {
         description: "RFC 9457 problem details with a stable `code`",
         headers: {

@@ -104,6 +104,31 @@ export const METRICS_HUB_SCHEMA = `
   CREATE TABLE IF NOT EXISTS totals (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 `;
 
+/**
+ * AtisStore (durable-objects/atis-store.ts), one object per called number: the ATIS publishes to it
+ * (ATIS-1000096, ATIS-1000105), in plaintext as those APIs require. `passports`: one row per PASSporT
+ * and calling number, with the publisher's SPC (NULL when its credential names none) for ATIS-1000105
+ * retrievals by agreement, in arrival order (`seq`). `idempotency`: the Idempotency-Key records of
+ * publishes (`scope` = credential holder and key, `fingerprint` = the request's hash) for 600 s.
+ */
+export const ATIS_STORE_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS passports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    orig TEXT NOT NULL,
+    publisher_spc TEXT,
+    passport TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS passports_orig ON passports (orig, expires_at);
+  CREATE INDEX IF NOT EXISTS passports_expires_at ON passports (expires_at);
+  CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
+`;
+
 // ---- Workers KV (CPS_KV) ----
 
 /** The key directory: `key:{length}:{block}:{holder}` (directory/key-store.ts). */

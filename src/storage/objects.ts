@@ -43,3 +43,11 @@ export function replayGuardShard(env: Env, shard: number) {
 export function metricsHub(env: Env) {
   return env.METRICS_HUB.getByName("metrics");
 }
+
+/** Prefix of an AtisStore's object name; the rest is the canonical called number. */
+export const ATIS_OBJECT_PREFIX = "atis:";
+
+/** The ATIS publishes to one canonical called number (durable-objects/atis-store.ts). */
+export function atisStore(env: Env, dest: CanonicalTn) {
+  return env.ATIS_STORE.getByName(`${ATIS_OBJECT_PREFIX}${dest}`);
+}

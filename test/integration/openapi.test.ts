@@ -90,6 +90,9 @@ const EXAMPLE_PARAMS: Record<string, string> = {
   tn: "12025550123",
   id: "a".repeat(32),
   block: "1202555xxxx",
+  dest: "12025550123",
+  orig: "12155551212",
+  spc: "1234",
 };
 /** Methods a client can send (fetch forbids CONNECT, TRACE, TRACK). */
 const TRIED_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
@@ -129,7 +132,10 @@ describe("adversary #16: every documented path answers a wrong method with 405 a
     );
     expect(res.status).toBe(405);
     expect(res.headers.get("Allow")?.split(", ").sort().join(", ")).toBe(allow);
-    expect(res.headers.get("Content-Type")).toBe("application/problem+json");
+    // The ATIS paths answer in the ATIS JSON error format (src/http/atis-errors.ts), with the same code.
+    expect(res.headers.get("Content-Type")).toBe(
+      url.startsWith("/passports/") ? "application/json" : "application/problem+json",
+    );
     if (method !== "HEAD") expect((await res.json<{ code: string }>()).code).toBe("METHOD_NOT_ALLOWED");
   });
 });

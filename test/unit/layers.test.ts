@@ -26,6 +26,8 @@ const WORKER_RANK: Record<string, number> = {
   // The operator's figures (issue 18): pure counting and rendering, plus the hub address for reports.
   metrics: 4,
   "durable-objects": 5,
+  // ATIS federation (issue 16): re-publishing to peer CPSes and the bridge into the RFC 8816 queues.
+  federation: 5,
   http: 6,
   routes: 7,
   app: 8,
