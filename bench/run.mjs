@@ -25,6 +25,11 @@
  *                    the same call direct (bench/ohttp.mjs, run after the others in its own pair of
  *                    servers: the CPS with its gateway, and the relay Worker; docs/ohttp.md)
  *
+ *   atis-call        a call the ATIS way (POST then GET /passports/{DEST}/{ORIG}: access tokens and the
+ *                    PASSporT verified, stored in plaintext) vs the RFC 8816 way (POST then GET
+ *                    /cps/{tn}/ppts), the same number of calls, rounds interleaved (bench/atis.mjs, its
+ *                    own CPS server; docs/atis-api.md); run after the scenarios above, before relay-call
+ *
  *   metrics-cost     store-hot with the operator's figures counted (METRICS=on) vs not (off), two
  *                    servers, rounds interleaved (bench/metrics.mjs; docs/metrics.md); only with --only
  *
@@ -274,31 +279,40 @@ function relayCall() {
 
 const RELAY_SCENARIO = "relay-call";
 
-/** What counting the operator's figures costs (bench/metrics.mjs, its own two servers); false if it failed. */
-function metricsCost() {
+/**
+ * Runs `bench/<script>.mjs` (a scenario with servers of its own) at this run's rounds, requests and
+ * concurrency, its figures to bench/results/<script>-<time>.json; false if it failed.
+ */
+function ownServersScenario(script) {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const out = join(REPO_ROOT, "bench", "results", `metrics-${stamp}.json`);
-  const args = [
-    join(REPO_ROOT, "bench", "metrics.mjs"),
-    "--rounds",
-    String(ROUNDS),
-    "--requests",
-    String(REQUESTS),
-  ];
-  args.push("--concurrency", String(CONCURRENCY), "--out", out);
+  const out = join(REPO_ROOT, "bench", "results", `${script}-${stamp}.json`);
+  const args = [join(REPO_ROOT, "bench", `${script}.mjs`), "--rounds", String(ROUNDS)];
+  args.push("--requests", String(REQUESTS), "--concurrency", String(CONCURRENCY), "--out", out);
   return spawnSync(process.execPath, args, { stdio: "inherit" }).status === 0;
 }
 
+/** What counting the operator's figures costs (bench/metrics.mjs, its own two servers). */
+const metricsCost = () => ownServersScenario("metrics");
+
 const METRICS_SCENARIO = "metrics-cost";
+
+/** ATIS publish + retrieve vs RFC 8816 store + retrieve (bench/atis.mjs, its own server). */
+const atisCall = () => ownServersScenario("atis");
+
+const ATIS_SCENARIO = "atis-call";
+/** Scenarios with servers of their own, run by their own scripts. */
+const SEPARATE_SCENARIOS = [RELAY_SCENARIO, METRICS_SCENARIO, ATIS_SCENARIO];
 
 async function main() {
   const started = Date.now();
   const only = flags.only?.split(",").map((x) => x.trim());
   const withRelay = !only || only.includes(RELAY_SCENARIO);
+  const withAtis = !only || only.includes(ATIS_SCENARIO);
   // metrics-cost runs only when asked for (`--only metrics-cost`): two servers of its own.
   if (only?.includes(METRICS_SCENARIO) && !metricsCost()) process.exitCode = 1;
-  if (only?.every((name) => name === RELAY_SCENARIO || name === METRICS_SCENARIO)) {
-    if (only.includes(RELAY_SCENARIO) && !relayCall()) process.exitCode = 1;
+  if (only?.every((name) => SEPARATE_SCENARIOS.includes(name))) {
+    if (withAtis && !atisCall()) process.exitCode = 1;
+    if (withRelay && !relayCall()) process.exitCode = 1;
     return;
   }
   const env = machine();
@@ -422,6 +436,7 @@ async function main() {
     console.error("some requests got unexpected answers: see `unexpected` in the JSON");
     process.exitCode = 1;
   }
+  if (withAtis && !atisCall()) process.exitCode = 1;
   if (withRelay && !relayCall()) process.exitCode = 1;
 }
 
