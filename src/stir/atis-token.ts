@@ -5,11 +5,9 @@
  * of the body (atis-digest.ts, variant A unless another is asked for). For our republisher
  * (src/federation) and for tests; the verifying side is credential-token.ts + atis-claims.ts.
  */
-import { CompactSign } from "jose";
-import { CpsError } from "../errors.js";
 import type { AtisAction } from "./atis-claims.js";
 import { type DigestVariant, passportsDigest } from "./atis-digest.js";
-import { CREDENTIAL_TOKEN_ALG } from "./credential-token.js";
+import { signCredentialJwt } from "./credential-token.js";
 
 export interface IssueAtisTokenOptions {
   /** The signer's STIR certificate key (ECDSA P-256). */
@@ -42,12 +40,6 @@ export interface IssueAtisTokenOptions {
   readonly jti?: string;
 }
 
-function b64(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
-}
-
 /**
  * Signs an ATIS access JWT; returns the compact JWS.
  *
@@ -58,12 +50,6 @@ function b64(bytes: Uint8Array): string {
  *   "Content-Type": "application/json" }, body: JSON.stringify({ passports }) });
  */
 export async function issueAtisToken(options: IssueAtisTokenOptions): Promise<string> {
-  if ((options.x5u === undefined) === (options.x5c === undefined)) {
-    throw new CpsError("AUTH_MALFORMED", "An access token names its certificate by x5u or x5c");
-  }
-  const header: Record<string, unknown> = { alg: CREDENTIAL_TOKEN_ALG, typ: "JWT" };
-  if (options.x5u !== undefined) header.x5u = options.x5u;
-  if (options.x5c !== undefined) header.x5c = options.x5c.map(b64);
   const claims: Record<string, unknown> = {
     iat: options.now ?? Math.floor(Date.now() / 1000),
     jti: options.jti ?? crypto.randomUUID(),
@@ -82,11 +68,5 @@ export async function issueAtisToken(options: IssueAtisTokenOptions): Promise<st
       object: options.body ?? { passports: options.passports },
     });
   }
-  try {
-    return await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
-      .setProtectedHeader(header as { alg: string })
-      .sign(options.privateKey);
-  } catch (cause) {
-    throw new CpsError("INVALID_KEY", "The signing key cannot sign ES256", { cause });
-  }
+  return signCredentialJwt(options, claims);
 }

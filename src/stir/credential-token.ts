@@ -126,25 +126,36 @@ function randomJti(): string {
  * fetch(url, { headers: { Authorization: `Bearer ${token}` } });
  */
 export async function issueCredentialToken(options: IssueCredentialTokenOptions): Promise<string> {
-  if ((options.x5u === undefined) === (options.x5c === undefined)) {
-    throw new CpsError("AUTH_MALFORMED", "A credential token names its certificate by x5u or x5c");
-  }
   if (!ACTION.test(options.action)) throw new CpsError("AUTH_ACTION", "The action is not well formed");
   const jti = options.jti ?? randomJti();
   if (!JTI.test(jti)) throw new CpsError("AUTH_MALFORMED", "The jti is not well formed");
-  const header: Record<string, unknown> = { alg: CREDENTIAL_TOKEN_ALG, typ: "JWT" };
-  if (options.x5u !== undefined) header.x5u = options.x5u;
-  if (options.x5c !== undefined) header.x5c = options.x5c.map(b64);
   const claims = {
     action: options.action,
     aud: options.audience,
     iat: options.now ?? Math.floor(Date.now() / 1000),
     jti,
   };
+  return signCredentialJwt(options, claims);
+}
+
+/**
+ * Signs `claims` as an ES256 JWT (typ JWT) naming its certificate by exactly one of `x5u` and `x5c`:
+ * the signing step of every credential token, ATIS access tokens included (src/stir/atis-token.ts).
+ */
+export async function signCredentialJwt(
+  signer: { readonly privateKey: CryptoKey; readonly x5u?: string; readonly x5c?: readonly Uint8Array[] },
+  claims: Readonly<Record<string, unknown>>,
+): Promise<string> {
+  if ((signer.x5u === undefined) === (signer.x5c === undefined)) {
+    throw new CpsError("AUTH_MALFORMED", "A credential token names its certificate by x5u or x5c");
+  }
+  const header: Record<string, unknown> = { alg: CREDENTIAL_TOKEN_ALG, typ: "JWT" };
+  if (signer.x5u !== undefined) header.x5u = signer.x5u;
+  if (signer.x5c !== undefined) header.x5c = signer.x5c.map(b64);
   try {
     return await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
       .setProtectedHeader(header as { alg: string })
-      .sign(options.privateKey);
+      .sign(signer.privateKey);
   } catch (cause) {
     throw new CpsError("INVALID_KEY", "The signing key cannot sign ES256", { cause });
   }
