@@ -42,9 +42,19 @@ export function subscribeRequest(path: string, headers: Record<string, string> =
   return new Request(`${BASE}${path}`, { headers: { Upgrade: "websocket", ...headers } });
 }
 
+/** A subscription the CPS did not upgrade, with its answer (to read its status and Retry-After). */
+export class SubscribeRefused extends Error {
+  constructor(
+    path: string,
+    readonly response: Response,
+  ) {
+    super(`subscribe ${path}: ${response.status}`);
+  }
+}
+
 export async function subscribe(path: string, options: SubscribeOptions = {}): Promise<Subscription> {
   const res = await exports.default.fetch(subscribeRequest(path, options.headers));
-  if (res.status !== 101 || !res.webSocket) throw new Error(`subscribe ${path}: ${res.status}`);
+  if (res.status !== 101 || !res.webSocket) throw new SubscribeRefused(path, res);
   const ws = res.webSocket;
   const sub: Subscription = {
     ws,
