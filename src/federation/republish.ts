@@ -21,27 +21,23 @@ import type { AtisPeer, CpsConfig } from "../config.js";
 import { readConfig } from "../config.js";
 import { CpsError } from "../errors.js";
 import { logEvent } from "../log.js";
+import { ATIS_MAX_EXP_SECONDS } from "../stir/atis-claims.js";
+import { IDEMPOTENCY_KEY, MAX_PUBLISH_PASSPORTS } from "../stir/atis-passports.js";
 import { issueAtisToken } from "../stir/atis-token.js";
 import { decodeBase64url } from "../stir/base64url.js";
 import { readLimited } from "../stir/bytes.js";
 import { certificatePublicKey, certificateTnAuthList, parseCertificateChain } from "../stir/cert-parse.js";
+import { MAX_PASSPORT_LENGTH } from "../stir/passport.js";
 import { isCanonicalTn } from "../stir/tn.js";
 
 /** Version of the queue message; a consumer drops any other (never sent by this code). */
 export const REPUBLISH_MESSAGE_VERSION = 1;
 /** Seconds between tries to a failing peer (wrangler.toml `retry_delay` says the same). */
 export const RETRY_DELAY_SECONDS = 2;
-/** ATIS-1000105: a token's `exp` is at most 60 s after its `iat`. */
-export const MAX_TOKEN_LIFETIME_SECONDS = 60;
 /** A peer that has not answered in this time counts as down (the message is retried). */
 export const PEER_TIMEOUT_MS = 10_000;
-/** PASSporTs in one publish (the route's limit, ATIS_PASSPORTS_INVALID beyond it). */
-const MAX_PASSPORTS = 10;
-const MAX_PASSPORT_CHARS = 8192;
 /** Most bytes of a peer's error body read for its `code`. */
 const PEER_ERROR_BODY_BYTES = 4096;
-/** The Idempotency-Key the ATIS routes accept: 1..255 printable ASCII. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /** The queue message: one publish for one peer. */
 export interface RepublishMessage {
@@ -66,8 +62,9 @@ export function parseRepublishMessage(body: unknown): RepublishMessage | null {
   if (typeof m.dest !== "string" || !isCanonicalTn(m.dest)) return null;
   if (typeof m.orig !== "string" || !isCanonicalTn(m.orig)) return null;
   const { passports } = m;
-  if (!Array.isArray(passports) || passports.length === 0 || passports.length > MAX_PASSPORTS) return null;
-  if (!passports.every((p) => typeof p === "string" && p.length > 0 && p.length <= MAX_PASSPORT_CHARS)) {
+  if (!Array.isArray(passports) || passports.length === 0 || passports.length > MAX_PUBLISH_PASSPORTS)
+    return null;
+  if (!passports.every((p) => typeof p === "string" && p.length > 0 && p.length <= MAX_PASSPORT_LENGTH)) {
     return null;
   }
   if (typeof m.expiresAt !== "number" || !Number.isFinite(m.expiresAt)) return null;
@@ -278,7 +275,7 @@ async function deliver(message: Message<unknown>, config: CpsConfig): Promise<vo
     return;
   }
   const iat = Math.floor(now / 1000);
-  const exp = Math.min(iat + MAX_TOKEN_LIFETIME_SECONDS, Math.floor(msg.expiresAt / 1000));
+  const exp = Math.min(iat + ATIS_MAX_EXP_SECONDS, Math.floor(msg.expiresAt / 1000));
   if (exp <= iat) return expired("expires_within_a_second");
   const retry = (status: number | string) => {
     // A try that could only land after the expiry is not worth making.

@@ -24,7 +24,9 @@ import {
   checkAtisClaims,
   checkAtisCoverage,
 } from "../stir/atis-claims.js";
+import { IDEMPOTENCY_KEY } from "../stir/atis-passports.js";
 import { holderId } from "../stir/authority.js";
+import { encodeBase64url } from "../stir/base64url.js";
 import {
   bearerToken,
   type VerifiedCredentialToken,
@@ -140,9 +142,6 @@ export async function passportKeyResolver(
   };
 }
 
-// Idempotency-Key (draft-wendt-stir-vesper-oob): 1..255 printable ASCII characters, no space.
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
 /** The Idempotency-Key header of a publish, or undefined; 400 IDEMPOTENCY_KEY_INVALID when malformed. */
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -163,8 +162,7 @@ export function idempotencyScope(holder: string, key: string): string {
  */
 export async function requestFingerprint(method: string, path: string, body: unknown): Promise<string> {
   const text = `${method} ${path}\n${canonicalJson(body)}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  let bin = "";
-  for (const b of digest) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return encodeBase64url(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text))),
+  );
 }

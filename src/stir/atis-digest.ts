@@ -23,6 +23,7 @@
  * Pure code: only WebCrypto's SHA-256.
  */
 import { CpsError } from "../errors.js";
+import { encodeBase64, encodeBase64url } from "./base64url.js";
 import { canonicalJson } from "./passport.js";
 
 /** Which accepted form a `passports` claim took (see the module comment). */
@@ -46,16 +47,6 @@ const encoder = new TextEncoder();
 
 async function sha256(text: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
-}
-
-function base64(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
-}
-
-function base64url(bytes: Uint8Array): string {
-  return base64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 function hex(bytes: Uint8Array): string {
@@ -84,14 +75,14 @@ export async function acceptedPassportsDigests(body: PublishBodyForDigest): Prom
   ]);
   const out = new Map<string, DigestVariant>();
   for (const d of [dc, ds]) {
-    const a = base64(d);
+    const a = encodeBase64(d);
     out.set(PREFIX + a, "A");
     out.set(PREFIX + a.replace(/=+$/, ""), "A");
-    const b = base64(encoder.encode(hex(d)));
+    const b = encodeBase64(encoder.encode(hex(d)));
     out.set(PREFIX + b, "B");
     out.set(PREFIX + b.replace(/=+$/, ""), "B");
   }
-  const c = base64url(dj);
+  const c = encodeBase64url(dj);
   out.set(c, "C");
   out.set(PREFIX + c, "C");
   return out;
@@ -136,7 +127,7 @@ export async function passportsDigest(
   body: { readonly passports: readonly string[]; readonly object?: Readonly<Record<string, unknown>> },
 ): Promise<string> {
   if (variant === "C")
-    return base64url(await sha256(canonicalJson(body.object ?? { passports: body.passports })));
+    return encodeBase64url(await sha256(canonicalJson(body.object ?? { passports: body.passports })));
   const digest = await sha256(arrayTexts(body.passports)[0]);
-  return PREFIX + (variant === "A" ? base64(digest) : base64(encoder.encode(hex(digest))));
+  return PREFIX + (variant === "A" ? encodeBase64(digest) : encodeBase64(encoder.encode(hex(digest))));
 }

@@ -20,6 +20,9 @@ import {
 } from "./passport.js";
 import type { CanonicalTn } from "./tn.js";
 
+/** An Idempotency-Key (draft-wendt-stir-vesper-oob): 1..255 printable ASCII characters, no space. */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
 /** Most PASSporTs one publish may carry (a call has one per `ppt`: shaken, div, rcd...). */
 export const MAX_PUBLISH_PASSPORTS = 10;
 

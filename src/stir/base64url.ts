@@ -12,6 +12,13 @@ export function encodeBase64url(bytes: Uint8Array): string {
   return base64url.encode(bytes);
 }
 
+/** Standard base64 with padding (RFC 4648 §4): x5c certificates, the ATIS `passports` digests. */
+export function encodeBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
 /** Decodes base64url text, ignoring ASCII whitespace; throws `BLOB_ENCODING` on anything else. */
 export function decodeBase64url(text: string): Uint8Array {
   const compact = text.replace(/[ \t\r\n]/g, "");

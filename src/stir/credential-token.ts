@@ -16,6 +16,7 @@
  */
 import { CompactSign, compactVerify } from "jose";
 import { CpsError } from "../errors.js";
+import { encodeBase64, encodeBase64url } from "./base64url.js";
 import { type CertificateChain, MAX_CHAIN_LENGTH, parseCertificateChain } from "./cert-parse.js";
 import type { CertificateValidator, ValidatedCertificate } from "./cert-validate.js";
 import type { TnAuthList } from "./tnauthlist.js";
@@ -105,17 +106,8 @@ function audienceMatches(aud: unknown, audience: string | readonly string[]): bo
   return Array.isArray(aud) && aud.some((a) => typeof a === "string" && audience.includes(a));
 }
 
-function b64(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
-}
-
 function randomJti(): string {
-  return b64(crypto.getRandomValues(new Uint8Array(16)))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
+  return encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 /**
@@ -151,7 +143,7 @@ export async function signCredentialJwt(
   }
   const header: Record<string, unknown> = { alg: CREDENTIAL_TOKEN_ALG, typ: "JWT" };
   if (signer.x5u !== undefined) header.x5u = signer.x5u;
-  if (signer.x5c !== undefined) header.x5c = signer.x5c.map(b64);
+  if (signer.x5c !== undefined) header.x5c = signer.x5c.map(encodeBase64);
   try {
     return await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
       .setProtectedHeader(header as { alg: string })

@@ -7,6 +7,7 @@
  */
 import { CompactSign, compactVerify } from "jose";
 import { CpsError } from "../errors.js";
+import { encodeBase64url } from "./base64url.js";
 import { isCanonicalTn } from "./tn.js";
 
 /** The only algorithm accepted: RFC 8588 §3 mandates ES256 for SHAKEN, and we need nothing else. */
@@ -199,9 +200,7 @@ const B64URL = /^[A-Za-z0-9_-]*$/;
 const ASCII = /^[\x00-\x7f]*$/;
 
 function b64urlEncode(text: string): string {
-  let bin = "";
-  for (const byte of encoder.encode(text)) bin += String.fromCharCode(byte);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return encodeBase64url(encoder.encode(text));
 }
 
 function b64urlDecodeJson(segment: string): unknown {

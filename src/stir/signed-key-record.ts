@@ -13,7 +13,7 @@
 import { CompactSign, compactVerify } from "jose";
 import { CpsError } from "../errors.js";
 import { hash128Hex } from "./authority.js";
-import { decodeBase64url, encodeBase64url } from "./base64url.js";
+import { decodeBase64url, encodeBase64, encodeBase64url } from "./base64url.js";
 import {
   type CertificateChain,
   certificatePublicKey,
@@ -113,12 +113,6 @@ function invalid(message: string, cause?: unknown): CpsError {
   return new CpsError("KEY_RECORD_INVALID", message, cause === undefined ? {} : { cause });
 }
 
-function b64(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
-}
-
 function isSeconds(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
@@ -170,7 +164,7 @@ export async function signKeyRecord(options: SignKeyRecordOptions): Promise<stri
     if (options.x5c.length === 0 || options.x5c.length > MAX_CHAIN_LENGTH) {
       throw invalid(`A certificate chain has 1 to ${MAX_CHAIN_LENGTH} certificates`);
     }
-    header.x5c = options.x5c.map(b64);
+    header.x5c = options.x5c.map(encodeBase64);
   } else {
     if (typeof options.x5u !== "string" || options.x5u.length === 0 || options.x5u.length > MAX_X5U_LENGTH) {
       throw invalid("x5u is not a URL");

@@ -6,6 +6,7 @@
  * and Queue): the point here is what the code asks of it; the real queue, its retries and two real
  * CPSes are test/e2e/atis-federation.test.ts.
  */
+
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { compactVerify, decodeProtectedHeader } from "jose";
@@ -15,14 +16,13 @@ import { CpsError } from "../../src/errors.js";
 import {
   enqueueRepublish,
   handleRepublishBatch,
-  MAX_TOKEN_LIFETIME_SECONDS,
   parseCpsCredential,
   parseRepublishMessage,
   RETRY_DELAY_SECONDS,
   type RepublishMessage,
   republishOutcome,
 } from "../../src/federation/republish.js";
-import { checkAtisClaims } from "../../src/stir/atis-claims.js";
+import { ATIS_MAX_EXP_SECONDS, checkAtisClaims } from "../../src/stir/atis-claims.js";
 import { acceptedPassportsDigests } from "../../src/stir/atis-digest.js";
 import { certificatePublicKey } from "../../src/stir/cert-parse.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
@@ -294,7 +294,7 @@ describe("handleRepublishBatch: one try per message", () => {
       dest: { tn: [DEST] },
     });
     expect(Math.abs(iat - Date.now() / 1000)).toBeLessThan(5);
-    expect(claims.exp).toBe(Math.min(iat + MAX_TOKEN_LIFETIME_SECONDS, Math.floor(msg.expiresAt / 1000)));
+    expect(claims.exp).toBe(Math.min(iat + ATIS_MAX_EXP_SECONDS, Math.floor(msg.expiresAt / 1000)));
     expect(claims.jti).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     // The peer's own claim check (src/stir/atis-claims.ts) accepts it, digest included.
     const digests = await acceptedPassportsDigests({
