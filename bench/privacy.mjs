@@ -20,11 +20,26 @@
  *     number, then a GET of every seen id every TTL/4 until it answers 404 (its death, hence birth, to
  *     a quarter TTL). Also checks every listed id GETs 200 when first seen. Within 50 % +- bound.
  *
+ * (e) Cover traffic by the AS (RFC 8816 §7.4, §13; bench/privacy-cover.ts): N real calls and the
+ *     cover CoverTraffic adds (one cover call per real call), simulated with exact times on the client
+ *     code, every store made by sealAndStore and captured as the CPS receives it. Lookup tables over
+ *     the CPS's view of each store (time of day, gaps, prefix, number stored to before / after, stores
+ *     to it, copies, request form) within 50 % +- bound, else exit 1; controls: cover at fixed intervals
+ *     to uniformly random numbers, and at a constant rate. Then a short run against the Worker with
+ *     storage tokens required: every cover request has a real store's form and is accepted; cost.
+ * (f) Decoy polling by the callee (§6.2, §13): owned-number vs decoy retrievals (DecoyPlan: fixed
+ *     pools, uniform offsets in the group, background groups), simulated; lookup tables without store
+ *     timing within 50 % +- bound, else exit 1; with store timing (a real retrieval follows a store)
+ *     reported, and what that does to cover; control: decoys sent after the real retrieval. Then a
+ *     short run against the Worker: decoy requests have the real one's form, cost per real retrieval.
+ *
  *   npm run privacy                 full: N = 10,000; 2,000 timing pairs
  *   npm run privacy -- --short      CI size: N = 1,000 (bound 50 % +- 6 points = 3 sigma); 300 pairs
- *   options: --only a|b|c|d, --pairs P, --live L (live blobs in the live number, default 1), --ttl S
+ *   options: --only a|b|c|d|e|f, --pairs P, --live L (live blobs in the live number, default 1), --ttl S,
+ *            --cover-seconds S (part e Worker run, default 40; short 15)
  */
 import { join } from "node:path";
+import { oneIssuerKeyVar } from "../src/dev/issuer-key.mjs";
 import { freePort, REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
 import { importBundle } from "../src/dev/ts-module.mjs";
 import { argvFlag, argvOption } from "./lib/args.mjs";
@@ -37,6 +52,7 @@ const BOUND = short ? 0.06 : 0.02;
 const PAIRS = Number(argvOption("pairs", short ? 300 : 2000));
 const LIVE = Number(argvOption("live", 1));
 const TTL_S = Number(argvOption("ttl", 20));
+const COVER_S = Number(argvOption("cover-seconds", short ? 15 : 40));
 
 const pct = (x) => `${(x * 100).toFixed(2)} %`;
 const chi = (c) => `chi2 = ${c.stat.toFixed(1)}, dof ${c.dof}, p ~ ${c.p.toPrecision(3)}`;
@@ -395,18 +411,151 @@ async function partD(h) {
   }
 }
 
+/** The Worker with storage tokens required (parts e and f): cover and decoys pay and ask as real ones. */
+async function tokenServer(c) {
+  const setup = await c.tokenSetup();
+  const srv = await startLocalServer({
+    vars: {
+      TRUST_ANCHORS_PEM: setup.rootPem,
+      TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("privacy-1"),
+      ALLOW_UNTOKENED_STORES: "false",
+    },
+    args: ["--inspector-port", String(await freePort())],
+  });
+  return { setup, srv };
+}
+
+const bestLine = (label, b) => `  ${label}: ${b.features} ${pct(b.accuracy)}`;
+
+async function partE(c) {
+  const t0 = performance.now();
+  const r = await c.coverSimulation(N);
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(
+    `\n(e) cover traffic: ${r.realCalls} real calls vs ${r.coverCalls} cover calls over ${r.days.toFixed(1)} simulated days,` +
+      ` client code, exact times (${seconds.toFixed(1)} s)`,
+  );
+  console.log(
+    `  request forms: real ${r.forms.real.length}, cover ${r.forms.cover.length}: ${r.forms.real.join(" | ")}`,
+  );
+  const top = Object.entries(r.tables.accuracy)
+    .sort((a, b) => Math.abs(b[1] - 0.5) - Math.abs(a[1] - 0.5))
+    .slice(0, 5);
+  console.log(
+    `  ${Object.keys(r.tables.accuracy).length} lookup tables on ${r.tables.testSize} held-out store events; the five furthest from 50 %:`,
+  );
+  for (const [k, v] of top) console.log(`    ${k.padEnd(30)} ${pct(v)}`);
+  console.log(bestLine(`best (bound 50 % +- ${BOUND * 100} points)`, r.tables.best));
+  for (const [k, v] of Object.entries(r.controls)) console.log(bestLine(`control, ${k}`, v));
+  console.log(
+    `  blobs per real call: real ${r.perRealCall.realBlobs.toFixed(2)}, cover ${r.perRealCall.coverBlobs.toFixed(2)}` +
+      " (each blob = one token, one store request)",
+  );
+  const failures = [];
+  if (Math.abs(r.tables.best.accuracy - 0.5) > BOUND)
+    failures.push(`cover accuracy ${pct(r.tables.best.accuracy)}`);
+  if (r.forms.real.length !== 1 || r.forms.cover.length !== 1 || r.forms.real[0] !== r.forms.cover[0])
+    failures.push("cover request form differs");
+  for (const [k, v] of Object.entries(r.controls))
+    if (Math.abs(v.accuracy - 0.5) <= BOUND) failures.push(`control "${k}" did not see the bad cover`);
+
+  const { setup, srv } = await tokenServer(c);
+  let w;
+  try {
+    w = await c.coverWorkerRun(srv.url, setup, COVER_S);
+  } finally {
+    await srv.stop();
+  }
+  console.log(
+    `  Worker (tokens required), ${w.seconds} s: ${w.realCalls} real calls, ${w.coverCalls} cover calls;` +
+      ` stores: real ${w.real.stores}, cover ${w.cover.stores}; statuses ${[...new Set([...w.real.statuses, ...w.cover.statuses])].join(",")}`,
+  );
+  console.log(
+    `  store forms: real ${w.forms.real.length} (by number length), cover ${w.forms.cover.length}, cover within real: ${w.failures.length ? "NO" : "yes"}`,
+  );
+  console.log(
+    `  cost of cover per real call: ${w.perRealCall.tokens.toFixed(2)} tokens = store requests,` +
+      ` ${w.perRealCall.tokenRequests.toFixed(3)} token-issuance requests, ${(w.perRealCall.bytes / 1024).toFixed(2)} KiB both ways`,
+  );
+  failures.push(...w.failures);
+  return { report: { ...r, bound: BOUND, seconds, worker: w }, failures };
+}
+
+async function partF(c) {
+  const t0 = performance.now();
+  const r = c.decoySimulation(N);
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(
+    `\n(f) decoy polling: ${r.callees} callees, ${r.perRetrieval} decoys per retrieval, offsets uniform in ${r.spreadMs} ms,` +
+      ` ${r.backgroundPerHour} background group(s)/hour each (${seconds.toFixed(1)} s)`,
+  );
+  const top = Object.entries(r.tables.accuracy)
+    .sort((a, b) => Math.abs(b[1] - 0.5) - Math.abs(a[1] - 0.5))
+    .slice(0, 5);
+  console.log(
+    `  owned vs decoy retrievals, ${Object.keys(r.tables.accuracy).length} lookup tables on ${r.tables.testSize} held out, no store timing; furthest from 50 %:`,
+  );
+  for (const [k, v] of top) console.log(`    ${k.padEnd(30)} ${pct(v)}`);
+  console.log(bestLine(`best (bound 50 % +- ${BOUND * 100} points)`, r.tables.best));
+  console.log(bestLine("control, decoys sent after the real retrieval", r.control));
+  console.log(
+    bestLine("with store timing (a store to the number in the 10 s before; reported)", r.withStores.best),
+  );
+  console.log(
+    `  call-time groups whose owned number is the only one stored to in the 10 s before: ${pct(r.ownedSingledOut)}`,
+  );
+  console.log(
+    bestLine(
+      "cover vs real stores when the CPS also sees retrievals (retrieved within 10 s after; reported)",
+      r.coverWithRetrievals,
+    ),
+  );
+  console.log(
+    `  retrievals per real retrieval: ${r.perRealRetrieval.decoy} decoys + ${r.perRealRetrieval.background.toFixed(2)} background` +
+      ` = ${r.perRealRetrieval.total.toFixed(2)} extra`,
+  );
+  const failures = [];
+  if (Math.abs(r.tables.best.accuracy - 0.5) > BOUND)
+    failures.push(`decoy accuracy ${pct(r.tables.best.accuracy)}`);
+  if (Math.abs(r.control.accuracy - 0.5) <= BOUND) failures.push("decoy control did not see the late decoys");
+
+  const { setup, srv } = await tokenServer(c);
+  let w;
+  try {
+    w = await c.decoyWorkerRun(srv.url, setup, short ? 20 : 60);
+  } finally {
+    await srv.stop();
+  }
+  console.log(
+    `  Worker, ${w.retrievals} real retrievals with ${w.perRetrieval} decoys each: forms real ${w.forms.real.length}, decoy ${w.forms.decoy.length};` +
+      ` per real retrieval ${w.perRealRetrieval.requests} requests, ${(w.perRealRetrieval.bytes / 1024).toFixed(2)} KiB` +
+      ` (the real one: ${(w.perRealRetrieval.bytesRealRetrieval / 1024).toFixed(2)} KiB)`,
+  );
+  console.log(
+    `  median retrieval: with decoys ${w.medianMs.withDecoys.toFixed(1)} ms, without ${w.medianMs.without.toFixed(1)} ms` +
+      ` (the real one waits its own offset, mean ${w.spreadMs / 2} ms)`,
+  );
+  failures.push(...w.failures);
+  return { report: { ...r, bound: BOUND, seconds, worker: w }, failures };
+}
+
 const h = await importBundle({ name: "privacy-stats", entry: join(REPO_ROOT, "bench", "privacy-stats.ts") });
 const out = { when: new Date().toISOString(), short, node: process.version };
 const failures = [];
+// Parts e and f bundle the client code separately (bench/privacy-cover.ts), only when they run.
+const cover = async () =>
+  importBundle({ name: "privacy-cover", entry: join(REPO_ROOT, "bench", "privacy-cover.ts") });
 for (const [part, key, fn] of [
   ["a", "blobs", partA],
   ["b", "timing", partB],
   ["c", "observerSimulated", partC],
   ["d", "observerWorker", partD],
+  ["e", "cover", partE],
+  ["f", "decoys", partF],
 ]) {
   if (only && only !== part) continue;
   try {
-    const r = await fn(h);
+    const r = await fn(part === "e" || part === "f" ? await cover() : h);
     out[key] = r.report;
     failures.push(...r.failures);
   } catch (err) {

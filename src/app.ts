@@ -17,6 +17,7 @@ import { atisRoutes } from "./routes/atis.js";
 import { blockRoutes } from "./routes/blocks.js";
 import { demoRoutes } from "./routes/demo.js";
 import { discoveryRoutes } from "./routes/discovery.js";
+import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
 import { keyRoutes } from "./routes/keys.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -43,6 +44,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/keys", keyRoutes);
   app.route("/", discoveryRoutes);
   app.route("/tokens", tokenRoutes);
+  app.route("/feedback", feedbackRoutes);
   app.route("/health", healthRoutes);
   app.route("/openapi.json", openApiRoutes);
   // The /demo page's TEST-ONLY credentials: 404 unless run locally (docs/web.md).

@@ -60,6 +60,18 @@ export type CpsErrorCode =
   | "TOKEN_RATE_LIMITED"
   | "ISSUANCE_QUOTA"
   | "BATCH_TOO_LARGE"
+  // Feedback on bogus PASSporTs (RFC 8816 §7.5; part C of issue 17, docs/tokens.md "Feedback"): a
+  // malformed CPS-Feedback-Tag or report, a report whose secret does not open the blob, no tokened
+  // store with that tag, a reported PASSporT that verifies or cannot be judged, too many reports,
+  // and a store paid with a token a report revoked
+  | "FEEDBACK_TAG_MALFORMED"
+  | "FEEDBACK_INVALID"
+  | "FEEDBACK_SECRET_INVALID"
+  | "FEEDBACK_UNKNOWN"
+  | "FEEDBACK_NOT_BOGUS"
+  | "FEEDBACK_UNDECIDED"
+  | "FEEDBACK_RATE_LIMITED"
+  | "TOKEN_REVOKED"
   // Key directory and discovery (RFC 8816 §10, §11)
   | "INVALID_PREFIX"
   | "INVALID_PAGE"
@@ -109,6 +121,11 @@ export type CpsErrorCode =
   | "IDEMPOTENCY_KEY_INVALID"
   | "IDEMPOTENCY_KEY_MISMATCH"
   | "ATIS_RATE_LIMITED"
+  // Diverted calls (RFC 8946, RFC 8816 §6.2; part A of issue 17, docs/diversion.md): a diversion
+  // PASSporT that follows no PASSporT (its `div` is no `dest` of the one before it, `orig` changed,
+  // or nothing opened that it follows), and a chain longer than the verifier accepts
+  | "DIVERSION_UNLINKED"
+  | "DIVERSION_TOO_LONG"
   // Server side, never caused by input
   | "UNAVAILABLE"
   | "INTERNAL"
@@ -159,6 +176,14 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   TOKEN_UNKNOWN_KEY: 401,
   TOKEN_SPENT: 429,
   TOKEN_RATE_LIMITED: 429,
+  FEEDBACK_TAG_MALFORMED: 400,
+  FEEDBACK_INVALID: 400,
+  FEEDBACK_SECRET_INVALID: 403,
+  FEEDBACK_UNKNOWN: 404,
+  FEEDBACK_NOT_BOGUS: 422,
+  FEEDBACK_UNDECIDED: 422,
+  FEEDBACK_RATE_LIMITED: 429,
+  TOKEN_REVOKED: 403,
   ISSUANCE_QUOTA: 429,
   BATCH_TOO_LARGE: 400,
   INVALID_PREFIX: 400,
@@ -193,6 +218,8 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   IDEMPOTENCY_KEY_INVALID: 400,
   IDEMPOTENCY_KEY_MISMATCH: 422,
   ATIS_RATE_LIMITED: 429,
+  DIVERSION_UNLINKED: 400,
+  DIVERSION_TOO_LONG: 400,
   UNAVAILABLE: 503,
   INTERNAL: 500,
   MISCONFIGURED: 500,

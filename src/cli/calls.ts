@@ -1,9 +1,12 @@
 /**
  * `stir-oob tokens`, `place` (the AS, RFC 8816 §8.1) and `verify` (the VS, §8.2).
  */
-import { AuthenticationService } from "../client/as.js";
+import { AuthenticationService, type CpsStoreResult } from "../client/as.js";
+import { DecoyPoller } from "../client/decoys.js";
 import { MAX_LOOKUP_OPEN_DIGITS, type SkippedKey } from "../client/discovery.js";
 import { StirClientError } from "../client/errors.js";
+import type { ReportOutcome } from "../client/feedback.js";
+import { type StorePolicy, tokensPerCps } from "../client/multi-cps.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { untokenedStores } from "../client/store-tokens.js";
 import type { CallVerification, Candidate } from "../client/vs.js";
@@ -58,6 +61,7 @@ export const PLACE_HELP = `stir-oob place: authenticate a call out of band (RFC 
 Usage:
   stir-oob place --from +NUMBER --to +NUMBER [--as CREDENTIAL] [--attest A|B|C] [--no-tokens]
                  [--lookup-open-digits N] [--allow-unsigned-keys] [--trust root.pem]
+                 [--store-policy all|any|N] [--cps-deadline MS]
 
 Signs a full-form PASSporT with a credential covering --from, finds the CPS and the encryption keys
 of --to, keeps only keys whose signed key record verifies (signed by a STIR credential that chains to
@@ -77,6 +81,11 @@ Options:
   --allow-unsigned-keys     also seal to keys without a signed record: trusts the key directory
                             with the call (docs/threat-model.md); off by default
   --trust FILE              extra trust anchor PEM for key records (default: <home>/ca/root.pem and config "trust")
+  --store-policy all|any|N  when discovery names several CPSes for --to (RFC 8816 §10): a fresh copy is
+                            stored at each, and the call may proceed when all (default), any one, or
+                            N of them hold it; each CPS is paid with its own tokens (<home>/wallet/)
+  --cps-deadline MS         several CPSes: once the policy is met, a CPS still storing MS ms after the
+                            stores began is reported timed out instead of holding the call (default 2000)
   --cps URL, --home DIR, --json
 `;
 
@@ -84,12 +93,14 @@ export const VERIFY_HELP = `stir-oob verify: verify a ringing call out of band (
 
 Usage:
   stir-oob verify --to +NUMBER --calling +NUMBER [--calling +NUMBER ...] [--trust root.pem] [--freshness S]
-                  [--allow-forking]
+                  [--allow-forking] [--report] [--cps-deadline MS] [--decoys K]
 
 Retrieves every blob stored for --to, opens what it can with every local key of --to, and checks each
 PASSporT: ppt supported, orig = the calling number presented, credential valid and trusted, iat fresh,
 signature valid. Several --calling values judge several ringing calls over ONE retrieval (a call
-centre, §5.5).
+centre, §5.5). A call forwarded to --to (\`stir-oob divert\`; RFC 8946 div/div-o) verifies when its
+whole chain does: each diversion signed for the number it diverted from, back to the original
+PASSporT signed for the calling number; the verdict shows the path.
 
 Verdicts and exit codes:
   verified     0   a PASSporT passed every check
@@ -107,10 +118,20 @@ Options:
                       to several devices, RFC 8224 §6.2). Without it, each verified PASSporT is kept
                       in <home>/replay/ for the freshness window and a later call presenting it fails
                       at step 5 with REPLAYED
+  --cps-deadline MS   when discovery names several CPSes for --to (RFC 8816 §10), every one is asked and
+                      their blobs merged; one that has not answered MS ms after the first request is
+                      reported timed out and skipped, once another has answered (default 2000)
+  --decoys K          also retrieve K numbers you do not own (same prefix, random last 4 digits), each
+                      request at a random offset within 100 ms, yours included, so the CPS cannot
+                      tell which is yours from the requests (RFC 8816 §6.2; docs/cover-and-decoys.md)
+  --report            report each blob whose PASSporT failed in a way the CPS can confirm (bad
+                      signature, untrusted or non-covering signer, stale, dest not your number,
+                      malformed) to the CPS, which then refuses the token that paid for it
+                      (RFC 8816 §7.5 feedback; docs/tokens.md "Feedback"). Through the relay if set
   --cps URL, --home DIR, --json
 `;
 
-function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential | undefined): FileWallet {
+export function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential | undefined): FileWallet {
   return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined, g.transport);
 }
 
@@ -161,6 +182,8 @@ export async function placeCommand(argv: string[]): Promise<number> {
     "lookup-open-digits": { type: "string" },
     "allow-unsigned-keys": { type: "boolean", default: false },
     trust: { type: "string", multiple: true },
+    "store-policy": { type: "string" },
+    "cps-deadline": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(PLACE_HELP);
@@ -178,6 +201,8 @@ export async function placeCommand(argv: string[]): Promise<number> {
   ) {
     throw new UsageError(`--lookup-open-digits is 0 to ${MAX_LOOKUP_OPEN_DIGITS}`);
   }
+  const storePolicy = storePolicyFlag(values["store-policy"]);
+  const cpsDeadlineMs = deadlineFlag(values["cps-deadline"]);
   const g = await loadGlobals(values);
   const from = canonicalTn(values.from);
   const to = canonicalTn(values.to);
@@ -186,9 +211,20 @@ export async function placeCommand(argv: string[]): Promise<number> {
   const discovery = discoveryFor(g, lookupOpenDigits === undefined ? {} : { lookupOpenDigits });
   let tokens: StoreTokenSource = untokenedStores;
   if (!values["no-tokens"]) {
-    const wallet = walletFor(g, g.cps, cred);
-    // Without tokens in the wallet and with a CPS that lets stores go without, say so instead of failing.
-    tokens = (await wallet.size()) > 0 ? wallet : await fallbackTokens(wallet);
+    // A wallet per CPS the call is stored at (tokens are only good at the CPS that issued them). Without
+    // tokens in it and with a CPS that lets stores go without, say so instead of failing.
+    tokens = tokensPerCps((cps) => {
+      let ready: Promise<StoreTokenSource> | undefined;
+      const source = () => {
+        const wallet = walletFor(g, cps, cred);
+        ready ??= wallet.size().then((n) => (n > 0 ? wallet : fallbackTokens(wallet)));
+        return ready;
+      };
+      return {
+        headersForStore: async (at, tn, blob) => (await source()).headersForStore(at, tn, blob),
+        prefetch: async (at, n) => (await source()).prefetch?.(at, n),
+      };
+    });
   }
   const as = new AuthenticationService({
     credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
@@ -197,6 +233,8 @@ export async function placeCommand(argv: string[]): Promise<number> {
     trustAnchors: anchors,
     resolveCertificate: x5uResolver(g),
     ...(values["allow-unsigned-keys"] ? { allowUnsignedKeys: true } : {}),
+    ...(storePolicy ? { storePolicy } : {}),
+    ...(cpsDeadlineMs === undefined ? {} : { cpsDeadlineMs }),
     ...g.transport,
   });
   let call: Awaited<ReturnType<AuthenticationService["placeCall"]>>;
@@ -207,6 +245,11 @@ export async function placeCommand(argv: string[]): Promise<number> {
     if (err instanceof StirClientError && err.code === "NO_VALID_KEYS" && !g.json) {
       for (const k of (err.details.skipped ?? []) as SkippedKey[])
         process.stderr.write(`${describeSkipped(k)}\n`);
+    }
+    // Several CPSes and the store policy not met: say which CPS held the call and which did not.
+    if (err instanceof StirClientError && err.code === "STORE_FAILED" && !g.json) {
+      for (const c of (err.details.copies ?? []) as CpsStoreResult[])
+        process.stderr.write(`  ${c.cps}: ${c.outcome}${c.error ? ` (${c.error.code})` : ""}\n`);
     }
     throw err;
   }
@@ -225,6 +268,14 @@ export async function placeCommand(argv: string[]): Promise<number> {
   );
   for (const s of call.stored)
     console.log(dim(`    key ${s.kid} → ${s.location}, until ${s.expires.toISOString()}`));
+  // Several CPSes for the number (§10): where the call is held, and which CPS failed or was too slow.
+  if (call.copies.length > 1) {
+    for (const c of call.copies) {
+      const why = c.error ? ` (${c.error.code})` : "";
+      const line = `    ${c.outcome === "stored" ? green("✔") : yellow("•")} ${c.cps}: ${c.outcome}${why}`;
+      console.log(line);
+    }
+  }
   for (const k of call.skipped) console.log(describeSkipped(k));
   console.log(
     dim(
@@ -234,8 +285,22 @@ export async function placeCommand(argv: string[]): Promise<number> {
   return EXIT.OK;
 }
 
+/** `--store-policy all|any|N`. */
+function storePolicyFlag(text: string | undefined): StorePolicy | undefined {
+  if (text === undefined || text === "all" || text === "any") return text;
+  if (/^[1-9][0-9]?$/.test(text)) return { count: Number(text) };
+  throw new UsageError("--store-policy is all, any or a number of CPSes (1-99)");
+}
+
+/** `--cps-deadline MS`. */
+function deadlineFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,6}$/.test(text)) throw new UsageError("--cps-deadline is a number of milliseconds");
+  return Number(text);
+}
+
 /** An empty wallet: fetch a batch now if we can; the CPS's answer decides the rest. */
-async function fallbackTokens(wallet: FileWallet): Promise<StoreTokenSource> {
+export async function fallbackTokens(wallet: FileWallet): Promise<StoreTokenSource> {
   try {
     await wallet.refill(wallet.batch);
     return wallet;
@@ -251,10 +316,15 @@ async function fallbackTokens(wallet: FileWallet): Promise<StoreTokenSource> {
 
 function describeCandidate(c: Candidate): string {
   const who = c.orig ? `orig ${/^[0-9]+$/.test(c.orig) ? showTn(c.orig) : c.orig}` : "unreadable";
+  // A diverted call (RFC 8946): who signed each link, from this number's diversion back to the original.
+  const via = c.diversion
+    ? `, diverted via ${c.diversion.via.map(showTn).join(" → ")} (${c.diversion.links.map((l) => `${l.kind} signed by ${l.signer ?? "?"}`).join("; ")})`
+    : "";
   if (c.ok)
-    return `${green("✔")} ${who}, attest ${c.attest ?? "-"}${c.origid ? `, origid ${c.origid}` : ""}, signed by ${c.signer ?? "?"}`;
+    return `${green("✔")} ${who}, attest ${c.attest ?? "-"}${c.origid ? `, origid ${c.origid}` : ""}, signed by ${c.signer ?? "?"}${via}`;
   const f = c.failure;
-  return `${red("✘")} ${who}: step ${f?.step} ${f?.code} — ${f?.message}`;
+  const link = f?.link ? ` (diversion link ${f.link})` : "";
+  return `${red("✘")} ${who}: step ${f?.step} ${f?.code}${link} — ${f?.message}`;
 }
 
 function printVerdict(v: CallVerification): void {
@@ -265,6 +335,12 @@ function printVerdict(v: CallVerification): void {
         ? ""
         : `, signed ${Math.max(0, Math.round(Date.now() / 1000 - v.verified.iat))} s ago`;
     console.log(`${green("✔ VERIFIED")}  call ${head}: the calling number is authenticated${age}`);
+    if (v.diversion) {
+      const path = [v.calling, ...v.diversion.via, v.to].map(showTn).join(" → ");
+      console.log(
+        `  diverted: ${path} (${v.diversion.via.length} diversion${v.diversion.via.length === 1 ? "" : "s"}, each signed for the number it diverted from)`,
+      );
+    }
   } else if (v.verdict === "failed") {
     console.log(`${red("✘ FAILED")}  call ${head}: out-of-band PASSporT(s) found, none valid for this call`);
   } else {
@@ -278,6 +354,32 @@ function printVerdict(v: CallVerification): void {
       `  ${v.examined} blobs examined (real ones and CPS dummies), ${v.opened} opened; retrieve ${v.timings.retrieve} ms, open ${v.timings.open} ms, verify ${v.timings.verify} ms`,
     ),
   );
+  // Several CPSes for the number (§10): which answered, and which failed or was skipped at the deadline.
+  for (const s of v.sources ?? []) {
+    const detail = s.outcome === "answered" ? `${s.blobs} blobs, ${s.ms} ms` : (s.error?.code ?? "no answer");
+    console.log(dim(`  CPS ${s.cps}: ${s.outcome} (${detail})`));
+  }
+}
+
+/** Reports each verdict's reportable failures; one list of outcomes per verdict (a blob once only). */
+async function reportFailures(vs: VerificationService, results: readonly CallVerification[]) {
+  const done = new Set<string>();
+  const out: ReportOutcome[][] = [];
+  for (const r of results) {
+    const fresh = r.candidates.filter((c) => c.blobIds.every((id) => !done.has(id)));
+    for (const c of fresh) for (const id of c.blobIds) done.add(id);
+    out.push(await vs.report({ to: r.to, candidates: fresh }));
+  }
+  return out;
+}
+
+function describeReport(o: ReportOutcome): string {
+  if (o.outcome === "revoked")
+    return `${yellow("⚑")} reported blob ${o.blobId}: the CPS revoked the token that paid for it`;
+  if (o.outcome === "already")
+    return `${yellow("⚑")} reported blob ${o.blobId}: its token was already revoked`;
+  if (o.outcome === "not-found") return dim(`reported blob ${o.blobId}: no CPS serves it any more`);
+  return dim(`reported blob ${o.blobId}: the CPS refused the report (${o.code})`);
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
@@ -287,6 +389,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     trust: { type: "string", multiple: true },
     freshness: { type: "string" },
     "allow-forking": { type: "boolean", default: false },
+    "cps-deadline": { type: "string" },
+    report: { type: "boolean", default: false },
+    decoys: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(VERIFY_HELP);
@@ -297,12 +402,25 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   const freshness = values.freshness === undefined ? undefined : Number(values.freshness);
   if (freshness !== undefined && !(Number.isInteger(freshness) && freshness > 0))
     throw new UsageError("--freshness is a positive number of seconds");
+  const cpsDeadlineMs = deadlineFlag(values["cps-deadline"]);
   const g = await loadGlobals(values);
   const to = canonicalTn(values.to);
   const calling = values.calling.map((c) => canonicalTn(c));
   const keys = await loadCalleeKeys(g.home, to);
   if (keys.length === 0)
     throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
+  const decoyCount = values.decoys === undefined ? 0 : Number(values.decoys);
+  if (!(Number.isInteger(decoyCount) && decoyCount >= 0 && decoyCount <= 64))
+    throw new UsageError("--decoys is 0 to 64");
+  const decoys = decoyCount
+    ? new DecoyPoller({
+        own: [to],
+        perRetrieval: decoyCount,
+        spreadMs: 100,
+        discovery: discoveryFor(g),
+        ...g.transport,
+      })
+    : undefined;
   const bar = progress("opening blobs", !g.json);
   const vs = new VerificationService({
     keys: keys.map((k) => k.key),
@@ -311,10 +429,14 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     discovery: discoveryFor(g),
     ...g.transport,
     ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
+    ...(cpsDeadlineMs === undefined ? {} : { cpsDeadlineMs }),
+    // Diverted calls (RFC 8946): a div/div-o PASSporT verifies only as a chain back to the original.
+    supportedPpt: ["shaken", "div", "div-o"],
     // Each run is one ringing call in a new process: the replay cache lives in the home (§8.2 step 5).
     replayStore: new FileReplayStore(g.home),
     ...(values["allow-forking"] ? { allowForking: true } : {}),
     onProgress: (done, total) => bar.update(done, total),
+    ...(decoys ? { decoys } : {}),
   });
   let opened: Awaited<ReturnType<VerificationService["open"]>>;
   try {
@@ -322,9 +444,19 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   } finally {
     bar.end();
   }
+  await decoys?.stop(); // the decoy retrievals still in flight
   const results = await Promise.all(calling.map((c) => vs.judge(opened, c)));
-  if (g.json) printJson(results.length === 1 ? results[0] : results);
-  else for (const r of results) printVerdict(r);
+  // --report (RFC 8816 §7.5 feedback): blobs that failed in a way the CPS can confirm are reported.
+  const reports = values.report ? await reportFailures(vs, results) : undefined;
+  if (g.json) {
+    const out = reports === undefined ? results : results.map((r, i) => ({ ...r, reports: reports[i] }));
+    printJson(out.length === 1 ? out[0] : out);
+  } else {
+    for (const [i, r] of results.entries()) {
+      printVerdict(r);
+      for (const o of reports?.[i] ?? []) console.log(`  ${describeReport(o)}`);
+    }
+  }
   // Several ringing calls: a failed one (possible spoof) outranks a missing PASSporT.
   const verdicts = new Set(results.map((r) => r.verdict));
   return verdicts.has("failed") ? EXIT.FAILED : verdicts.has("no-passport") ? EXIT.NO_PASSPORT : EXIT.OK;

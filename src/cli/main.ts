@@ -5,6 +5,8 @@
 import { caCommand } from "./ca.js";
 import { placeCommand, tokensCommand, verifyCommand } from "./calls.js";
 import { describeError, EXIT, printJson } from "./common.js";
+import { coverCommand } from "./cover.js";
+import { divertCommand } from "./divert.js";
 import { gatewayCommand } from "./gateway.js";
 import { keygenCommand, keysCommand } from "./keys.js";
 import { watchCommand } from "./watch.js";
@@ -22,8 +24,12 @@ Commands:
   place --from A --to B  authenticate a call: sign, seal per key, store (AS, §8.1)
   verify --to B --calling A
                          verify a ringing call: verified / failed / no-passport (VS, §8.2)
+  divert --from C --to B --calling A
+                         forward a ringing call: div/div-o PASSporT stored for B (RFC 8946, §6.2)
   gateway store|fetch    move PASSporTs between SIP Identity headers and the CPS (§8.3)
   watch --to B           receive PASSporTs for a number as they are stored (push, §5.5)
+  cover --per-hour R --to PATTERN
+                         store cover calls at random times, paid like real ones (§7.4, §13)
 
 Global options:
   --cps URL     CPS base URL (env STIR_OOB_CPS, config.json "cps"; default http://127.0.0.1:8787)
@@ -46,8 +52,10 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   tokens: tokensCommand,
   place: placeCommand,
   verify: verifyCommand,
+  divert: divertCommand,
   gateway: gatewayCommand,
   watch: watchCommand,
+  cover: coverCommand,
 };
 
 /** Global flags may come before the command (`stir-oob --home h verify ...`): move them after it. */

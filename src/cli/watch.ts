@@ -5,6 +5,7 @@
  * centre matches it to the ringing line). Dummies open with no key and are only counted.
  */
 
+import { DecoyPlan } from "../client/decoys.js";
 import { VerificationService } from "../client/vs.js";
 import { watch } from "../client/watch.js";
 import { encodeBase64url } from "../stir/base64url.js";
@@ -16,7 +17,7 @@ import { bearer, credentialFor, loadCalleeKeys, trustAnchors, x5uResolver } from
 export const WATCH_HELP = `stir-oob watch: receive PASSporTs for a number as the CPS stores them (push, RFC 8816 §5.5)
 
 Usage:
-  stir-oob watch --to +NUMBER [--as NAME] [--count N] [--timeout S] [--trust root.pem]
+  stir-oob watch --to +NUMBER [--as NAME] [--count N] [--timeout S] [--trust root.pem] [--decoys K]
 
 Subscribes to the CPS for --to, opens each pushed blob with the local keys of --to, and prints one
 line per PASSporT that opens: the caller it announces and whether it verifies (ppt, credential,
@@ -29,6 +30,9 @@ Options:
                  the CPS then admits the subscription however many anonymous ones it holds
   --count N      stop after N verified PASSporTs
   --timeout S    stop after S seconds
+  --decoys K     also subscribe to K numbers you do not own (same prefix, random last 4 digits),
+                 dropping their frames, so the CPS cannot tell which one you watch (RFC 8816 §6.2;
+                 not with --as, whose credential names your numbers anyway)
   --trust FILE, --cps URL, --home DIR, --json
 `;
 
@@ -39,6 +43,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     timeout: { type: "string" },
     trust: { type: "string", multiple: true },
     as: { type: "string" },
+    decoys: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(WATCH_HELP);
@@ -57,6 +62,11 @@ export async function watchCommand(argv: string[]): Promise<number> {
   if (keys.length === 0)
     throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
   const cred = values.as === undefined ? undefined : await credentialFor(g.home, to, values.as);
+  const decoyCount = values.decoys === undefined ? 0 : Number(values.decoys);
+  if (!(Number.isInteger(decoyCount) && decoyCount >= 0 && decoyCount <= 64))
+    throw new UsageError("--decoys is 0 to 64");
+  if (decoyCount && cred)
+    throw new UsageError("--decoys hides nothing with --as (the credential names your numbers)");
   const vs = new VerificationService({
     keys: keys.map((k) => k.key),
     trustAnchors: await trustAnchors(g, values.trust ?? []),
@@ -83,6 +93,9 @@ export async function watchCommand(argv: string[]): Promise<number> {
     cps: g.cps,
     ...(g.transport.requireRelay ? { requireRelay: true } : {}),
     target: { tn: to },
+    ...(decoyCount
+      ? { decoys: new DecoyPlan({ perRetrieval: decoyCount }).decoysFor(to).map((tn) => ({ tn })) }
+      : {}),
     signal: controller.signal,
     // A fresh token per dial: credential tokens are single use.
     ...(cred ? { authorization: () => bearer(cred, g.cps, "push:subscribe") } : {}),

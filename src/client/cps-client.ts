@@ -10,6 +10,7 @@
  */
 import { CpsError, type CpsErrorCode } from "../errors.js";
 import { encodeEnvelope } from "../stir/envelope.js";
+import { feedbackBody } from "../stir/feedback.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsUnavailableError } from "./errors.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor, relayRequired } from "./relay.js";
@@ -304,6 +305,36 @@ export class CpsClient {
       headers: { accept: "application/passport" },
     });
     return (await res.text()).replace(/\s+/g, "");
+  }
+
+  /**
+   * Reports a blob whose PASSporT is bogus (`POST /feedback`, docs/tokens.md "Feedback"): the blob as
+   * stored under `tn` and its KEM shared secret (`openPassportForReport`). No credential; through the
+   * relay when one is configured. Resolves with how many tokens the report newly revoked (0 for a
+   * report already made); throws the CPS's refusal (`FEEDBACK_NOT_BOGUS`, `FEEDBACK_UNKNOWN`, ...).
+   * Not retried: a report is rare and a lost answer can be sent again by the caller (a replay is harmless).
+   * @example
+   * const { revoked } = await cps.report(tn, blob, opened.secret);
+   */
+  async report(
+    tn: CanonicalTn,
+    blob: Uint8Array,
+    secret: Uint8Array,
+  ): Promise<{ revoked: number; already: number; reason?: string }> {
+    const res = await this.request("/feedback", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: feedbackBody(tn, blob, secret),
+    });
+    const body = await this.#json<{ revoked?: unknown; already?: unknown; reason?: unknown }>(res);
+    if (typeof body.revoked !== "number" || typeof body.already !== "number") {
+      throw new CpsUnavailableError("The feedback answer has no count", `${this.baseUrl}/feedback`);
+    }
+    return {
+      revoked: body.revoked,
+      already: body.already,
+      ...(typeof body.reason === "string" ? { reason: body.reason } : {}),
+    };
   }
 
   /** `GET /health`: resolves when the CPS answers 200. */

@@ -9,7 +9,9 @@
  * 2, every `cursor` page followed), so the directory does not learn the exact number being called
  * (§11's first mitigation); `lookupOpenDigits: 0` asks `GET {keys}/{tn}`. Which served keys a call
  * may be sealed to is decided by a `KeyRecordCheck` (src/client/key-records.ts): signed records only,
- * the directory is not trusted with keys. No Node-only imports.
+ * the directory is not trusted with keys. A number may have several CPSes (§10): an answer's `cpses`
+ * (or a provisioned list) lands in `CpsLocation.cpses`, `cps` first; an answer with `cps` alone is one
+ * CPS, as before. No Node-only imports.
  */
 import { CpsError } from "../errors.js";
 import { cacheLifetime } from "../stir/cache-lifetime.js";
@@ -34,11 +36,15 @@ export const MAX_LOOKUP_OPEN_DIGITS = 6;
 export const MAX_LOOKUP_PAGES = 20;
 /** Entries of one lookup kept at most (20 pages of the directory's largest page). */
 const MAX_LOOKUP_ENTRIES = 100_000;
+/** CPSes of one answer used at most (the CPS's own cap on a record, MAX_CPSES_PER_RECORD). */
+export const MAX_CPSES = 8;
 
 /** Where a number's PASSporTs go and where its keys are (a discovery record, §10). */
 export interface CpsLocation {
-  /** CPS base URL: stores go to `${cps}/cps/{tn}/ppts`. */
+  /** CPS base URL: stores go to `${cps}/cps/{tn}/ppts`. The first of `cpses`. */
   readonly cps: string;
+  /** Every CPS serving the number (§10), `cps` first: the AS stores to each, the VS retrieves from each. */
+  readonly cpses: readonly string[];
   /** Key directory base URL: keys are at `${keys}/{tn}`. */
   readonly keys: string;
   /** Seconds the answer may be reused. */
@@ -48,8 +54,15 @@ export interface CpsLocation {
 export interface DiscoveryOptions extends RelayTransportOptions {
   /** A CPS to ask `/.well-known/stir-oob` (any CPS of the federation answers for every number). */
   readonly bootstrap?: string;
-  /** A provisioned location used for every number instead of asking (closed deployments, §10). */
-  readonly provisioned?: { readonly cps: string; readonly keys?: string; readonly ttl?: number };
+  /**
+   * A provisioned location used for every number instead of asking (closed deployments, §10); `cps`
+   * may list several CPSes (the first is `cps`, and `keys` defaults to its `/keys`).
+   */
+  readonly provisioned?: {
+    readonly cps: string | readonly string[];
+    readonly keys?: string;
+    readonly ttl?: number;
+  };
   readonly fetch?: FetchLike;
   /** Accept plain http to loopback hosts in discovery answers (local demos; default false). */
   readonly allowLoopbackHttp?: boolean;
@@ -78,6 +91,23 @@ export function checkServiceUrl(value: unknown, allowLoopbackHttp: boolean): str
     throw new CpsUnavailableError("A discovery answer names a URL that is not an https base URL", "");
   }
   return url;
+}
+
+/**
+ * The CPS list of a discovery answer or a provisioned location: `cps` first, then the other entries
+ * of `cpses` (a list of at most MAX_CPSES), each by `checkServiceUrl`, duplicates dropped. An answer
+ * without `cpses` (every answer of a CPS that predates it) is `[cps]`.
+ */
+export function checkServiceUrls(cps: unknown, cpses: unknown, allowLoopbackHttp: boolean): string[] {
+  if (cpses !== undefined && (!Array.isArray(cpses) || cpses.length > MAX_CPSES)) {
+    throw new CpsUnavailableError(`A discovery answer's cpses is not a list of at most ${MAX_CPSES}`, "");
+  }
+  const out = [checkServiceUrl(cps, allowLoopbackHttp)];
+  for (const item of (cpses as unknown[] | undefined) ?? []) {
+    const url = checkServiceUrl(item, allowLoopbackHttp);
+    if (!out.includes(url)) out.push(url);
+  }
+  return out;
 }
 
 /**
@@ -207,9 +237,12 @@ export class Discovery {
       const loopback = this.#options.allowLoopbackHttp ?? false;
       const p = this.#options.provisioned;
       if (p !== undefined) {
-        const cps = checkServiceUrl(p.cps, loopback);
+        const list = typeof p.cps === "string" ? [p.cps] : p.cps;
+        const cpses = checkServiceUrls(list[0], list, loopback);
+        const cps = cpses[0] as string;
         const value = {
           cps,
+          cpses,
           keys: checkServiceUrl(p.keys ?? `${cps}/keys`, loopback),
           ttl: p.ttl ?? this.#max,
         };
@@ -218,9 +251,10 @@ export class Discovery {
       const client = this.#client(this.#options.bootstrap ?? "");
       const { body } = await client.getJson<Record<string, unknown>>(`/.well-known/stir-oob?tn=${tn}`);
       const ttl = typeof body.ttl === "number" && body.ttl >= 0 ? Math.floor(body.ttl) : 0;
-      const cps = checkServiceUrl(body.cps, loopback);
+      const cpses = checkServiceUrls(body.cps, body.cpses, loopback);
+      const cps = cpses[0] as string;
       const keys = checkServiceUrl(body.keys ?? `${cps}/keys`, loopback);
-      return { value: { cps, keys, ttl }, ttl: Math.min(ttl, this.#max) };
+      return { value: { cps, cpses, keys, ttl }, ttl: Math.min(ttl, this.#max) };
     });
   }
 
@@ -304,7 +338,8 @@ export class Discovery {
   }
 
   /**
-   * The CPS and the keys for `tn` (§8.1 step 3), both from cache when fresh. With `check`, only keys
+   * The CPS (`cps`, and every CPS of the number in `cpses`) and the keys for `tn` (§8.1 step 3), both
+   * from cache when fresh. With `check`, only keys
    * whose signed record passes it (and the served entries for `tn` that did not, with a reason);
    * without, the directory's word (unverified, as `keys`). `nowSeconds` is the call's time.
    * @example
@@ -314,10 +349,10 @@ export class Discovery {
     tn: CanonicalTn,
     check?: KeyRecordCheck,
     nowSeconds: number = this.#now() / 1000,
-  ): Promise<{ cps: string; keys: DestinationKey[]; skipped: SkippedKey[] }> {
+  ): Promise<{ cps: string; cpses: readonly string[]; keys: DestinationKey[]; skipped: SkippedKey[] }> {
     if (check === undefined) {
       const [location, keys] = await Promise.all([this.locate(tn), this.keys(tn)]);
-      return { cps: location.cps, keys, skipped: [] };
+      return { cps: location.cps, cpses: location.cpses, keys, skipped: [] };
     }
     let selected: { keys: DestinationKey[]; skipped: SkippedKey[] } | undefined;
     const [location, answer] = await Promise.all([
@@ -331,7 +366,7 @@ export class Discovery {
       selected?.keys.length || selected?.skipped.length
         ? selected
         : await check.select(answer, tn, nowSeconds);
-    return { cps: location.cps, keys, skipped };
+    return { cps: location.cps, cpses: location.cpses, keys, skipped };
   }
 
   /** Forgets what is cached for `tn` and its lookup block (e.g. after a store failed with a key or routing error). */

@@ -22,10 +22,22 @@ export {
   type AsTimings,
   AuthenticationService,
   type AuthenticationServiceOptions,
+  type CpsStoreResult,
   type PlaceCallInput,
   type PlacedCall,
+  type PlacedCopy,
   type SigningCredential,
 } from "./as.js";
+// Cover traffic by the AS (RFC 8816 §7.4, §13; docs/cover-and-decoys.md).
+export {
+  type CoverObservation,
+  CoverPlanner,
+  type CoverPlannerOptions,
+  type CoverStats,
+  type CoverTarget,
+  CoverTraffic,
+  type CoverTrafficOptions,
+} from "./cover.js";
 export {
   CpsClient,
   type CpsClientOptions,
@@ -35,9 +47,19 @@ export {
   type ListedBlob,
   type StoredBlob,
 } from "./cps-client.js";
+// Decoy polling by the callee (RFC 8816 §6.2, §13; docs/cover-and-decoys.md).
+export {
+  DecoyPlan,
+  type DecoyPlanOptions,
+  DecoyPoller,
+  type DecoyPollerOptions,
+  type DecoyStats,
+  type PlannedRetrieval,
+} from "./decoys.js";
 export {
   type CpsLocation,
   checkServiceUrl,
+  checkServiceUrls,
   type DestinationKey,
   Discovery,
   type DiscoveryOptions,
@@ -47,6 +69,13 @@ export {
   MAX_LOOKUP_OPEN_DIGITS,
   type SkippedKey,
 } from "./discovery.js";
+// Diverted calls (RFC 8946; RFC 8816 §6.2; docs/diversion.md).
+export {
+  type DivertedCall,
+  type DivertInput,
+  DivertingService,
+  type DivertingServiceOptions,
+} from "./divert.js";
 // Every error the library throws on purpose extends StirOobError and has a `code` (docs/client.md "Errors").
 export {
   type ClientErrorCode,
@@ -56,6 +85,7 @@ export {
   StirClientError,
   StirOobError,
 } from "./errors.js";
+export { isReportable, REPORTABLE_FAILURES, type ReportOutcome } from "./feedback.js";
 export {
   Gateway,
   type GatewayOptions,
@@ -73,6 +103,13 @@ export {
   type RegisterKeyInput,
 } from "./key-directory.js";
 export { KeyRecordCheck, type KeyRecordCheckOptions, requireUsableKeys } from "./key-records.js";
+// Several CPSes per number (RFC 8816 §10).
+export {
+  type CpsFault,
+  DEFAULT_CPS_DEADLINE_MS,
+  type StorePolicy,
+  tokensPerCps,
+} from "./multi-cps.js";
 export { type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
 export { OhttpRelay, type RelayOptions, type RelayTransportOptions } from "./relay.js";
 export { type StoreTokenSource, untokenedStores, type WalletLike, walletTokens } from "./store-tokens.js";
@@ -88,9 +125,12 @@ export {
   type CallVerification,
   type Candidate,
   type CandidateFailure,
+  type Diversion,
+  type DiversionLink,
   MemoryReplayStore,
   type OpenedBlobs,
   type ReplayStore,
+  type RetrievalSource,
   replayKey,
   type Verdict,
   VerificationService,

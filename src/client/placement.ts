@@ -4,7 +4,9 @@
  * success only when all stores succeeded ("Only after that is completed should any call be initiated").
  */
 import { StirOobError } from "../errors.js";
-import { sealPassport } from "../stir/envelope.js";
+import { sealPassportWithTag } from "../stir/envelope.js";
+import { encodeFeedbackTag, FEEDBACK_TAG_HEADER } from "../stir/feedback.js";
+import { TOKEN_HEADER } from "../stir/storage-token.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsClient, type FetchLike } from "./cps-client.js";
 import type { DestinationKey } from "./discovery.js";
@@ -56,6 +58,11 @@ export async function sealAndStore(input: {
   fetch?: FetchLike;
   relay?: RelayTransportOptions["relay"];
   requireRelay?: boolean;
+  /**
+   * Send each tokened store's feedback tag (`CPS-Feedback-Tag`, docs/tokens.md "Feedback"), so a callee
+   * can report a bogus blob and the CPS revoke the token that paid for it. Default true.
+   */
+  feedbackTags?: boolean;
 }): Promise<{ stored: StoredCopy[]; timings: PlacementTimings }> {
   const { cps, tn, passports, keys, tokens } = input;
   if (keys.length === 0) {
@@ -63,7 +70,9 @@ export async function sealAndStore(input: {
   }
   let t = clock();
   const jobs = passports.flatMap((passport, index) => keys.map((key) => ({ passport, index, key })));
-  const blobs = await Promise.all(jobs.map((j) => sealPassport(j.key.publicKey, tn, j.passport)));
+  // Each blob's feedback tag is an HPKE export of its own sender context (RFC 9180 §5.3).
+  const sealed = await Promise.all(jobs.map((j) => sealPassportWithTag(j.key.publicKey, tn, j.passport)));
+  const blobs = sealed.map((s) => s.blob);
   const seal = ms(t);
 
   t = clock();
@@ -79,6 +88,15 @@ export async function sealAndStore(input: {
     }
   }
   const tokenMs = ms(t);
+  // The tag goes with tokened stores only: an untokened store (local development) has no token to revoke.
+  if (input.feedbackTags ?? true) {
+    sealed.forEach((s, i) => {
+      const h = headers[i];
+      if (h && Object.keys(h).some((k) => k.toLowerCase() === TOKEN_HEADER.toLowerCase())) {
+        headers[i] = { ...h, [FEEDBACK_TAG_HEADER]: encodeFeedbackTag(s.tag) };
+      }
+    });
+  }
 
   t = clock();
   const client = new CpsClient({

@@ -19,6 +19,10 @@
  * PASSporT that verifies is claimed: a failed check never uses up a genuine PASSporT.
  * The verdict is `verified` (at least one PASSporT passed), `no-passport` (nothing opened) or
  * `failed` (something opened, nothing passed), with the reason for every candidate.
+ * Several CPSes for the number (§10, discovery's `cpses`): step 1 retrieves from each concurrently and
+ * merges what they hold (the same PASSporT sealed afresh for each CPS is one candidate); a CPS that has
+ * not answered `cpsDeadlineMs` after the retrieval began no longer holds the verdict once another has
+ * answered, and `sources` reports each CPS as answered, failed or timed out.
  */
 import type { X509Certificate } from "@peculiar/x509";
 import { base64url } from "jose";
@@ -27,6 +31,14 @@ import { encodeBase64url } from "../stir/base64url.js";
 import type { CertificateChain } from "../stir/cert-parse.js";
 import type { CertificateValidator } from "../stir/cert-validate.js";
 import { crlCheckingValidator } from "../stir/crl.js";
+import {
+  DIV_O_PPT,
+  DIV_PPT,
+  divertedFrom,
+  isDiversionPpt,
+  linkProblem,
+  verifyChain,
+} from "../stir/diversion.js";
 import { ENVELOPE_TEXT_LENGTH, openPassport } from "../stir/envelope.js";
 import {
   checkFreshness,
@@ -40,6 +52,8 @@ import { coversTn } from "../stir/tnauthlist.js";
 import { type X5uUrlPolicy, x5uChainResolver } from "../stir/x5u.js";
 import { CpsClient, type FetchLike, type ListedBlob } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
+import { type ReportOutcome, reportCandidates } from "./feedback.js";
+import { type CpsFault, checkDeadline, faultOf, settleUntil } from "./multi-cps.js";
 import { clock, ms } from "./placement.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
 
@@ -57,9 +71,40 @@ export interface CandidateFailure {
   /**
    * Stable code: a CpsError code (`PASSPORT_STALE`, `CERT_UNTRUSTED`, ...), `ORIG_MISMATCH` /
    * `DEST_MISMATCH` (step 3) or `REPLAYED` (step 5: it already verified another call).
+   * For a diversion chain also `DIVERSION_UNLINKED` / `DIVERSION_TOO_LONG` (step 3), and
+   * `DIVERSION_LINK` (step 3) for an earlier PASSporT of a chain stored beside its diversion: its dest
+   * is the number diverted from, and it is judged within that chain (never a sign of a bogus store).
    */
   readonly code: string;
   readonly message: string;
+  /**
+   * For a diversion PASSporT (RFC 8946): which link of its chain failed, 0 = the PASSporT itself,
+   * 1 = the one it follows, and so on back to the original.
+   */
+  readonly link?: number;
+}
+
+/** One PASSporT of a verified diversion chain (RFC 8946), as reported. */
+export interface DiversionLink {
+  /** `div` / `div-o` (a diversion), or `original` (the PASSporT of the first call leg). */
+  readonly kind: "div" | "div-o" | "original";
+  readonly passport: string;
+  /** The number this link diverted from (its `div`); absent for the original. */
+  readonly from?: string;
+  /** Its `dest` numbers. */
+  readonly dest: readonly string[];
+  readonly iat: number;
+  readonly x5u: string;
+  /** Subject of the signing certificate. */
+  readonly signer?: string;
+}
+
+/** How a verified call reached the called number (RFC 8946; RFC 8816 §6.2). */
+export interface Diversion {
+  /** The numbers the call was diverted from, in call order: the original's destination first. */
+  readonly via: readonly string[];
+  /** Every PASSporT of the chain, from the one for the called number back to the original. */
+  readonly links: readonly DiversionLink[];
 }
 
 /** One distinct PASSporT that opened with one of the callee's keys. */
@@ -78,8 +123,22 @@ export interface Candidate {
   readonly x5u?: string;
   /** Subject of the signing certificate, when step 4 got that far. */
   readonly signer?: string;
+  /** A diversion PASSporT whose chain verified: the path (its `attest`/`origid` are the original's). */
+  readonly diversion?: Diversion;
   readonly ok: boolean;
   readonly failure?: CandidateFailure;
+}
+
+/** What one CPS of the number gave step 1 (several CPSes, §10). */
+export interface RetrievalSource {
+  readonly cps: string;
+  /** `answered`: its list is merged in; `failed`: refused or unreachable; `timed-out`: no answer by the deadline. */
+  readonly outcome: "answered" | "failed" | "timed-out";
+  /** Blobs it listed (real and dummies), when it answered. */
+  readonly blobs?: number;
+  readonly error?: CpsFault;
+  /** Milliseconds from the start of the retrieval to its answer (absent when timed out). */
+  readonly ms?: number;
 }
 
 export interface VsTimings {
@@ -105,9 +164,13 @@ export interface CallVerification {
   readonly verified?: Candidate;
   /** `origid` of the verified PASSporT (RFC 8588 §4), when it has one. */
   readonly origid?: string;
+  /** When the verified call was diverted to the called number (RFC 8946): the chain it came through. */
+  readonly diversion?: Diversion;
   /** The call time freshness was judged at (seconds since the epoch). */
   readonly at: number;
   readonly timings: VsTimings;
+  /** Each CPS retrieved from, when the number has several (§10): answered, failed or timed out. */
+  readonly sources?: readonly RetrievalSource[];
 }
 
 /** The result of step 1 for one number: what opened, reusable for several calls (§5.5). */
@@ -118,6 +181,8 @@ export interface OpenedBlobs {
   /** Distinct PASSporT -> blob ids and key ids. */
   readonly passports: ReadonlyMap<string, { blobIds: string[]; kids: string[] }>;
   readonly timings: { retrieve: number; open: number };
+  /** Each CPS retrieved from, when the number has several (§10). */
+  readonly sources?: readonly RetrievalSource[];
 }
 
 /**
@@ -219,8 +284,15 @@ export interface VerificationServiceOptions extends RelayTransportOptions {
   readonly fetch?: FetchLike;
   /** `iat` freshness window in seconds (step 5, default 60). */
   readonly freshnessSeconds?: number;
-  /** Supported `ppt` values (step 2, default `["shaken"]`). */
+  /**
+   * Supported `ppt` values (step 2, default `["shaken", "div", "div-o"]`). With `"div"` and/or
+   * `"div-o"` a forwarded call verifies (RFC 8946, docs/diversion.md): a diversion PASSporT is only
+   * ever verified as the end of a chain back to an original PASSporT, never on its own. Leave them out
+   * to treat every diverted call as failed.
+   */
   readonly supportedPpt?: readonly string[];
+  /** Diversions a chain may hold (default 3, at most 8). */
+  readonly maxDiversions?: number;
   /** Require `dest` to name the called number (default true). */
   readonly checkDest?: boolean;
   /** Blobs opened concurrently (default 64). */
@@ -239,9 +311,23 @@ export interface VerificationServiceOptions extends RelayTransportOptions {
   readonly allowForking?: boolean;
   /** Called as blobs are tried during step 1 (for progress displays in bulk retrieval). */
   readonly onProgress?: (done: number, total: number) => void;
+  /**
+   * Decoy polling (RFC 8816 §6.2, §13; a `DecoyPoller`, src/client/decoys.ts): before each retrieval it
+   * sends retrievals of decoy numbers and holds this one back by its own random offset in the group.
+   */
+  readonly decoys?: { beforeRetrieval(to: CanonicalTn): Promise<void> };
+  /**
+   * Several CPSes for the number (§10): milliseconds from the start of step 1 after which a CPS that
+   * has not answered is reported `timed-out` and skipped, once another has answered (default 2,000).
+   * With no answer at all by then, the first answer is waited for. One CPS: waited for as always.
+   */
+  readonly cpsDeadlineMs?: number;
 }
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/** Step 2's default: SHAKEN and both diversion types (RFC 8946), checked as chains. */
+export const DEFAULT_SUPPORTED_PPT: readonly string[] = ["shaken", "div", "div-o"];
 
 /**
  * The blob bytes of a listed entry, or undefined when it cannot be one. Looser than the CPS's decoder
@@ -292,6 +378,7 @@ export class VerificationService {
   readonly #fetch: FetchLike;
   readonly #relay: OhttpRelay | undefined;
   readonly #replay: ReplayStore;
+  readonly #deadline: number;
 
   constructor(options: VerificationServiceOptions) {
     if (options.keys.length === 0)
@@ -300,6 +387,7 @@ export class VerificationService {
       throw new TypeError("A verification service needs trust anchors or a validator");
     }
     this.#options = options;
+    this.#deadline = checkDeadline(options.cpsDeadlineMs);
     this.#replay = options.replayStore ?? new MemoryReplayStore();
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     // Retrievals go through the relay; x5u fetches do not (they go to the signer's repository).
@@ -320,19 +408,54 @@ export class VerificationService {
     return Math.floor(this.#options.now?.() ?? Date.now() / 1000);
   }
 
-  async #cps(to: CanonicalTn): Promise<CpsClient> {
-    let base = this.#options.cps;
-    if (base === undefined) {
-      if (!this.#options.discovery)
-        throw new TypeError("A verification service needs a cps URL or discovery");
-      base = (await this.#options.discovery.locate(to)).cps;
-    }
+  /** Every CPS serving `to`: the `cps` option, or discovery's `cpses` (§10), first = its `cps`. */
+  async #cpsBases(to: CanonicalTn): Promise<readonly string[]> {
+    if (this.#options.cps !== undefined) return [this.#options.cps];
+    if (!this.#options.discovery) throw new TypeError("A verification service needs a cps URL or discovery");
+    return (await this.#options.discovery.locate(to)).cpses;
+  }
+
+  #client(baseUrl: string): CpsClient {
     return new CpsClient({
-      baseUrl: base,
+      baseUrl,
       fetch: this.#fetch,
       ...(this.#relay ? { relay: this.#relay } : {}),
       ...(this.#options.requireRelay ? { requireRelay: true } : {}),
     });
+  }
+
+  /**
+   * Step 1's retrieval: one CPS as always (its error is the caller's); several (§10) concurrently,
+   * their lists merged, a CPS without an answer by the deadline skipped once another has answered.
+   * Throws the first CPS's error when none answered.
+   */
+  async #retrieve(to: CanonicalTn): Promise<{ list: ListedBlob[]; sources?: RetrievalSource[] }> {
+    const bases = await this.#cpsBases(to);
+    if (bases.length <= 1) return { list: await this.#client(bases[0] as string).list(to) };
+    const started = clock();
+    const tasks = bases.map((b) =>
+      this.#client(b)
+        .list(to)
+        .then((blobs) => ({ blobs, ms: ms(started) })),
+    );
+    const results = await settleUntil(
+      tasks,
+      this.#deadline,
+      (rs) => rs.some((r) => r?.status === "fulfilled"),
+      started,
+    );
+    const list: ListedBlob[] = [];
+    const sources = results.map((r, i): RetrievalSource => {
+      const cps = bases[i] as string;
+      if (r === undefined) return { cps, outcome: "timed-out" };
+      if (r.status === "rejected") return { cps, outcome: "failed", error: faultOf(r.reason) };
+      list.push(...r.value.blobs);
+      return { cps, outcome: "answered", blobs: r.value.blobs.length, ms: r.value.ms };
+    });
+    if (!sources.some((s) => s.outcome === "answered")) {
+      throw (results.find((r) => r?.status === "rejected") as PromiseRejectedResult).reason;
+    }
+    return { list, sources };
   }
 
   /**
@@ -343,7 +466,9 @@ export class VerificationService {
   async open(toInput: string, blobs?: readonly ListedBlob[]): Promise<OpenedBlobs> {
     const to = canonicalTn(toInput);
     let t = clock();
-    const list = blobs ?? (await (await this.#cps(to)).list(to));
+    if (!blobs) await this.#options.decoys?.beforeRetrieval(to);
+    const got = blobs ? { list: blobs } : await this.#retrieve(to);
+    const list = got.list;
     const retrieve = blobs ? 0 : ms(t);
 
     t = clock();
@@ -380,21 +505,33 @@ export class VerificationService {
       if (!e.kids.includes(r.kid)) e.kids.push(r.kid);
       passports.set(r.passport, e);
     }
-    return { to, examined: list.length, opened, passports, timings: { retrieve, open: ms(t) } };
+    return {
+      to,
+      examined: list.length,
+      opened,
+      passports,
+      timings: { retrieve, open: ms(t) },
+      ...("sources" in got && got.sources ? { sources: got.sources } : {}),
+    };
   }
 
-  /** Steps 2-6 for one opened PASSporT, judged at the call time `at` (seconds). */
+  /**
+   * Steps 2-6 for one opened PASSporT, judged at the call time `at` (seconds). `pool` is every
+   * PASSporT opened for `to`: where a `div` PASSporT finds the one it follows (RFC 8946 §3).
+   */
   async #check(
     passport: string,
     to: CanonicalTn,
     calling: CanonicalTn,
     at: number,
+    pool: readonly string[] = [],
   ): Promise<Omit<Candidate, "passport" | "blobIds" | "kids">> {
     const o = this.#options;
-    // Step 2: ppt support (and a well-formed PASSporT at all).
+    const supportedPpt = o.supportedPpt ?? DEFAULT_SUPPORTED_PPT;
+    // Step 2: ppt support (and a well-formed PASSporT at all; div/div-o claim shapes, RFC 8946 §3, §5).
     let decoded: DecodedPassport;
     try {
-      decoded = decodePassport(passport, { supportedPpt: o.supportedPpt ?? ["shaken"] });
+      decoded = decodePassport(passport, { supportedPpt });
     } catch (err) {
       return { ok: false, failure: failure(2, err) };
     }
@@ -417,47 +554,114 @@ export class VerificationService {
       };
     }
     if ((o.checkDest ?? true) && !(claims.dest.tn ?? []).includes(to)) {
-      return {
-        ...info,
-        ok: false,
-        failure: { step: 3, code: "DEST_MISMATCH", message: "dest does not name the called number" },
-      };
+      // The original of a diverted call names the number diverted from (RFC 8946 §3): it is judged as
+      // a link of the chain of the diversion PASSporT that follows it, not as a PASSporT for `to`.
+      // Recognised even when diversion is not enabled here, so it is never reported as bogus (§7.5).
+      const followed =
+        !isDiversionPpt(header.ppt) &&
+        pool.some((p) => {
+          try {
+            const next = decodePassport(p, { supportedPpt: [DIV_PPT, DIV_O_PPT] });
+            return isDiversionPpt(next.header.ppt) && linkProblem(next, decoded) === undefined;
+          } catch {
+            return false;
+          }
+        });
+      const dest: CandidateFailure = followed
+        ? { step: 3, code: "DIVERSION_LINK", message: "an earlier PASSporT of a diversion chain stored here" }
+        : { step: 3, code: "DEST_MISMATCH", message: "dest does not name the called number" };
+      return { ...info, ok: false, failure: dest };
     }
-    // Step 5 (iat freshness) is judged before step 4 fetches anything: a stale PASSporT never makes the
-    // callee's device fetch an x5u that the sender chose (threat model #10). Reported as step 5.
-    try {
-      checkFreshness(claims.iat, {
-        now: at,
-        freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS,
+    // Steps 5, 4, 6 for one PASSporT whose signer must cover `covers`: `orig` for an original, the
+    // `div` number for a diversion (RFC 8946 §3: the diverting service signs for the number it
+    // diverts from, not for the caller).
+    const signers = new Map<string, string>();
+    const verifyOne = async (
+      jws: string,
+      d: DecodedPassport,
+      covers: string,
+      diverted: boolean,
+    ): Promise<CandidateFailure | undefined> => {
+      // Step 5 (iat freshness) is judged before step 4 fetches anything: a stale PASSporT never makes
+      // the callee's device fetch an x5u that the sender chose (threat model #10). Reported as step 5.
+      try {
+        checkFreshness(d.claims.iat, {
+          now: at,
+          freshnessSeconds: o.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS,
+        });
+      } catch (err) {
+        return failure(5, err);
+      }
+      // Step 4: the credential is valid, trusted and covers the number it vouches for.
+      let cert: Awaited<ReturnType<CertificateValidator["validate"]>>;
+      try {
+        cert = await this.#validator.validate(await this.#resolve(d.header.x5u), new Date(at * 1000));
+      } catch (err) {
+        return failure(4, err);
+      }
+      signers.set(jws, cert.leaf.subject);
+      const numbered = cert.tnAuthList.some((e) => e.type !== "spc");
+      // An SPC-only certificate (SHAKEN) speaks for a carrier, not for numbers: nothing to compare for
+      // orig. A diversion must show it covers the number diverted from, so it needs numbers.
+      if ((numbered || diverted) && !coversTn(cert.tnAuthList, covers)) {
+        const what = diverted ? "the number diverted from" : "orig";
+        return { step: 4, code: "CERT_NOT_AUTHORISED", message: `The certificate does not cover ${what}` };
+      }
+      // Step 6: the signature.
+      try {
+        await verifyPassportSignature(jws, cert.publicKey);
+      } catch (err) {
+        return failure(6, err);
+      }
+      return undefined;
+    };
+    if (isDiversionPpt(header.ppt)) {
+      // A diversion PASSporT verifies only as the end of a chain back to an original (RFC 8946 §3):
+      // on its own it says nothing about who placed the call.
+      const chain = await verifyChain(
+        { passport, decoded, kind: header.ppt },
+        {
+          decode: (jws) => decodePassport(jws, { supportedPpt }),
+          pool,
+          check: (link) => verifyOne(link.passport, link.decoded, link.covers, link.kind !== "original"),
+          ...(o.maxDiversions === undefined ? {} : { maxDiversions: o.maxDiversions }),
+        },
+      );
+      const endSigner = signers.get(passport);
+      const signed = endSigner === undefined ? {} : { signer: endSigner };
+      if (!chain.ok) return { ...info, ...signed, ok: false, failure: chain.failure };
+      const first = chain.links[chain.links.length - 1]?.decoded.claims;
+      const links: DiversionLink[] = chain.links.map((l) => {
+        const div = l.decoded.claims.div as { tn?: string } | undefined;
+        const signer = signers.get(l.passport);
+        return {
+          kind: l.kind,
+          passport: l.passport,
+          ...(div?.tn === undefined ? {} : { from: div.tn }),
+          dest: l.decoded.claims.dest.tn ?? [],
+          iat: l.decoded.claims.iat,
+          x5u: l.decoded.header.x5u,
+          ...(signer === undefined ? {} : { signer }),
+        };
       });
-    } catch (err) {
-      return { ...info, ok: false, failure: failure(5, err) };
-    }
-    // Step 4: the credential is valid, trusted and covers orig.
-    let cert: Awaited<ReturnType<CertificateValidator["validate"]>>;
-    try {
-      cert = await this.#validator.validate(await this.#resolve(header.x5u), new Date(at * 1000));
-    } catch (err) {
-      return { ...info, ok: false, failure: failure(4, err) };
-    }
-    const signer = cert.leaf.subject;
-    const numbered = cert.tnAuthList.some((e) => e.type !== "spc");
-    // An SPC-only certificate (SHAKEN) speaks for a carrier, not for numbers: nothing to compare.
-    if (numbered && !coversTn(cert.tnAuthList, calling)) {
       return {
         ...info,
-        signer,
-        ok: false,
-        failure: { step: 4, code: "CERT_NOT_AUTHORISED", message: "The certificate does not cover orig" },
+        // SHAKEN attestation and origid are the original's: a diversion PASSporT carries neither.
+        ...(first?.attest === undefined ? {} : { attest: first.attest }),
+        ...(first?.origid === undefined ? {} : { origid: first.origid }),
+        ...signed,
+        diversion: { via: divertedFrom(chain.links), links },
+        ok: true,
       };
     }
-    // Step 6: the signature.
-    try {
-      await verifyPassportSignature(passport, cert.publicKey);
-    } catch (err) {
-      return { ...info, signer, ok: false, failure: failure(6, err) };
-    }
-    return { ...info, signer, ok: true };
+    const failed = await verifyOne(passport, decoded, calling, false);
+    const signer = signers.get(passport);
+    return {
+      ...info,
+      ...(signer === undefined ? {} : { signer }),
+      ok: failed === undefined,
+      ...(failed ? { failure: failed } : {}),
+    };
   }
 
   /**
@@ -473,12 +677,13 @@ export class VerificationService {
     const at =
       call.at === undefined ? now : Math.floor(call.at instanceof Date ? call.at.getTime() / 1000 : call.at);
     if (!Number.isFinite(at)) throw new TypeError("`at` is a time");
+    const pool = [...opened.passports.keys()];
     const candidates: Candidate[] = await Promise.all(
       [...opened.passports].map(async ([passport, where]) => ({
         passport,
         blobIds: where.blobIds,
         kids: where.kids,
-        ...(await this.#check(passport, opened.to, calling, at)),
+        ...(await this.#check(passport, opened.to, calling, at, pool)),
       })),
     );
     // Replay (step 5): claim the first passing PASSporT no other call holds; only that one is used up.
@@ -494,7 +699,20 @@ export class VerificationService {
       }
       // Kept until no call could still find it fresh: a window past the latest of iat, call and now.
       const expiresAt = Math.max(c.iat ?? now, at, now) + window + 1;
-      const holder = await this.#replay.claim(await replayKey(c.passport), callId, expiresAt, now);
+      let holder = await this.#replay.claim(await replayKey(c.passport), callId, expiresAt, now);
+      // A diversion chain claims every PASSporT it holds, so neither the chain nor its original
+      // verifies a second call here. The earlier links are keyed to the called number: the same
+      // original may rightly verify at the number it was first sent to, under a store shared with it.
+      for (const link of c.diversion?.links.slice(1) ?? []) {
+        if (holder !== callId) break;
+        const key = await replayKey(`${opened.to}:${link.passport}`);
+        holder = await this.#replay.claim(
+          `link:${key}`,
+          callId,
+          Math.max(expiresAt, link.iat + window + 1),
+          now,
+        );
+      }
       if (holder === callId) verified = c;
       else {
         candidates[i] = {
@@ -515,8 +733,10 @@ export class VerificationService {
       candidates,
       ...(verified ? { verified } : {}),
       ...(verified?.origid === undefined ? {} : { origid: verified.origid }),
+      ...(verified?.diversion ? { diversion: verified.diversion } : {}),
       at,
       timings: { ...opened.timings, verify, total: opened.timings.retrieve + opened.timings.open + verify },
+      ...(opened.sources ? { sources: opened.sources } : {}),
     };
   }
 
@@ -548,5 +768,30 @@ export class VerificationService {
   async verifyCalls(to: string, callingNumbers: readonly string[]): Promise<CallVerification[]> {
     const opened = await this.open(to);
     return Promise.all(callingNumbers.map((c) => this.judge(opened, c)));
+  }
+
+  /**
+   * Feedback (RFC 8816 §7.5, docs/tokens.md "Feedback"): reports to the CPS every blob of a verdict's
+   * candidates that failed in a way the CPS can confirm (`REPORTABLE_FAILURES`: bogus whatever the call),
+   * so it makes the token that paid for it worthless. Each report discloses that one blob's KEM shared
+   * secret, nothing of the callee's keys; it carries no credential and goes through the relay when this
+   * VS uses one. `blobs`: the list retrieved (else each blob is fetched again by id, while it lives).
+   * @example
+   * const result = await vs.verifyCall({ to, calling });
+   * if (result.verdict === "failed") console.log(await vs.report(result));
+   */
+  async report(
+    verification: Pick<CallVerification, "to" | "candidates">,
+    options: { blobs?: readonly ListedBlob[]; force?: boolean } = {},
+  ): Promise<ReportOutcome[]> {
+    const bases = await this.#cpsBases(verification.to);
+    return reportCandidates({
+      to: verification.to,
+      candidates: verification.candidates,
+      keys: this.#options.keys,
+      clients: bases.map((b) => this.#client(b)),
+      ...(options.blobs ? { blobs: options.blobs } : {}),
+      ...(options.force ? { force: true } : {}),
+    });
   }
 }

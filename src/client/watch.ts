@@ -78,6 +78,13 @@ export interface WatchOptions {
    * client that must hide its address from the CPS polls through the relay instead (docs/ohttp.md).
    */
   readonly requireRelay?: boolean;
+  /**
+   * Decoy subscriptions (RFC 8816 §6.2 "numbers that they do not own"; src/client/decoys.ts): the
+   * watch also subscribes to these targets, in a random order around its own, and drops their frames,
+   * so the CPS sees several subscriptions and not which one is the callee's. Anonymous watches only:
+   * with `authorization` the CPS knows the callee's numbers from its credential anyway.
+   */
+  readonly decoys?: readonly WatchTarget[];
 }
 
 /** What `connect` must send with the upgrade. */
@@ -137,6 +144,19 @@ export function watch(options: WatchOptions): Watcher {
       "Push (a WebSocket) cannot go through an Oblivious HTTP relay; poll (verify) through the relay instead",
     );
   }
+  if (options.decoys?.length && options.authorization) {
+    throw new TypeError("Decoy subscriptions hide nothing from a CPS that sees the callee's credential");
+  }
+  // The own subscription dials at a random position among the decoys' (each dials when created).
+  const decoyTargets = options.decoys ?? [];
+  const before = Math.floor(
+    (crypto.getRandomValues(new Uint32Array(1))[0]! / 2 ** 32) * (decoyTargets.length + 1),
+  );
+  const decoyWatch = (target: WatchTarget) => {
+    const { onStatus: _, decoys: __, ...rest } = options;
+    return watch({ ...rest, target, onFrame: () => undefined });
+  };
+  const decoyWatchers = decoyTargets.slice(0, before).map(decoyWatch);
   const url = subscribeUrl(options.cps, options.target);
   const minBackoff = options.minBackoffMs ?? 250;
   const maxBackoff = options.maxBackoffMs ?? 30_000;
@@ -286,6 +306,7 @@ export function watch(options: WatchOptions): Watcher {
   const close = () => {
     if (closed) return;
     closed = true;
+    for (const d of decoyWatchers) d.close();
     if (timer) clearTimeout(timer);
     if (pinger) clearInterval(pinger);
     try {
@@ -299,6 +320,7 @@ export function watch(options: WatchOptions): Watcher {
   options.signal?.addEventListener("abort", close, { once: true });
   if (options.signal?.aborted) close();
   else void dial();
+  if (!closed) decoyWatchers.push(...decoyTargets.slice(before).map(decoyWatch));
 
   return {
     done,

@@ -7,13 +7,18 @@
  * block (each has authority over those numbers, RFC 8816 §6.1); only the registrant may delete it.
  * A lookup reads the (at most 15) blocks that can contain the number, in parallel, and picks the
  * longest match among those, the served prefixes and the provisioned records (in memory).
+ * A record may name several CPSes (§10); a provisioned record for exactly a served prefix that names
+ * this CPS among them takes the served answer's place, so every CPS of the group answers with all of
+ * them (docs/key-directory.md "Several CPSes per number").
  */
 import { CpsError } from "../errors.js";
 import {
   type Candidate,
+  cpsMembers,
   type DiscoveryRecord,
   type DiscoveryRegistration,
   parseStoredRecord,
+  recordCpses,
   type StoredDiscoveryRecord,
   selectRecord,
 } from "../stir/discovery.js";
@@ -45,13 +50,19 @@ export async function discover(
     ttl: SELF_RECORD_TTL,
     source: "served" as const,
   });
-  const served: Candidate[] =
+  // The operator's record for exactly a served prefix, naming this CPS among several, is the fuller
+  // statement of the same thing: it replaces the served one-CPS answer.
+  const grouped = new Set(
+    self.provisioned.filter((c) => recordCpses(c.record).includes(self.origin)).map((c) => c.record.prefix),
+  );
+  const served: Candidate[] = (
     self.served === null
-      ? [{ pattern: { kind: "prefix", digits: "" }, record: own("") }]
+      ? [{ pattern: { kind: "prefix", digits: "" } as NumberPattern, record: own("") }]
       : self.served.map((pattern) => ({
           pattern,
           record: own(pattern.kind === "prefix" ? pattern.digits : formatBlock(pattern.block)),
-        }));
+        }))
+  ).filter((c) => !grouped.has(c.record.prefix));
   const blocks = blocksContaining(tn);
   const stored = await Promise.all(blocks.map((b) => kv.get(discoveryEntryName(b), "json")));
   const registered: Candidate[] = [];
@@ -60,7 +71,13 @@ export async function discover(
     if (!r) return;
     registered.push({
       pattern: { kind: "block", block },
-      record: { prefix: formatBlock(block), cps: r.cps, keys: r.keys, ttl: r.ttl, source: "registered" },
+      record: {
+        prefix: formatBlock(block),
+        ...cpsMembers(recordCpses(r)),
+        keys: r.keys,
+        ttl: r.ttl,
+        source: "registered",
+      },
     });
   });
   return selectRecord([...served, ...self.provisioned, ...registered], tn);
@@ -77,7 +94,7 @@ export async function putRecord(
   const record: StoredDiscoveryRecord = {
     v: 1,
     prefix: formatBlock(block),
-    cps: reg.cps,
+    ...cpsMembers(recordCpses(reg)),
     keys: reg.keys,
     ttl: reg.ttl,
     exp: now + reg.lifetime,

@@ -16,6 +16,12 @@
  * signature itself is dropped, so stored state cannot recompute a receipt from a blob: receipts link
  * no blob to a token.
  *
+ * Feedback (RFC 8816 §7.5, docs/tokens.md "Feedback"): a tokened store may carry a feedback tag,
+ * an HPKE export only the blob's sender and recipient can derive; the shard keeps tag -> token beside
+ * the token's row (never the blob), until the token expires. A report that proves a blob bogus finds
+ * the tag in every shard (`feedbackLookup`, a fan-out: reports are rare) and `revoke`s the token that
+ * paid, whose further stores are refused (TOKEN_REVOKED). The `feedback-rate` object counts reports.
+ *
  * Issuance quota (src/tokens/quota.ts): the same class, in one object per credential holder
  * (`quota:{holder}`, never a `token-shard-*` object), holds that holder's issued-token counts per
  * issuer key, exactly (no KV overshoot). These objects see holders and counts, never a token.
@@ -33,7 +39,15 @@ export type QuotaResult = { ok: true; counted: number } | { ok: false; retryAfte
 export type SpendResult =
   | { ok: true; uses: number }
   | { ok: false; code: "TOKEN_SPENT" }
+  | { ok: false; code: "TOKEN_REVOKED" }
   | { ok: false; code: "TOKEN_RATE_LIMITED"; retryAfterSeconds: number };
+
+/** One tokened store a feedback tag names: the token (base64url of its id), when it paid (ms), revoked. */
+export interface TaggedSpend {
+  readonly token: string;
+  readonly spentAt: number;
+  readonly revoked: boolean;
+}
 
 export class TokenLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -52,18 +66,33 @@ export class TokenLedger extends DurableObject<Env> {
    * Counts one store by `token` under number-pair `pair`, unless that would pass the limits:
    * TOKEN_MAX_USES in total (remembered until `tokenExpiresAt`, ms) and TOKEN_MAX_USES_PER_NUMBER
    * per sliding TTL window. A `receipt` already counted within the window is a retry: ok, not counted.
+   * A token a feedback report revoked is refused first, retries included. `tag` (a feedback tag) is
+   * kept with the token until `tokenExpiresAt`, for a counted store and for a retry alike.
    */
-  async spend(token: string, pair: string, tokenExpiresAt: number, receipt: string): Promise<SpendResult> {
+  async spend(
+    token: string,
+    pair: string,
+    tokenExpiresAt: number,
+    receipt: string,
+    tag?: string,
+  ): Promise<SpendResult> {
     const { tokenMaxUses, tokenMaxUsesPerNumber, ttlSeconds } = readConfig(this.env);
     const now = Date.now();
     const windowMs = ttlSeconds * 1000;
+    if (this.sql.exec("SELECT 1 FROM revoked WHERE token = ?", token).toArray().length > 0) {
+      return { ok: false, code: "TOKEN_REVOKED" };
+    }
     const row = this.sql
       .exec<{ uses: number }>("SELECT uses FROM tokens WHERE token = ?", token)
       .toArray()[0];
     const seen = this.sql
       .exec("SELECT 1 FROM spends WHERE receipt = ? AND at > ?", receipt, now - windowMs)
       .toArray().length;
-    if (seen > 0) return { ok: true, uses: row?.uses ?? 0 }; // a retry: counted before, not again
+    if (seen > 0) {
+      // A retry: counted before, not again. Its tag is the first attempt's (same blob), kept once.
+      if (tag !== undefined) this.#keepTag(tag, token, now, tokenExpiresAt);
+      return { ok: true, uses: row?.uses ?? 0 };
+    }
     if (row && row.uses >= tokenMaxUses) return { ok: false, code: "TOKEN_SPENT" };
     const recent = this.sql
       .exec<{ n: number; first: number | null }>(
@@ -89,8 +118,83 @@ export class TokenLedger extends DurableObject<Env> {
       pair,
       now,
     );
+    if (tag !== undefined) this.#keepTag(tag, token, now, tokenExpiresAt);
     await this.scheduleAt(Math.min(now + windowMs, tokenExpiresAt));
     return { ok: true, uses };
+  }
+
+  /** Tag -> token of one store; the first store time stays (a retry sends the same tag again). */
+  #keepTag(tag: string, token: string, now: number, expiresAt: number): void {
+    this.sql.exec(
+      "INSERT INTO tags (tag, token, spent_at, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (tag, token) DO NOTHING",
+      tag,
+      token,
+      now,
+      expiresAt,
+    );
+  }
+
+  /** The unexpired stores of this shard that sent feedback tag `tag` (usually none, at most a few). */
+  async feedbackLookup(tag: string): Promise<TaggedSpend[]> {
+    return this.sql
+      .exec<{ token: string; spent_at: number; revoked: number }>(
+        "SELECT t.token, t.spent_at, r.token IS NOT NULL AS revoked FROM tags t LEFT JOIN revoked r ON r.token = t.token WHERE t.tag = ? AND t.expires_at > ?",
+        tag,
+        Date.now(),
+      )
+      .toArray()
+      .map((r) => ({ token: r.token, spentAt: r.spent_at, revoked: r.revoked === 1 }));
+  }
+
+  /**
+   * Revokes `token`, but only if this shard holds a store of it that sent `tag` (a report proved that
+   * store's blob bogus): its remaining uses are refused until it expires. True if newly revoked.
+   */
+  async revoke(tag: string, token: string): Promise<boolean> {
+    const row = this.sql
+      .exec<{ expires_at: number }>(
+        "SELECT expires_at FROM tags WHERE tag = ? AND token = ? AND expires_at > ?",
+        tag,
+        token,
+        Date.now(),
+      )
+      .toArray()[0];
+    if (!row) return false;
+    const before = this.sql.exec("SELECT 1 FROM revoked WHERE token = ?", token).toArray().length;
+    if (before > 0) return false;
+    this.sql.exec("INSERT INTO revoked (token, expires_at) VALUES (?, ?)", token, row.expires_at);
+    await this.scheduleAt(row.expires_at);
+    return true;
+  }
+
+  /**
+   * Counts one report under each key of `limits` (the `feedback-rate` object), unless one of them
+   * already has `limit` reports within the last `windowMs`: then nothing is counted and the answer is
+   * the seconds until that key frees a report.
+   */
+  async admitReport(
+    limits: readonly { key: string; limit: number }[],
+    windowMs: number,
+  ): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> {
+    const now = Date.now();
+    for (const { key, limit } of limits) {
+      const r = this.sql
+        .exec<{ n: number; first: number | null }>(
+          "SELECT count(*) AS n, min(at) AS first FROM report_rate WHERE k = ? AND at > ?",
+          key,
+          now - windowMs,
+        )
+        .one();
+      if (r.n >= limit) {
+        return {
+          ok: false,
+          retryAfterSeconds: Math.max(1, Math.ceil(((r.first ?? now) + windowMs - now) / 1000)),
+        };
+      }
+    }
+    for (const { key } of limits) this.sql.exec("INSERT INTO report_rate (k, at) VALUES (?, ?)", key, now);
+    this.sql.exec("DELETE FROM report_rate WHERE at <= ?", now - windowMs);
+    return { ok: true };
   }
 
   /**
@@ -144,7 +248,10 @@ export class TokenLedger extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(at);
   }
 
-  /** Forgets per-number windows past their TTL, tokens past their key's notAfter, quota rows past counting. */
+  /**
+   * Forgets per-number windows past their TTL, tokens (and their feedback tags and revocations) past
+   * their key's notAfter, quota rows past counting.
+   */
   override async alarm(): Promise<void> {
     const { ttlSeconds } = readConfig(this.env);
     const now = Date.now();
@@ -152,11 +259,18 @@ export class TokenLedger extends DurableObject<Env> {
     this.sql.exec("DELETE FROM spends WHERE at <= ?", now - windowMs);
     this.sql.exec("DELETE FROM tokens WHERE expires_at <= ?", now);
     this.sql.exec("DELETE FROM quota WHERE counts_until <= ?", now);
+    this.sql.exec("DELETE FROM tags WHERE expires_at <= ?", now);
+    this.sql.exec("DELETE FROM revoked WHERE expires_at <= ?", now);
     this.alarmAt = null;
     const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM spends").one().a;
     const nextToken = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM tokens").one().e;
     const nextQuota = this.sql.exec<{ q: number | null }>("SELECT min(counts_until) AS q FROM quota").one().q;
-    const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken, nextQuota].filter(
+    const nextTag = this.sql
+      .exec<{ e: number | null }>(
+        "SELECT min(e) AS e FROM (SELECT min(expires_at) AS e FROM tags UNION ALL SELECT min(expires_at) FROM revoked)",
+      )
+      .one().e;
+    const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken, nextQuota, nextTag].filter(
       (t): t is number => t !== null,
     );
     if (candidates.length > 0) await this.scheduleAt(Math.max(now, Math.min(...candidates)));

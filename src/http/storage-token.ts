@@ -12,7 +12,11 @@
  *   `requireStorageToken`, over that decoded request:
  *   3. the issuer's RSA-PSS signature over the token message and K_temp's signature over
  *      (canonical number || blob) both verify (401 TOKEN_INVALID);
- *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED).
+ *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED; 403 TOKEN_REVOKED
+ *      when a feedback report proved a blob it paid for bogus).
+ * An optional `CPS-Feedback-Tag` (a tokened store's feedback tag, docs/tokens.md "Feedback") is checked
+ * with the headers of step 2 (400 FEEDBACK_TAG_MALFORMED) and kept by the ledger with the token; on an
+ * untokened store (local development) it is ignored: there is no token to make worthless.
  * Nothing of the token reaches the handler or storage: the signatures are dropped here.
  * A use is counted before the store runs; a store that then fails (e.g. QUEUE_FULL) has spent it.
  * Sending the same request again within the TTL is not counted twice: the ledger keeps a receipt per
@@ -25,6 +29,7 @@ import { ledgerShard } from "../durable-objects/token-ledger.js";
 import { CpsError } from "../errors.js";
 import { logEvent } from "../log.js";
 import { encodeBase64url } from "../stir/base64url.js";
+import { FEEDBACK_TAG_HEADER, parseFeedbackTag } from "../stir/feedback.js";
 import {
   parseStorageToken,
   parseStoreSignature,
@@ -46,6 +51,8 @@ export interface PresentedToken {
   readonly token: StorageToken;
   readonly storeSignature: Uint8Array;
   readonly key: IssuerKey;
+  /** The store's feedback tag (canonical base64url), when it sent one. */
+  readonly feedbackTag: string | undefined;
 }
 
 /** What `readStorageToken` adds to the context: `null` for an untokened store (local dev only). */
@@ -99,10 +106,12 @@ export function readStorageToken(): MiddlewareHandler<AppEnv & StorageTokenEnv> 
     }
     const token = parseStorageToken(tokenHeader);
     const storeSignature = parseStoreSignature(signatureHeader);
+    const tagHeader = c.req.header(FEEDBACK_TAG_HEADER);
+    const feedbackTag = tagHeader === undefined ? undefined : parseFeedbackTag(tagHeader);
     const keys = await issuerKeys(c.get("config"));
     const key = keys.valid(token.keyId);
     if (!key) throw new CpsError("TOKEN_UNKNOWN_KEY", "The token's issuer key is unknown or expired");
-    c.set("storageToken", { token, storeSignature, key });
+    c.set("storageToken", { token, storeSignature, key, feedbackTag });
     return next();
   };
 }
@@ -117,7 +126,7 @@ export function requireStorageToken(): MiddlewareHandler<
       c.set("retryKey", undefined);
       return next();
     }
-    const { token, storeSignature, key } = presented;
+    const { token, storeSignature, key, feedbackTag } = presented;
     const { tn, blob } = c.get("store");
     const [issuerOk, kTempOk, tokenId] = await Promise.all([
       verifyTokenSignature(key.publicKey, token),
@@ -139,8 +148,12 @@ export function requireStorageToken(): MiddlewareHandler<
       encodeBase64url(pair.subarray(0, 16)),
       key.notAfter,
       encodeBase64url(receipt.ledger),
+      feedbackTag,
     );
     if (!result.ok) {
+      if (result.code === "TOKEN_REVOKED") {
+        throw new CpsError("TOKEN_REVOKED", "A feedback report made this storage token worthless");
+      }
       if (result.code === "TOKEN_SPENT") {
         throw new CpsError("TOKEN_SPENT", "This storage token has no stores left");
       }

@@ -51,7 +51,14 @@ discoveryRoutes.put(
     const { holder } = await authz.requireAuthority(c, [block]);
     const record = await putRecord(c.env.CPS_KV, block, holder, reg, nowSeconds());
     return c.json(
-      { prefix: record.prefix, cps: record.cps, keys: record.keys, ttl: record.ttl, exp: record.exp },
+      {
+        prefix: record.prefix,
+        cps: record.cps,
+        ...(record.cpses ? { cpses: record.cpses } : {}),
+        keys: record.keys,
+        ttl: record.ttl,
+        exp: record.exp,
+      },
       201,
     );
   },

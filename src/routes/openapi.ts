@@ -178,6 +178,14 @@ export const openApiDocument = {
               "base64url K_temp signature (Ed25519, or ECDSA P-256/SHA-256 r||s) over 'stir-oob store v1' || 0x00 || u8(len(tn)) || tn || blob bytes",
             schema: { type: "string", pattern: "^[A-Za-z0-9_-]{86}$" },
           },
+          {
+            name: "CPS-Feedback-Tag",
+            in: "header",
+            required: false,
+            description:
+              "The blob's feedback tag: base64url of HPKE Export(ctx, 'stir-oob feedback tag v1', 32) of its sender context (RFC 8816 §7.5 feedback, docs/tokens.md \"Feedback\"). Kept with the token that paid, so a report of this blob can revoke it; ignored on an untokened store.",
+            schema: { type: "string", pattern: "^[A-Za-z0-9_-]{43}$" },
+          },
         ],
         requestBody: { required: true, content: { "application/passport": { schema: blobText } } },
         responses: {
@@ -196,6 +204,7 @@ export const openApiDocument = {
           },
           "400": problem,
           "401": problem,
+          "403": problem,
           "413": problem,
           "415": problem,
           "429": problem,
@@ -465,6 +474,14 @@ export const openApiDocument = {
                   properties: {
                     prefix: { type: "string" },
                     cps: { type: "string", format: "uri" },
+                    cpses: {
+                      type: "array",
+                      minItems: 2,
+                      maxItems: 8,
+                      items: { type: "string", format: "uri" },
+                      description:
+                        "Every CPS serving the number, cps first; only when there are several (RFC 8816 §10): store to and retrieve from each",
+                    },
                     keys: { type: "string", format: "uri" },
                     ttl: { type: "integer" },
                     source: { enum: ["served", "provisioned", "registered"] },
@@ -499,7 +516,19 @@ export const openApiDocument = {
                 type: "object",
                 required: ["cps"],
                 properties: {
-                  cps: { type: "string", format: "uri" },
+                  cps: {
+                    oneOf: [
+                      { type: "string", format: "uri" },
+                      {
+                        type: "array",
+                        minItems: 1,
+                        maxItems: 8,
+                        uniqueItems: true,
+                        items: { type: "string", format: "uri" },
+                      },
+                    ],
+                    description: "The CPS, or every CPS serving the block (first = the answer's cps)",
+                  },
                   keys: { type: "string", format: "uri" },
                   ttl: { type: "integer", minimum: 0, maximum: 86400, default: 300 },
                   lifetime: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
@@ -621,6 +650,68 @@ export const openApiDocument = {
           "403": problem,
           "413": problem,
           "415": problem,
+          "429": problem,
+        },
+      },
+    },
+    "/feedback": {
+      post: {
+        summary:
+          'Report a blob whose PASSporT is bogus (RFC 8816 §7.5 feedback, docs/tokens.md "Feedback"): the CPS opens it with the reported KEM shared secret, judges the PASSporT at its store time and revokes the token that paid for it (its further stores 403 TOKEN_REVOKED). No credential; send it through the OHTTP relay',
+        operationId: "reportBogusPassport",
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["tn", "blob", "secret"],
+                properties: {
+                  tn: { type: "string", description: "The number the blob was stored under" },
+                  blob: blobText,
+                  secret: {
+                    type: "string",
+                    pattern: "^[A-Za-z0-9_-]{43}$",
+                    description: "base64url of the blob's HPKE KEM shared secret (32 bytes)",
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "200": {
+            description:
+              "Bogus: `revoked` tokens newly revoked (0 when a report already had: `already`), `reason` the first check it failed",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["revoked", "already"],
+                  properties: {
+                    revoked: { type: "integer" },
+                    already: { type: "integer" },
+                    reason: {
+                      enum: [
+                        "MALFORMED",
+                        "DEST_MISMATCH",
+                        "STALE",
+                        "UNTRUSTED",
+                        "NOT_AUTHORISED",
+                        "SIGNATURE",
+                      ],
+                    },
+                  },
+                },
+              },
+            },
+          },
+          "400": problem,
+          "403": problem,
+          "404": problem,
+          "413": problem,
+          "415": problem,
+          "422": problem,
           "429": problem,
         },
       },

@@ -7,7 +7,15 @@
  * canonical called number, so a blob replayed under another number does not open.
  * The exact layout is specified in docs/wire-format.md.
  */
-import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
+import {
+  Aes128Gcm,
+  CipherSuite,
+  DhkemX25519HkdfSha256,
+  HkdfSha256,
+  type KemInterface,
+  type RecipientContextParams,
+  type SenderContextParams,
+} from "@hpke/core";
 import { CpsError } from "../errors.js";
 import { decodeBase64url, encodeBase64url } from "./base64url.js";
 import type { CanonicalTn } from "./tn.js";
@@ -274,4 +282,173 @@ export async function importRecipientPrivateKey(raw: Uint8Array): Promise<Crypto
 /** Raw 32 bytes of a callee private key, for storage by the CLI. */
 export async function exportRecipientPrivateKey(key: CryptoKey): Promise<Uint8Array> {
   return new Uint8Array(await envelopeSuite.kem.serializePrivateKey(key));
+}
+
+// ---- Feedback tags (RFC 8816 §7.5 feedback; docs/tokens.md "Feedback") ----
+
+/** HPKE exporter context of a blob's feedback tag (RFC 9180 §5.3). */
+export const FEEDBACK_TAG_LABEL = "stir-oob feedback tag v1";
+/** Bytes of a feedback tag. */
+export const FEEDBACK_TAG_LENGTH = 32;
+/** Bytes of a blob's KEM shared secret (Nsecret of DHKEM(X25519, HKDF-SHA256), RFC 9180 §7.1). */
+export const SHARED_SECRET_LENGTH = 32;
+
+/**
+ * A KEM that "decapsulates" to a shared secret it was given: the one piece that lets @hpke/core's own
+ * key schedule run from a reported shared secret instead of a private key (the CPS checking a
+ * feedback report). Everything else is the envelope suite's KEM. Tested against RFC 9180 A.1.1.
+ */
+class GivenSecretKem implements KemInterface {
+  readonly #kem = envelopeSuite.kem;
+  readonly #secret: Uint8Array;
+  readonly id = this.#kem.id;
+  readonly secretSize = this.#kem.secretSize;
+  readonly encSize = this.#kem.encSize;
+  readonly publicKeySize = this.#kem.publicKeySize;
+  readonly privateKeySize = this.#kem.privateKeySize;
+
+  constructor(secret: Uint8Array) {
+    this.#secret = secret;
+  }
+  serializePublicKey(key: CryptoKey) {
+    return this.#kem.serializePublicKey(key);
+  }
+  deserializePublicKey(key: ArrayBufferLike | ArrayBufferView) {
+    return this.#kem.deserializePublicKey(key);
+  }
+  serializePrivateKey(key: CryptoKey) {
+    return this.#kem.serializePrivateKey(key);
+  }
+  deserializePrivateKey(key: ArrayBufferLike | ArrayBufferView) {
+    return this.#kem.deserializePrivateKey(key);
+  }
+  importKey(format: "raw" | "jwk", key: ArrayBuffer | JsonWebKey, isPublic?: boolean) {
+    return this.#kem.importKey(format, key, isPublic);
+  }
+  generateKeyPair() {
+    return this.#kem.generateKeyPair();
+  }
+  deriveKeyPair(ikm: ArrayBufferLike | ArrayBufferView) {
+    return this.#kem.deriveKeyPair(ikm);
+  }
+  encap(params: SenderContextParams) {
+    return this.#kem.encap(params);
+  }
+  /** The given secret, whatever `enc` is: AEAD then proves the secret belongs to the blob. */
+  async decap(_params: RecipientContextParams): Promise<ArrayBuffer> {
+    return this.#secret.slice().buffer as ArrayBuffer;
+  }
+}
+
+/** The envelope suite with its KEM replaced by one that yields `secret` (RFC 9180 base mode). */
+export function suiteForSharedSecret(secret: Uint8Array): CipherSuite {
+  if (secret.length !== SHARED_SECRET_LENGTH) {
+    throw new CpsError("INVALID_KEY", `A shared secret has ${SHARED_SECRET_LENGTH} bytes`);
+  }
+  return new CipherSuite({ kem: new GivenSecretKem(secret), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
+}
+
+/**
+ * A placeholder recipient key for `suiteForSharedSecret` contexts: @hpke/core hands it to the KEM's
+ * decap, which ignores it. Made once per isolate.
+ */
+let placeholderKey: Promise<CryptoKeyPair> | undefined;
+
+/** A sealed blob and its feedback tag (HPKE Export of the sender context, 32 bytes). */
+export interface TaggedBlob {
+  readonly blob: Uint8Array;
+  readonly tag: Uint8Array;
+}
+
+/**
+ * `sealPassport`, also returning the blob's feedback tag `Export(ctx, "stir-oob feedback tag v1", 32)`
+ * (RFC 9180 §5.3). The blob is byte for byte an envelope v1 (one context seals once, sequence 0, as
+ * the single-shot seal does). Only the sender and the recipient can derive the tag; the AS sends it
+ * with the store (`CPS-Feedback-Tag`) so a VS can later report the blob (docs/tokens.md "Feedback").
+ */
+export async function sealPassportWithTag(
+  recipient: RecipientPublicKey,
+  tn: CanonicalTn,
+  passport: string,
+): Promise<TaggedBlob> {
+  const key = await toPublicCryptoKey(recipient);
+  const padded = pad(utf8.encode(passport));
+  try {
+    const ctx = await envelopeSuite.createSenderContext({ recipientPublicKey: key, info: envelopeInfo(tn) });
+    const ct = new Uint8Array(await ctx.seal(padded));
+    const tag = new Uint8Array(await ctx.export(utf8.encode(FEEDBACK_TAG_LABEL), FEEDBACK_TAG_LENGTH));
+    const blob = new Uint8Array(ENVELOPE_LENGTH);
+    blob.set(new Uint8Array(ctx.enc), 0);
+    blob.set(ct, ENC_LENGTH);
+    return { blob, tag };
+  } catch (cause) {
+    throw new CpsError("INVALID_KEY", "The X25519 public key is not valid", { cause });
+  }
+}
+
+/** What opening a blob from its shared secret gives: the PASSporT and the blob's feedback tag. */
+export interface OpenedWithSecret {
+  readonly passport: string;
+  readonly tag: Uint8Array;
+}
+
+/**
+ * Opens a blob from its KEM shared secret alone, through @hpke/core's key schedule (no private key):
+ * what the CPS does with a feedback report. Throws `ENVELOPE_OPEN_FAILED` when the blob does not open
+ * with this secret for this number (AEAD: the reporter did not know the blob's secret).
+ */
+export async function openWithSharedSecret(
+  secret: Uint8Array,
+  tn: CanonicalTn,
+  blob: Uint8Array,
+): Promise<OpenedWithSecret> {
+  if (blob.length !== ENVELOPE_LENGTH) throw openFailed();
+  const suite = suiteForSharedSecret(secret);
+  placeholderKey ??= envelopeSuite.kem.generateKeyPair();
+  let padded: ArrayBuffer;
+  let tag: Uint8Array;
+  try {
+    const ctx = await suite.createRecipientContext({
+      recipientKey: await placeholderKey,
+      enc: blob.subarray(0, ENC_LENGTH),
+      info: envelopeInfo(tn),
+    });
+    padded = await ctx.open(blob.subarray(ENC_LENGTH));
+    tag = new Uint8Array(await ctx.export(utf8.encode(FEEDBACK_TAG_LABEL), FEEDBACK_TAG_LENGTH));
+  } catch (cause) {
+    throw openFailed(cause);
+  }
+  try {
+    return { passport: utf8Strict.decode(unpad(new Uint8Array(padded))), tag };
+  } catch (cause) {
+    throw cause instanceof CpsError ? cause : openFailed(cause);
+  }
+}
+
+/** What a callee gets from opening a blob for a possible report: the PASSporT, tag and shared secret. */
+export interface OpenedForReport extends OpenedWithSecret {
+  /** The blob's KEM shared secret (32 bytes): what a feedback report discloses about this one blob. */
+  readonly secret: Uint8Array;
+}
+
+/**
+ * Opens a blob with a callee's private key like `openPassport`, keeping the KEM shared secret
+ * (@hpke/core's `kem.decap`) so the callee can report the blob (`POST /feedback`). The secret opens
+ * this blob only: it says nothing about the callee's key or any other blob.
+ */
+export async function openPassportForReport(
+  recipientKey: CryptoKeyPair | CryptoKey,
+  tn: CanonicalTn,
+  blob: Uint8Array,
+): Promise<OpenedForReport> {
+  if (blob.length !== ENVELOPE_LENGTH) throw openFailed();
+  let secret: Uint8Array;
+  try {
+    secret = new Uint8Array(
+      await envelopeSuite.kem.decap({ recipientKey, enc: blob.subarray(0, ENC_LENGTH) }),
+    );
+  } catch (cause) {
+    throw openFailed(cause);
+  }
+  return { ...(await openWithSharedSecret(secret, tn, blob)), secret };
 }

@@ -36,6 +36,9 @@ export interface PassportHeader {
   readonly x5u: string;
 }
 
+/** `div` claim of a diversion PASSporT (RFC 8946 §3): the one destination the call was diverted from. */
+export type PassportDiv = { readonly tn: string } | { readonly uri: string };
+
 /** PASSporT claims: the RFC 8225 base set plus the SHAKEN `attest` and `origid` (RFC 8588 §4). */
 export interface PassportClaims {
   readonly orig: PassportOrig;
@@ -153,7 +156,31 @@ function checkDest(dest: unknown): PassportDest {
   return out;
 }
 
-/** Checks claim shapes (RFC 8225 §5, RFC 8588 §4 when `ppt` is shaken); throws `PASSPORT_CLAIMS`. */
+/** `div` claim (RFC 8946 §3): an object with exactly one `tn` (canonical, one string, not an array) or `uri`. */
+function checkDiv(div: unknown): PassportDiv {
+  if (div === null || typeof div !== "object" || Array.isArray(div))
+    throw claimsError("div is not an object");
+  const d = div as Record<string, unknown>;
+  const keys = Object.keys(d);
+  if (keys.length !== 1) throw claimsError("div must carry exactly one of tn or uri");
+  if ("tn" in d) {
+    if (typeof d.tn !== "string" || !isCanonicalTn(d.tn))
+      throw claimsError("div.tn is not a canonical number");
+    return { tn: d.tn };
+  }
+  if ("uri" in d && isUri(d.uri)) return { uri: d.uri };
+  throw claimsError("div must carry tn or uri");
+}
+
+/** `opt` claim (RFC 8946 §5): the PASSporT diverted, as a full-form JWS string. */
+function checkOpt(opt: unknown): string {
+  if (typeof opt !== "string" || opt.length > MAX_PASSPORT_LENGTH || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(opt)) {
+    throw claimsError("opt is not a full-form PASSporT");
+  }
+  return opt;
+}
+
+/** Checks claim shapes (RFC 8225 §5, RFC 8588 §4 when `ppt` is shaken, RFC 8946 §3/§5 for div/div-o); throws `PASSPORT_CLAIMS`. */
 export function checkPassportClaims(claims: unknown, ppt?: string): PassportClaims {
   if (claims === null || typeof claims !== "object" || Array.isArray(claims)) {
     throw claimsError("The payload is not a JSON object");
@@ -170,6 +197,10 @@ export function checkPassportClaims(claims: unknown, ppt?: string): PassportClai
       throw claimsError("origid must be a non-empty string");
     }
   }
+  // RFC 8946 §3: every `div` PASSporT carries a `div` claim naming ONE earlier destination; `div-o`
+  // (§5) adds `opt`, the earlier PASSporT itself in full form. How the links chain is diversion.ts.
+  if (ppt === "div" || ppt === "div-o") out.div = checkDiv(c.div);
+  if (ppt === "div-o") out.opt = checkOpt(c.opt);
   return out as PassportClaims;
 }
 

@@ -63,6 +63,11 @@ export const BLOCK_QUEUE_SCHEMA = `
 /**
  * TokenLedger: spend counts per token (`tokens`), one row per counted store (`spends`), and issued
  * tokens per issuer key of one credential holder (`quota`). `number_uses` was an older table.
+ * Feedback (RFC 8816 §7.5, docs/tokens.md "Feedback"): `tags` maps the feedback tag a tokened store
+ * sent to the token that paid, with the store time, until the token's expiry; `revoked` holds tokens a
+ * report made worthless, until their expiry; `report_rate` counts reports per window (in the one
+ * `feedback-rate` object only). All three are new tables (`CREATE TABLE IF NOT EXISTS`), so an object
+ * made before them gains them empty on its next start, with no change to the older tables' rows.
  */
 export const TOKEN_LEDGER_SCHEMA = `
   CREATE TABLE IF NOT EXISTS tokens (
@@ -84,6 +89,23 @@ export const TOKEN_LEDGER_SCHEMA = `
     count INTEGER NOT NULL,
     counts_until INTEGER NOT NULL
   );
+  CREATE TABLE IF NOT EXISTS tags (
+    tag TEXT NOT NULL,
+    token TEXT NOT NULL,
+    spent_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tag, token)
+  );
+  CREATE INDEX IF NOT EXISTS tags_expires_at ON tags (expires_at);
+  CREATE TABLE IF NOT EXISTS revoked (
+    token TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS report_rate (
+    k TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS report_rate_k ON report_rate (k, at);
 `;
 
 /** ReplayGuard: single-use credential-token `jti`s until their token expires. */

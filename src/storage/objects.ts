@@ -29,6 +29,11 @@ export function tokenLedgerShard(env: Env, shard: number) {
   return env.TOKEN_LEDGER.getByName(`token-shard-${shard}`);
 }
 
+/** The one object counting feedback reports (routes/feedback.ts): a TokenLedger, never a token shard. */
+export function feedbackRateLedger(env: Env) {
+  return env.TOKEN_LEDGER.getByName("feedback-rate");
+}
+
 /** The issuance quota of one credential holder (`quotaHolder`). */
 export function quotaLedger(env: Env, holder: string) {
   return env.TOKEN_LEDGER.getByName(`quota:${holder}`);

@@ -318,3 +318,117 @@ describe("record expiry", () => {
     expect((await lookup(tn)).body.cps).toBe(BASE);
   });
 });
+
+describe("several CPSes per number (RFC 8816 §10)", () => {
+  const REPLICA = "https://replica.example";
+  const grouped = {
+    ...env,
+    SERVED_PREFIXES: "1202, 1650",
+    DISCOVERY_RECORDS: JSON.stringify([
+      // Names this CPS among several, for exactly a served prefix: replaces the served answer.
+      { prefix: "1202", cps: [BASE, REPLICA], ttl: 120 },
+      // Several CPSes for numbers this CPS does not serve; keys default to the first's.
+      { prefix: "1707", cps: ["https://carrier.example", "https://third-party.example/"], ttl: 600 },
+      // Another group for a served prefix that does not name this CPS: the served answer stays.
+      { prefix: "1650", cps: ["https://x.example", "https://y.example"] },
+    ]),
+  } as Env;
+  type Multi = Record & { cpses?: string[] };
+
+  it("a provisioned record with a list: cps is the first (what an older client reads), cpses all", async () => {
+    const res = await call("/.well-known/stir-oob?tn=17075550001", {}, grouped);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      prefix: "1707",
+      cps: "https://carrier.example",
+      cpses: ["https://carrier.example", "https://third-party.example"],
+      keys: "https://carrier.example/keys",
+      ttl: 600,
+      source: "provisioned",
+    });
+    expect(res.headers.get("Cache-Control")).toBe("public, max-age=600");
+  });
+
+  it("a group naming this CPS takes its served prefix's answer; one that does not leaves it alone", async () => {
+    const mine = (await lookup("12025559001", grouped)).body as Multi;
+    expect(mine).toMatchObject({ prefix: "1202", cps: BASE, cpses: [BASE, REPLICA], source: "provisioned" });
+    const other = (await lookup("16505559001", grouped)).body as Multi;
+    expect(other).toEqual({ prefix: "1650", cps: BASE, keys: `${BASE}/keys`, ttl: 300, source: "served" });
+  });
+
+  it("a registration may name several CPSes; the record answers with all of them", async () => {
+    const tn = "12155559001";
+    const res = await register(tn, await issue([{ type: "one", tn }], "Group owner"), {
+      cps: ["https://one.example", "https://two.example", "https://three.example"],
+      ttl: 60,
+    });
+    expect(res.status, await res.clone().text()).toBe(201);
+    expect(await res.json()).toMatchObject({
+      cps: "https://one.example",
+      cpses: ["https://one.example", "https://two.example", "https://three.example"],
+      keys: "https://one.example/keys",
+    });
+    expect((await lookup(tn)).body).toEqual({
+      prefix: tn,
+      cps: "https://one.example",
+      cpses: ["https://one.example", "https://two.example", "https://three.example"],
+      keys: "https://one.example/keys",
+      ttl: 60,
+      source: "registered",
+    });
+  });
+
+  it("a one-entry list is a single CPS: no cpses member, as before", async () => {
+    const tn = "12155559002";
+    const res = await register(tn, await issue([{ type: "one", tn }]), { cps: ["https://solo.example"] });
+    expect(res.status).toBe(201);
+    expect((await lookup(tn)).body).toEqual({
+      prefix: tn,
+      cps: "https://solo.example",
+      keys: "https://solo.example/keys",
+      ttl: 300,
+      source: "registered",
+    });
+  });
+
+  it.each([
+    ["an empty list", []],
+    ["the same CPS twice (after normalising)", ["https://a.example", "https://a.example/"]],
+    ["nine CPSes", Array.from({ length: 9 }, (_, i) => `https://c${i}.example`)],
+    ["a member that is not a URL", ["https://a.example", 7]],
+    ["a plain http member", ["https://a.example", "http://b.example"]],
+  ])("refuses %s (400 INVALID_BODY) and writes nothing", async (_name, cps) => {
+    const tn = "12155559003";
+    const before = await snapshot();
+    const res = await register(tn, await issue([{ type: "one", tn }]), { cps });
+    expect(res.status).toBe(400);
+    expect((await res.json<{ code: string }>()).code).toBe("INVALID_BODY");
+    expect(await snapshot()).toBe(before);
+  });
+
+  it("a provisioned list naming one CPS twice is a misconfiguration (500 MISCONFIGURED)", async () => {
+    const broken = {
+      ...env,
+      DISCOVERY_RECORDS: '[{"prefix":"1","cps":["https://a.example","https://a.example"]}]',
+    } as Env;
+    const res = await call("/.well-known/stir-oob?tn=12025559002", {}, broken);
+    expect(res.status).toBe(500);
+    expect((await res.json<{ code: string }>()).code).toBe("MISCONFIGURED");
+  });
+
+  it("a stored record with a malformed cpses member is ignored, never served", async () => {
+    const tn = "12155559004";
+    const record = {
+      v: 1,
+      prefix: tn,
+      cps: "https://bad.example",
+      cpses: "https://bad.example",
+      keys: "https://bad.example/keys",
+      ttl: 60,
+      exp: Math.floor(Date.now() / 1000) + 600,
+      holder: "h",
+    };
+    await env.CPS_KV.put(`disc:${tn}`, JSON.stringify(record), { expirationTtl: 600 });
+    expect((await lookup(tn)).body).toMatchObject({ cps: BASE, source: "served" });
+  });
+});

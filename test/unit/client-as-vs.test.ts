@@ -331,10 +331,11 @@ describe("VS (RFC 8816 §8.2)", () => {
   it("unsupported ppt -> failed at step 2", async () => {
     const { cps, vsFor } = setup();
     const bob = await calleeKey("bob");
+    // `rcd` (Rich Call Data): a ppt the VS's default list does not name.
     const jws = await createPassport(
       {
         x5u: credential("alice", pki.valid).x5u,
-        ppt: "div",
+        ppt: "rcd",
         claims: { dest: { tn: [BOB_TN] }, iat: Math.floor(Date.now() / 1000), orig: { tn: ALICE_TN } },
       },
       pki.valid.privateKey,
