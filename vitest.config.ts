@@ -165,7 +165,11 @@ export default defineConfig(async () => {
           ],
           test: {
             name: "integration-tokens-scaled",
-            include: ["test/integration-tokens/scaled/**/*.test.ts"],
+            // BENCH_ROWS=1 adds the storage-operations count of one call (bench/rows.workerd.ts).
+            include: [
+              "test/integration-tokens/scaled/**/*.test.ts",
+              ...(process.env.BENCH_ROWS ? ["bench/rows.workerd.ts"] : []),
+            ],
             testTimeout: 60_000,
           },
         },

@@ -1,0 +1,99 @@
+/**
+ * Our side of `npm run bench:peer`: the CPS as a user runs it, `npm start` (src/dev/start.mjs: `wrangler
+ * dev` on workerd, its output through the log redactor), on a free port with a fresh state directory.
+ * Untokened: as `npm start` is (ALLOW_UNTOKENED_STORES on locally). Tokened: `npm start -- --var
+ * ALLOW_UNTOKENED_STORES:false`, so every store must carry a storage token; the tokens are minted with
+ * the issuer key `npm start` gives the Worker (.wrangler/dev-issuer-keys.json, made by it if missing).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureLocalIssuerKeys } from "../../src/dev/issuer-key.mjs";
+import { freePort, REPO_ROOT, waitForHealth } from "../../src/dev/local-server.mjs";
+import { spawnGroup, tail } from "./peer.mjs";
+
+/**
+ * Starts `node src/dev/start.mjs` (what `npm start` runs) as its own process group; resolves once
+ * /health answers (and, tokened, once a well-formed untokened store, `probeBlob`, is refused). Returns { url, roots, stop,
+ * issuer: { id, key } (the current issuer key, tokened only) }.
+ */
+export async function startCps({ name, tokened, logDir, log, probeBlob }) {
+  const port = await freePort();
+  const state = await mkdtemp(join(tmpdir(), "cps-peer-bench-"));
+  const logFile = join(logDir, `${name}.log`);
+  // An inspector port of its own: wrangler's default (9229) is taken by the first `wrangler dev` on the
+  // machine, and a second one racing for it can fail to start.
+  const inspectorPort = await freePort();
+  const args = [
+    join(REPO_ROOT, "src/dev/start.mjs"),
+    "--persist-to",
+    state,
+    "--inspector-port",
+    String(inspectorPort),
+  ];
+  if (tokened) args.push("--var", "ALLOW_UNTOKENED_STORES:false");
+  const server = spawnGroup(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
+    logFile,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    await server.stop();
+    await rm(state, { recursive: true, force: true });
+  };
+  try {
+    await waitForHealth(url, {
+      timeoutMs: 180_000,
+      failed: () => (server.isDead() ? new Error(`npm start exited:\n${tail(logFile)}`) : null),
+    });
+    let issuer;
+    if (tokened) {
+      // Tokens really required? A well-formed store without one must be refused, or the row would
+      // be mislabelled.
+      const res = await fetch(`${url}/cps/15550000000/ppts`, {
+        method: "POST",
+        headers: { "Content-Type": "application/passport" },
+        body: probeBlob,
+      });
+      const text = await res.text();
+      if (res.status !== 401 && res.status !== 403) {
+        throw new Error(
+          `tokened CPS answered ${res.status} to an untokened store (expected 401/403): ${text}`,
+        );
+      }
+      issuer = await currentIssuerKey();
+    }
+    log(
+      `${name}: npm start on ${url}${tokened ? " (--var ALLOW_UNTOKENED_STORES:false)" : ""}, state ${state}`,
+    );
+    return {
+      url,
+      roots: [server.pid],
+      stop,
+      issuer,
+      command: `PORT=${port} node src/dev/start.mjs ${args.slice(1).join(" ")}`,
+      // wrangler dev watches the sources: an edit during a round rebuilds and reloads the Worker.
+      logFile,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The issuer key `npm start` passed to the Worker that is valid now, as a signing CryptoKey. */
+async function currentIssuerKey() {
+  const entries = JSON.parse(await ensureLocalIssuerKeys(join(REPO_ROOT, ".wrangler")));
+  const now = Date.now();
+  const entry = entries.find((e) => Date.parse(e.notBefore) <= now && now < Date.parse(e.notAfter));
+  if (!entry) throw new Error("no issuer key in .wrangler/dev-issuer-keys.json is valid now");
+  const key = await crypto.subtle.importKey(
+    "pkcs8",
+    Buffer.from(entry.privateKeyPkcs8, "base64"),
+    { name: "RSA-PSS", hash: "SHA-384" },
+    false,
+    ["sign"],
+  );
+  return { id: entry.id, key };
+}
