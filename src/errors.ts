@@ -123,9 +123,11 @@ export type CpsErrorCode =
   | "ATIS_RATE_LIMITED"
   // Diverted calls (RFC 8946, RFC 8816 §6.2; part A of issue 17, docs/diversion.md): a diversion
   // PASSporT that follows no PASSporT (its `div` is no `dest` of the one before it, `orig` changed,
-  // or nothing opened that it follows), and a chain longer than the verifier accepts
+  // or nothing opened that it follows), a chain longer than the verifier accepts, and a chain search
+  // that needed more link checks than the verifier spends on one candidate (MAX_CHAIN_CHECKS)
   | "DIVERSION_UNLINKED"
   | "DIVERSION_TOO_LONG"
+  | "DIVERSION_TOO_COMPLEX"
   // Server side, never caused by input
   | "UNAVAILABLE"
   | "INTERNAL"
@@ -220,6 +222,7 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   ATIS_RATE_LIMITED: 429,
   DIVERSION_UNLINKED: 400,
   DIVERSION_TOO_LONG: 400,
+  DIVERSION_TOO_COMPLEX: 400,
   UNAVAILABLE: 503,
   INTERNAL: 500,
   MISCONFIGURED: 500,

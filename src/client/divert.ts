@@ -9,7 +9,8 @@
  *   3. finds B's CPS and keys exactly as an AS does (signed key records, RFC 8816 §11);
  *   4. seals to B's keys and stores under B's number: the new PASSporT, plus every earlier PASSporT of
  *      the chain not already nested in it (for `div`: the one it diverts, and so on back to the
- *      original), paying one storage token per store.
+ *      original, stored without a feedback tag: their dest is not B), paying one storage token per
+ *      store.
  * B's VS then verifies the chain (vs.ts, src/stir/diversion.ts). docs/diversion.md has the details.
  */
 import { CpsError } from "../errors.js";
@@ -158,7 +159,7 @@ export class DivertingService {
     const now = this.#options.now?.() ?? Date.now() / 1000;
     await this.#authorize(from, now);
 
-    let t = clock();
+    const t = clock();
     const previous = chain[0] as ChainLink;
     const sign = async (kind: DiversionPpt) =>
       createPassport(
@@ -187,22 +188,52 @@ export class DivertingService {
     }
     const signMs = ms(t);
 
-    t = clock();
+    let t2 = clock();
     const { cps, keys, skipped } = await this.#options.discovery.destination(to, this.#check, now);
     requireUsableKeys(keys, skipped);
-    const discover = ms(t);
+    const discover = ms(t2);
 
     const passports = [passport, ...passportsToStore(chain, kind)];
-    const { stored, timings } = await sealAndStore({
-      cps,
-      tn: to,
-      passports,
-      keys,
-      tokens: this.#options.tokens ?? untokenedStores,
-      ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
-      ...(this.#relay ? { relay: this.#relay } : {}),
-      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
-    });
+    const storeAt = (list: readonly string[], feedbackTags: boolean) =>
+      sealAndStore({
+        cps,
+        tn: to,
+        passports: list,
+        keys,
+        tokens: this.#options.tokens ?? untokenedStores,
+        feedbackTags,
+        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+        ...(this.#relay ? { relay: this.#relay } : {}),
+        ...(this.#options.requireRelay ? { requireRelay: true } : {}),
+      });
+    // The earlier PASSporTs stored beside a plain div name the number diverted from, not `to`: the CPS
+    // would judge a report of one DEST_MISMATCH (RFC 8816 §7.5) and revoke this service's token. So
+    // they go without a feedback tag; only the new PASSporT, which names `to`, carries one.
+    t2 = clock();
+    const [own, beside] = await Promise.allSettled([
+      storeAt([passport], true),
+      passports.length > 1 ? storeAt(passports.slice(1), false) : Promise.resolve(undefined),
+    ]);
+    const storedOf = (r: typeof own | typeof beside, shift: number): StoredCopy[] => {
+      const list =
+        r.status === "fulfilled"
+          ? (r.value?.stored ?? [])
+          : (((r.reason as StirClientError | undefined)?.details?.stored as StoredCopy[] | undefined) ?? []);
+      return list.map((c) => ({ ...c, passport: c.passport + shift }));
+    };
+    const stored = [...storedOf(own, 0), ...storedOf(beside, 1)];
+    const refused = [own, beside].find((r) => r.status === "rejected");
+    if (refused?.status === "rejected") {
+      // As one sealAndStore would: STORE_FAILED with every copy that was stored.
+      const e = refused.reason as StirClientError | undefined;
+      if (e?.code !== "STORE_FAILED") throw refused.reason;
+      throw new StirClientError("STORE_FAILED", e.message, { cause: e.cause, details: { stored } });
+    }
+    const parts = [own, beside].flatMap((r) =>
+      r.status === "fulfilled" && r.value ? [r.value.timings] : [],
+    );
+    const sum = (k: "seal" | "tokens") => Math.round(parts.reduce((a, p) => a + p[k], 0) * 100) / 100;
+    const timings = { seal: sum("seal"), tokens: sum("tokens"), store: ms(t2) };
     return {
       proceed: true,
       from,

@@ -71,7 +71,8 @@ export interface CandidateFailure {
   /**
    * Stable code: a CpsError code (`PASSPORT_STALE`, `CERT_UNTRUSTED`, ...), `ORIG_MISMATCH` /
    * `DEST_MISMATCH` (step 3) or `REPLAYED` (step 5: it already verified another call).
-   * For a diversion chain also `DIVERSION_UNLINKED` / `DIVERSION_TOO_LONG` (step 3), and
+   * For a diversion chain also `DIVERSION_UNLINKED` / `DIVERSION_TOO_LONG` / `DIVERSION_TOO_COMPLEX`
+   * (step 3; the last: more than MAX_CHAIN_CHECKS link checks), and
    * `DIVERSION_LINK` (step 3) for an earlier PASSporT of a chain stored beside its diversion: its dest
    * is the number diverted from, and it is judged within that chain (never a sign of a bogus store).
    */
@@ -202,7 +203,8 @@ export interface ReplayStore {
 /**
  * The default replay cache: in memory, entries dropped once expired, at most `maxEntries` (default
  * 100,000). When full of live entries the oldest is evicted (counted in `evicted`): only PASSporTs
- * that verified a call are entered, so filling it takes that many genuine calls within one window.
+ * that verified a call are entered (two keys per plain PASSporT, one per link of a diversion chain),
+ * so filling it takes tens of thousands of genuine calls within one window.
  */
 export class MemoryReplayStore implements ReplayStore {
   readonly #entries = new Map<string, { callId: string; expiresAt: number }>();
@@ -241,6 +243,58 @@ export class MemoryReplayStore implements ReplayStore {
   get evicted(): number {
     return this.#evicted;
   }
+}
+
+/**
+ * What one judgement shares between its candidates: each PASSporT decoded once, each link check (steps
+ * 5, 4, 6 for one PASSporT and the number it must cover) run once, the signer each check found.
+ */
+interface Judgement {
+  readonly decode: (jws: string) => DecodedPassport;
+  /** The diversion PASSporTs of the pool, decoded (for DIVERSION_LINK). */
+  readonly diversions: () => readonly DecodedPassport[];
+  readonly checks: Map<string, Promise<CandidateFailure | undefined>>;
+  readonly signers: Map<string, string>;
+}
+
+function newJudgement(supportedPpt: readonly string[], pool: readonly string[]): Judgement {
+  const decoded = new Map<string, DecodedPassport | DecodeFailure>();
+  const decode = (jws: string): DecodedPassport => {
+    let d = decoded.get(jws);
+    if (d === undefined) {
+      try {
+        d = decodePassport(jws, { supportedPpt });
+      } catch (err) {
+        d = { error: err };
+      }
+      decoded.set(jws, d);
+    }
+    if ("error" in d) throw d.error;
+    return d;
+  };
+  let diversions: DecodedPassport[] | undefined;
+  return {
+    decode,
+    // Recognised even when diversion is not enabled here (decoded with the diversion ppts only).
+    diversions: () => {
+      diversions ??= pool.flatMap((p) => {
+        try {
+          const next = decodePassport(p, { supportedPpt: [DIV_PPT, DIV_O_PPT] });
+          return isDiversionPpt(next.header.ppt) ? [next] : [];
+        } catch {
+          return [];
+        }
+      });
+      return diversions;
+    },
+    checks: new Map(),
+    signers: new Map(),
+  };
+}
+
+/** A memoised decoding failure. */
+interface DecodeFailure {
+  readonly error: unknown;
 }
 
 /**
@@ -524,7 +578,8 @@ export class VerificationService {
     to: CanonicalTn,
     calling: CanonicalTn,
     at: number,
-    pool: readonly string[] = [],
+    pool: readonly string[],
+    judgement: Judgement,
   ): Promise<Omit<Candidate, "passport" | "blobIds" | "kids">> {
     const o = this.#options;
     const supportedPpt = o.supportedPpt ?? DEFAULT_SUPPORTED_PPT;
@@ -559,14 +614,7 @@ export class VerificationService {
       // Recognised even when diversion is not enabled here, so it is never reported as bogus (§7.5).
       const followed =
         !isDiversionPpt(header.ppt) &&
-        pool.some((p) => {
-          try {
-            const next = decodePassport(p, { supportedPpt: [DIV_PPT, DIV_O_PPT] });
-            return isDiversionPpt(next.header.ppt) && linkProblem(next, decoded) === undefined;
-          } catch {
-            return false;
-          }
-        });
+        judgement.diversions().some((next) => linkProblem(next, decoded) === undefined);
       const dest: CandidateFailure = followed
         ? { step: 3, code: "DIVERSION_LINK", message: "an earlier PASSporT of a diversion chain stored here" }
         : { step: 3, code: "DEST_MISMATCH", message: "dest does not name the called number" };
@@ -574,9 +622,19 @@ export class VerificationService {
     }
     // Steps 5, 4, 6 for one PASSporT whose signer must cover `covers`: `orig` for an original, the
     // `div` number for a diversion (RFC 8946 §3: the diverting service signs for the number it
-    // diverts from, not for the caller).
-    const signers = new Map<string, string>();
-    const verifyOne = async (
+    // diverts from, not for the caller). Memoised per judgement: a PASSporT that several candidates'
+    // chains pass through costs one certificate validation and one signature check.
+    const signers = judgement.signers;
+    const verifyOne = (jws: string, d: DecodedPassport, covers: string, diverted: boolean) => {
+      const key = `${diverted ? "div" : "orig"} ${covers} ${jws}`;
+      let result = judgement.checks.get(key);
+      if (result === undefined) {
+        result = verifyOnce(jws, d, covers, diverted);
+        judgement.checks.set(key, result);
+      }
+      return result;
+    };
+    const verifyOnce = async (
       jws: string,
       d: DecodedPassport,
       covers: string,
@@ -621,7 +679,7 @@ export class VerificationService {
       const chain = await verifyChain(
         { passport, decoded, kind: header.ppt },
         {
-          decode: (jws) => decodePassport(jws, { supportedPpt }),
+          decode: judgement.decode,
           pool,
           check: (link) => verifyOne(link.passport, link.decoded, link.covers, link.kind !== "original"),
           ...(o.maxDiversions === undefined ? {} : { maxDiversions: o.maxDiversions }),
@@ -678,12 +736,13 @@ export class VerificationService {
       call.at === undefined ? now : Math.floor(call.at instanceof Date ? call.at.getTime() / 1000 : call.at);
     if (!Number.isFinite(at)) throw new TypeError("`at` is a time");
     const pool = [...opened.passports.keys()];
+    const judgement = newJudgement(this.#options.supportedPpt ?? DEFAULT_SUPPORTED_PPT, pool);
     const candidates: Candidate[] = await Promise.all(
       [...opened.passports].map(async ([passport, where]) => ({
         passport,
         blobIds: where.blobIds,
         kids: where.kids,
-        ...(await this.#check(passport, opened.to, calling, at, pool)),
+        ...(await this.#check(passport, opened.to, calling, at, pool, judgement)),
       })),
     );
     // Replay (step 5): claim the first passing PASSporT no other call holds; only that one is used up.
@@ -703,7 +762,12 @@ export class VerificationService {
       // A diversion chain claims every PASSporT it holds, so neither the chain nor its original
       // verifies a second call here. The earlier links are keyed to the called number: the same
       // original may rightly verify at the number it was first sent to, under a store shared with it.
-      for (const link of c.diversion?.links.slice(1) ?? []) {
+      // A PASSporT verified directly claims that key for the called number too, so it cannot verify
+      // another call here as the original of a chain (nor the other way round).
+      const earlier = c.diversion
+        ? c.diversion.links.slice(1)
+        : [{ passport: c.passport, iat: c.iat ?? now }];
+      for (const link of earlier) {
         if (holder !== callId) break;
         const key = await replayKey(`${opened.to}:${link.passport}`);
         holder = await this.#replay.claim(

@@ -31,6 +31,8 @@ import { readConfig } from "../config.js";
 import { TOKEN_LEDGER_SCHEMA } from "../storage/layout.js";
 
 export const LEDGER_SHARDS = 64;
+/** Window of the feedback report rate limits (`admitReport`), and how long the alarm keeps a count. */
+export const FEEDBACK_RATE_WINDOW_MS = 60_000;
 /** Retry-After of a quota refusal that no expiry can lift (a batch larger than the whole quota). */
 const QUOTA_FALLBACK_RETRY_MS = 86_400_000;
 
@@ -66,8 +68,9 @@ export class TokenLedger extends DurableObject<Env> {
    * Counts one store by `token` under number-pair `pair`, unless that would pass the limits:
    * TOKEN_MAX_USES in total (remembered until `tokenExpiresAt`, ms) and TOKEN_MAX_USES_PER_NUMBER
    * per sliding TTL window. A `receipt` already counted within the window is a retry: ok, not counted.
-   * A token a feedback report revoked is refused first, retries included. `tag` (a feedback tag) is
-   * kept with the token until `tokenExpiresAt`, for a counted store and for a retry alike.
+   * A token a feedback report revoked is refused first, retries included. `tag` (a feedback tag) of a
+   * counted store is kept with the token until `tokenExpiresAt`, unless this shard already holds that
+   * tag; a retry keeps the first store's tag and adds none (its tag header is not in the receipt).
    */
   async spend(
     token: string,
@@ -89,8 +92,8 @@ export class TokenLedger extends DurableObject<Env> {
       .exec("SELECT 1 FROM spends WHERE receipt = ? AND at > ?", receipt, now - windowMs)
       .toArray().length;
     if (seen > 0) {
-      // A retry: counted before, not again. Its tag is the first attempt's (same blob), kept once.
-      if (tag !== undefined) this.#keepTag(tag, token, now, tokenExpiresAt);
+      // A retry: counted before, not again. The receipt does not cover the tag header, so a tag here
+      // could be anything: adding it would let one paid store plant unlimited tag rows.
       return { ok: true, uses: row?.uses ?? 0 };
     }
     if (row && row.uses >= tokenMaxUses) return { ok: false, code: "TOKEN_SPENT" };
@@ -123,22 +126,30 @@ export class TokenLedger extends DurableObject<Env> {
     return { ok: true, uses };
   }
 
-  /** Tag -> token of one store; the first store time stays (a retry sends the same tag again). */
+  /**
+   * Tag -> token of one store, unless this shard holds the tag already (unexpired): one row per tag
+   * per shard, the earliest, so one report reaches at most one token per shard (LEDGER_SHARDS in all).
+   */
   #keepTag(tag: string, token: string, now: number, expiresAt: number): void {
     this.sql.exec(
-      "INSERT INTO tags (tag, token, spent_at, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (tag, token) DO NOTHING",
+      "INSERT INTO tags (tag, token, spent_at, expires_at) SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tags WHERE tag = ? AND expires_at > ?)",
       tag,
       token,
       now,
       expiresAt,
+      tag,
+      now,
     );
   }
 
-  /** The unexpired stores of this shard that sent feedback tag `tag` (usually none, at most a few). */
+  /**
+   * The earliest unexpired store of this shard that sent feedback tag `tag`, if any (at most one row:
+   * `#keepTag` adds no second, and rows an older version left are read earliest first, LIMIT 1).
+   */
   async feedbackLookup(tag: string): Promise<TaggedSpend[]> {
     return this.sql
       .exec<{ token: string; spent_at: number; revoked: number }>(
-        "SELECT t.token, t.spent_at, r.token IS NOT NULL AS revoked FROM tags t LEFT JOIN revoked r ON r.token = t.token WHERE t.tag = ? AND t.expires_at > ?",
+        "SELECT t.token, t.spent_at, r.token IS NOT NULL AS revoked FROM tags t LEFT JOIN revoked r ON r.token = t.token WHERE t.tag = ? AND t.expires_at > ? ORDER BY t.spent_at, t.token LIMIT 1",
         tag,
         Date.now(),
       )
@@ -169,14 +180,15 @@ export class TokenLedger extends DurableObject<Env> {
 
   /**
    * Counts one report under each key of `limits` (the `feedback-rate` object), unless one of them
-   * already has `limit` reports within the last `windowMs`: then nothing is counted and the answer is
-   * the seconds until that key frees a report.
+   * already has `limit` reports within the last FEEDBACK_RATE_WINDOW_MS: then nothing is counted and the answer is
+   * the seconds until that key frees a report. The alarm deletes rows past the window, so a key (a
+   * number's hash) is kept about one window after its last report, not until the next report.
    */
   async admitReport(
     limits: readonly { key: string; limit: number }[],
-    windowMs: number,
   ): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> {
     const now = Date.now();
+    const windowMs = FEEDBACK_RATE_WINDOW_MS;
     for (const { key, limit } of limits) {
       const r = this.sql
         .exec<{ n: number; first: number | null }>(
@@ -194,6 +206,7 @@ export class TokenLedger extends DurableObject<Env> {
     }
     for (const { key } of limits) this.sql.exec("INSERT INTO report_rate (k, at) VALUES (?, ?)", key, now);
     this.sql.exec("DELETE FROM report_rate WHERE at <= ?", now - windowMs);
+    await this.scheduleAt(now + windowMs);
     return { ok: true };
   }
 
@@ -250,7 +263,7 @@ export class TokenLedger extends DurableObject<Env> {
 
   /**
    * Forgets per-number windows past their TTL, tokens (and their feedback tags and revocations) past
-   * their key's notAfter, quota rows past counting.
+   * their key's notAfter, quota rows past counting, report counts past the feedback-rate window.
    */
   override async alarm(): Promise<void> {
     const { ttlSeconds } = readConfig(this.env);
@@ -261,6 +274,7 @@ export class TokenLedger extends DurableObject<Env> {
     this.sql.exec("DELETE FROM quota WHERE counts_until <= ?", now);
     this.sql.exec("DELETE FROM tags WHERE expires_at <= ?", now);
     this.sql.exec("DELETE FROM revoked WHERE expires_at <= ?", now);
+    this.sql.exec("DELETE FROM report_rate WHERE at <= ?", now - FEEDBACK_RATE_WINDOW_MS);
     this.alarmAt = null;
     const nextUse = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM spends").one().a;
     const nextToken = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM tokens").one().e;
@@ -270,9 +284,14 @@ export class TokenLedger extends DurableObject<Env> {
         "SELECT min(e) AS e FROM (SELECT min(expires_at) AS e FROM tags UNION ALL SELECT min(expires_at) FROM revoked)",
       )
       .one().e;
-    const candidates = [nextUse === null ? null : nextUse + windowMs, nextToken, nextQuota, nextTag].filter(
-      (t): t is number => t !== null,
-    );
+    const nextReport = this.sql.exec<{ a: number | null }>("SELECT min(at) AS a FROM report_rate").one().a;
+    const candidates = [
+      nextUse === null ? null : nextUse + windowMs,
+      nextToken,
+      nextQuota,
+      nextTag,
+      nextReport === null ? null : nextReport + FEEDBACK_RATE_WINDOW_MS,
+    ].filter((t): t is number => t !== null);
     if (candidates.length > 0) await this.scheduleAt(Math.max(now, Math.min(...candidates)));
   }
 }

@@ -15,7 +15,8 @@
  *   4. the TokenLedger counts the use exactly (429 TOKEN_SPENT / TOKEN_RATE_LIMITED; 403 TOKEN_REVOKED
  *      when a feedback report proved a blob it paid for bogus).
  * An optional `CPS-Feedback-Tag` (a tokened store's feedback tag, docs/tokens.md "Feedback") is checked
- * with the headers of step 2 (400 FEEDBACK_TAG_MALFORMED) and kept by the ledger with the token; on an
+ * with the headers of step 2 (400 FEEDBACK_TAG_MALFORMED) and kept by the ledger with the token for a
+ * counted store only (a retry keeps the first store's tag: the receipt does not cover this header); on an
  * untokened store (local development) it is ignored: there is no token to make worthless.
  * Nothing of the token reaches the handler or storage: the signatures are dropped here.
  * A use is counted before the store runs; a store that then fails (e.g. QUEUE_FULL) has spent it.

@@ -8,12 +8,16 @@
  *   2. the blob opens with the reported KEM shared secret for this number, through @hpke/core's key
  *      schedule (403 FEEDBACK_SECRET_INVALID): AEAD proves the reporter knew the blob's secret;
  *   3. the rate limit (429 FEEDBACK_RATE_LIMITED), before anything costs a fan-out or a fetch;
- *   4. the blob's feedback tag names a tokened store still on record in some ledger shard (404
- *      FEEDBACK_UNKNOWN: expired, never stored with a tag, or a blob nobody stored);
+ *   4. the blob's feedback tag (which hashes the whole blob, so only the very blob stored has it) names
+ *      a tokened store still on record in some ledger shard, each shard answering its earliest row
+ *      for the tag only (404 FEEDBACK_UNKNOWN: expired, never stored with a tag, or a blob nobody
+ *      stored, including one re-sealed under a genuine blob's secret);
  *   5. every store it names already revoked: 200, nothing new (a replayed report);
- *   6. the PASSporT is bogus as judged at its store time with the CPS's trust anchors
- *      (src/stir/feedback.ts `judgeReportedPassport`; 422 FEEDBACK_NOT_BOGUS, FEEDBACK_UNDECIDED);
- *   7. the paying token is revoked in its shard: further stores with it get 403 TOKEN_REVOKED.
+ *   6. the PASSporT is bogus, judged once, at the earliest store time among the rows found, with the
+ *      CPS's trust anchors (src/stir/feedback.ts `judgeReportedPassport`; 422 FEEDBACK_NOT_BOGUS,
+ *      FEEDBACK_UNDECIDED);
+ *   7. every paying token found (at most one per shard, LEDGER_SHARDS in all) is revoked in its shard:
+ *      further stores with it get 403 TOKEN_REVOKED.
  * What the CPS learns is the reported blob's plaintext and that one store's token (docs/threat-model.md).
  */
 import { Hono } from "hono";
@@ -69,20 +73,18 @@ feedbackRoutes.post(
       );
     }
 
-    const admitted = await feedbackRateLedger(c.env).admitReport(
-      [
-        { key: "all", limit: FEEDBACK_REPORTS_PER_MINUTE },
-        { key: await numberKey(report.tn), limit: FEEDBACK_REPORTS_PER_NUMBER_PER_MINUTE },
-      ],
-      60_000,
-    );
+    const admitted = await feedbackRateLedger(c.env).admitReport([
+      { key: "all", limit: FEEDBACK_REPORTS_PER_MINUTE },
+      { key: await numberKey(report.tn), limit: FEEDBACK_REPORTS_PER_NUMBER_PER_MINUTE },
+    ]);
     if (!admitted.ok) {
       throw new CpsError("FEEDBACK_RATE_LIMITED", "Too many feedback reports; try again later", {
         retryAfter: admitted.retryAfterSeconds,
       });
     }
 
-    // The tag sits in the paying token's shard, which the report cannot name: ask every shard.
+    // The tag sits in the paying token's shard, which the report cannot name: ask every shard. Each
+    // answers at most its earliest row for the tag, so one report reaches at most LEDGER_SHARDS tokens.
     const tag = encodeBase64url(opened.tag);
     const found: (TaggedSpend & { shard: number })[] = (
       await Promise.all(
@@ -97,36 +99,23 @@ feedbackRoutes.post(
     const open = found.filter((s) => !s.revoked);
     if (open.length === 0) return c.json({ revoked: 0, already: found.length });
 
+    // One judgment per report, at the earliest store time found: the tag names one blob (it hashes
+    // the whole blob), which its sender stored first; later rows are the same tag sent again.
     const fetcher = fetchersFor(config).x5u;
     const validator = await validatorFor(config);
-    const judgments = new Map<number, Promise<FeedbackJudgment>>();
-    const judge = (storedAt: number) => {
-      let j = judgments.get(storedAt);
-      if (!j) {
-        j = judgeReportedPassport(opened.passport, {
-          tn: report.tn,
-          storedAt,
-          resolveSigner: async (header, at) => validator.validate(await fetcher.fetchChain(header.x5u), at),
-        });
-        judgments.set(storedAt, j);
-      }
-      return j;
-    };
-    const verdicts = await Promise.all(
-      open.map(async (s) => ({ spend: s, judgment: await judge(Math.floor(s.spentAt / 1000)) })),
-    );
-    const bogus = verdicts.filter((v) => v.judgment.bogus);
-    if (bogus.length === 0) {
+    const judgment: FeedbackJudgment = await judgeReportedPassport(opened.passport, {
+      tn: report.tn,
+      storedAt: Math.floor(Math.min(...found.map((s) => s.spentAt)) / 1000),
+      resolveSigner: async (header, at) => validator.validate(await fetcher.fetchChain(header.x5u), at),
+    });
+    if (!judgment.bogus) {
       throw new CpsError("FEEDBACK_NOT_BOGUS", "The reported PASSporT verifies; nothing was revoked");
     }
-    const revoked = await Promise.all(
-      bogus.map((v) => tokenLedgerShard(c.env, v.spend.shard).revoke(tag, v.spend.token)),
-    );
-    const first = bogus[0]?.judgment;
+    const revoked = await Promise.all(open.map((s) => tokenLedgerShard(c.env, s.shard).revoke(tag, s.token)));
     return c.json({
       revoked: revoked.filter(Boolean).length,
       already: found.length - open.length,
-      ...(first?.bogus ? { reason: first.reason } : {}),
+      reason: judgment.reason,
     });
   },
 );

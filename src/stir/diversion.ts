@@ -139,6 +139,14 @@ export interface ChainOptions {
   readonly maxDiversions?: number;
 }
 
+/**
+ * Link checks one chain search spends at most (each costs the caller a certificate validation and a
+ * signature check unless it memoises them). A genuine chain needs maxDiversions + 1; the bound only
+ * stops a pool of PASSporTs that all link to each other (a storer with a credential for two numbers
+ * can make any number of them) from costing the verifier more than a fixed amount per candidate.
+ */
+export const MAX_CHAIN_CHECKS = 64;
+
 export type ChainResult =
   | { readonly ok: true; readonly links: readonly ChainLink[] }
   | { readonly ok: false; readonly failure: LinkFailure & { readonly link: number } };
@@ -153,12 +161,57 @@ function kindOf(decoded: DecodedPassport): ChainLink["kind"] {
   return isDiversionPpt(ppt) ? ppt : "original";
 }
 
+/** The number a link's signer must cover: `div.tn` for a diversion, `orig.tn` for the original. */
+function coveredBy(link: ChainLink): string {
+  if (link.kind === "original") return "tn" in link.decoded.claims.orig ? link.decoded.claims.orig.tn : "";
+  const div = divOf(link.decoded);
+  return div && "tn" in div ? div.tn : "";
+}
+
+/** Index of a pool: `orig` (canonical JSON) and one `dest` number -> the PASSporTs naming both. */
+type PoolIndex = ReadonlyMap<string, readonly ChainLink[]>;
+const indexKey = (orig: PassportOrig, tn: string) => `${canonicalJson(orig)} ${tn}`;
+/** One index per pool array and decoder: a VS judging many candidates over one pool builds it once. */
+const poolIndexes = new WeakMap<readonly string[], { decode: ChainOptions["decode"]; index: PoolIndex }>();
+
+function poolIndex(pool: readonly string[], decode: ChainOptions["decode"]): PoolIndex {
+  const cached = poolIndexes.get(pool);
+  if (cached?.decode === decode) return cached.index;
+  const index = new Map<string, ChainLink[]>();
+  const originals: ChainLink[] = [];
+  const diversions: ChainLink[] = [];
+  for (const passport of new Set(pool)) {
+    try {
+      const decoded = decode(passport);
+      const link: ChainLink = { passport, decoded, kind: kindOf(decoded) };
+      (link.kind === "original" ? originals : diversions).push(link);
+    } catch {
+      // A malformed pool entry is just not anyone's predecessor.
+    }
+  }
+  // Originals first: the one that ends a chain is found before any diversion is followed.
+  for (const link of [...originals, ...diversions]) {
+    for (const tn of new Set(link.decoded.claims.dest.tn ?? [])) {
+      const key = indexKey(link.decoded.claims.orig, tn);
+      const list = index.get(key);
+      if (list) list.push(link);
+      else index.set(key, [link]);
+    }
+  }
+  poolIndexes.set(pool, { decode, index });
+  return index;
+}
+
 /**
  * Follows a diversion PASSporT (`end`, already decoded, `orig`/`dest` already matched to the call)
- * back to its original: through `opt` for `div-o`, through `pool` for `div` (each PASSporT there that
- * it follows is tried in turn). Every link is checked with `check`; the chain is `ok` when every link
- * passes and it ends in a non-diversion PASSporT within `maxDiversions`. A failure names its link
- * (0 = `end`) with the step and code of the first failing check.
+ * back to its original: through `opt` for `div-o`, through `pool` for `div`. Breadth first: the
+ * shortest chain is found, each PASSporT is checked (with `check`) at most once per search and appears
+ * at most once in a chain, originals are tried before diversions at each step, and the search stops
+ * after MAX_CHAIN_CHECKS checks (`DIVERSION_TOO_COMPLEX`). A diversion whose `div` number is among its
+ * own `dest` is refused unchecked (RFC 8946 §3: a diversion changes the destination). The chain is
+ * `ok` when every link passes and it ends in a non-diversion PASSporT within `maxDiversions`. A
+ * failure names its link (0 = `end`) with the step and code of the first failing check, in search
+ * order.
  *
  * @example
  * const r = await verifyChain({ passport, decoded, kind: "div-o" }, { decode, pool, check });
@@ -167,53 +220,89 @@ export async function verifyChain(end: ChainLink, options: ChainOptions): Promis
   const asked = options.maxDiversions ?? DEFAULT_MAX_DIVERSIONS;
   // A bound that is not a whole number (NaN, Infinity) would leave only the pool to end the walk.
   const max = Number.isInteger(asked) ? Math.min(Math.max(asked, 0), MAX_DIVERSIONS) : DEFAULT_MAX_DIVERSIONS;
-  const walk = async (link: ChainLink, index: number, seen: ReadonlySet<string>): Promise<ChainResult> => {
-    const fail = (f: LinkFailure, at = index): ChainResult => ({ ok: false, failure: { ...f, link: at } });
-    const div = divOf(link.decoded);
-    const covers =
-      link.kind === "original"
-        ? "tn" in link.decoded.claims.orig
-          ? link.decoded.claims.orig.tn
-          : ""
-        : div && "tn" in div
-          ? div.tn
-          : "";
-    if (covers === "") return fail(fromError(3, unlinked("The link names no telephone number to cover")));
-    const failed = await options.check({ ...link, covers, index });
-    if (failed) return fail(failed);
-    if (link.kind === "original") return { ok: true, links: [link] };
-    if (index + 1 > max) return fail(fromError(3, new CpsError("DIVERSION_TOO_LONG", "Too many diversions")));
-
-    // Candidates for the PASSporT before this one.
-    let previous: string[];
-    if (link.kind === DIV_O_PPT) previous = [link.decoded.claims.opt as string];
-    else previous = options.pool.filter((p) => !seen.has(p));
-    let firstFailure: ChainResult | undefined;
-    for (const passport of previous) {
-      let decoded: DecodedPassport;
-      try {
-        decoded = options.decode(passport);
-      } catch (err) {
-        // A malformed `opt` breaks the chain; a malformed pool entry is just not the predecessor.
-        if (link.kind === DIV_O_PPT) return fail(fromError(2, err), index + 1);
-        continue;
-      }
-      const problem = linkProblem(link.decoded, decoded);
-      if (problem) {
-        if (link.kind === DIV_O_PPT) return fail(fromError(3, problem), index);
-        continue;
-      }
-      const rest = await walk(
-        { passport, decoded, kind: kindOf(decoded) },
-        index + 1,
-        new Set([...seen, passport]),
-      );
-      if (rest.ok) return { ok: true, links: [link, ...rest.links] };
-      firstFailure ??= rest;
-    }
-    return firstFailure ?? fail(fromError(3, unlinked("No PASSporT opened that this diversion follows")));
+  const fail = (f: LinkFailure, link: number): ChainResult => ({ ok: false, failure: { ...f, link } });
+  let firstFailure: ChainResult | undefined;
+  const record = (f: LinkFailure, link: number) => {
+    firstFailure ??= fail(f, link);
   };
-  return walk(end, 0, new Set([end.passport]));
+  // Each PASSporT reached -> the link it precedes (toward `end`), to rebuild the chain found.
+  const next = new Map<string, ChainLink>();
+  const reached = new Set<string>([end.passport]);
+  let checks = 0;
+  let truncated = false;
+  const tooComplex = (link: number) =>
+    fail(fromError(3, new CpsError("DIVERSION_TOO_COMPLEX", "Too many links to check")), link);
+  let layer: ChainLink[] = [end];
+  for (let index = 0; layer.length > 0; index++) {
+    const following: ChainLink[] = [];
+    for (const link of layer) {
+      const covers = coveredBy(link);
+      if (covers === "") {
+        record(fromError(3, unlinked("The link names no telephone number to cover")), index);
+        continue;
+      }
+      if (link.kind !== "original" && (link.decoded.claims.dest.tn ?? []).includes(covers)) {
+        record(fromError(3, unlinked("A diversion names the number diverted from as a destination")), index);
+        continue;
+      }
+      if (checks >= MAX_CHAIN_CHECKS) return tooComplex(index);
+      checks++;
+      const failed = await options.check({ ...link, covers, index });
+      if (failed) {
+        record(failed, index);
+        continue;
+      }
+      if (link.kind === "original") {
+        const links = [link];
+        for (let at = next.get(link.passport); at; at = next.get(at.passport)) links.push(at);
+        return { ok: true, links: links.reverse() };
+      }
+      if (index + 1 > max) {
+        record(fromError(3, new CpsError("DIVERSION_TOO_LONG", "Too many diversions")), index);
+        continue;
+      }
+      // Candidates for the PASSporT before this one.
+      let previous: readonly ChainLink[];
+      if (link.kind === DIV_O_PPT) {
+        const opt = link.decoded.claims.opt as string;
+        let decoded: DecodedPassport;
+        try {
+          decoded = options.decode(opt);
+        } catch (err) {
+          // A malformed `opt` breaks the chain.
+          record(fromError(2, err), index + 1);
+          continue;
+        }
+        const problem = linkProblem(link.decoded, decoded);
+        if (problem) {
+          record(fromError(3, problem), index);
+          continue;
+        }
+        previous = [{ passport: opt, decoded, kind: kindOf(decoded) }];
+      } else {
+        previous =
+          poolIndex(options.pool, options.decode).get(indexKey(link.decoded.claims.orig, covers)) ?? [];
+      }
+      // The index holds only PASSporTs with L's `orig` naming L's `div` number: each one links.
+      const linked = previous.length > 0;
+      for (const p of previous) {
+        if (reached.has(p.passport)) continue;
+        // Nothing past what the remaining checks can examine is worth queueing.
+        if (following.length >= MAX_CHAIN_CHECKS - checks) {
+          truncated = true;
+          break;
+        }
+        reached.add(p.passport);
+        next.set(p.passport, link);
+        following.push(p);
+      }
+      if (!linked) record(fromError(3, unlinked("No PASSporT opened that this diversion follows")), index);
+    }
+    layer = following;
+  }
+  // Links left unexamined: the search did not end, whatever failed before.
+  if (truncated) return tooComplex(0);
+  return firstFailure ?? fail(fromError(3, unlinked("No PASSporT opened that this diversion follows")), 0);
 }
 
 /**

@@ -286,7 +286,7 @@ export async function exportRecipientPrivateKey(key: CryptoKey): Promise<Uint8Ar
 
 // ---- Feedback tags (RFC 8816 §7.5 feedback; docs/tokens.md "Feedback") ----
 
-/** HPKE exporter context of a blob's feedback tag (RFC 9180 §5.3). */
+/** Label that opens the HPKE exporter context of a blob's feedback tag (RFC 9180 §5.3). */
 export const FEEDBACK_TAG_LABEL = "stir-oob feedback tag v1";
 /** Bytes of a feedback tag. */
 export const FEEDBACK_TAG_LENGTH = 32;
@@ -334,7 +334,10 @@ class GivenSecretKem implements KemInterface {
   encap(params: SenderContextParams) {
     return this.#kem.encap(params);
   }
-  /** The given secret, whatever `enc` is: AEAD then proves the secret belongs to the blob. */
+  /**
+   * The given secret, whatever `enc` is: AEAD proves the secret opens the ciphertext, not that `enc`
+   * belongs to it, which is why the feedback tag hashes the whole blob (`feedbackTagOf`).
+   */
   async decap(_params: RecipientContextParams): Promise<ArrayBuffer> {
     return this.#secret.slice().buffer as ArrayBuffer;
   }
@@ -354,6 +357,24 @@ export function suiteForSharedSecret(secret: Uint8Array): CipherSuite {
  */
 let placeholderKey: Promise<CryptoKeyPair> | undefined;
 
+/**
+ * The feedback tag of `blob` from its HPKE context: `Export(ctx, label || SHA-256(enc || ct), 32)`.
+ * The digest is there because a shared secret alone fixes the key schedule (base mode: the secret and
+ * info, not enc): a callee holding a genuine blob's secret can seal anything under it with another enc,
+ * and without the digest that blob would export the genuine blob's tag and a report of it would revoke
+ * the honest token. With it, only the very blob the sender stored has the stored tag.
+ */
+async function feedbackTagOf(
+  ctx: { export(context: Uint8Array, length: number): Promise<ArrayBuffer> },
+  blob: Uint8Array,
+): Promise<Uint8Array> {
+  const label = utf8.encode(FEEDBACK_TAG_LABEL);
+  const context = new Uint8Array(label.length + 32);
+  context.set(label);
+  context.set(new Uint8Array(await crypto.subtle.digest("SHA-256", blob)), label.length);
+  return new Uint8Array(await ctx.export(context, FEEDBACK_TAG_LENGTH));
+}
+
 /** A sealed blob and its feedback tag (HPKE Export of the sender context, 32 bytes). */
 export interface TaggedBlob {
   readonly blob: Uint8Array;
@@ -361,9 +382,10 @@ export interface TaggedBlob {
 }
 
 /**
- * `sealPassport`, also returning the blob's feedback tag `Export(ctx, "stir-oob feedback tag v1", 32)`
- * (RFC 9180 §5.3). The blob is byte for byte an envelope v1 (one context seals once, sequence 0, as
- * the single-shot seal does). Only the sender and the recipient can derive the tag; the AS sends it
+ * `sealPassport`, also returning the blob's feedback tag
+ * `Export(ctx, "stir-oob feedback tag v1" || SHA-256(blob), 32)` (RFC 9180 §5.3), taken after sealing.
+ * The blob is byte for byte an envelope v1 (one context seals once, sequence 0, as the single-shot
+ * seal does). Only the sender and the recipient can derive the tag; the AS sends it
  * with the store (`CPS-Feedback-Tag`) so a VS can later report the blob (docs/tokens.md "Feedback").
  */
 export async function sealPassportWithTag(
@@ -376,11 +398,10 @@ export async function sealPassportWithTag(
   try {
     const ctx = await envelopeSuite.createSenderContext({ recipientPublicKey: key, info: envelopeInfo(tn) });
     const ct = new Uint8Array(await ctx.seal(padded));
-    const tag = new Uint8Array(await ctx.export(utf8.encode(FEEDBACK_TAG_LABEL), FEEDBACK_TAG_LENGTH));
     const blob = new Uint8Array(ENVELOPE_LENGTH);
     blob.set(new Uint8Array(ctx.enc), 0);
     blob.set(ct, ENC_LENGTH);
-    return { blob, tag };
+    return { blob, tag: await feedbackTagOf(ctx, blob) };
   } catch (cause) {
     throw new CpsError("INVALID_KEY", "The X25519 public key is not valid", { cause });
   }
@@ -395,7 +416,8 @@ export interface OpenedWithSecret {
 /**
  * Opens a blob from its KEM shared secret alone, through @hpke/core's key schedule (no private key):
  * what the CPS does with a feedback report. Throws `ENVELOPE_OPEN_FAILED` when the blob does not open
- * with this secret for this number (AEAD: the reporter did not know the blob's secret).
+ * with this secret for this number (AEAD: the reporter did not know the blob's secret). The tag binds
+ * the whole blob (`feedbackTagOf`): a blob someone else sealed under the same secret has another tag.
  */
 export async function openWithSharedSecret(
   secret: Uint8Array,
@@ -414,7 +436,7 @@ export async function openWithSharedSecret(
       info: envelopeInfo(tn),
     });
     padded = await ctx.open(blob.subarray(ENC_LENGTH));
-    tag = new Uint8Array(await ctx.export(utf8.encode(FEEDBACK_TAG_LABEL), FEEDBACK_TAG_LENGTH));
+    tag = await feedbackTagOf(ctx, blob);
   } catch (cause) {
     throw openFailed(cause);
   }

@@ -6,13 +6,16 @@
  * nothing in the paying token's ledger shard and leaves the token usable. A report that proves a blob
  * bogus makes the paying token's remaining uses refused (403 TOKEN_REVOKED), and nothing else.
  */
-import { env, runInDurableObject, SELF } from "cloudflare:test";
+
+import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
+import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ledgerShard } from "../../src/durable-objects/token-ledger.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import {
   encodeEnvelope,
+  envelopeInfo,
   generateRecipientKeyPair,
   openPassportForReport,
   type RecipientKeyPair,
@@ -503,5 +506,159 @@ describe("bad input: 4xx problem, nothing changes", () => {
     expect(statuses.slice(0, 10)).toEqual(Array(10).fill(404));
     expect(statuses[10]).toBe(429);
     expect(Number(retryAfter)).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * The attacker of the review's first finding: a KEM whose encap "yields" a shared secret it learnt by
+ * opening a genuine blob, with a random `enc`. With a given secret the HPKE key schedule depends on the
+ * secret and info only, so what it seals opens under that secret like the genuine blob does.
+ */
+class KnownSecretKem extends DhkemX25519HkdfSha256 {
+  readonly #secret: Uint8Array;
+  constructor(secret: Uint8Array) {
+    super();
+    this.#secret = secret;
+  }
+  override async encap(): Promise<{ sharedSecret: ArrayBuffer; enc: ArrayBuffer }> {
+    return {
+      sharedSecret: this.#secret.slice().buffer as ArrayBuffer,
+      enc: crypto.getRandomValues(new Uint8Array(32)).buffer as ArrayBuffer,
+    };
+  }
+}
+
+/** A blob B' of `plaintext` sealed under `secret` (a genuine blob's) with a fresh random `enc`. */
+async function resealUnderSecret(secret: Uint8Array, tn: string, plaintext: string): Promise<Uint8Array> {
+  const suite = new CipherSuite({
+    kem: new KnownSecretKem(secret),
+    kdf: new HkdfSha256(),
+    aead: new Aes128Gcm(),
+  });
+  const bytes = new TextEncoder().encode(plaintext);
+  const padded = new Uint8Array(1024);
+  new DataView(padded.buffer).setUint16(0, bytes.length);
+  padded.set(bytes, 2);
+  const { enc, ct } = await suite.seal(
+    {
+      recipientPublicKey: (await generateRecipientKeyPair()).keyPair.publicKey,
+      info: envelopeInfo(canonicalTn(tn)),
+    },
+    padded,
+  );
+  const blob = new Uint8Array(enc.byteLength + ct.byteLength);
+  blob.set(new Uint8Array(enc), 0);
+  blob.set(new Uint8Array(ct), enc.byteLength);
+  return blob;
+}
+
+/** A fresh token whose ledger shard differs from every shard in `taken`. */
+async function tokenOutside(taken: readonly number[]): Promise<PaidToken> {
+  for (;;) {
+    const t = await newToken();
+    if (!taken.includes(t.shard)) return t;
+  }
+}
+
+describe("attacks from the feedback review: a report cannot reach further than the blob it proves", () => {
+  it("a callee re-sealing junk under a genuine blob's shared secret (random enc) cannot revoke the honest token: 404 FEEDBACK_UNKNOWN", async () => {
+    const honest = await newToken();
+    const tn = freshTn();
+    const h = await storeSealed(honest, await genuine(tn), { tn });
+    expect(h.status).toBe(201);
+    const before = await shardState(honest);
+    // The callee opened the genuine blob, so it holds the blob's secret; B' opens under it too.
+    const { secret } = await openPassportForReport(h.callee.keyPair, canonicalTn(tn), h.blob);
+    const forged = await resealUnderSecret(secret, tn, "hello");
+    expect(forged.length).toBe(h.blob.length);
+    const res = await postFeedback(feedbackBody(canonicalTn(tn), forged, secret));
+    expect(res.status).toBe(404);
+    expect(res.type).toContain("application/problem+json");
+    expect(res.body.code).toBe("FEEDBACK_UNKNOWN");
+    expect(await shardState(honest)).toEqual(before);
+    expect(await canStore(honest)).toBe(201);
+  });
+
+  it("a retried store carrying other CPS-Feedback-Tag values adds no tag row: the first store's tag stays alone", async () => {
+    const paid = await newToken();
+    const tn = freshTn();
+    const callee = await generateRecipientKeyPair();
+    const sealed = await sealPassportWithTag(callee.publicKey, canonicalTn(tn), await genuine(tn));
+    const text = encodeEnvelope(sealed.blob);
+    const headers = await tokenHeaders(paid.token, paid.privateKey, tn, text);
+    const first = encodeFeedbackTag(sealed.tag);
+    expect((await store(tn, text, { ...headers, [FEEDBACK_TAG_HEADER]: first })).status).toBe(201);
+    const before = await shardState(paid);
+    for (let i = 0; i < 5; i++) {
+      const other = encodeFeedbackTag(crypto.getRandomValues(new Uint8Array(32)));
+      expect((await store(tn, text, { ...headers, [FEEDBACK_TAG_HEADER]: other })).status).toBe(201);
+    }
+    // A retry without a tag adds nothing either.
+    expect((await store(tn, text, headers)).status).toBe(201);
+    const after = await shardState(paid);
+    expect(after.tags).toEqual(before.tags);
+    expect(after.tags).toEqual([expect.objectContaining({ tag: first, token: paid.id })]);
+  });
+
+  it("a shard keeps one row per tag (the earliest): one tag sent with many tokens is one row, one lookup answer", async () => {
+    const stub = env.TOKEN_LEDGER.getByName("token-shard-one-row-per-tag-test");
+    await runInDurableObject(stub, async (instance, state) => {
+      const tag = encodeBase64url(crypto.getRandomValues(new Uint8Array(32)));
+      const expires = Date.now() + 3_600_000;
+      for (let i = 0; i < 20; i++) {
+        expect(await instance.spend(`tok-${i}`, `pair-${i}`, expires, `receipt-${i}`, tag)).toMatchObject({
+          ok: true,
+        });
+      }
+      const rows = state.storage.sql.exec("SELECT token FROM tags WHERE tag = ?", tag).toArray();
+      expect(rows).toEqual([{ token: "tok-0" }]);
+      expect(await instance.feedbackLookup(tag)).toEqual([
+        expect.objectContaining({ token: "tok-0", revoked: false }),
+      ]);
+      // Rows an older version left (several per tag): the lookup still answers the earliest one only.
+      state.storage.sql.exec(
+        "INSERT INTO tags (tag, token, spent_at, expires_at) VALUES (?, 'old-a', 5, ?), (?, 'old-b', 3, ?)",
+        tag,
+        expires,
+        tag,
+        expires,
+      );
+      expect(await instance.feedbackLookup(tag)).toEqual([{ token: "old-b", spentAt: 3, revoked: false }]);
+    });
+  });
+
+  it("one tag sent with stores paid by tokens in other shards: one report judges once and revokes each", async () => {
+    const a = await newToken();
+    const tn = freshTn();
+    const s = await storeSealed(a, badSignature(await genuine(tn)), { tn });
+    expect(s.status).toBe(201);
+    // The bogus blob's sender attaches the same tag to stores paid with two more tokens.
+    const b = await tokenOutside([a.shard]);
+    const c = await tokenOutside([a.shard, b.shard]);
+    for (const paid of [b, c]) {
+      const tn2 = freshTn();
+      const other = await storeSealed(paid, await genuine(tn2), { tn: tn2, tag: encodeFeedbackTag(s.tag) });
+      expect(other.status).toBe(201);
+    }
+    const res = await report(s);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ revoked: 3, already: 0, reason: "SIGNATURE" });
+    for (const paid of [a, b, c]) expect(await canStore(paid)).toBe(403);
+  });
+
+  it("the alarm forgets report_rate rows past the window: a number's hash lives about one window", async () => {
+    const stub = env.TOKEN_LEDGER.getByName("feedback-rate-alarm-test");
+    await runInDurableObject(stub, async (instance, state) => {
+      expect(await instance.admitReport([{ key: "number-hash", limit: 10 }])).toEqual({ ok: true });
+      const alarm = await state.storage.getAlarm();
+      expect(alarm).not.toBeNull();
+      expect(alarm as number).toBeLessThanOrEqual(Date.now() + 60_000);
+      // As if the window had passed since the report.
+      state.storage.sql.exec("UPDATE report_rate SET at = at - 61000");
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runInDurableObject(stub, (_instance, state) => {
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM report_rate").one().n).toBe(0);
+    });
   });
 });

@@ -12,6 +12,7 @@ import {
   divertedFrom,
   type LinkCheckInput,
   linkProblem,
+  MAX_CHAIN_CHECKS,
   passportsToStore,
   verifyChain,
 } from "../../src/stir/diversion.js";
@@ -254,5 +255,69 @@ describe("passportsToStore", () => {
     ],
   ] as const)("%s", (_name, kind, chain, expected) => {
     expect(passportsToStore(chain, kind)).toEqual(expected);
+  });
+});
+
+describe("verifyChain work bound (review F2)", () => {
+  const decode = (jws: string) => decodePassport(jws, { supportedPpt: PPTS });
+  const X = canonicalTn("55555555555");
+  const Y = canonicalTn("66666666666");
+
+  it("a diversion whose div number is among its own dest is refused before any check", async () => {
+    const self = await sign("div", { orig: { tn: ALICE }, dest: { tn: [BOB, X] }, div: { tn: X }, iat: 1 });
+    let checks = 0;
+    const r = await verifyChain(self, {
+      decode,
+      pool: [self.passport],
+      check: async () => {
+        checks++;
+        return undefined;
+      },
+    });
+    expect(r).toMatchObject({ ok: false, failure: { step: 3, code: "DIVERSION_UNLINKED", link: 0 } });
+    expect(checks).toBe(0);
+  });
+
+  it("100 diversions linking each other through two numbers: at most MAX_CHAIN_CHECKS checks, DIVERSION_TOO_COMPLEX", async () => {
+    const pool: ChainLink[] = [];
+    for (let i = 0; i < 50; i++) {
+      pool.push(await sign("div", { orig: { tn: ALICE }, dest: { tn: [BOB, Y] }, div: { tn: X }, iat: i }));
+      pool.push(await sign("div", { orig: { tn: ALICE }, dest: { tn: [BOB, X] }, div: { tn: Y }, iat: i }));
+    }
+    let checks = 0;
+    // Past 1000 checks every link fails, so the search without a bound still ends.
+    const check = async () =>
+      ++checks > 1000 ? { step: 6 as const, code: "STOP", message: "bound" } : undefined;
+    const r = await verifyChain(pool[0] as ChainLink, {
+      decode,
+      pool: pool.map((l) => l.passport),
+      check,
+      maxDiversions: 8,
+    });
+    expect(MAX_CHAIN_CHECKS).toBe(64);
+    expect(r).toMatchObject({ ok: false, failure: { step: 3, code: "DIVERSION_TOO_COMPLEX" } });
+    expect(checks).toBeLessThanOrEqual(MAX_CHAIN_CHECKS);
+  });
+
+  it("the genuine predecessor is found first among many that link (originals before diversions)", async () => {
+    const p0 = await sign("shaken", base);
+    const d1 = await sign("div", divClaims(base, { from: CAROL, to: BOB, iat: 2 }));
+    const noise: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      noise.push(
+        (await sign("div", { orig: { tn: ALICE }, dest: { tn: [CAROL] }, div: { tn: X }, iat: i })).passport,
+      );
+    }
+    let checks = 0;
+    const r = await verifyChain(d1, {
+      decode,
+      pool: [...noise, p0.passport],
+      check: async () => {
+        checks++;
+        return undefined;
+      },
+    });
+    expect(r.ok && r.links.map((l) => l.passport)).toEqual([d1.passport, p0.passport]);
+    expect(checks).toBe(2);
   });
 });

@@ -116,7 +116,7 @@ describe("feedback tags at seal and open time", () => {
     expect(toHex(atCps.tag)).toBe(toHex(tag));
   });
 
-  it("the tag is the RFC 9180 export under the label, as an independent HPKE recipient computes it", async () => {
+  it("the tag is the RFC 9180 export under label || SHA-256(enc || ct), as an independent HPKE recipient computes it", async () => {
     const callee = await generateRecipientKeyPair();
     const { blob, tag } = await sealPassportWithTag(callee.publicKey, tn, "p.q.r");
     const ctx = await envelopeSuite.createRecipientContext({
@@ -124,7 +124,23 @@ describe("feedback tags at seal and open time", () => {
       enc: blob.subarray(0, 32),
       info: utf8.encode(`stir-oob envelope v1\u0000${tn}`),
     });
-    expect(toHex(await ctx.export(utf8.encode("stir-oob feedback tag v1"), 32))).toBe(toHex(tag));
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", blob));
+    const context = new Uint8Array([...utf8.encode("stir-oob feedback tag v1"), ...digest]);
+    expect(toHex(await ctx.export(context, 32))).toBe(toHex(tag));
+  });
+
+  it("a blob re-encrypted under a genuine blob's secret (another enc) opens, but has another tag", async () => {
+    // With a given secret the key schedule ignores enc: B' = random enc || B's ciphertext opens to the
+    // same PASSporT. The tag binds SHA-256 of the whole blob, so B' cannot stand for B in a report.
+    const callee = await generateRecipientKeyPair();
+    const { blob, tag } = await sealPassportWithTag(callee.publicKey, tn, "p.q.r");
+    const { secret } = await openPassportForReport(callee.keyPair, tn, blob);
+    const reencrypted = blob.slice();
+    reencrypted.set(crypto.getRandomValues(new Uint8Array(32)), 0);
+    const atCps = await openWithSharedSecret(secret, tn, reencrypted);
+    expect(atCps.passport).toBe("p.q.r");
+    expect(toHex(atCps.tag)).not.toBe(toHex(tag));
+    expect(toHex((await openWithSharedSecret(secret, tn, blob)).tag)).toBe(toHex(tag));
   });
 
   it("two seals of one PASSporT have unrelated tags; an untagged seal's blob still yields a tag", async () => {
