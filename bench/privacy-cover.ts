@@ -24,8 +24,8 @@ import { sealAndStore } from "../src/client/placement.js";
 import { untokenedStores } from "../src/client/store-tokens.js";
 import { generateRecipientKeyPair } from "../src/stir/envelope.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
-import { prng } from "./lib/stats.mjs";
-import { lookupAccuracy, type Sample } from "./privacy-observer.js";
+import { prng, shuffle } from "./lib/stats.mjs";
+import { drawEach, lookupAccuracy, mostTelling, type Sample } from "./privacy-observer.js";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -76,17 +76,9 @@ export interface TableReport {
 /** Balances n vs n, halves at random, scores each feature alone, in pairs and all together. */
 export function tables(samples: Sample[], n: number, seed: number, names?: string[]): TableReport {
   const rand = prng(seed);
-  const shuffle = <T>(xs: T[]) => {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-    }
-    return xs;
-  };
-  const real = shuffle(samples.filter((s) => s.real)).slice(0, n);
-  const other = shuffle(samples.filter((s) => !s.real)).slice(0, n);
+  const [real, other] = drawEach(samples, n, rand);
   const m = Math.min(real.length, other.length);
-  const all = shuffle([...real.slice(0, m), ...other.slice(0, m)]);
+  const all = shuffle([...real.slice(0, m), ...other.slice(0, m)], rand);
   let train: Sample[];
   let test: Sample[];
   if (all.some((s) => (s as Grouped).group !== undefined)) {
@@ -110,10 +102,7 @@ export function tables(samples: Sample[], n: number, seed: number, names?: strin
   if (keys.length > 2) sets.push(keys);
   const accuracy: Record<string, number> = {};
   for (const s of sets) accuracy[s.join("+")] = lookupAccuracy(train, test, s);
-  const [features, acc] = Object.entries(accuracy).reduce((b, e) =>
-    Math.abs(e[1] - 0.5) > Math.abs(b[1] - 0.5) ? e : b,
-  );
-  return { real: m, other: m, testSize: test.length, accuracy, best: { features, accuracy: acc } };
+  return { real: m, other: m, testSize: test.length, accuracy, best: mostTelling(accuracy) };
 }
 
 const bin = (x: number, edges: number[]) => {

@@ -17,7 +17,7 @@
 import { Decoys } from "../src/dummies/decoys.js";
 import { MEAN_LIVE_DECOYS } from "../src/dummies/schedule.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
-import { prng } from "./lib/stats.mjs";
+import { prng, shuffle } from "./lib/stats.mjs";
 
 export interface SeenBlob {
   real: boolean;
@@ -111,6 +111,24 @@ export function lookupAccuracy(train: Sample[], test: Sample[], keys: string[]):
   return right / test.length;
 }
 
+/** Up to `n` real and up to `n` other samples, each drawn at random (`rand`) from its kind. */
+export function drawEach<S extends Sample>(samples: S[], n: number, rand: () => number): [S[], S[]] {
+  const draw = (real: boolean) =>
+    shuffle(
+      samples.filter((s) => s.real === real),
+      rand,
+    ).slice(0, n);
+  return [draw(true), draw(false)];
+}
+
+/** The feature set whose accuracy is farthest from chance (0.5), either way. */
+export function mostTelling(accuracy: Record<string, number>): { features: string; accuracy: number } {
+  const [features, acc] = Object.entries(accuracy).reduce((b, e) =>
+    Math.abs(e[1] - 0.5) > Math.abs(b[1] - 0.5) ? e : b,
+  );
+  return { features, accuracy: acc };
+}
+
 export interface ObserverReport {
   real: number;
   decoys: number;
@@ -126,16 +144,8 @@ export interface ObserverReport {
 /** Balances to n real and n decoys, splits in halves at random, and scores every feature set. */
 export function classify(samples: Sample[], n: number, seed = 5): Omit<ObserverReport, "numbers"> {
   const rand = prng(seed);
-  const shuffle = <T>(xs: T[]) => {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-    }
-    return xs;
-  };
-  const real = shuffle(samples.filter((s) => s.real)).slice(0, n);
-  const decoys = shuffle(samples.filter((s) => !s.real)).slice(0, n);
-  const all = shuffle([...real, ...decoys]);
+  const [real, decoys] = drawEach(samples, n, rand);
+  const all = shuffle([...real, ...decoys], rand);
   const half = Math.floor(all.length / 2);
   const [train, test] = [all.slice(0, half), all.slice(half)];
   const names = Object.keys(all[0]!.features).filter((k) => k !== "delta");
@@ -147,9 +157,7 @@ export function classify(samples: Sample[], n: number, seed = 5): Omit<ObserverR
   sets.push(["delta", ...names]);
   const accuracy: Record<string, number> = {};
   for (const keys of sets) accuracy[keys.join("+")] = lookupAccuracy(train, test, keys);
-  const [features, acc] = Object.entries(accuracy).reduce((b, e) =>
-    Math.abs(e[1] - 0.5) > Math.abs(b[1] - 0.5) ? e : b,
-  );
+  const { features, accuracy: acc } = mostTelling(accuracy);
   return {
     real: real.length,
     decoys: decoys.length,

@@ -12,7 +12,7 @@ import { generateRecipientKeyPair, sealPassport } from "../src/stir/envelope.js"
 import { createPassport } from "../src/stir/passport.js";
 import { createTestPki } from "../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../src/stir/tn.js";
-import { median, prng } from "./lib/stats.mjs";
+import { median, prng, shuffle } from "./lib/stats.mjs";
 
 /** Shared with the other benchmarks (bench/lib/stats.mjs); prng drives shuffles and splits here, so
  * crypto randomness stays in the blobs. Re-exported for the unit test and bench/privacy.mjs. */
@@ -239,11 +239,10 @@ export interface Split {
 
 export function split(real: Uint8Array[], dummies: Uint8Array[], seed = 7, trainShare = 0.7): Split {
   const rand = prng(seed);
-  const all = [...real.map((x) => ({ x, y: 1 as const })), ...dummies.map((x) => ({ x, y: 0 as const }))];
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [all[i], all[j]] = [all[j]!, all[i]!];
-  }
+  const all = shuffle(
+    [...real.map((x) => ({ x, y: 1 as const })), ...dummies.map((x) => ({ x, y: 0 as const }))],
+    rand,
+  );
   const cut = Math.floor(all.length * trainShare);
   return { train: all.slice(0, cut), test: all.slice(cut) };
 }
@@ -404,10 +403,7 @@ export function medianDifferenceNoise(
   const diffs: number[] = [];
   let atLeast = 0;
   for (let r = 0; r < rounds; r++) {
-    for (let i = pooled.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [pooled[i], pooled[j]] = [pooled[j]!, pooled[i]!];
-    }
+    shuffle(pooled, rand);
     const d = Math.abs(median(pooled.slice(a.length)) - median(pooled.slice(0, a.length)));
     diffs.push(d);
     if (d >= Math.abs(observed)) atLeast++;

@@ -46,6 +46,7 @@ import { REPO_ROOT, startLocalServer } from "../src/dev/local-server.mjs";
 import { importBundle } from "../src/dev/ts-module.mjs";
 import { positive } from "./lib/args.mjs";
 import { httpLoad } from "./lib/closed-loop.mjs";
+import { issuerSigningKey } from "./lib/issuer-key.mjs";
 import { machine } from "./lib/machine.mjs";
 import { fmt, markdownTable, progressLog, writeJson } from "./lib/report.mjs";
 import { median, prng } from "./lib/stats.mjs";
@@ -327,13 +328,7 @@ async function main() {
   // The store-token scenario's issuer key is made here, so the bench can mint tokens with it.
   const now = Date.now();
   const issuerEntry = await generateIssuerKeyEntry(ISSUER_KEY_ID, now - 3_600_000, now + 86_400_000);
-  const issuerKey = await crypto.subtle.importKey(
-    "pkcs8",
-    Buffer.from(issuerEntry.privateKeyPkcs8, "base64"),
-    { name: "RSA-PSS", hash: "SHA-384" },
-    false,
-    ["sign"],
-  );
+  const issuerKey = await issuerSigningKey(issuerEntry);
   const vars = {
     ALLOW_UNTOKENED_STORES: "true",
     TOKEN_ISSUER_KEYS: JSON.stringify([issuerEntry]),

@@ -9,3 +9,4 @@ export function stats(values: ArrayLike<number> | Iterable<number>): {
   n: number;
 };
 export function prng(seed: number): () => number;
+export function shuffle<T>(xs: T[], rand: () => number): T[];

@@ -42,3 +42,12 @@ export function prng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Shuffles `xs` in place (Fisher-Yates) with `rand` (a `prng`, for a repeatable order); returns it. */
+export function shuffle(xs, rand) {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+}

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureLocalIssuerKeys } from "../../src/dev/issuer-key.mjs";
 import { freePort, REPO_ROOT, waitForHealth } from "../../src/dev/local-server.mjs";
+import { issuerSigningKey } from "../lib/issuer-key.mjs";
 import { spawnGroup, tail } from "./peer.mjs";
 
 /**
@@ -88,12 +89,5 @@ async function currentIssuerKey() {
   const now = Date.now();
   const entry = entries.find((e) => Date.parse(e.notBefore) <= now && now < Date.parse(e.notAfter));
   if (!entry) throw new Error("no issuer key in .wrangler/dev-issuer-keys.json is valid now");
-  const key = await crypto.subtle.importKey(
-    "pkcs8",
-    Buffer.from(entry.privateKeyPkcs8, "base64"),
-    { name: "RSA-PSS", hash: "SHA-384" },
-    false,
-    ["sign"],
-  );
-  return { id: entry.id, key };
+  return { id: entry.id, key: await issuerSigningKey(entry) };
 }

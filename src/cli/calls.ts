@@ -1,23 +1,26 @@
 /**
  * `stir-oob tokens`, `place` (the AS, RFC 8816 §8.1) and `verify` (the VS, §8.2).
  */
+import type { X509Certificate } from "@peculiar/x509";
 import { AuthenticationService, type CpsStoreResult } from "../client/as.js";
 import { DecoyPoller } from "../client/decoys.js";
-import { MAX_LOOKUP_OPEN_DIGITS, type SkippedKey } from "../client/discovery.js";
+import { type Discovery, MAX_LOOKUP_OPEN_DIGITS, type SkippedKey } from "../client/discovery.js";
 import { StirClientError } from "../client/errors.js";
 import type { ReportOutcome } from "../client/feedback.js";
 import { type StorePolicy, tokensPerCps } from "../client/multi-cps.js";
 import type { StoreTokenSource } from "../client/store-tokens.js";
 import { untokenedStores } from "../client/store-tokens.js";
-import type { CallVerification, Candidate } from "../client/vs.js";
+import type { CalleeKey, CallVerification, Candidate, VerificationServiceOptions } from "../client/vs.js";
 import { VerificationService } from "../client/vs.js";
 import { canonicalTn } from "../stir/tn.js";
 import {
   bold,
+  decoysFlag,
   describeSkipped,
   dim,
   discoveryFor,
   EXIT,
+  freshnessFlag,
   type GlobalOptions,
   green,
   loadGlobals,
@@ -33,7 +36,7 @@ import {
   bearer,
   credentialFor,
   type LocalCredential,
-  loadCalleeKeys,
+  requireCalleeKeys,
   trustAnchors,
   x5uResolver,
 } from "./home.js";
@@ -135,6 +138,68 @@ export function walletFor(g: GlobalOptions, cps: string, cred: LocalCredential |
   return new FileWallet(g.home, cps, cred ? () => bearer(cred, cps, "tokens:issue") : undefined, g.transport);
 }
 
+/**
+ * What `place` and `divert` sign, seal and store with: the local credential, key records checked
+ * against the trust anchors, and storage tokens from the wallets (none with --no-tokens).
+ */
+export function storingOptions(
+  g: GlobalOptions,
+  cred: LocalCredential,
+  discovery: Discovery,
+  anchors: X509Certificate[],
+  noTokens: boolean,
+) {
+  return {
+    credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
+    discovery,
+    tokens: noTokens ? untokenedStores : walletTokens(g, cred),
+    trustAnchors: anchors,
+    resolveCertificate: x5uResolver(g),
+    ...g.transport,
+  };
+}
+
+/**
+ * A wallet per CPS the call is stored at (tokens are only good at the CPS that issued them).
+ * Without tokens in it and with a CPS that lets stores go without, say so instead of failing.
+ */
+function walletTokens(g: GlobalOptions, cred: LocalCredential): StoreTokenSource {
+  return tokensPerCps((cps) => {
+    let ready: Promise<StoreTokenSource> | undefined;
+    const source = () => {
+      if (ready === undefined) {
+        const wallet = walletFor(g, cps, cred);
+        ready = wallet.size().then((n) => (n > 0 ? wallet : fallbackTokens(wallet)));
+      }
+      return ready;
+    };
+    return {
+      headersForStore: async (at, tn, blob) => (await source()).headersForStore(at, tn, blob),
+      prefetch: async (at, n) => (await source()).prefetch?.(at, n),
+    };
+  });
+}
+
+/**
+ * The VS that judges a ringing call (`verify`, and `divert` before it forwards one). Diverted calls
+ * (RFC 8946): a div/div-o PASSporT verifies only as a chain back to the original. Each run is one
+ * ringing call in a new process: the replay cache lives in the home (§8.2 step 5).
+ */
+export function ringingCallVerifier(
+  g: GlobalOptions,
+  keys: readonly { key: CalleeKey }[],
+  options: Omit<VerificationServiceOptions, "keys" | "resolveCertificate" | "supportedPpt" | "replayStore">,
+): VerificationService {
+  return new VerificationService({
+    keys: keys.map((k) => k.key),
+    resolveCertificate: x5uResolver(g),
+    supportedPpt: ["shaken", "div", "div-o"],
+    replayStore: new FileReplayStore(g.home),
+    ...g.transport,
+    ...options,
+  });
+}
+
 export async function tokensCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { count: { type: "string" }, as: { type: "string" } });
   const [sub] = positionals;
@@ -209,33 +274,11 @@ export async function placeCommand(argv: string[]): Promise<number> {
   const cred = await credentialFor(g.home, from, values.as);
   const anchors = await trustAnchors(g, values.trust ?? []);
   const discovery = discoveryFor(g, lookupOpenDigits === undefined ? {} : { lookupOpenDigits });
-  let tokens: StoreTokenSource = untokenedStores;
-  if (!values["no-tokens"]) {
-    // A wallet per CPS the call is stored at (tokens are only good at the CPS that issued them). Without
-    // tokens in it and with a CPS that lets stores go without, say so instead of failing.
-    tokens = tokensPerCps((cps) => {
-      let ready: Promise<StoreTokenSource> | undefined;
-      const source = () => {
-        const wallet = walletFor(g, cps, cred);
-        ready ??= wallet.size().then((n) => (n > 0 ? wallet : fallbackTokens(wallet)));
-        return ready;
-      };
-      return {
-        headersForStore: async (at, tn, blob) => (await source()).headersForStore(at, tn, blob),
-        prefetch: async (at, n) => (await source()).prefetch?.(at, n),
-      };
-    });
-  }
   const as = new AuthenticationService({
-    credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
-    discovery,
-    tokens,
-    trustAnchors: anchors,
-    resolveCertificate: x5uResolver(g),
+    ...storingOptions(g, cred, discovery, anchors, values["no-tokens"]),
     ...(values["allow-unsigned-keys"] ? { allowUnsignedKeys: true } : {}),
     ...(storePolicy ? { storePolicy } : {}),
     ...(cpsDeadlineMs === undefined ? {} : { cpsDeadlineMs }),
-    ...g.transport,
   });
   let call: Awaited<ReturnType<AuthenticationService["placeCall"]>>;
   try {
@@ -399,19 +442,13 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   }
   if (!values.to || !values.calling?.length)
     throw new UsageError("verify needs --to +NUMBER and --calling +NUMBER (see --help)");
-  const freshness = values.freshness === undefined ? undefined : Number(values.freshness);
-  if (freshness !== undefined && !(Number.isInteger(freshness) && freshness > 0))
-    throw new UsageError("--freshness is a positive number of seconds");
+  const freshness = freshnessFlag(values.freshness);
   const cpsDeadlineMs = deadlineFlag(values["cps-deadline"]);
   const g = await loadGlobals(values);
   const to = canonicalTn(values.to);
   const calling = values.calling.map((c) => canonicalTn(c));
-  const keys = await loadCalleeKeys(g.home, to);
-  if (keys.length === 0)
-    throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
-  const decoyCount = values.decoys === undefined ? 0 : Number(values.decoys);
-  if (!(Number.isInteger(decoyCount) && decoyCount >= 0 && decoyCount <= 64))
-    throw new UsageError("--decoys is 0 to 64");
+  const keys = await requireCalleeKeys(g.home, to);
+  const decoyCount = decoysFlag(values.decoys);
   const decoys = decoyCount
     ? new DecoyPoller({
         own: [to],
@@ -422,18 +459,11 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       })
     : undefined;
   const bar = progress("opening blobs", !g.json);
-  const vs = new VerificationService({
-    keys: keys.map((k) => k.key),
+  const vs = ringingCallVerifier(g, keys, {
     trustAnchors: await trustAnchors(g, values.trust ?? []),
-    resolveCertificate: x5uResolver(g),
     discovery: discoveryFor(g),
-    ...g.transport,
     ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
     ...(cpsDeadlineMs === undefined ? {} : { cpsDeadlineMs }),
-    // Diverted calls (RFC 8946): a div/div-o PASSporT verifies only as a chain back to the original.
-    supportedPpt: ["shaken", "div", "div-o"],
-    // Each run is one ringing call in a new process: the replay cache lives in the home (§8.2 step 5).
-    replayStore: new FileReplayStore(g.home),
     ...(values["allow-forking"] ? { allowForking: true } : {}),
     onProgress: (done, total) => bar.update(done, total),
     ...(decoys ? { decoys } : {}),

@@ -114,6 +114,39 @@ export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(argv: s
   }
 }
 
+// Flag values that several commands take, checked the same way everywhere (undefined: flag absent).
+
+/** `--freshness S` (verify, divert): the iat freshness window, a positive whole number of seconds. */
+export function freshnessFlag(text: string | undefined): number | undefined {
+  const seconds = text === undefined ? undefined : Number(text);
+  if (seconds !== undefined && !(Number.isInteger(seconds) && seconds > 0))
+    throw new UsageError("--freshness is a positive number of seconds");
+  return seconds;
+}
+
+/** `--count N` (watch, cover): stop after N, a positive whole number. */
+export function countFlag(text: string | undefined): number | undefined {
+  const count = text === undefined ? undefined : Number(text);
+  if (count !== undefined && !(Number.isInteger(count) && count > 0))
+    throw new UsageError("--count is a positive number");
+  return count;
+}
+
+/** `--timeout S` (watch), `--for S` (cover): stop after S seconds, fractions allowed. */
+export function secondsFlag(flag: string, text: string | undefined): number | undefined {
+  const seconds = text === undefined ? undefined : Number(text);
+  if (seconds !== undefined && !(seconds > 0))
+    throw new UsageError(`${flag} is a positive number of seconds`);
+  return seconds;
+}
+
+/** `--decoys K` (verify, watch): decoy numbers per request, 0 (absent) to 64 as DecoyPlan allows. */
+export function decoysFlag(text: string | undefined): number {
+  const count = text === undefined ? 0 : Number(text);
+  if (!(Number.isInteger(count) && count >= 0 && count <= 64)) throw new UsageError("--decoys is 0 to 64");
+  return count;
+}
+
 export async function loadGlobals(values: {
   home?: string;
   cps?: string;

@@ -5,10 +5,22 @@
  * AS learns its cover from its own calls instead (src/client/cover.ts, docs/cover-and-decoys.md).
  */
 import { CoverTraffic } from "../client/cover.js";
+import { StirOobError } from "../client/errors.js";
 import { tokensPerCps } from "../client/multi-cps.js";
 import { type StoreTokenSource, untokenedStores } from "../client/store-tokens.js";
 import { canonicalTn } from "../stir/tn.js";
-import { dim, discoveryFor, EXIT, green, loadGlobals, parse, showTn, UsageError } from "./common.js";
+import {
+  countFlag,
+  dim,
+  discoveryFor,
+  EXIT,
+  green,
+  loadGlobals,
+  parse,
+  secondsFlag,
+  showTn,
+  UsageError,
+} from "./common.js";
 import { bearer, credentialFor } from "./home.js";
 import { FileWallet } from "./wallet.js";
 
@@ -64,11 +76,8 @@ export async function coverCommand(argv: string[]): Promise<number> {
   }
   const copies = Number(values.copies ?? 1);
   if (!(Number.isInteger(copies) && copies >= 1 && copies <= 8)) throw new UsageError("--copies is 1 to 8");
-  const count = values.count === undefined ? undefined : Number(values.count);
-  if (count !== undefined && !(Number.isInteger(count) && count > 0))
-    throw new UsageError("--count is a positive number");
-  const seconds = values.for === undefined ? undefined : Number(values.for);
-  if (seconds !== undefined && !(seconds > 0)) throw new UsageError("--for is a positive number of seconds");
+  const count = countFlag(values.count);
+  const seconds = secondsFlag("--for", values.for);
 
   const g = await loadGlobals(values);
   let tokens: StoreTokenSource = untokenedStores;
@@ -111,8 +120,15 @@ export async function coverCommand(argv: string[]): Promise<number> {
     },
     onError: (err) => {
       const message = err instanceof Error ? err.message : String(err);
-      if (g.json) line({ error: message });
-      else process.stderr.write(`\r\x1b[2Kcover call failed: ${message}\n`);
+      // Why, not only that: STORE_FAILED says little without the CPS's answer underneath it.
+      const code = err instanceof StirOobError ? err.code : undefined;
+      const under = err instanceof Error ? err.cause : undefined;
+      const cause = under instanceof StirOobError ? under.code : undefined;
+      if (g.json) line({ error: message, ...(code ? { code } : {}), ...(cause ? { cause } : {}) });
+      else
+        process.stderr.write(
+          `\r\x1b[2Kcover call failed: ${message}${cause ? ` (${cause})` : code ? ` (${code})` : ""}\n`,
+        );
     },
   });
   status(dim(`cover: about ${perHour} an hour to ${patterns.join(", ")}; Ctrl+C stops`));

@@ -5,16 +5,15 @@
  * destination's keys, under the new destination's number (src/client/divert.ts).
  */
 import { DivertingService } from "../client/divert.js";
-import type { StoreTokenSource } from "../client/store-tokens.js";
-import { untokenedStores } from "../client/store-tokens.js";
-import { VerificationService } from "../client/vs.js";
+import type { VerificationService } from "../client/vs.js";
 import { canonicalTn } from "../stir/tn.js";
-import { fallbackTokens, walletFor } from "./calls.js";
+import { ringingCallVerifier, storingOptions } from "./calls.js";
 import {
   bold,
   dim,
   discoveryFor,
   EXIT,
+  freshnessFlag,
   green,
   loadGlobals,
   parse,
@@ -25,8 +24,7 @@ import {
   UsageError,
   yellow,
 } from "./common.js";
-import { credentialFor, loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
-import { FileReplayStore } from "./replay-store.js";
+import { credentialFor, requireCalleeKeys, trustAnchors } from "./home.js";
 
 export const DIVERT_HELP = `stir-oob divert: forward a ringing call out of band (RFC 8946, RFC 8816 §6.2)
 
@@ -78,30 +76,21 @@ export async function divertCommand(argv: string[]): Promise<number> {
   const kind = values.kind;
   if (kind !== undefined && kind !== "div" && kind !== "div-o")
     throw new UsageError("--kind is div or div-o");
-  const freshness = values.freshness === undefined ? undefined : Number(values.freshness);
-  if (freshness !== undefined && !(Number.isInteger(freshness) && freshness > 0))
-    throw new UsageError("--freshness is a positive number of seconds");
+  const freshness = freshnessFlag(values.freshness);
   const g = await loadGlobals(values);
   const from = canonicalTn(values.from);
   const to = canonicalTn(values.to);
   const calling = canonicalTn(values.calling);
-  const keys = await loadCalleeKeys(g.home, from);
-  if (keys.length === 0)
-    throw new UsageError(`No local key for ${showTn(from)}: run \`stir-oob keygen --tn ${showTn(from)}\``);
+  const keys = await requireCalleeKeys(g.home, from);
   const cred = await credentialFor(g.home, from, values.as);
   const anchors = await trustAnchors(g, values.trust ?? []);
   const discovery = discoveryFor(g);
 
   // 1. The call as it rang at --from: only a verified call is diverted (a chain of diversions too).
   const bar = progress("opening blobs", !g.json);
-  const vs = new VerificationService({
-    keys: keys.map((k) => k.key),
+  const vs = ringingCallVerifier(g, keys, {
     trustAnchors: anchors,
-    resolveCertificate: x5uResolver(g),
     discovery,
-    supportedPpt: ["shaken", "div", "div-o"],
-    replayStore: new FileReplayStore(g.home),
-    ...g.transport,
     ...(freshness === undefined ? {} : { freshnessSeconds: freshness }),
     onProgress: (done, total) => bar.update(done, total),
   });
@@ -125,31 +114,7 @@ export async function divertCommand(argv: string[]): Promise<number> {
   }
 
   // 2. Sign and store for --to, paying with the wallet of whichever CPS serves --to.
-  let tokens: StoreTokenSource = untokenedStores;
-  if (!values["no-tokens"]) {
-    const sources = new Map<string, Promise<StoreTokenSource>>();
-    const source = (cps: string) => {
-      let s = sources.get(cps);
-      if (!s) {
-        const wallet = walletFor(g, cps, cred);
-        s = wallet.size().then((n) => (n > 0 ? wallet : fallbackTokens(wallet)));
-        sources.set(cps, s);
-      }
-      return s;
-    };
-    tokens = {
-      headersForStore: async (cps, tn, blob) => (await source(cps)).headersForStore(cps, tn, blob),
-      prefetch: async (cps, n) => (await source(cps)).prefetch?.(cps, n),
-    };
-  }
-  const service = new DivertingService({
-    credential: { privateKey: cred.privateKey, x5u: cred.x5u, chain: cred.chain },
-    discovery,
-    tokens,
-    trustAnchors: anchors,
-    resolveCertificate: x5uResolver(g),
-    ...g.transport,
-  });
+  const service = new DivertingService(storingOptions(g, cred, discovery, anchors, values["no-tokens"]));
   const diverted = await service.divert({ call, to, ...(kind === undefined ? {} : { kind }) });
   if (g.json) {
     printJson({

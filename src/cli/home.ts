@@ -29,7 +29,7 @@ import { importRecipientPrivateKey } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { coversTn, type TnAuthList } from "../stir/tnauthlist.js";
 import { X5uFetcher } from "../stir/x5u.js";
-import { type GlobalOptions, listDir, readJson, UsageError, writeFileSafe } from "./common.js";
+import { type GlobalOptions, listDir, readJson, showTn, UsageError, writeFileSafe } from "./common.js";
 
 export const ROOT_PEM = "ca/root.pem";
 const ES256 = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -156,6 +156,14 @@ export async function loadCalleeKeys(
     out.push({ ...stored, key: { kid: stored.kid, privateKey }, raw: decodeBase64url(stored.publicKey) });
   }
   return out;
+}
+
+/** The keys of `tn` for commands that open its blobs (verify, divert, watch): none is a usage error. */
+export async function requireCalleeKeys(home: string, tn: CanonicalTn): ReturnType<typeof loadCalleeKeys> {
+  const keys = await loadCalleeKeys(home, tn);
+  if (keys.length === 0)
+    throw new UsageError(`No local key for ${showTn(tn)}: run \`stir-oob keygen --tn ${showTn(tn)}\``);
+  return keys;
 }
 
 /** RFC 7638 thumbprint of an X25519 public key: the key id the directory uses too. */

@@ -11,8 +11,21 @@ import { watch } from "../client/watch.js";
 import { encodeBase64url } from "../stir/base64url.js";
 import { decodePassport } from "../stir/passport.js";
 import { canonicalTn } from "../stir/tn.js";
-import { dim, discoveryFor, EXIT, green, loadGlobals, parse, red, showTn, UsageError } from "./common.js";
-import { bearer, credentialFor, loadCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
+import {
+  countFlag,
+  decoysFlag,
+  dim,
+  discoveryFor,
+  EXIT,
+  green,
+  loadGlobals,
+  parse,
+  red,
+  secondsFlag,
+  showTn,
+  UsageError,
+} from "./common.js";
+import { bearer, credentialFor, requireCalleeKeys, trustAnchors, x5uResolver } from "./home.js";
 
 export const WATCH_HELP = `stir-oob watch: receive PASSporTs for a number as the CPS stores them (push, RFC 8816 §5.5)
 
@@ -50,21 +63,13 @@ export async function watchCommand(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   if (!values.to) throw new UsageError("watch needs --to +NUMBER (see --help)");
-  const count = values.count === undefined ? undefined : Number(values.count);
-  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
-  if (count !== undefined && !(Number.isInteger(count) && count > 0))
-    throw new UsageError("--count is a positive number");
-  if (timeout !== undefined && !(timeout > 0))
-    throw new UsageError("--timeout is a positive number of seconds");
+  const count = countFlag(values.count);
+  const timeout = secondsFlag("--timeout", values.timeout);
   const g = await loadGlobals(values);
   const to = canonicalTn(values.to);
-  const keys = await loadCalleeKeys(g.home, to);
-  if (keys.length === 0)
-    throw new UsageError(`No local key for ${showTn(to)}: run \`stir-oob keygen --tn ${showTn(to)}\``);
+  const keys = await requireCalleeKeys(g.home, to);
   const cred = values.as === undefined ? undefined : await credentialFor(g.home, to, values.as);
-  const decoyCount = values.decoys === undefined ? 0 : Number(values.decoys);
-  if (!(Number.isInteger(decoyCount) && decoyCount >= 0 && decoyCount <= 64))
-    throw new UsageError("--decoys is 0 to 64");
+  const decoyCount = decoysFlag(values.decoys);
   if (decoyCount && cred)
     throw new UsageError("--decoys hides nothing with --as (the credential names your numbers)");
   const vs = new VerificationService({

@@ -23,6 +23,7 @@
 import { generateRecipientKeyPair } from "../stir/envelope.js";
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import type { FetchLike } from "./cps-client.js";
+import { Daemon } from "./daemon.js";
 import type { Discovery } from "./discovery.js";
 import { sealAndStore } from "./placement.js";
 import type { RelayTransportOptions } from "./relay.js";
@@ -322,18 +323,16 @@ export interface CoverTrafficOptions extends CoverPlannerOptions, RelayTransport
  * const as = new AuthenticationService({ credential, discovery, tokens, trustAnchors, cover });
  * cover.start(); // ... cover.stop();
  */
-export class CoverTraffic {
+export class CoverTraffic extends Daemon {
   readonly planner: CoverPlanner;
   readonly #options: CoverTrafficOptions;
   readonly #now: () => number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #running = false;
-  readonly #inflight = new Set<Promise<void>>();
   #stats = { realCalls: 0, coverCalls: 0, blobs: 0, failures: 0, skipped: 0 };
   /** Cover number -> the keyed number that stands for it (`keyedNumbers`), oldest first. */
   readonly #keyed = new Map<string, CoverTarget>();
 
   constructor(options: CoverTrafficOptions = {}) {
+    super();
     this.#options = options;
     this.#now = options.now ?? Date.now;
     if (options.numbers && !options.cps && !options.discovery)
@@ -353,45 +352,23 @@ export class CoverTraffic {
     return { ...this.#stats };
   }
 
-  get running(): boolean {
-    return this.#running;
-  }
-
-  start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#schedule();
-  }
-
-  /** Stops scheduling and waits for cover calls in flight. */
-  async stop(): Promise<void> {
-    this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await Promise.allSettled([...this.#inflight]);
-  }
-
-  #schedule(): void {
-    if (!this.#running) return;
+  protected override schedule(): void {
+    if (!this.running) return;
     const now = this.#now();
     // Plan a second ahead; with nothing due the planner is asked again then (Poisson: memoryless),
     // so a rate learned from the first calls takes effect at once.
     const at = this.planner.nextAt(now, now + REPLAN_MS);
-    this.#timer = setTimeout(
-      () => {
-        if (!this.#running) return;
-        if (at !== undefined) {
-          const job = this.coverCall().then(
+    this.after(Math.max(0, (at ?? now + REPLAN_MS) - now), () => {
+      if (at !== undefined) {
+        this.track(
+          this.coverCall().then(
             () => undefined,
             () => undefined,
-          );
-          this.#inflight.add(job);
-          void job.finally(() => this.#inflight.delete(job));
-        }
-        this.#schedule();
-      },
-      Math.max(0, (at ?? now + REPLAN_MS) - now),
-    );
+          ),
+        );
+      }
+      this.schedule();
+    });
   }
 
   async #target(): Promise<CoverTarget | undefined> {

@@ -19,6 +19,7 @@
 import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import { cryptoRandom } from "./cover.js";
 import { CpsClient, type FetchLike } from "./cps-client.js";
+import { Daemon } from "./daemon.js";
 import type { Discovery } from "./discovery.js";
 import type { RelayTransportOptions } from "./relay.js";
 
@@ -153,12 +154,9 @@ export interface DecoyPollerOptions extends DecoyPlanOptions, RelayTransportOpti
  * const vs = new VerificationService({ keys, trustAnchors, cps, decoys });
  * decoys.start(); // ... await decoys.stop();
  */
-export class DecoyPoller {
+export class DecoyPoller extends Daemon {
   readonly plan: DecoyPlan;
   readonly #o: DecoyPollerOptions;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #running = false;
-  readonly #inflight = new Set<Promise<void>>();
   #stats = {
     realRetrievals: 0,
     decoyRetrievals: 0,
@@ -171,6 +169,7 @@ export class DecoyPoller {
   };
 
   constructor(options: DecoyPollerOptions) {
+    super();
     if (!options.cps && !options.discovery) throw new TypeError("A decoy poller needs `cps` or `discovery`");
     this.#o = options;
     this.plan = new DecoyPlan(options);
@@ -212,8 +211,7 @@ export class DecoyPoller {
 
   #spawn(tn: CanonicalTn, delayMs: number): void {
     const job = new Promise<void>((r) => setTimeout(r, delayMs)).then(() => this.#retrieve(tn));
-    this.#inflight.add(job);
-    void job.finally(() => this.#inflight.delete(job));
+    this.track(job);
   }
 
   /**
@@ -235,39 +233,22 @@ export class DecoyPoller {
     if (own > 0) await new Promise((r) => setTimeout(r, own));
   }
 
-  start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#schedule();
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await Promise.allSettled([...this.#inflight]);
-  }
-
-  #schedule(): void {
-    if (!this.#running) return;
+  protected override schedule(): void {
+    if (!this.running) return;
     const now = Date.now();
     const at = this.plan.nextBackgroundAt(now);
     if (at === undefined) return;
     // setTimeout holds at most 2^31 - 1 ms; a longer wait is replanned (Poisson: memoryless).
     const wait = at - now;
-    this.#timer = setTimeout(
-      () => {
-        if (!this.#running) return;
-        if (wait <= 2 ** 31 - 1) {
-          this.#stats.backgroundGroups++;
-          for (const r of this.plan.group(this.plan.backgroundNumber())) {
-            this.#stats.backgroundRetrievals++;
-            this.#spawn(r.tn, r.delayMs);
-          }
+    this.after(Math.min(wait, 2 ** 31 - 1), () => {
+      if (wait <= 2 ** 31 - 1) {
+        this.#stats.backgroundGroups++;
+        for (const r of this.plan.group(this.plan.backgroundNumber())) {
+          this.#stats.backgroundRetrievals++;
+          this.#spawn(r.tn, r.delayMs);
         }
-        this.#schedule();
-      },
-      Math.min(wait, 2 ** 31 - 1),
-    );
+      }
+      this.schedule();
+    });
   }
 }

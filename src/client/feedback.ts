@@ -6,6 +6,7 @@
 import { StirOobError } from "../errors.js";
 import { decodeBase64url } from "../stir/base64url.js";
 import { ENVELOPE_TEXT_LENGTH, openPassportForReport } from "../stir/envelope.js";
+import { UNTRUSTED_CERT_CODES } from "../stir/feedback.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import type { CpsClient, ListedBlob } from "./cps-client.js";
 
@@ -21,14 +22,9 @@ export const REPORTABLE_FAILURES: ReadonlySet<string> = new Set([
   "PASSPORT_CLAIMS",
   "DEST_MISMATCH",
   "PASSPORT_STALE",
-  "CERT_MALFORMED",
-  "CERT_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_UNTRUSTED",
-  "CERT_CHAIN_INVALID",
-  "CERT_NO_TNAUTHLIST",
+  // The certificate failures the CPS judges UNTRUSTED, and the one it judges NOT_AUTHORISED.
+  ...UNTRUSTED_CERT_CODES,
   "CERT_NOT_AUTHORISED",
-  "CERT_REVOKED",
   "PASSPORT_SIGNATURE",
 ]);
 

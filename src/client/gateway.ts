@@ -17,15 +17,10 @@ import { type CanonicalTn, canonicalTn } from "../stir/tn.js";
 import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
-import {
-  KeyRecordCheck,
-  type KeyRecordCheckOptions,
-  requireUsableKeys,
-  type SkippedKey,
-} from "./key-records.js";
-import { clock, ms, type PlacementTimings, type StoredCopy, sealAndStore } from "./placement.js";
+import { KeyRecordCheck, type KeyRecordCheckOptions, type SkippedKey } from "./key-records.js";
+import { clock, ms, type PlacementTimings, type StoredCopy, storeAtDestination } from "./placement.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
-import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
+import type { StoreTokenSource } from "./store-tokens.js";
 import type { CallVerification, VerificationService } from "./vs.js";
 
 export interface GatewayOptions extends RelayTransportOptions, Omit<KeyRecordCheckOptions, "fetch"> {
@@ -99,24 +94,16 @@ export class Gateway {
     if (toRaw === undefined) throw new StirClientError("NO_KEYS", "No called number given or found in dest");
     const to = canonicalTn(toRaw);
 
-    let t = clock();
-    const { cps, keys, skipped } = await this.#options.discovery.destination(
+    const { cps, skipped, stored, timings, discover } = await storeAtDestination({
+      discovery: this.#options.discovery,
+      check: this.#check,
       to,
-      this.#check,
-      Date.now() / 1000,
-    );
-    requireUsableKeys(keys, skipped);
-    const discover = ms(t);
-    t = clock();
-    const { stored, timings } = await sealAndStore({
-      cps,
-      tn: to,
+      nowSeconds: Date.now() / 1000,
       passports,
-      keys,
-      tokens: this.#options.tokens ?? untokenedStores,
-      ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
-      ...(this.#relay ? { relay: this.#relay } : {}),
-      ...(this.#options.requireRelay ? { requireRelay: true } : {}),
+      tokens: this.#options.tokens,
+      fetch: this.#options.fetch,
+      relay: this.#relay,
+      requireRelay: this.#options.requireRelay,
     });
     return { to, cps, passports, stored, skipped, timings: { ...timings, discover, total: ms(start) } };
   }

@@ -1,7 +1,8 @@
 /**
- * The part of RFC 8816 §8.1 shared by the AS and the gateway (§8.3): seal each PASSporT once per
- * destination key (step 4), pay one storage token per store, store every blob at the CPS, and report
- * success only when all stores succeeded ("Only after that is completed should any call be initiated").
+ * The part of RFC 8816 §8.1 shared by the AS, the gateway (§8.3) and the diverting service: seal each
+ * PASSporT once per destination key (step 4), pay one storage token per store, store every blob at the
+ * CPS, and report success only when all stores succeeded ("Only after that is completed should any
+ * call be initiated"); for the gateway and the diverting service, discovery (step 3) before it.
  */
 import { StirOobError } from "../errors.js";
 import { sealPassportWithTag } from "../stir/envelope.js";
@@ -9,10 +10,11 @@ import { encodeFeedbackTag, FEEDBACK_TAG_HEADER } from "../stir/feedback.js";
 import { TOKEN_HEADER } from "../stir/storage-token.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { CpsClient, type FetchLike } from "./cps-client.js";
-import type { DestinationKey } from "./discovery.js";
+import type { DestinationKey, Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
+import { type KeyRecordCheck, requireUsableKeys, type SkippedKey } from "./key-records.js";
 import type { RelayTransportOptions } from "./relay.js";
-import type { StoreTokenSource } from "./store-tokens.js";
+import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
 
 /** One stored copy: which key it was sealed to and where the CPS keeps it. */
 export interface StoredCopy {
@@ -122,4 +124,45 @@ export async function sealAndStore(input: {
     );
   }
   return { stored, timings: { seal, tokens: tokenMs, store } };
+}
+
+/**
+ * §8.1 steps 3-4 for one called number as the gateway (§8.3) and the diverting service run them:
+ * the CPS and the keys whose signed records pass `check` (`NO_KEYS` / `NO_VALID_KEYS` otherwise),
+ * then `sealAndStore` at that CPS, paid from `tokens` (default `untokenedStores`). `discover` is the
+ * time discovery took, ms.
+ */
+export async function storeAtDestination(input: {
+  discovery: Discovery;
+  check: KeyRecordCheck;
+  to: CanonicalTn;
+  /** The call's time, seconds since the epoch (the key records are judged then). */
+  nowSeconds: number;
+  passports: readonly string[];
+  tokens?: StoreTokenSource | undefined;
+  fetch?: FetchLike | undefined;
+  relay?: RelayTransportOptions["relay"] | undefined;
+  requireRelay?: boolean | undefined;
+}): Promise<{
+  cps: string;
+  skipped: SkippedKey[];
+  stored: StoredCopy[];
+  timings: PlacementTimings;
+  discover: number;
+}> {
+  const t = clock();
+  const { cps, keys, skipped } = await input.discovery.destination(input.to, input.check, input.nowSeconds);
+  requireUsableKeys(keys, skipped);
+  const discover = ms(t);
+  const { stored, timings } = await sealAndStore({
+    cps,
+    tn: input.to,
+    passports: input.passports,
+    keys,
+    tokens: input.tokens ?? untokenedStores,
+    ...(input.fetch ? { fetch: input.fetch } : {}),
+    ...(input.relay ? { relay: input.relay } : {}),
+    ...(input.requireRelay ? { requireRelay: true } : {}),
+  });
+  return { cps, skipped, stored, timings, discover };
 }

@@ -7,6 +7,10 @@ import { methodNotAllowed } from "../http/errors.js";
 import type { AppEnv } from "../http/types.js";
 
 const problem = { $ref: "#/components/responses/Problem" };
+/** A JSON request or answer body: the content map of one application/json schema. */
+const json = (schema: object) => ({ "application/json": { schema } });
+/** The required JSON request body of a POST or PUT. */
+const jsonBody = (schema: object) => ({ required: true, content: json(schema) });
 const tnParam = {
   name: "tn",
   in: "path",
@@ -93,19 +97,15 @@ function atisOperations(sfx: string, form: string) {
           schema: { type: "string", pattern: "^[\\x21-\\x7e]{1,255}$" },
         },
       ],
-      requestBody: { required: true, content: { "application/json": { schema: atisPassportsBody } } },
+      requestBody: jsonBody(atisPassportsBody),
       responses: {
         "201": {
           description: "Stored",
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["status", "message"],
-                properties: { status: { const: 201 }, message: { const: "Created" } },
-              },
-            },
-          },
+          content: json({
+            type: "object",
+            required: ["status", "message"],
+            properties: { status: { const: 201 }, message: { const: "Created" } },
+          }),
         },
         "400": {
           ...atisError,
@@ -135,7 +135,7 @@ function atisOperations(sfx: string, form: string) {
       responses: {
         "200": {
           description: "Live PASSporTs in full form, oldest first, each once",
-          content: { "application/json": { schema: atisPassportsBody } },
+          content: json(atisPassportsBody),
         },
         "400": atisError,
         "401": atisError,
@@ -183,7 +183,7 @@ export const openApiDocument = {
             in: "header",
             required: false,
             description:
-              "The blob's feedback tag: base64url of HPKE Export(ctx, 'stir-oob feedback tag v1', 32) of its sender context (RFC 8816 §7.5 feedback, docs/tokens.md \"Feedback\"). Kept with the token that paid, so a report of this blob can revoke it; ignored on an untokened store.",
+              "The blob's feedback tag: base64url of HPKE Export(ctx, 'stir-oob feedback tag v1' || SHA-256(blob), 32) of its sender context, taken after sealing (RFC 8816 §7.5 feedback, docs/tokens.md \"Feedback\"). Kept with the token that paid, so a report of this blob can revoke it; ignored on an untokened store.",
             schema: { type: "string", pattern: "^[A-Za-z0-9_-]{43}$" },
           },
         ],
@@ -192,15 +192,11 @@ export const openApiDocument = {
           "201": {
             description: "Stored until `expires`",
             headers: { Location: { schema: { type: "string" }, description: "/cps/{tn}/ppts/{id}" } },
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["id", "expires"],
-                  properties: { id: idParam.schema, expires: { type: "string", format: "date-time" } },
-                },
-              },
-            },
+            content: json({
+              type: "object",
+              required: ["id", "expires"],
+              properties: { id: idParam.schema, expires: { type: "string", format: "date-time" } },
+            }),
           },
           "400": problem,
           "401": problem,
@@ -217,25 +213,21 @@ export const openApiDocument = {
         responses: {
           "200": {
             description: "Never empty",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["passports"],
-                  properties: {
-                    passports: {
-                      type: "array",
-                      minItems: 1,
-                      items: {
-                        type: "object",
-                        required: ["id", "blob"],
-                        properties: { id: idParam.schema, blob: blobText },
-                      },
-                    },
+            content: json({
+              type: "object",
+              required: ["passports"],
+              properties: {
+                passports: {
+                  type: "array",
+                  minItems: 1,
+                  items: {
+                    type: "object",
+                    required: ["id", "blob"],
+                    properties: { id: idParam.schema, blob: blobText },
                   },
                 },
               },
-            },
+            }),
           },
           "400": problem,
         },
@@ -284,26 +276,22 @@ export const openApiDocument = {
         responses: {
           "200": {
             description: "Never empty; `truncated: true` when more than 10,000 blobs are live",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["passports"],
-                  properties: {
-                    passports: {
-                      type: "array",
-                      minItems: 1,
-                      items: {
-                        type: "object",
-                        required: ["id", "tn", "blob"],
-                        properties: { id: idParam.schema, tn: { type: "string" }, blob: blobText },
-                      },
-                    },
-                    truncated: { type: "boolean" },
+            content: json({
+              type: "object",
+              required: ["passports"],
+              properties: {
+                passports: {
+                  type: "array",
+                  minItems: 1,
+                  items: {
+                    type: "object",
+                    required: ["id", "tn", "blob"],
+                    properties: { id: idParam.schema, tn: { type: "string" }, blob: blobText },
                   },
                 },
+                truncated: { type: "boolean" },
               },
-            },
+            }),
           },
           "400": problem,
         },
@@ -359,26 +347,19 @@ export const openApiDocument = {
           'The record is a JWS (ES256, typ stir-key-record+jwt, x5c or x5u) over {v, jwk, blocks, label, iat, nbf, exp}, signed by a STIR certificate covering every block; {tn} must name blocks[0]. Stored and served unchanged. Format: docs/key-directory.md "Signed key records".',
         operationId: "putKey",
         security: [{ stirCredential: [] }],
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["record"],
-                additionalProperties: false,
-                properties: {
-                  record: {
-                    type: "string",
-                    maxLength: 16384,
-                    pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
-                    description: "Signed key record, JWS compact serialization (RFC 7515)",
-                  },
-                },
-              },
+        requestBody: jsonBody({
+          type: "object",
+          required: ["record"],
+          additionalProperties: false,
+          properties: {
+            record: {
+              type: "string",
+              maxLength: 16384,
+              pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+              description: "Signed key record, JWS compact serialization (RFC 7515)",
             },
           },
-        },
+        }),
         responses: {
           "201": { description: "Registered: kid (RFC 7638 thumbprint), label, exp, blocks (the record's)" },
           "400": {
@@ -466,29 +447,25 @@ export const openApiDocument = {
         responses: {
           "200": {
             description: "The record; `Cache-Control: public, max-age=ttl`",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["prefix", "cps", "keys", "ttl", "source"],
-                  properties: {
-                    prefix: { type: "string" },
-                    cps: { type: "string", format: "uri" },
-                    cpses: {
-                      type: "array",
-                      minItems: 2,
-                      maxItems: 8,
-                      items: { type: "string", format: "uri" },
-                      description:
-                        "Every CPS serving the number, cps first; only when there are several (RFC 8816 §10): store to and retrieve from each",
-                    },
-                    keys: { type: "string", format: "uri" },
-                    ttl: { type: "integer" },
-                    source: { enum: ["served", "provisioned", "registered"] },
-                  },
+            content: json({
+              type: "object",
+              required: ["prefix", "cps", "keys", "ttl", "source"],
+              properties: {
+                prefix: { type: "string" },
+                cps: { type: "string", format: "uri" },
+                cpses: {
+                  type: "array",
+                  minItems: 2,
+                  maxItems: 8,
+                  items: { type: "string", format: "uri" },
+                  description:
+                    "Every CPS serving the number, cps first; only when there are several (RFC 8816 §10): store to and retrieve from each",
                 },
+                keys: { type: "string", format: "uri" },
+                ttl: { type: "integer" },
+                source: { enum: ["served", "provisioned", "registered"] },
               },
-            },
+            }),
           },
           "400": problem,
           "404": problem,
@@ -508,35 +485,28 @@ export const openApiDocument = {
         summary: "Register the CPS serving a block (action discovery:put)",
         operationId: "putDiscoveryRecord",
         security: [{ stirCredential: [] }],
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["cps"],
-                properties: {
-                  cps: {
-                    oneOf: [
-                      { type: "string", format: "uri" },
-                      {
-                        type: "array",
-                        minItems: 1,
-                        maxItems: 8,
-                        uniqueItems: true,
-                        items: { type: "string", format: "uri" },
-                      },
-                    ],
-                    description: "The CPS, or every CPS serving the block (first = the answer's cps)",
-                  },
-                  keys: { type: "string", format: "uri" },
-                  ttl: { type: "integer", minimum: 0, maximum: 86400, default: 300 },
-                  lifetime: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
+        requestBody: jsonBody({
+          type: "object",
+          required: ["cps"],
+          properties: {
+            cps: {
+              oneOf: [
+                { type: "string", format: "uri" },
+                {
+                  type: "array",
+                  minItems: 1,
+                  maxItems: 8,
+                  uniqueItems: true,
+                  items: { type: "string", format: "uri" },
                 },
-              },
+              ],
+              description: "The CPS, or every CPS serving the block (first = the answer's cps)",
             },
+            keys: { type: "string", format: "uri" },
+            ttl: { type: "integer", minimum: 0, maximum: 86400, default: 300 },
+            lifetime: { type: "integer", minimum: 60, maximum: 34560000, default: 2592000 },
           },
-        },
+        }),
         responses: {
           "201": { description: "Registered" },
           "400": problem,
@@ -566,40 +536,36 @@ export const openApiDocument = {
           "200": {
             description:
               "Keys (RSABSSA-SHA384-PSS-Randomized, SPKI DER base64url) and limits; publicly cacheable",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["keys", "limits"],
-                  properties: {
-                    keys: {
-                      type: "array",
-                      items: {
-                        type: "object",
-                        required: ["id", "suite", "publicKey", "notBefore", "notAfter", "status"],
-                        properties: {
-                          id: { type: "string" },
-                          suite: { const: "RSABSSA-SHA384-PSS-Randomized" },
-                          publicKey: { type: "string" },
-                          notBefore: { type: "string", format: "date-time" },
-                          notAfter: { type: "string", format: "date-time" },
-                          status: { enum: ["current", "next"] },
-                        },
-                      },
-                    },
-                    limits: {
-                      type: "object",
-                      properties: {
-                        maxUses: { type: "integer" },
-                        maxUsesPerNumber: { type: "integer" },
-                        windowSeconds: { type: "integer" },
-                        batchMax: { type: "integer" },
-                      },
+            content: json({
+              type: "object",
+              required: ["keys", "limits"],
+              properties: {
+                keys: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    required: ["id", "suite", "publicKey", "notBefore", "notAfter", "status"],
+                    properties: {
+                      id: { type: "string" },
+                      suite: { const: "RSABSSA-SHA384-PSS-Randomized" },
+                      publicKey: { type: "string" },
+                      notBefore: { type: "string", format: "date-time" },
+                      notAfter: { type: "string", format: "date-time" },
+                      status: { enum: ["current", "next"] },
                     },
                   },
                 },
+                limits: {
+                  type: "object",
+                  properties: {
+                    maxUses: { type: "integer" },
+                    maxUsesPerNumber: { type: "integer" },
+                    windowSeconds: { type: "integer" },
+                    batchMax: { type: "integer" },
+                  },
+                },
               },
-            },
+            }),
           },
         },
       },
@@ -609,41 +575,30 @@ export const openApiDocument = {
         summary: "Blind-sign a batch of blinded token messages (RFC 9474; action tokens:issue; daily quota)",
         operationId: "issueTokens",
         security: [{ stirCredential: [] }],
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["keyId", "blindedMessages"],
-                properties: {
-                  keyId: { type: "string", description: "The current key of GET /tokens/keys" },
-                  blindedMessages: {
-                    type: "array",
-                    minItems: 1,
-                    maxItems: 32,
-                    items: { type: "string", description: "base64url, modulus length" },
-                  },
-                },
-              },
+        requestBody: jsonBody({
+          type: "object",
+          required: ["keyId", "blindedMessages"],
+          properties: {
+            keyId: { type: "string", description: "The current key of GET /tokens/keys" },
+            blindedMessages: {
+              type: "array",
+              minItems: 1,
+              maxItems: 32,
+              items: { type: "string", description: "base64url, modulus length" },
             },
           },
-        },
+        }),
         responses: {
           "200": {
             description: "One blind signature per blinded message, in order",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["keyId", "blindSignatures"],
-                  properties: {
-                    keyId: { type: "string" },
-                    blindSignatures: { type: "array", items: { type: "string" } },
-                  },
-                },
+            content: json({
+              type: "object",
+              required: ["keyId", "blindSignatures"],
+              properties: {
+                keyId: { type: "string" },
+                blindSignatures: { type: "array", items: { type: "string" } },
               },
-            },
+            }),
           },
           "400": problem,
           "401": problem,
@@ -659,52 +614,34 @@ export const openApiDocument = {
         summary:
           'Report a blob whose PASSporT is bogus (RFC 8816 §7.5 feedback, docs/tokens.md "Feedback"): the CPS opens it with the reported KEM shared secret, judges the PASSporT at its store time and revokes the token that paid for it (its further stores 403 TOKEN_REVOKED). No credential; send it through the OHTTP relay',
         operationId: "reportBogusPassport",
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["tn", "blob", "secret"],
-                properties: {
-                  tn: { type: "string", description: "The number the blob was stored under" },
-                  blob: blobText,
-                  secret: {
-                    type: "string",
-                    pattern: "^[A-Za-z0-9_-]{43}$",
-                    description: "base64url of the blob's HPKE KEM shared secret (32 bytes)",
-                  },
-                },
-              },
+        requestBody: jsonBody({
+          type: "object",
+          required: ["tn", "blob", "secret"],
+          properties: {
+            tn: { type: "string", description: "The number the blob was stored under" },
+            blob: blobText,
+            secret: {
+              type: "string",
+              pattern: "^[A-Za-z0-9_-]{43}$",
+              description: "base64url of the blob's HPKE KEM shared secret (32 bytes)",
             },
           },
-        },
+        }),
         responses: {
           "200": {
             description:
               "Bogus: `revoked` tokens newly revoked (0 when a report already had: `already`), `reason` the first check it failed",
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["revoked", "already"],
-                  properties: {
-                    revoked: { type: "integer" },
-                    already: { type: "integer" },
-                    reason: {
-                      enum: [
-                        "MALFORMED",
-                        "DEST_MISMATCH",
-                        "STALE",
-                        "UNTRUSTED",
-                        "NOT_AUTHORISED",
-                        "SIGNATURE",
-                      ],
-                    },
-                  },
+            content: json({
+              type: "object",
+              required: ["revoked", "already"],
+              properties: {
+                revoked: { type: "integer" },
+                already: { type: "integer" },
+                reason: {
+                  enum: ["MALFORMED", "DEST_MISMATCH", "STALE", "UNTRUSTED", "NOT_AUTHORISED", "SIGNATURE"],
                 },
               },
-            },
+            }),
           },
           "400": problem,
           "403": problem,
@@ -804,7 +741,7 @@ export const openApiDocument = {
         responses: {
           "200": {
             description: "Time series",
-            content: { "application/json": { schema: { type: "object" } } },
+            content: json({ type: "object" }),
           },
           "401": { ...problem, description: "Missing, malformed or wrong operator token" },
           "404": {
@@ -827,7 +764,7 @@ export const openApiDocument = {
         summary: "Liveness",
         operationId: "health",
         responses: {
-          "200": { description: "Up", content: { "application/json": { schema: { type: "object" } } } },
+          "200": { description: "Up", content: json({ type: "object" }) },
         },
       },
     },
@@ -847,7 +784,7 @@ export const openApiDocument = {
         responses: {
           "200": {
             description: "Demo root and parties",
-            content: { "application/json": { schema: { type: "object" } } },
+            content: json({ type: "object" }),
           },
           "404": problem,
         },
@@ -938,21 +875,17 @@ export const openApiDocument = {
           },
           Allow: { description: "On 405: GET, POST", schema: { type: "string" } },
         },
-        content: {
-          "application/json": {
-            schema: {
-              type: "object",
-              required: ["status", "message", "code", "type", "title"],
-              properties: {
-                status: { type: "integer" },
-                message: { type: "string" },
-                code: { type: "string" },
-                type: { type: "string" },
-                title: { type: "string" },
-              },
-            },
+        content: json({
+          type: "object",
+          required: ["status", "message", "code", "type", "title"],
+          properties: {
+            status: { type: "integer" },
+            message: { type: "string" },
+            code: { type: "string" },
+            type: { type: "string" },
+            title: { type: "string" },
           },
-        },
+        }),
       },
       Problem: {
         description: "RFC 9457 problem details with a stable `code`",

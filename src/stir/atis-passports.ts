@@ -10,14 +10,9 @@
  * RFC 8225 §7) cannot be verified without the SIP headers its claims come from.
  */
 import { CpsError } from "../errors.js";
-import {
-  checkFreshness,
-  type DecodedPassport,
-  decodePassport,
-  MAX_PASSPORT_LENGTH,
-  type PassportHeader,
-  verifyPassportSignature,
-} from "./passport.js";
+import { parseJsonObject } from "./json-body.js";
+import { type DecodedPassport, MAX_PASSPORT_LENGTH, type PassportHeader } from "./passport.js";
+import { checkCpsPassport } from "./passport-check.js";
 import type { CanonicalTn } from "./tn.js";
 
 /** An Idempotency-Key (draft-wendt-stir-vesper-oob): 1..255 printable ASCII characters, no space. */
@@ -68,18 +63,9 @@ function invalid(message: string): CpsError {
  * route checks media type and size (415, 413) before calling this.
  */
 export function parsePublishBody(text: string): AtisPublishBody {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new CpsError("INVALID_BODY", "The body is not JSON", { cause });
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new CpsError("INVALID_BODY", "The body is not a JSON object");
-  }
-  if (depthExceeds(value, MAX_BODY_DEPTH))
+  const object = parseJsonObject(text);
+  if (depthExceeds(object, MAX_BODY_DEPTH))
     throw new CpsError("INVALID_BODY", "The body is nested too deeply");
-  const object = value as Record<string, unknown>;
   const passports = Object.hasOwn(object, "passports") ? object.passports : undefined;
   if (!Array.isArray(passports)) throw invalid("passports is not an array");
   if (passports.length === 0 || passports.length > MAX_PUBLISH_PASSPORTS) {
@@ -111,7 +97,8 @@ export interface VerifyPublishedPassportOptions {
  * wrong never makes the CPS fetch its x5u (threat model #10): shape (`PASSPORT_*`), freshness
  * (`PASSPORT_STALE`), path match (`ATIS_PASSPORT_MISMATCH`), then the key (`CERT_*`,
  * `X5U_FETCH_FAILED` from the resolver) and the signature (`PASSPORT_SIGNATURE`). The certificate's
- * TNAuthList is not checked against `orig` (SHAKEN certificates list an SPC, not numbers).
+ * TNAuthList is not checked against `orig` (SHAKEN certificates list an SPC, not numbers). The checks
+ * are `checkCpsPassport`'s (passport-check.ts), which the feedback judgement runs too.
  *
  * @example
  * const { claims } = await verifyPublishedPassport(jws, { dest, orig, resolveKey: (h) => keyFor(h.x5u) });
@@ -120,16 +107,19 @@ export async function verifyPublishedPassport(
   jws: string,
   options: VerifyPublishedPassportOptions,
 ): Promise<DecodedPassport> {
-  const decoded = decodePassport(jws, { supportedPpt: ["shaken"] });
-  checkFreshness(decoded.claims.iat, { ...(options.now === undefined ? {} : { now: options.now }) });
-  const { orig, dest } = decoded.claims;
-  if (!("tn" in orig) || orig.tn !== options.orig) {
+  const r = await checkCpsPassport(jws, {
+    claims: ["fresh", "orig", "dest"],
+    dest: options.dest,
+    orig: options.orig,
+    ...(options.now === undefined ? {} : { now: options.now }),
+    resolveSigner: async (header) => ({ publicKey: await options.resolveKey(header) }),
+  });
+  if (r.ok) return r.decoded;
+  if (r.step === "orig") {
     throw new CpsError("ATIS_PASSPORT_MISMATCH", "A PASSporT's orig is not the path's ORIG");
   }
-  if (!dest.tn?.includes(options.dest)) {
+  if (r.step === "dest") {
     throw new CpsError("ATIS_PASSPORT_MISMATCH", "A PASSporT's dest does not name the path's DEST");
   }
-  const key = await options.resolveKey(decoded.header);
-  await verifyPassportSignature(jws, key);
-  return decoded;
+  throw r.error;
 }

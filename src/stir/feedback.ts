@@ -3,11 +3,13 @@
  * ... to make a token that paid for a bogus PASSporT worthless"). Pure protocol: the store's tag
  * header, the report body, and the CPS's judgment of a reported PASSporT. docs/tokens.md "Feedback".
  *
- * The link: at seal time the AS derives `tag = HPKE Export(ctx, "stir-oob feedback tag v1", 32)` and
- * sends it with the tokened store; the CPS keeps tag -> token in the token's ledger shard. A VS that
- * opened a bogus blob sends the blob and its KEM shared secret; the CPS re-runs the key schedule from
- * the secret (envelope.ts `openWithSharedSecret`), which opens the blob only with the right secret,
- * and derives the same tag. Only sender and recipient can derive a tag, so stored state still links
+ * The link: after sealing, the AS derives `tag = HPKE Export(ctx, "stir-oob feedback tag v1" ||
+ * SHA-256(enc || ct), 32)` (envelope.ts `feedbackTagOf`) and sends it with the tokened store; the CPS
+ * keeps tag -> token in the token's ledger shard. A VS that opened a bogus blob sends the blob and its
+ * KEM shared secret; the CPS re-runs the key schedule from the secret (envelope.ts
+ * `openWithSharedSecret`) and derives the tag of the blob it was given. The digest binds the tag to
+ * those very bytes: whoever knows a blob's secret can seal other bytes under it, but they export
+ * another tag. Only sender and recipient can derive a tag, so stored state still links
  * no blob to a token (docs/design.md invariant 3) until a report discloses that one link.
  */
 import { CpsError } from "../errors.js";
@@ -18,16 +20,11 @@ import {
   FEEDBACK_TAG_LENGTH,
   SHARED_SECRET_LENGTH,
 } from "./envelope.js";
-import {
-  checkFreshness,
-  DEFAULT_FRESHNESS_SECONDS,
-  type DecodedPassport,
-  decodePassport,
-  type PassportHeader,
-  verifyPassportSignature,
-} from "./passport.js";
+import { parseJsonObject } from "./json-body.js";
+import { DEFAULT_FRESHNESS_SECONDS, type PassportHeader } from "./passport.js";
+import { checkCpsPassport } from "./passport-check.js";
 import { type CanonicalTn, canonicalTn } from "./tn.js";
-import { coversTn, type TnAuthList } from "./tnauthlist.js";
+import type { TnAuthList } from "./tnauthlist.js";
 
 /** Store header carrying the blob's feedback tag (base64url, 32 bytes), with `CPS-Token`. */
 export const FEEDBACK_TAG_HEADER = "CPS-Feedback-Tag";
@@ -79,16 +76,7 @@ function invalid(message: string, cause?: unknown): CpsError {
  * `INVALID_TN`, `BLOB_ENCODING` / `BLOB_SIZE`.
  */
 export function parseFeedbackBody(text: string): FeedbackReport {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new CpsError("INVALID_BODY", "The body is not JSON", { cause });
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new CpsError("INVALID_BODY", "The body is not a JSON object");
-  }
-  const body = value as Record<string, unknown>;
+  const body = parseJsonObject(text);
   const tn = Object.hasOwn(body, "tn") ? body.tn : undefined;
   const blob = Object.hasOwn(body, "blob") ? body.blob : undefined;
   const secret = Object.hasOwn(body, "secret") ? body.secret : undefined;
@@ -145,8 +133,11 @@ export interface JudgeOptions {
   readonly resolveSigner: (header: PassportHeader, at: Date) => Promise<ReportedSigner>;
 }
 
-/** Certificate failures that make a PASSporT bogus: the signer is not one the CPS's anchors vouch for. */
-const UNTRUSTED = new Set([
+/**
+ * Certificate failures that make a PASSporT bogus: the signer is not one the CPS's anchors vouch for.
+ * A VS reports these (client/feedback.ts `REPORTABLE_FAILURES`) because the CPS confirms them.
+ */
+export const UNTRUSTED_CERT_CODES: ReadonlySet<string> = new Set([
   "CERT_MALFORMED",
   "CERT_EXPIRED",
   "CERT_NOT_YET_VALID",
@@ -163,7 +154,8 @@ const UNTRUSTED = new Set([
  * PASSporT re-sealed to another callee), its `iat` was not fresh when it was stored, its signer's
  * chain does not validate to the CPS's trust anchors at the store time, a numbered certificate does
  * not cover `orig`, or the signature does not verify: the checks of the ATIS publish path
- * (atis-passports.ts) and of the VS (§8.2 steps 2-6) that need no call. Not bogus: it verifies.
+ * (atis-passports.ts, the same `checkCpsPassport`) and of the VS (§8.2 steps 2-6) that need no call.
+ * Not bogus: it verifies.
  * Throws `FEEDBACK_UNDECIDED` when it cannot be judged (another `ppt`, a repository that cannot be
  * reached, revocation status unknown): nothing changes then.
  */
@@ -171,40 +163,36 @@ export async function judgeReportedPassport(
   passport: string,
   options: JudgeOptions,
 ): Promise<FeedbackJudgment> {
-  let decoded: DecodedPassport;
-  try {
-    decoded = decodePassport(passport, { supportedPpt: ["shaken"] });
-  } catch (err) {
-    if (err instanceof CpsError && err.code === "PASSPORT_PPT_UNSUPPORTED") {
-      throw new CpsError("FEEDBACK_UNDECIDED", "The CPS cannot judge PASSporTs of this ppt", { cause: err });
-    }
-    return { bogus: true, reason: "MALFORMED" };
+  const r = await checkCpsPassport(passport, {
+    claims: ["dest", "fresh"],
+    dest: options.tn,
+    now: options.storedAt,
+    freshnessSeconds: options.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS,
+    resolveSigner: (header) => options.resolveSigner(header, new Date(options.storedAt * 1000)),
+  });
+  if (r.ok) return { bogus: false };
+  const err = r.error;
+  switch (r.step) {
+    case "shape":
+      if (err instanceof CpsError && err.code === "PASSPORT_PPT_UNSUPPORTED") {
+        throw new CpsError("FEEDBACK_UNDECIDED", "The CPS cannot judge PASSporTs of this ppt", {
+          cause: err,
+        });
+      }
+      return { bogus: true, reason: "MALFORMED" };
+    case "dest":
+    case "orig": // not among the checks asked for: the CPS knows the callee, not the caller
+      return { bogus: true, reason: "DEST_MISMATCH" };
+    case "fresh":
+      return { bogus: true, reason: "STALE" };
+    case "signer":
+      if (err instanceof CpsError && UNTRUSTED_CERT_CODES.has(err.code)) {
+        return { bogus: true, reason: "UNTRUSTED" };
+      }
+      throw new CpsError("FEEDBACK_UNDECIDED", "The signing certificate could not be judged", { cause: err });
+    case "authority":
+      return { bogus: true, reason: "NOT_AUTHORISED" };
+    case "signature":
+      return { bogus: true, reason: "SIGNATURE" };
   }
-  const { claims, header } = decoded;
-  if (!(claims.dest.tn ?? []).includes(options.tn)) return { bogus: true, reason: "DEST_MISMATCH" };
-  try {
-    checkFreshness(claims.iat, {
-      now: options.storedAt,
-      freshnessSeconds: options.freshnessSeconds ?? DEFAULT_FRESHNESS_SECONDS,
-    });
-  } catch {
-    return { bogus: true, reason: "STALE" };
-  }
-  let signer: ReportedSigner;
-  try {
-    signer = await options.resolveSigner(header, new Date(options.storedAt * 1000));
-  } catch (err) {
-    if (err instanceof CpsError && UNTRUSTED.has(err.code)) return { bogus: true, reason: "UNTRUSTED" };
-    throw new CpsError("FEEDBACK_UNDECIDED", "The signing certificate could not be judged", { cause: err });
-  }
-  const numbered = signer.tnAuthList.some((e) => e.type !== "spc");
-  if (numbered && (!("tn" in claims.orig) || !coversTn(signer.tnAuthList, claims.orig.tn))) {
-    return { bogus: true, reason: "NOT_AUTHORISED" };
-  }
-  try {
-    await verifyPassportSignature(passport, signer.publicKey);
-  } catch {
-    return { bogus: true, reason: "SIGNATURE" };
-  }
-  return { bogus: false };
 }

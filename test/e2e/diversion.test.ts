@@ -7,12 +7,10 @@
  * another's verdict. The three wrong verdicts of the issue are the cases marked (1), (2), (3).
  */
 import "reflect-metadata";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { CompactSign } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthenticationService, type SigningCredential } from "../../src/client/as.js";
+import { AuthenticationService } from "../../src/client/as.js";
 import { Discovery } from "../../src/client/discovery.js";
 import { DivertingService } from "../../src/client/divert.js";
 import { sealAndStore } from "../../src/client/placement.js";
@@ -21,16 +19,14 @@ import { TokenWallet } from "../../src/client/token-wallet.js";
 import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
-import { CpsError } from "../../src/errors.js";
-import { parseCertificateChain } from "../../src/stir/cert-parse.js";
-import { issueCredentialToken } from "../../src/stir/credential-token.js";
-import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { jwkThumbprint } from "../../src/stir/key-records.js";
 import { createPassport } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../../src/stir/tn.js";
-import { type CliRun, runCli } from "../helpers/cli.js";
-import { signedKeyBody } from "../helpers/key-records.js";
+import { type CliRun, cliHomeWithCa, runCli } from "../helpers/cli.js";
+import { registerCalleeKey } from "../helpers/key-records.js";
+import { bearerFor } from "../helpers/pki.js";
+import { x5uMap } from "../helpers/x5u.js";
 
 const ALICE = canonicalTn("+1 111 555 1111");
 /** Callee numbers, all in the operator's block 3333555 01xx; `n(k)` is the k-th. */
@@ -43,46 +39,19 @@ let operator: TestCredential;
 /** Forwarding services: each covers the block (the numbers its customers divert from). */
 let forwarder: TestCredential;
 let home: string;
-const pems = new Map<string, string>();
 let discovery: Discovery;
 let tokens: ReturnType<typeof walletTokens>;
 const keys = new Map<string, { key: CalleeKey; publicKey: Uint8Array }>();
-
-function signing(name: string, cred: TestCredential): SigningCredential {
-  const x5u = `https://certs.example.test/${name}.pem`;
-  pems.set(x5u, cred.pem);
-  return { privateKey: cred.privateKey, x5u, chain: cred.pem };
-}
-
 /** The test's certificate "repository" (a real VS fetches https). */
-const resolveCertificate = async (url: string) => {
-  const pem = pems.get(url);
-  if (!pem) throw new CpsError("X5U_FETCH_FAILED", "unknown x5u");
-  return parseCertificateChain(pem);
-};
+const { signing, resolveCertificate } = x5uMap();
 
-async function bearer(cred: TestCredential, action: string): Promise<string> {
-  const token = await issueCredentialToken({
-    privateKey: cred.privateKey,
-    x5c: cred.der,
-    audience: server.url,
-    action,
-  });
-  return `Bearer ${token}`;
-}
+const bearer = (cred: TestCredential, action: string) => bearerFor(cred, action, { audience: server.url });
 
 /** A callee key for `tn`, registered in the CPS's directory as a record signed by the operator. */
 async function registerKey(tn: CanonicalTn): Promise<CalleeKey> {
-  const { keyPair, publicKey } = await generateRecipientKeyPair();
-  const res = await fetch(`${server.url}/keys/${tn}`, {
-    method: "PUT",
-    headers: { "content-type": "application/json", authorization: await bearer(operator, "keys:put") },
-    body: JSON.stringify(await signedKeyBody(operator, publicKey, { blocks: [tn], label: `k${tn}` })),
-  });
-  expect(res.status, await res.clone().text()).toBeLessThan(300);
-  const key = { kid: `k${tn}`, privateKey: keyPair };
-  keys.set(tn, { key, publicKey });
-  return key;
+  const registered = await registerCalleeKey(server.url, operator, tn, { label: `k${tn}` });
+  keys.set(tn, registered);
+  return registered.key;
 }
 
 const vsFor = (tn: CanonicalTn) =>
@@ -161,24 +130,15 @@ beforeAll(async () => {
     subject: "forwarding-service",
   });
   // The CLI's demo CA for the CLI case: its own callers and callees, trusted by the CPS too.
-  home = await mkdtemp(join(tmpdir(), "stir-oob-divert-"));
-  const ca = await runCli(
-    [
-      "ca",
-      "init",
-      "--issue",
-      "alice=+1-111-555-1111",
-      "--issue",
-      `carol=+${n(50)}`,
-      "--issue",
-      `bob=+${n(51)}`,
-    ],
-    { home },
-  );
-  expect(ca.code, ca.stderr).toBe(0);
+  let cliRoot: string;
+  ({ home, rootPem: cliRoot } = await cliHomeWithCa("stir-oob-divert-", {
+    alice: "+1-111-555-1111",
+    carol: `+${n(50)}`,
+    bob: `+${n(51)}`,
+  }));
   server = await startLocalServer({
     vars: {
-      TRUST_ANCHORS_PEM: `${pki.root.certificate.toString("pem")}\n${await readFile(join(home, "ca/root.pem"), "utf8")}`,
+      TRUST_ANCHORS_PEM: `${pki.root.certificate.toString("pem")}\n${cliRoot}`,
       TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("divert-1"),
       ALLOW_UNTOKENED_STORES: "false",
     },

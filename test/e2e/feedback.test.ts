@@ -10,9 +10,7 @@
  * misdirected store), and `stir-oob verify --report` reports it.
  */
 import "reflect-metadata";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthenticationService, type SigningCredential } from "../../src/client/as.js";
 import { Discovery } from "../../src/client/discovery.js";
@@ -23,14 +21,13 @@ import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
 import { CpsError } from "../../src/errors.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
-import { issueCredentialToken } from "../../src/stir/credential-token.js";
-import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { formatIdentityHeader } from "../../src/stir/identity-header.js";
 import { decodePassport } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { type CliRun, runCli } from "../helpers/cli.js";
-import { signedKeyBody } from "../helpers/key-records.js";
+import { type CliRun, cliHomeWithCa, runCli } from "../helpers/cli.js";
+import { registerCalleeKey } from "../helpers/key-records.js";
+import { bearerFor } from "../helpers/pki.js";
 import { type CertRepository, startCertRepository } from "./atis-e2e-helpers.js";
 
 const MALLORY = "+1 111 555 1166";
@@ -51,21 +48,8 @@ function cli(...args: string[]): Promise<CliRun> {
   return runCli(args, { home, cps: server?.url ?? "" });
 }
 
-async function bearer(cred: TestCredential, action: string): Promise<string> {
-  return `Bearer ${await issueCredentialToken({ privateKey: cred.privateKey, x5c: cred.der, audience: server.url, action })}`;
-}
-
 async function registerKey(tn: string): Promise<CalleeKey> {
-  const { keyPair, publicKey } = await generateRecipientKeyPair();
-  const res = await fetch(`${server.url}/keys/${canonicalTn(tn)}`, {
-    method: "PUT",
-    headers: { "content-type": "application/json", authorization: await bearer(calleeOperator, "keys:put") },
-    body: JSON.stringify(
-      await signedKeyBody(calleeOperator, publicKey, { blocks: [canonicalTn(tn)], label: "bob" }),
-    ),
-  });
-  expect(res.status, await res.clone().text()).toBeLessThan(300);
-  return { kid: "bob", privateKey: keyPair };
+  return (await registerCalleeKey(server.url, calleeOperator, canonicalTn(tn), { label: "bob" })).key;
 }
 
 /** An AS with its own wallet of 5-use tokens (one token pays for several calls, so one can be revoked). */
@@ -73,7 +57,7 @@ function asWith(credential: SigningCredential) {
   const wallet = new TokenWallet({
     cpsUrl: server.url,
     usesPerToken: 5,
-    authorization: () => bearer(callerCred, "tokens:issue"),
+    authorization: () => bearerFor(callerCred, "tokens:issue", { audience: server.url }),
   });
   return new AuthenticationService({
     credential,
@@ -103,21 +87,15 @@ beforeAll(async () => {
   calleeOperator = await pki.issue({ tnAuthList: [{ type: "range", start: "22225552200", count: 100 }] });
   repo = await startCertRepository();
   // The CLI's demo CA, made before the CPS starts: the CPS trusts its root beside the library tests' root.
-  home = await mkdtemp(join(tmpdir(), "stir-oob-feedback-"));
-  const ca = await cli(
-    "ca",
-    "init",
-    "--issue",
-    "alice=+1-111-555-1111",
-    "--issue",
-    "bob=+2-222-555-2222",
-    "--issue",
-    "carol=+3-333-555-3333",
-  );
-  expect(ca.code, ca.stderr).toBe(0);
+  let cliRoot: string;
+  ({ home, rootPem: cliRoot } = await cliHomeWithCa("stir-oob-feedback-", {
+    alice: "+1-111-555-1111",
+    bob: "+2-222-555-2222",
+    carol: "+3-333-555-3333",
+  }));
   server = await startLocalServer({
     vars: {
-      TRUST_ANCHORS_PEM: `${pki.root.certificate.toString("pem")}\n${await readFile(join(home, "ca/root.pem"), "utf8")}`,
+      TRUST_ANCHORS_PEM: `${pki.root.certificate.toString("pem")}\n${cliRoot}`,
       TOKEN_ISSUER_KEYS: await oneIssuerKeyVar("e2e-feedback"),
       ALLOW_UNTOKENED_STORES: "false",
       ALLOW_LOOPBACK_X5U: "true",

@@ -11,11 +11,9 @@
  * substituted keys refuse with NO_VALID_KEYS and store nothing.
  */
 import "reflect-metadata";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { PemConverter } from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalCredential, loadCalleeKeys, loadCredentials } from "../../src/cli/home.js";
@@ -30,7 +28,7 @@ import { issueCredentialToken } from "../../src/stir/credential-token.js";
 import { decodeEnvelope, generateRecipientKeyPair, openPassport } from "../../src/stir/envelope.js";
 import { jwkThumbprint } from "../../src/stir/key-records.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { type CliRun, runCli } from "../helpers/cli.js";
+import { type CliRun, cliHomeWithCa, runCli } from "../helpers/cli.js";
 import { signedKeyBody, signedKeyRecord } from "../helpers/key-records.js";
 
 const ALICE = canonicalTn("+1 111 555 1111");
@@ -180,19 +178,12 @@ async function bobVerifies(): Promise<string> {
 }
 
 beforeAll(async () => {
-  home = await mkdtemp(join(tmpdir(), "stir-oob-liar-"));
-  const ca = await cli(
-    "ca",
-    "init",
-    "--issue",
-    "alice=+1-111-555-1111",
-    "--issue",
-    "bob=+2-222-555-2222",
-    "--issue",
-    "mallory=+1-111-555-6666",
-  );
-  expect(ca.code, ca.stderr).toBe(0);
-  const rootPem = await readFile(join(home, "ca/root.pem"), "utf8");
+  let rootPem: string;
+  ({ home, rootPem } = await cliHomeWithCa("stir-oob-liar-", {
+    alice: "+1-111-555-1111",
+    bob: "+2-222-555-2222",
+    mallory: "+1-111-555-6666",
+  }));
   root = parseCertificate(PemConverter.decode(rootPem)[0] as ArrayBuffer);
   const creds = await loadCredentials(home);
   const named = (n: string) => creds.find((c) => c.name === n) as LocalCredential;

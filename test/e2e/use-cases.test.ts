@@ -15,16 +15,14 @@ import { TokenWallet } from "../../src/client/token-wallet.js";
 import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { oneIssuerKeyVar } from "../../src/dev/issuer-key.mjs";
 import { type LocalServer, startLocalServer } from "../../src/dev/local-server.mjs";
-import { CpsError } from "../../src/errors.js";
-import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { CertificateValidator } from "../../src/stir/cert-validate.js";
-import { issueCredentialToken } from "../../src/stir/credential-token.js";
-import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { formatIdentityHeader, parseIdentityHeaders } from "../../src/stir/identity-header.js";
 import { createPassport, verifyPassport } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { signedKeyBody } from "../helpers/key-records.js";
+import { registerCalleeKey } from "../helpers/key-records.js";
+import { bearerFor } from "../helpers/pki.js";
+import { x5uMap } from "../helpers/x5u.js";
 
 const ALICE = "+1 111 555 1111";
 const MALLORY = "+1 111 555 6666";
@@ -47,51 +45,21 @@ let pki: TestPki;
 let rogueCa: TestPki;
 let callerCred: TestCredential;
 let calleeOperator: TestCredential;
-const pems = new Map<string, string>();
 let discovery: Discovery;
 let tokens: ReturnType<typeof walletTokens>;
 const calleeKeys = new Map<string, CalleeKey[]>();
-
-function signing(name: string, cred: TestCredential): SigningCredential {
-  const x5u = `https://certs.example.test/${name}.pem`;
-  pems.set(x5u, cred.pem);
-  return { privateKey: cred.privateKey, x5u, chain: cred.pem };
-}
-
 /** Demo x5u resolution: the test's own certificate "server" (a real VS fetches https). */
-const resolveCertificate = async (url: string) => {
-  const pem = pems.get(url);
-  if (!pem) throw new CpsError("X5U_FETCH_FAILED", "unknown x5u");
-  return parseCertificateChain(pem);
-};
+const { signing, resolveCertificate } = x5uMap();
 
-async function bearer(cred: TestCredential, action: string): Promise<string> {
-  const token = await issueCredentialToken({
-    privateKey: cred.privateKey,
-    x5c: cred.der,
-    audience: server.url,
-    action,
-  });
-  return `Bearer ${token}`;
-}
+const bearer = (cred: TestCredential, action: string) => bearerFor(cred, action, { audience: server.url });
 
 /** A callee key pair, registered in the CPS's key directory (PUT /keys/{tn}) by the callee's operator, signed. */
 async function registerKey(tn: string, label: string, nbf?: number): Promise<CalleeKey> {
-  const { keyPair, publicKey } = await generateRecipientKeyPair();
-  const res = await fetch(`${server.url}/keys/${canonicalTn(tn)}`, {
-    method: "PUT",
-    headers: { "content-type": "application/json", authorization: await bearer(calleeOperator, "keys:put") },
-    // A signed key record (RFC 8816 §11): the AS trusts the key only because the operator signed it.
-    body: JSON.stringify(
-      await signedKeyBody(calleeOperator, publicKey, {
-        blocks: [canonicalTn(tn)],
-        label,
-        ...(nbf === undefined ? {} : { nbf }),
-      }),
-    ),
+  // A signed key record (RFC 8816 §11): the AS trusts the key only because the operator signed it.
+  const { key } = await registerCalleeKey(server.url, calleeOperator, canonicalTn(tn), {
+    label,
+    ...(nbf === undefined ? {} : { nbf }),
   });
-  expect(res.status, await res.clone().text()).toBeLessThan(300);
-  const key = { kid: label, privateKey: keyPair };
   calleeKeys.set(canonicalTn(tn), [...(calleeKeys.get(canonicalTn(tn)) ?? []), key]);
   return key;
 }

@@ -3,6 +3,8 @@
  * home and CPS go in through the environment (the walkthrough's defaults), colours off.
  */
 import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../src/dev/local-server.mjs";
 
@@ -43,4 +45,24 @@ export function runCli(
       },
     );
   });
+}
+
+/**
+ * A fresh CLI home (a temp dir named `prefix`...) holding the demo CA, TEST ONLY keys, with one
+ * credential per `name: number` of `issue` (`stir-oob ca init --issue name=number ...`), and the CA's
+ * root PEM, which a CPS must trust for the CLI's calls. Throws, leaving nothing behind, when `ca init`
+ * fails.
+ */
+export async function cliHomeWithCa(
+  prefix: string,
+  issue: Readonly<Record<string, string>>,
+): Promise<{ home: string; rootPem: string }> {
+  const home = await mkdtemp(join(tmpdir(), prefix));
+  const args = ["ca", "init", ...Object.entries(issue).flatMap(([name, tn]) => ["--issue", `${name}=${tn}`])];
+  const run = await runCli(args, { home });
+  if (run.code !== 0) {
+    await rm(home, { recursive: true, force: true });
+    throw new Error(`stir-oob ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
+  }
+  return { home, rootPem: await readFile(join(home, "ca/root.pem"), "utf8") };
 }

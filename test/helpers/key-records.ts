@@ -1,10 +1,14 @@
 /**
  * Signed key records for tests (docs/key-directory.md "Signed key records"): registration bodies
  * signed with a test credential (src/stir/test-pki.ts, TEST ONLY keys), and raw JWS of any header
- * and payload for the bad-input tests. Works in Node and in workerd.
+ * and payload for the bad-input tests, and a callee key registered at a CPS over HTTP. Works in Node
+ * and in workerd.
  */
+import type { CalleeKey } from "../../src/client/vs.js";
 import { decodeBase64url, encodeBase64url } from "../../src/stir/base64url.js";
+import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { KEY_RECORD_TYP, signKeyRecord } from "../../src/stir/signed-key-record.js";
+import { bearerFor } from "./pki.js";
 
 /** Anything that can sign as a STIR credential: a TestCredential or a WorkerCredential. */
 export interface SigningCredential {
@@ -110,4 +114,27 @@ export async function signRawRecord(
     utf8.encode(input),
   );
   return `${input}.${encodeBase64url(new Uint8Array(sig))}`;
+}
+
+/**
+ * A fresh callee key pair for `tn`, registered at the CPS `cps` over HTTP (`PUT /keys/{tn}`, RFC 8816
+ * §11) as a record signed by `operator`, who must cover `tn`; throws when the CPS refuses it.
+ */
+export async function registerCalleeKey(
+  cps: string,
+  operator: SigningCredential,
+  tn: string,
+  options: { readonly label: string; readonly nbf?: number },
+): Promise<{ key: CalleeKey; publicKey: Uint8Array }> {
+  const { keyPair, publicKey } = await generateRecipientKeyPair();
+  const res = await fetch(`${cps}/keys/${tn}`, {
+    method: "PUT",
+    headers: {
+      "content-type": "application/json",
+      authorization: await bearerFor(operator, "keys:put", { audience: cps }),
+    },
+    body: JSON.stringify(await signedKeyBody(operator, publicKey, { blocks: [tn], ...options })),
+  });
+  if (res.status >= 300) throw new Error(`PUT /keys/${tn}: ${res.status} ${await res.text()}`);
+  return { key: { kid: options.label, privateKey: keyPair }, publicKey };
 }

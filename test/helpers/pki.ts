@@ -174,7 +174,7 @@ export function loadTestPki(json: string): WorkerTestPki {
 
 /** `Authorization` header value for a credential token naming the certificate by x5c. */
 export async function bearerFor(
-  credential: WorkerCredential,
+  credential: { readonly privateKey: CryptoKey; readonly der: readonly Uint8Array[] },
   action: string,
   options: { audience?: string; now?: number; jti?: string } = {},
 ): Promise<string> {

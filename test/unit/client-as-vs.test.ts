@@ -12,13 +12,13 @@ import { type StoreTokenSource, walletTokens } from "../../src/client/store-toke
 import { TokenWallet } from "../../src/client/token-wallet.js";
 import { type CalleeKey, VerificationService } from "../../src/client/vs.js";
 import { CpsError } from "../../src/errors.js";
-import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { encodeEnvelope, generateRecipientKeyPair, sealPassport } from "../../src/stir/envelope.js";
 import { parseIdentityHeader } from "../../src/stir/identity-header.js";
 import { jwkThumbprint } from "../../src/stir/key-records.js";
 import { createPassport, toCompactForm } from "../../src/stir/passport.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { x5uUrl as x5u, x5uMap } from "../helpers/x5u.js";
 import { fakeCps } from "./client-fake-cps.js";
 
 const ALICE = "+1 111 555 1111";
@@ -32,19 +32,7 @@ let otherPki: TestPki;
 /** The callees' credential: covers Bob and Carol, signs their key records. */
 let calleeCred: TestCredential;
 const CAROL = "+3 333 555 3333";
-const x5u = (name: string) => `https://certs.example.test/${name}.pem`;
-const pems = new Map<string, string>();
-
-function credential(name: string, cred: TestCredential) {
-  pems.set(x5u(name), cred.pem);
-  return { privateKey: cred.privateKey, x5u: x5u(name), chain: cred.pem };
-}
-
-const resolveCertificate = async (url: string) => {
-  const pem = pems.get(url);
-  if (pem === undefined) throw new CpsError("X5U_FETCH_FAILED", "unknown x5u");
-  return parseCertificateChain(pem);
-};
+const { signing: credential, resolveCertificate } = x5uMap();
 
 async function calleeKey(kid: string): Promise<{ key: CalleeKey; publicKey: Uint8Array }> {
   const { keyPair, publicKey } = await generateRecipientKeyPair();

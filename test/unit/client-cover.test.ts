@@ -8,7 +8,6 @@
 import "reflect-metadata";
 import { beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/lib/stats.mjs";
-import { AuthenticationService } from "../../src/client/as.js";
 import { CoverPlanner, CoverTraffic } from "../../src/client/cover.js";
 import { Discovery } from "../../src/client/discovery.js";
 import type { StoreTokenSource } from "../../src/client/store-tokens.js";
@@ -20,7 +19,7 @@ import {
 } from "../../src/stir/envelope.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../../src/stir/tn.js";
-import { fakeCps } from "./client-fake-cps.js";
+import { fakeCps, fakeCpsAs } from "./client-fake-cps.js";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -139,17 +138,8 @@ describe("CoverPlanner: where", () => {
 describe("CoverTraffic with the AS", () => {
   function setup(tokens?: StoreTokenSource) {
     const cps = fakeCps({ signer: callees });
-    const discovery = new Discovery({ bootstrap: cps.base, fetch: cps.fetch });
     const cover = new CoverTraffic({ fetch: cps.fetch, ...(tokens ? { tokens } : {}) });
-    const x5u = "https://certs.example.test/alice.pem";
-    const as = new AuthenticationService({
-      credential: { privateKey: pki.valid.privateKey, x5u, chain: pki.valid.pem },
-      trustAnchors: [pki.root.certificate],
-      discovery,
-      fetch: cps.fetch,
-      cover,
-      ...(tokens ? { tokens } : {}),
-    });
+    const as = fakeCpsAs(cps, pki.valid, [pki.root.certificate], { cover, ...(tokens ? { tokens } : {}) });
     return { cps, cover, as };
   }
 

@@ -7,16 +7,14 @@
 import "reflect-metadata";
 import { beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/lib/stats.mjs";
-import { AuthenticationService } from "../../src/client/as.js";
 import { DecoyPlan, DecoyPoller } from "../../src/client/decoys.js";
-import { Discovery } from "../../src/client/discovery.js";
 import { VerificationService } from "../../src/client/vs.js";
 import { type WebSocketLike, watch } from "../../src/client/watch.js";
 import { parseCertificateChain } from "../../src/stir/cert-parse.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { fakeCps } from "./client-fake-cps.js";
+import { fakeCps, fakeCpsAs } from "./client-fake-cps.js";
 
 const ALICE = canonicalTn("+1 111 555 1111");
 const BOB = canonicalTn("+2 222 555 2222");
@@ -89,16 +87,9 @@ describe("DecoyPlan", () => {
 describe("DecoyPoller with the VS", () => {
   it("retrieves the decoys with the real retrieval, the same request to other numbers; the verdict is unchanged", async () => {
     const cps = fakeCps({ signer: callees });
-    const discovery = new Discovery({ bootstrap: cps.base, fetch: cps.fetch });
     const bob = await generateRecipientKeyPair();
     await cps.registerKey(BOB, "bob", bob.publicKey);
-    const x5u = "https://certs.example.test/alice.pem";
-    const as = new AuthenticationService({
-      credential: { privateKey: pki.valid.privateKey, x5u, chain: pki.valid.pem },
-      trustAnchors: [pki.root.certificate],
-      discovery,
-      fetch: cps.fetch,
-    });
+    const as = fakeCpsAs(cps, pki.valid, [pki.root.certificate]);
     await as.placeCall({ from: ALICE, to: BOB });
     const decoys = new DecoyPoller({
       own: [BOB],

@@ -6,10 +6,14 @@
  * `cursor` pages) lookups, each key served with its signed record (`record`) when the fake was given
  * a signer. The real server is exercised by test/e2e/.
  */
+import { AuthenticationService } from "../../src/client/as.js";
+import { Discovery } from "../../src/client/discovery.js";
 import { decodeEnvelope, encodeEnvelope, makeDummy } from "../../src/stir/envelope.js";
 import { blockContainsTn, parseBlock } from "../../src/stir/number-blocks.js";
+import type { TestCredential } from "../../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../../src/stir/tn.js";
 import { signedKeyRecord } from "../helpers/key-records.js";
+import { x5uUrl } from "../helpers/x5u.js";
 
 export interface FakeCps {
   readonly base: string;
@@ -173,4 +177,25 @@ export function fakeCps(
       keys.set(c, [...(keys.get(c) ?? []), entry]);
     },
   };
+}
+
+type AsOptions = ConstructorParameters<typeof AuthenticationService>[0];
+
+/**
+ * An AS that discovers and stores through `cps`, signing as `cred` under the x5u of "alice"
+ * (../helpers/x5u.ts) and trusting `trustAnchors`; `extra` adds options (cover, tokens, ...).
+ */
+export function fakeCpsAs(
+  cps: FakeCps,
+  cred: TestCredential,
+  trustAnchors: AsOptions["trustAnchors"],
+  extra: Partial<AsOptions> = {},
+): AuthenticationService {
+  return new AuthenticationService({
+    credential: { privateKey: cred.privateKey, x5u: x5uUrl("alice"), chain: cred.pem },
+    trustAnchors,
+    discovery: new Discovery({ bootstrap: cps.base, fetch: cps.fetch }),
+    fetch: cps.fetch,
+    ...extra,
+  });
 }

@@ -17,11 +17,18 @@ import {
   type VerificationServiceOptions,
 } from "../../src/client/vs.js";
 import { CpsError } from "../../src/errors.js";
-import { parseCertificateChain } from "../../src/stir/cert-parse.js";
-import { generateRecipientKeyPair, sealPassport } from "../../src/stir/envelope.js";
+import {
+  decodeEnvelope,
+  generateRecipientKeyPair,
+  openPassport,
+  sealPassport,
+} from "../../src/stir/envelope.js";
+import { FEEDBACK_TAG_HEADER } from "../../src/stir/feedback.js";
 import { createPassport } from "../../src/stir/passport.js";
+import { TOKEN_HEADER } from "../../src/stir/storage-token.js";
 import { createTestPki, type TestCredential, type TestPki } from "../../src/stir/test-pki.js";
 import { type CanonicalTn, canonicalTn } from "../../src/stir/tn.js";
+import { x5uUrl as x5u, x5uMap } from "../helpers/x5u.js";
 import { fakeCps } from "./client-fake-cps.js";
 
 const ALICE = canonicalTn("+1 111 555 1111");
@@ -36,19 +43,7 @@ let calleeCred: TestCredential;
 /** Carol's and Bob's forwarding services: each covers only its own number. */
 let carolCred: TestCredential;
 let bobCred: TestCredential;
-const x5u = (name: string) => `https://certs.example.test/${name}.pem`;
-const pems = new Map<string, string>();
-
-function credential(name: string, cred: TestCredential) {
-  pems.set(x5u(name), cred.pem);
-  return { privateKey: cred.privateKey, x5u: x5u(name), chain: cred.pem };
-}
-
-const resolveCertificate = async (url: string) => {
-  const pem = pems.get(url);
-  if (pem === undefined) throw new CpsError("X5U_FETCH_FAILED", "unknown x5u");
-  return parseCertificateChain(pem);
-};
+const { signing: credential, resolveCertificate } = x5uMap();
 
 beforeAll(async () => {
   pki = await createTestPki({ tnAuthList: [{ type: "one", tn: ALICE }] });
@@ -107,7 +102,7 @@ async function world() {
     const { publicKey } = keys[tn] as { publicKey: Uint8Array };
     for (const p of passports) await client.store(tn, await sealPassport(publicKey, tn, p));
   };
-  return { cps, as, vsFor, divertingService, storeFor };
+  return { cps, as, vsFor, divertingService, storeFor, keys, discovery };
 }
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -508,5 +503,157 @@ describe("feedback safety (RFC 8816 §7.5): the original stored beside a div is 
     await storeFor(BOB, [p0]);
     const result = await vsFor(BOB).verifyCall({ to: BOB, calling: ALICE });
     expect(result.candidates[0]?.failure?.code).toBe("DEST_MISMATCH");
+  });
+});
+
+describe("review F2: work per judgement and replay of the original", () => {
+  const X = canonicalTn("+5 555 555 5555");
+  const Y = canonicalTn("+6 666 555 6666");
+  /** An attacker's own credential, for its own numbers X and Y only. */
+  let xyCred: TestCredential;
+  beforeAll(async () => {
+    xyCred = await pki.issue({
+      tnAuthList: [X, Y].map((tn) => ({ type: "one" as const, tn })),
+      subject: "attacker",
+    });
+  });
+
+  /**
+   * Bob's certificate resolutions, one per link check that reaches step 4 (a check the VS did not
+   * memoise). Past 500 it fails every fetch, so the unfixed search ends instead of running for minutes.
+   */
+  function countingResolver() {
+    let n = 0;
+    return {
+      count: () => n,
+      resolveCertificate: async (url: string) => {
+        n++;
+        if (n > 500) throw new CpsError("X5U_FETCH_FAILED", "test bound reached");
+        return resolveCertificate(url);
+      },
+    };
+  }
+
+  it("N=40 diversions naming their own div number in dest ([Bob, X], div X): refused, no link check", async () => {
+    const { vsFor, storeFor } = await world();
+    const junk: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      junk.push(
+        await rawDiv("xy", xyCred, "div", { dest: { tn: [BOB, X] }, div: { tn: X }, iat: now() - i }),
+      );
+    }
+    await storeFor(BOB, junk);
+    const counter = countingResolver();
+    const result = await vsFor(BOB, { resolveCertificate: counter.resolveCertificate }).verifyCall({
+      to: BOB,
+      calling: ALICE,
+    });
+    expect(result.verdict).toBe("failed");
+    expect(result.candidates).toHaveLength(40);
+    for (const c of result.candidates) {
+      expect(c.failure).toMatchObject({ step: 3, code: "DIVERSION_UNLINKED", link: 0 });
+    }
+    expect(counter.count()).toBe(0);
+  });
+
+  it("N=40 diversions linking each other through X and Y: each checked once, the genuine chain still verifies", async () => {
+    const { vsFor, storeFor } = await world();
+    const junk: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      junk.push(
+        await rawDiv("xy", xyCred, "div", { dest: { tn: [BOB, Y] }, div: { tn: X }, iat: now() - i }),
+      );
+      junk.push(
+        await rawDiv("xy", xyCred, "div", { dest: { tn: [BOB, X] }, div: { tn: Y }, iat: now() - i }),
+      );
+    }
+    const genuine = await rawDiv("carol-fwd", carolCred, "div", { dest: { tn: [BOB] }, div: { tn: CAROL } });
+    await storeFor(BOB, [...junk, genuine, await original(CAROL)]);
+    const counter = countingResolver();
+    const result = await vsFor(BOB, { resolveCertificate: counter.resolveCertificate }).verifyCall({
+      to: BOB,
+      calling: ALICE,
+    });
+    expect(result.verdict).toBe("verified");
+    expect(result.verified?.passport).toBe(genuine);
+    // 40 junk PASSporTs, the genuine div and its original: one check each, whatever the paths.
+    expect(counter.count()).toBeLessThanOrEqual(42);
+    for (const c of result.candidates.filter((c) => junk.includes(c.passport))) {
+      expect(c.failure?.code).toBe("DIVERSION_UNLINKED");
+    }
+  });
+
+  /** P names Bob and Carol; D diverts it from Carol to Bob: both PASSporTs stored for Bob. */
+  async function directAndChain(order: "direct-first" | "chain-first") {
+    const { vsFor, storeFor } = await world();
+    const p = await createPassport(
+      {
+        x5u: x5u("alice"),
+        ppt: "shaken",
+        claims: { attest: "A", dest: { tn: [BOB, CAROL] }, iat: now(), orig: { tn: ALICE }, origid: "o-2" },
+      },
+      pki.valid.privateKey,
+    );
+    const d = await rawDiv("carol-fwd", carolCred, "div", { dest: { tn: [BOB] }, div: { tn: CAROL } });
+    await storeFor(BOB, order === "direct-first" ? [p, d] : [d, p]);
+    return { p, d, bob: vsFor(BOB) };
+  }
+
+  it("an original verified directly at Bob cannot verify a second call inside a chain at Bob", async () => {
+    const { p, bob } = await directAndChain("direct-first");
+    const first = await bob.verifyCall({ to: BOB, calling: ALICE, callId: "call-1" });
+    expect(first.verified?.passport).toBe(p);
+    const second = await bob.verifyCall({ to: BOB, calling: ALICE, callId: "call-2" });
+    expect(second.verdict).toBe("failed");
+    expect(second.candidates.map((c) => c.failure?.code)).toEqual(["REPLAYED", "REPLAYED"]);
+  });
+
+  it("an original used inside a chain at Bob cannot then verify a second call directly at Bob", async () => {
+    const { d, bob } = await directAndChain("chain-first");
+    const first = await bob.verifyCall({ to: BOB, calling: ALICE, callId: "call-1" });
+    expect(first.verified?.passport).toBe(d);
+    const second = await bob.verifyCall({ to: BOB, calling: ALICE, callId: "call-2" });
+    expect(second.verdict).toBe("failed");
+    expect(second.candidates.map((c) => c.failure?.code)).toEqual(["REPLAYED", "REPLAYED"]);
+    // The same call judged again still verifies (a retry holds every key it claimed).
+    expect((await bob.verifyCall({ to: BOB, calling: ALICE, callId: "call-1" })).verdict).toBe("verified");
+  });
+});
+
+describe("review F2: feedback tags of a plain div's stores (RFC 8816 §7.5)", () => {
+  it("the original stored beside a div carries no feedback tag (its dest is the number diverted from); the div does", async () => {
+    const { as, vsFor, cps, keys, discovery } = await world();
+    await as.placeCall({ from: ALICE, to: CAROL });
+    const atCarol = await vsFor(CAROL).verifyCall({ to: CAROL, calling: ALICE });
+    // Every store at Bob's number: its feedback tag header and the PASSporT it holds (opened with Bob's key).
+    const stores: { tag: string | null; body: string }[] = [];
+    const recording: typeof cps.fetch = async (input, init) => {
+      const request = new Request(input, init);
+      if (request.method === "POST" && new URL(request.url).pathname === `/cps/${BOB}/ppts`) {
+        stores.push({ tag: request.headers.get(FEEDBACK_TAG_HEADER), body: await request.clone().text() });
+      }
+      return cps.fetch(request);
+    };
+    const carolFwd = new DivertingService({
+      credential: credential("carol-fwd", carolCred),
+      discovery,
+      trustAnchors: [pki.root.certificate],
+      resolveCertificate,
+      fetch: recording,
+      // Tokened stores (the fake CPS takes any token): only those carry a tag.
+      tokens: { headersForStore: async () => ({ [TOKEN_HEADER]: "t", "CPS-Token-Signature": "s" }) },
+    });
+    const diverted = await carolFwd.divert({ call: atCarol, to: BOB, kind: "div" });
+    expect(diverted.passports).toHaveLength(2);
+    const bobKey = (keys[BOB] as { key: CalleeKey }).key.privateKey;
+    const tagged = new Map<string, (string | null)[]>();
+    for (const s of stores) {
+      const passport = await openPassport(bobKey, BOB, decodeEnvelope(s.body));
+      tagged.set(passport, [...(tagged.get(passport) ?? []), s.tag]);
+    }
+    expect(tagged.get(diverted.passport)).toEqual([expect.any(String)]);
+    expect(tagged.get(diverted.passports[1] as string)).toEqual([null]);
+    // Bob's VS still verifies the call from what was stored.
+    expect((await vsFor(BOB).verifyCall({ to: BOB, calling: ALICE })).verdict).toBe("verified");
   });
 });
