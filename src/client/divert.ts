@@ -32,15 +32,10 @@ import type { SigningCredential } from "./as.js";
 import type { FetchLike } from "./cps-client.js";
 import type { Discovery } from "./discovery.js";
 import { StirClientError } from "./errors.js";
-import {
-  KeyRecordCheck,
-  type KeyRecordCheckOptions,
-  requireUsableKeys,
-  type SkippedKey,
-} from "./key-records.js";
-import { clock, ms, type StoredCopy, sealAndStore } from "./placement.js";
+import { KeyRecordCheck, type KeyRecordCheckOptions, type SkippedKey } from "./key-records.js";
+import { clock, ms, type StoredCopy, storeAtDestination } from "./placement.js";
 import { type OhttpRelay, type RelayTransportOptions, relayFor } from "./relay.js";
-import { type StoreTokenSource, untokenedStores } from "./store-tokens.js";
+import type { StoreTokenSource } from "./store-tokens.js";
 import type { CallVerification } from "./vs.js";
 
 export interface DivertingServiceOptions extends RelayTransportOptions, Omit<KeyRecordCheckOptions, "fetch"> {
@@ -188,52 +183,22 @@ export class DivertingService {
     }
     const signMs = ms(t);
 
-    let t2 = clock();
-    const { cps, keys, skipped } = await this.#options.discovery.destination(to, this.#check, now);
-    requireUsableKeys(keys, skipped);
-    const discover = ms(t2);
-
     const passports = [passport, ...passportsToStore(chain, kind)];
-    const storeAt = (list: readonly string[], feedbackTags: boolean) =>
-      sealAndStore({
-        cps,
-        tn: to,
-        passports: list,
-        keys,
-        tokens: this.#options.tokens ?? untokenedStores,
-        feedbackTags,
-        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
-        ...(this.#relay ? { relay: this.#relay } : {}),
-        ...(this.#options.requireRelay ? { requireRelay: true } : {}),
-      });
     // The earlier PASSporTs stored beside a plain div name the number diverted from, not `to`: the CPS
     // would judge a report of one DEST_MISMATCH (RFC 8816 §7.5) and revoke this service's token. So
-    // they go without a feedback tag; only the new PASSporT, which names `to`, carries one.
-    t2 = clock();
-    const [own, beside] = await Promise.allSettled([
-      storeAt([passport], true),
-      passports.length > 1 ? storeAt(passports.slice(1), false) : Promise.resolve(undefined),
-    ]);
-    const storedOf = (r: typeof own | typeof beside, shift: number): StoredCopy[] => {
-      const list =
-        r.status === "fulfilled"
-          ? (r.value?.stored ?? [])
-          : (((r.reason as StirClientError | undefined)?.details?.stored as StoredCopy[] | undefined) ?? []);
-      return list.map((c) => ({ ...c, passport: c.passport + shift }));
-    };
-    const stored = [...storedOf(own, 0), ...storedOf(beside, 1)];
-    const refused = [own, beside].find((r) => r.status === "rejected");
-    if (refused?.status === "rejected") {
-      // As one sealAndStore would: STORE_FAILED with every copy that was stored.
-      const e = refused.reason as StirClientError | undefined;
-      if (e?.code !== "STORE_FAILED") throw refused.reason;
-      throw new StirClientError("STORE_FAILED", e.message, { cause: e.cause, details: { stored } });
-    }
-    const parts = [own, beside].flatMap((r) =>
-      r.status === "fulfilled" && r.value ? [r.value.timings] : [],
-    );
-    const sum = (k: "seal" | "tokens") => Math.round(parts.reduce((a, p) => a + p[k], 0) * 100) / 100;
-    const timings = { seal: sum("seal"), tokens: sum("tokens"), store: ms(t2) };
+    // they go without a feedback tag; only the new PASSporT (index 0), which names `to`, carries one.
+    const { cps, skipped, stored, timings, discover } = await storeAtDestination({
+      discovery: this.#options.discovery,
+      check: this.#check,
+      to,
+      nowSeconds: now,
+      passports,
+      tokens: this.#options.tokens,
+      fetch: this.#options.fetch,
+      relay: this.#relay,
+      requireRelay: this.#options.requireRelay,
+      feedbackTags: (index) => index === 0,
+    });
     return {
       proceed: true,
       from,

@@ -62,9 +62,10 @@ export async function sealAndStore(input: {
   requireRelay?: boolean;
   /**
    * Send each tokened store's feedback tag (`CPS-Feedback-Tag`, docs/tokens.md "Feedback"), so a callee
-   * can report a bogus blob and the CPS revoke the token that paid for it. Default true.
+   * can report a bogus blob and the CPS revoke the token that paid for it. Default true; a function
+   * decides per PASSporT (by its index in `passports`).
    */
-  feedbackTags?: boolean;
+  feedbackTags?: boolean | ((passportIndex: number) => boolean);
 }): Promise<{ stored: StoredCopy[]; timings: PlacementTimings }> {
   const { cps, tn, passports, keys, tokens } = input;
   if (keys.length === 0) {
@@ -91,9 +92,12 @@ export async function sealAndStore(input: {
   }
   const tokenMs = ms(t);
   // The tag goes with tokened stores only: an untokened store (local development) has no token to revoke.
-  if (input.feedbackTags ?? true) {
+  const tagged = input.feedbackTags ?? true;
+  if (tagged !== false) {
     sealed.forEach((s, i) => {
       const h = headers[i];
+      const index = jobs[i]?.index ?? 0;
+      if (tagged !== true && !tagged(index)) return;
       if (h && Object.keys(h).some((k) => k.toLowerCase() === TOKEN_HEADER.toLowerCase())) {
         headers[i] = { ...h, [FEEDBACK_TAG_HEADER]: encodeFeedbackTag(s.tag) };
       }
@@ -143,6 +147,8 @@ export async function storeAtDestination(input: {
   fetch?: FetchLike | undefined;
   relay?: RelayTransportOptions["relay"] | undefined;
   requireRelay?: boolean | undefined;
+  /** As `sealAndStore`'s. */
+  feedbackTags?: boolean | ((passportIndex: number) => boolean) | undefined;
 }): Promise<{
   cps: string;
   skipped: SkippedKey[];
@@ -163,6 +169,7 @@ export async function storeAtDestination(input: {
     ...(input.fetch ? { fetch: input.fetch } : {}),
     ...(input.relay ? { relay: input.relay } : {}),
     ...(input.requireRelay ? { requireRelay: true } : {}),
+    ...(input.feedbackTags === undefined ? {} : { feedbackTags: input.feedbackTags }),
   });
   return { cps, skipped, stored, timings, discover };
 }
