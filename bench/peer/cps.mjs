@@ -1,6 +1,7 @@
 /**
- * Our side of `npm run bench:peer`: the CPS as a user runs it, `npm start` (src/dev/start.mjs: `wrangler
- * dev` on workerd, its output through the log redactor), on a free port with a fresh state directory.
+ * Our side of `npm run bench:peer`: the CPS as a user runs it, `npm start` (src/dev/start.mjs: workerd
+ * through Miniflare's API, src/dev/miniflare-server.mjs; with `watch`, `npm start -- --watch`, through
+ * `wrangler dev`), on a free port with a fresh state directory.
  * Untokened: as `npm start` is (ALLOW_UNTOKENED_STORES on locally). Tokened: `npm start -- --var
  * ALLOW_UNTOKENED_STORES:false`, so every store must carry a storage token; the tokens are minted with
  * the issuer key `npm start` gives the Worker (.wrangler/dev-issuer-keys.json, made by it if missing).
@@ -18,7 +19,7 @@ import { spawnGroup, tail } from "./peer.mjs";
  * /health answers (and, tokened, once a well-formed untokened store, `probeBlob`, is refused). Returns { url, roots, stop,
  * issuer: { id, key } (the current issuer key, tokened only) }.
  */
-export async function startCps({ name, tokened, logDir, log, probeBlob }) {
+export async function startCps({ name, tokened, watch = false, logDir, log, probeBlob, vars = {} }) {
   const port = await freePort();
   const state = await mkdtemp(join(tmpdir(), "cps-peer-bench-"));
   const logFile = join(logDir, `${name}.log`);
@@ -33,6 +34,11 @@ export async function startCps({ name, tokened, logDir, log, probeBlob }) {
     String(inspectorPort),
   ];
   if (tokened) args.push("--var", "ALLOW_UNTOKENED_STORES:false");
+  // Extra Worker vars for this run (bench/hot-number.mjs: HOT_NUMBERS), as `npm start -- --var K:V`.
+  for (const [key, value] of Object.entries(vars)) args.push("--var", `${key}:${value}`);
+  // `npm start -- --watch`: through wrangler dev (its proxy Worker and log relay), as npm start served
+  // before it used Miniflare's API; kept as a baseline measured in the same run.
+  if (watch) args.push("--watch");
   const server = spawnGroup(process.execPath, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
@@ -73,6 +79,7 @@ export async function startCps({ name, tokened, logDir, log, probeBlob }) {
       roots: [server.pid],
       stop,
       issuer,
+      inspectorPort,
       command: `PORT=${port} node src/dev/start.mjs ${args.slice(1).join(" ")}`,
       // wrangler dev watches the sources: an edit during a round rebuilds and reloads the Worker.
       logFile,

@@ -39,14 +39,16 @@
  * expiry alarms), over the same calls.
  */
 import { randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { importPKCS8, SignJWT } from "jose";
+import { REPO_ROOT } from "../../src/dev/local-server.mjs";
 import { importBundle } from "../../src/dev/ts-module.mjs";
 import { positive } from "../lib/args.mjs";
 import { closedLoop } from "../lib/closed-loop.mjs";
+import { bundleModules, startProfile, summariseProfile } from "../lib/cpu-profile.mjs";
 import { loadAverage, machine } from "../lib/machine.mjs";
 import { fmt, markdownTable, progressLog, resultFile, writeJson } from "../lib/report.mjs";
 import { ascending, median, percentile, prng } from "../lib/stats.mjs";
@@ -57,6 +59,12 @@ import { checkMachine, copyPeer, ensureCertificates, SetupError, startPeer } fro
 const SYSTEMS = {
   "cps-untokened": { label: "this CPS, `npm start`, untokened stores", kind: "cps", tokened: false },
   "cps-tokened": { label: "this CPS, `npm start`, tokens required", kind: "cps", tokened: true },
+  "cps-watch": {
+    label: "this CPS, `npm start -- --watch` (wrangler dev), untokened stores",
+    kind: "cps",
+    tokened: false,
+    watch: true,
+  },
   "peer-1": { label: "peer, uvicorn 1 worker + Redis", kind: "peer", workers: 1 },
   "peer-2": { label: "peer, uvicorn 2 workers + Redis", kind: "peer", workers: 2 },
 };
@@ -81,6 +89,7 @@ const { values: flags } = parseArgs({
     systems: { type: "string", default: Object.keys(SYSTEMS).join(",") },
     out: { type: "string" },
     check: { type: "boolean" },
+    profile: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -357,6 +366,45 @@ async function runCalls(calls) {
   };
 }
 
+/** Source modules of the bundle served now: the newest of npm start's and wrangler dev's builds. */
+function currentBundle() {
+  const tmp = join(REPO_ROOT, ".wrangler", "tmp");
+  const builds = readdirSync(tmp)
+    .filter((d) => (d.startsWith("dev-") || d === "npm-start") && existsSync(join(tmp, d, "index.js")))
+    .map((d) => join(tmp, d, "index.js"))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return builds[0] ? bundleModules(readFileSync(builds[0], "utf8")) : undefined;
+}
+
+/**
+ * `--profile`: one more round of CALLS calls per CPS system with workerd's CPU profiler on (through
+ * wrangler's inspector); writes each profile beside the result file (open it in Chrome DevTools or
+ * speedscope) and returns the self time per call by source file and by function.
+ */
+async function profileCps(servers, ctx, callerBase) {
+  const out = {};
+  const rand = prng(0x9f00);
+  const keys = Array.from({ length: CALLS }, () => Math.floor(rand() * POOL));
+  for (const name of chosen.filter((n) => SYSTEMS[n].kind === "cps")) {
+    const calls = await prepare(name, servers[name], ctx, keys, callerBase);
+    const profiler = await startProfile(servers[name].inspectorPort);
+    const res = await runCalls(calls);
+    const profile = await profiler.stop();
+    const file = join(WORK, "profiles", `${name}-${Date.now()}.cpuprofile`);
+    await writeJson(file, profile);
+    out[name] = {
+      file,
+      ok: res.ok,
+      ...summariseProfile(profile, { calls: CALLS, moduleOf: currentBundle() }),
+    };
+    progress(
+      `${name}: profile of ${CALLS} calls in ${file}: ${fmt(out[name].msPerCall, 2)} ms sampled per call`,
+    );
+    callerBase += CALLS;
+  }
+  return out;
+}
+
 /** The size of a server's log (0 for a system without one), to read what a round appended. */
 function logSize(file) {
   if (!file) return 0;
@@ -410,6 +458,7 @@ async function main() {
   const servers = {};
   const rounds = [];
   let whole;
+  let profiles = {};
   const stopAll = () => Promise.all(Object.values(servers).map((s) => s.stop()));
   process.once("SIGINT", () => stopAll().finally(() => process.exit(130)));
   try {
@@ -418,7 +467,7 @@ async function main() {
       const sys = SYSTEMS[name];
       servers[name] =
         sys.kind === "cps"
-          ? await startCps({ name, tokened: sys.tokened, logDir, log: progress, probeBlob })
+          ? await startCps({ name, tokened: sys.tokened, watch: sys.watch, logDir, log: progress, probeBlob })
           : await startPeer({ python: flags.python, work: WORK, name, workers: sys.workers, log: progress });
     }
     const roots = Object.fromEntries(chosen.map((n) => [n, servers[n].roots]));
@@ -487,6 +536,8 @@ async function main() {
       cpu: runCpu,
       reloads: Object.fromEntries(chosen.map((n) => [n, reloadsSince(servers[n].logFile, logsAtStart[n])])),
     };
+    // Profiles after the timed rounds, so the profiler's own cost never lands in the figures.
+    if (flags.profile) profiles = await profileCps(servers, ctx, callerBase);
   } finally {
     await stopAll();
   }
@@ -624,9 +675,17 @@ async function main() {
     },
     summary,
     wholeRun: whole,
+    profiles,
     rounds,
     elapsedSeconds: elapsed,
   });
+  for (const [name, p] of Object.entries(profiles)) {
+    console.log(
+      `\n${name}: workerd CPU profile, ${fmt(p.msPerCall, 2)} ms sampled per call (${p.file}); self time per call:`,
+    );
+    for (const f of p.byFile.slice(0, 12)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
+    for (const f of p.byFunction.slice(0, 15)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
+  }
   console.log(`\n${fmt(elapsed)} s in all; figures in ${out}`);
   if (chosen.some((n) => summary[n].errors > 0)) {
     console.error(

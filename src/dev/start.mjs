@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 /**
- * `npm start`: the CPS on workerd through `wrangler dev`, with Durable Object and KV state persisted
- * in .wrangler/state, so stored PASSporTs survive a restart within their TTL.
+ * `npm start`: the CPS on workerd through Miniflare's API (src/dev/miniflare-server.mjs: no dev proxy
+ * or log relay in the request path), with Durable Object and KV state persisted in .wrangler/state,
+ * so stored PASSporTs survive a restart within their TTL.
  *
- *   PORT=8899 HOST=0.0.0.0 npm start -- --log-level debug
+ *   PORT=8899 HOST=0.0.0.0 npm start -- --var METRICS:off
  *   npm start -- --env production      # the production configuration, run locally
+ *   npm start -- --watch --log-level debug   # through `wrangler dev`: rebuilds on edits, any of its flags
  *
- * PORT (default 8787) and HOST or IP (default 127.0.0.1) choose the listen address; anything after
- * `--` goes to `wrangler dev` as is (an explicit --port, --ip or --persist-to there wins, and so does
- * a `--var`). SIGINT and SIGTERM go to wrangler, and this process exits with wrangler's code.
+ * PORT (default 8787) and HOST or IP (default 127.0.0.1) choose the listen address (an explicit
+ * --port, --ip or --persist-to after `--` wins). Without --watch the flags are --env, --var KEY:VALUE
+ * (wins over every other value), --inspector-port and --relay; anything else is refused (exit 2).
+ * With --watch anything after `--` goes to `wrangler dev` as is, SIGINT and SIGTERM go to wrangler,
+ * and this process exits with wrangler's code; without it they stop the server and exit 0.
  *
  * What local development adds to wrangler.toml (which is the production configuration), for this
  * run only:
@@ -16,20 +20,21 @@
  * - ALLOW_UNTOKENED_STORES=true, announced below, unless an --env is chosen or the origin is not
  *   loopback (the Worker would refuse to serve with it then);
  * - the secrets (issuer keys, decoy secret and OHTTP gateway key made once and kept in .wrangler/, the demo CA's root
- *   when `stir-oob ca init` has run) in an env file of mode 0600 under .wrangler/, removed at exit,
- *   passed with `--env-file`: never on the command line, where any local user reads them in `ps`.
- *   A .dev.vars (or .dev.vars.<env>) of yours is passed after it, so its values win.
+ *   when `stir-oob ca init` has run), inside Miniflare's configuration (with --watch: in an env file of
+ *   mode 0600 under .wrangler/, removed at exit, passed with `--env-file`): never on the command line,
+ *   where any local user reads them in `ps`. A .dev.vars (or .dev.vars.<env>) of yours wins over them.
  * - TEST-ONLY demo credentials for the /demo page (src/dev/demo-credentials.mjs), made fresh each run,
- *   in the same env file (DEMO_CREDENTIALS; their root added to TRUST_ANCHORS_PEM), unless an --env is
+ *   with the secrets (DEMO_CREDENTIALS; their root added to TRUST_ANCHORS_PEM), unless an --env is
  *   chosen or the origin is not loopback;
- * - the web pages are built from web/ by wrangler.toml's `[build]` (src/dev/build-web.mjs).
+ * - the web pages are built from web/ (src/dev/build-web.mjs, wrangler.toml's `[build]`).
  * - METRICS_TOKEN_SHA256: the SHA-256 of a local operator token made once (.wrangler/dev-operator-token,
  *   0600) for /console and GET /metrics (docs/metrics.md); printed: where the token is, not the token;
  * - with `--relay`: one fresh relay token per run, its SHA-256 listed in the CPS's OHTTP_RELAYS (in the
  *   same env file) and the token in the relay's OHTTP_GATEWAY_TOKENS (the relay's own 0600 env file),
  *   so the gateway accepts this relay and refuses any other sender (403 OHTTP_RELAY_UNKNOWN).
- * wrangler's request lines name the called numbers in their paths: its output is printed through
- * a redactor (src/dev/redact-log.mjs) that masks them.
+ * The output (wrangler's with --watch, whose request lines name the called numbers in their paths;
+ * the Worker's own log lines either way) is printed through a redactor (src/dev/redact-log.mjs)
+ * that masks numbers.
  */
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -37,6 +42,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, relative, resolve } from "node:path";
+import { parseEnv } from "node:util";
 import { makeDemoCredentials } from "./demo-credentials.mjs";
 import { ensureLocalDecoySecret, ensureLocalIssuerKeys, ensureLocalOhttpKeys } from "./issuer-key.mjs";
 import {
@@ -75,6 +81,32 @@ async function ensureLocalOperatorToken(file) {
   return token;
 }
 
+/**
+ * The flags the default (Miniflare) server takes after `--`: `--env NAME` (read above), `--var
+ * KEY:VALUE` (repeatable; wins over every other value) and `--inspector-port N`. Anything else is a
+ * `wrangler dev` flag, which needs `--watch`.
+ */
+function directFlags(args) {
+  const vars = {};
+  let inspectorPort;
+  for (let i = 0; i < args.length; i++) {
+    const [name, inline] = args[i].startsWith("--") ? args[i].split(/=(.*)/s) : [args[i]];
+    const value = inline ?? args[++i];
+    if (name === "--env" || name === "-e") continue;
+    if (name === "--var" && value?.includes(":")) {
+      const at = value.indexOf(":");
+      vars[value.slice(0, at)] = value.slice(at + 1);
+    } else if (name === "--inspector-port" && /^\d+$/.test(value ?? "")) {
+      inspectorPort = Number(value);
+    } else {
+      return {
+        error: `${args[i - (inline === undefined ? 1 : 0)]}: not a flag of npm start (--env, --var KEY:VALUE, --inspector-port N); wrangler dev's flags need --watch`,
+      };
+    }
+  }
+  return { vars, inspectorPort };
+}
+
 /** args without `--name value` / `--name=value`. */
 function withoutFlag(args, name) {
   const out = [];
@@ -89,7 +121,9 @@ let extraArgs = process.argv.slice(2);
 // `--relay`: the OHTTP relay Worker too (relay/wrangler.toml, src/dev/relay-server.mjs), on RELAY_PORT
 // (default PORT+1), forwarding to this CPS as gateway "cps" (docs/ohttp.md).
 const withRelay = extraArgs.includes("--relay");
-extraArgs = extraArgs.filter((arg) => arg !== "--relay");
+// `--watch`: serve through `wrangler dev` (rebuilds on edits, a log line per request), not Miniflare's API.
+const watch = extraArgs.includes("--watch");
+extraArgs = extraArgs.filter((arg) => arg !== "--relay" && arg !== "--watch");
 const port = Number(flagValue(extraArgs, "--port") ?? process.env.PORT ?? 8787);
 const host = flagValue(extraArgs, "--ip") ?? process.env.HOST ?? process.env.IP ?? "127.0.0.1";
 const persistTo = flagValue(extraArgs, "--persist-to") ?? ".wrangler/state";
@@ -151,18 +185,6 @@ const operatorTokenFile = join(wranglerDir, "dev-operator-token");
 secrets.METRICS_TOKEN_SHA256 = createHash("sha256")
   .update(await ensureLocalOperatorToken(operatorTokenFile))
   .digest("base64url");
-// ensureLocal* above read their files from wranglerDir or created it: it exists.
-const secretsDir = await mkdtemp(join(wranglerDir, "npm-start-"));
-const envFiles = [await writeEnvFile(join(secretsDir, "secrets.env"), secrets)];
-const removeSecrets = () => rmSync(secretsDir, { recursive: true, force: true });
-// Without --env-file wrangler would read .dev.vars(.<env>) itself; keep honouring it, after ours.
-for (const name of [wranglerEnvName && `.dev.vars.${wranglerEnvName}`, ".dev.vars"]) {
-  if (name && existsSync(join(REPO_ROOT, name))) {
-    envFiles.push(join(REPO_ROOT, name));
-    break;
-  }
-}
-
 const vars = { CPS_ORIGIN: origin };
 if (wranglerEnvName === undefined && loopbackOrigin) {
   vars.ALLOW_UNTOKENED_STORES = "true";
@@ -171,41 +193,122 @@ if (wranglerEnvName === undefined && loopbackOrigin) {
   );
 }
 
-const child = spawn(process.execPath, wranglerDevArgs({ host, port, persistTo, vars, envFiles, extraArgs }), {
-  cwd: REPO_ROOT,
-  env: wranglerEnv(),
-  stdio: ["inherit", "pipe", "pipe"],
-});
-const printed = [
-  [child.stdout, process.stdout],
-  [child.stderr, process.stderr],
-].map(([from, to]) => {
-  const redactor = lineRedactor();
-  from.pipe(redactor).pipe(to, { end: false });
-  return new Promise((done) => redactor.on("end", done));
-});
+/** True once the server has exited or failed to start (waitForHealth stops waiting). */
+let serverGone = false;
 
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+if (watch) await serveWithWrangler();
+else await serveDirect();
+
+/**
+ * The default: Miniflare's API (src/dev/miniflare-server.mjs), no dev proxy or log relay in the
+ * request path. The secrets reach workerd inside Miniflare's configuration, not a file or `ps`.
+ */
+async function serveDirect() {
+  const direct = directFlags(extraArgs);
+  if (direct.error) {
+    console.error(`start: ${direct.error}`);
+    process.exit(2);
+  }
+  const devVars = {};
+  // .dev.vars(.<env>) as wrangler dev reads it: its values win over ours, as they do there.
+  for (const name of [wranglerEnvName && `.dev.vars.${wranglerEnvName}`, ".dev.vars"]) {
+    if (name && existsSync(join(REPO_ROOT, name))) {
+      Object.assign(devVars, parseEnv(readFileSync(join(REPO_ROOT, name), "utf8")));
+      break;
+    }
+  }
+  const { serveWithMiniflare } = await import("./miniflare-server.mjs");
+  let server;
+  try {
+    server = await serveWithMiniflare({
+      host,
+      port,
+      persistTo: resolve(REPO_ROOT, persistTo),
+      envName: wranglerEnvName,
+      inspectorPort: direct.inspectorPort,
+      bindings: { ...secrets, ...devVars, ...vars, ...direct.vars },
+      // The Worker's own logs, through the redactor like wrangler's output.
+      onOutput: (stdout, stderr) => {
+        stdout.pipe(lineRedactor()).pipe(process.stdout, { end: false });
+        stderr.pipe(lineRedactor()).pipe(process.stderr, { end: false });
+      },
+    });
+  } catch (err) {
+    serverGone = true;
+    console.error(`start: the CPS did not start: ${err.message}`);
+    process.exit(1);
+  }
+  // The configuration in force, as wrangler dev lists it (vars only: the secrets are not printed).
+  console.log("start: vars (wrangler.toml, then npm start's and --var's):");
+  for (const [name, value] of Object.entries({ ...server.configVars, ...vars, ...direct.vars })) {
+    const text = String(value);
+    console.log(`  env.${name} ("${text.length > 60 ? `${text.slice(0, 57)}...` : text}")`);
+  }
+  console.log(`Ready on ${url}`);
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, () => {
+      server.dispose().finally(() => process.exit(0));
+    });
+  }
+}
+
+/**
+ * `--watch`: `wrangler dev`, which rebuilds and reloads on every source edit and prints a (redacted)
+ * line per request; its flags pass through. The secrets go in an env file of mode 0600, removed at exit.
+ */
+async function serveWithWrangler() {
+  // ensureLocal* above read their files from wranglerDir or created it: it exists.
+  const secretsDir = await mkdtemp(join(wranglerDir, "npm-start-"));
+  const envFiles = [await writeEnvFile(join(secretsDir, "secrets.env"), secrets)];
+  const removeSecrets = () => rmSync(secretsDir, { recursive: true, force: true });
+  // Without --env-file wrangler would read .dev.vars(.<env>) itself; keep honouring it, after ours.
+  for (const name of [wranglerEnvName && `.dev.vars.${wranglerEnvName}`, ".dev.vars"]) {
+    if (name && existsSync(join(REPO_ROOT, name))) {
+      envFiles.push(join(REPO_ROOT, name));
+      break;
+    }
+  }
+  const child = spawn(
+    process.execPath,
+    wranglerDevArgs({ host, port, persistTo, vars, envFiles, extraArgs }),
+    {
+      cwd: REPO_ROOT,
+      env: wranglerEnv(),
+      stdio: ["inherit", "pipe", "pipe"],
+    },
+  );
+  const printed = [
+    [child.stdout, process.stdout],
+    [child.stderr, process.stderr],
+  ].map(([from, to]) => {
+    const redactor = lineRedactor();
+    from.pipe(redactor).pipe(to, { end: false });
+    return new Promise((done) => redactor.on("end", done));
+  });
+
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    });
+  }
+  process.on("exit", removeSecrets);
+
+  child.on("error", (err) => {
+    console.error(`start: could not run wrangler: ${err.message}`);
+    process.exit(1);
+  });
+
+  // After wrangler's last output has gone through the redactor.
+  child.on("close", async (code, signal) => {
+    serverGone = true;
+    await Promise.all(printed);
+    process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
   });
 }
-process.on("exit", removeSecrets);
-
-child.on("error", (err) => {
-  console.error(`start: could not run wrangler: ${err.message}`);
-  process.exit(1);
-});
-
-// After wrangler's last output has gone through the redactor.
-child.on("close", async (code, signal) => {
-  await Promise.all(printed);
-  process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
-});
 
 waitForHealth(url, {
   timeoutMs: 120_000,
-  failed: () => (child.exitCode !== null || child.signalCode !== null ? new Error("exited") : null),
+  failed: () => (serverGone ? new Error("exited") : null),
 }).then(
   async () => {
     console.log(`\nCPS ready on ${url} (GET /health answered; state in ${persistTo})\n`);

@@ -1,7 +1,8 @@
 /**
  * `npm start` (src/dev/start.mjs) as a local user would run it, and what another local user could see
- * of it: the process list (`ps`), the files it writes, and the log it prints. Also the e2e servers
- * (startLocalServer), which run the same `wrangler dev`.
+ * of it: the process list (`ps`), the files it writes, and the log it prints; both ways it serves
+ * (Miniflare's API by default, `wrangler dev` with `--watch`). Also the e2e servers (startLocalServer),
+ * which run `wrangler dev`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -97,6 +98,9 @@ let home: string;
 let state: string;
 let rootPem: string;
 let dev: Started;
+/** `npm start -- --watch --env production`: the wrangler dev path, in the production configuration. */
+let prod: Started;
+let watchState: string;
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "npm-start-home-"));
@@ -104,16 +108,22 @@ beforeAll(async () => {
   ({ rootPem } = await serializeTestPki(await createTestPki()));
   await mkdir(join(home, "ca"), { recursive: true });
   await writeFile(join(home, "ca", "root.pem"), rootPem);
+  watchState = await mkdtemp(join(tmpdir(), "npm-start-prod-"));
+  // One at a time: two starts at once on two cores can outlast the health timeout.
   dev = await npmStart(["--persist-to", state], { STIR_OOB_HOME: home });
-});
+  prod = await npmStart(["--watch", "--env", "production", "--persist-to", watchState], {
+    STIR_OOB_HOME: home,
+  });
+}, 180_000);
 
 afterAll(async () => {
   await dev?.stop();
-  for (const dir of [home, state]) if (dir) await rm(dir, { recursive: true, force: true });
+  await prod?.stop();
+  for (const dir of [home, state, watchState]) if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe("adversary #13: no secret on a process command line", () => {
-  it("npm start passes the issuer keys, trust anchors and decoy secret in a 0600 file, not in `ps`", async () => {
+  it("npm start keeps the issuer keys, trust anchors and decoy secret off `ps` and out of any env file", async () => {
     const keys = JSON.parse(await readFile(join(REPO_ROOT, ".wrangler", DEV_KEYS_FILE), "utf8")) as {
       privateKeyPkcs8: string;
     }[];
@@ -127,8 +137,23 @@ describe("adversary #13: no secret on a process command line", () => {
     expect(ours.join("\n")).not.toContain("TOKEN_ISSUER_KEYS");
     expect(text).not.toContain(rootPem.split("\n")[1] as string);
     expect(text).not.toContain(decoySecret);
-    // Where they are instead: a file only this user can read.
-    const files = envFilesIn(text, state);
+    // Served through Miniflare's API, they reach workerd inside its configuration: no file to find.
+    expect(envFilesIn(text, state)).toEqual([]);
+    // Control: the Worker has them (a decoy secret is required to serve, and the issuer keys are listed).
+    const issuer = await fetch(`${dev.url}/tokens/keys`);
+    expect(issuer.status).toBe(200);
+  });
+
+  it("npm start -- --watch (wrangler dev) passes them in a 0600 file, not in `ps`", async () => {
+    const keys = JSON.parse(await readFile(join(REPO_ROOT, ".wrangler", DEV_KEYS_FILE), "utf8")) as {
+      privateKeyPkcs8: string;
+    }[];
+    const text = await ps();
+    for (const k of keys) expect(text).not.toContain(k.privateKeyPkcs8.slice(0, 64));
+    const ours = text.split("\n").filter((line) => line.includes(watchState));
+    expect(ours.length).toBeGreaterThan(0);
+    expect(ours.join("\n")).not.toContain("TOKEN_ISSUER_KEYS");
+    const files = envFilesIn(text, watchState);
     expect(files.length).toBeGreaterThan(0);
     for (const file of files) {
       expect((await stat(file)).mode & 0o777).toBe(0o600);
@@ -157,16 +182,31 @@ describe("adversary #13: no secret on a process command line", () => {
 });
 
 describe("adversary #14: npm start's log names no telephone number", () => {
-  it("after a store, a list and a key lookup the output holds no number, and still says Ready", async () => {
+  /** A store, a list, a miss, key and discovery lookups of TN on `server`; returns its output after. */
+  async function traffic(server: Started): Promise<string> {
     const { text } = await sealedFor(TN);
-    expect((await fetch(storeRequest(dev.url, TN, text))).status).toBe(201);
-    expect((await fetch(`${dev.url}/cps/${TN}/ppts`)).status).toBe(200);
-    await (await fetch(`${dev.url}/keys/${TN}`)).body?.cancel();
-    await (await fetch(`${dev.url}/keys?prefix=1202555`)).body?.cancel();
-    await (await fetch(`${dev.url}/.well-known/stir-oob?tn=${TN}`)).body?.cancel();
-    // wrangler prints a request's line after answering it: give the last ones a moment.
+    await (await fetch(storeRequest(server.url, TN, text))).body?.cancel();
+    expect((await fetch(`${server.url}/cps/${TN}/ppts`)).status).toBe(200);
+    expect((await fetch(`${server.url}/cps/${TN}/ppts/${"0".repeat(32)}`)).status).toBe(404);
+    await (await fetch(`${server.url}/keys/${TN}`)).body?.cancel();
+    await (await fetch(`${server.url}/keys?prefix=1202555`)).body?.cancel();
+    await (await fetch(`${server.url}/.well-known/stir-oob?tn=${TN}`)).body?.cancel();
+    // Log lines come after the answers: give the last ones a moment.
     await new Promise((r) => setTimeout(r, 1_500));
-    const out = dev.output();
+    return server.output();
+  }
+
+  it("npm start: after a store, a list, a miss and key lookups the output holds no number, and says Ready", async () => {
+    const out = await traffic(dev);
+    // Control: the Worker's own log lines reach the output (its warning on the first untokened store).
+    expect(out).toMatch(/"event":"untokened_stores_enabled"/);
+    expect(out).toMatch(/Ready on http:\/\/127\.0\.0\.1:\d+/);
+    expect(out).not.toMatch(DIGITS_OF_TN);
+    expect(out).not.toContain("1202555");
+  });
+
+  it("npm start -- --watch: wrangler's request lines are there, redacted", async () => {
+    const out = await traffic(prod);
     // Control: the request lines are there (redacted), so the check below reads real log text.
     expect(out).toMatch(/GET \/cps\/\S*\/ppts/);
     expect(out).toMatch(/Ready on http:\/\/127\.0\.0\.1:\d+/);
@@ -177,22 +217,35 @@ describe("adversary #14: npm start's log names no telephone number", () => {
 
 describe("adversary #12: `npm start -- --env production` runs the production configuration", () => {
   it("announces no untokened stores, serves, and refuses a store without a token", async () => {
-    const prodState = await mkdtemp(join(tmpdir(), "npm-start-prod-"));
-    const prod = await npmStart(["--env", "production", "--persist-to", prodState], { STIR_OOB_HOME: home });
-    try {
-      // Control: the development run does announce it.
-      expect(dev.output()).toMatch(/ALLOW_UNTOKENED_STORES is on/);
-      expect(prod.output()).not.toMatch(
-        /ALLOW_UNTOKENED_STORES is on|stores without a storage token are accepted/,
-      );
-      expect(prod.output()).toMatch(/ALLOW_UNTOKENED_STORES \("false"\)/);
-      const { text } = await sealedFor(TN);
-      const res = await fetch(storeRequest(prod.url, TN, text));
-      expect(res.status).toBe(401);
-      expect(((await res.json()) as { code: string }).code).toBe("TOKEN_MISSING");
-    } finally {
-      await prod.stop();
-      await rm(prodState, { recursive: true, force: true });
-    }
+    // Control: the development run does announce it, and lists the var as on.
+    expect(dev.output()).toMatch(/ALLOW_UNTOKENED_STORES is on/);
+    expect(dev.output()).toMatch(/ALLOW_UNTOKENED_STORES \("true"\)/);
+    expect(prod.output()).not.toMatch(
+      /ALLOW_UNTOKENED_STORES is on|stores without a storage token are accepted/,
+    );
+    expect(prod.output()).toMatch(/ALLOW_UNTOKENED_STORES \("false"\)/);
+    const { text } = await sealedFor(TN);
+    const res = await fetch(storeRequest(prod.url, TN, text));
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { code: string }).code).toBe("TOKEN_MISSING");
+  });
+
+  it("an unknown flag without --watch is refused with a message naming it (exit 2)", async () => {
+    const child = spawn(
+      process.execPath,
+      [join(REPO_ROOT, "src/dev/start.mjs"), "--local-protocol", "https"],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, PORT: String(await freePort()), STIR_OOB_HOME: home },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let err = "";
+    child.stderr?.on("data", (d) => {
+      err += d;
+    });
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    expect(code).toBe(2);
+    expect(err).toMatch(/--local-protocol: not a flag of npm start.*--watch/);
   });
 });

@@ -1,0 +1,96 @@
+/**
+ * How `npm start` serves the CPS: on workerd through Miniflare's API, with the bindings wrangler.toml
+ * declares (read by wrangler's own `unstable_getMiniflareWorkerOptions`, so the two cannot drift) and
+ * the Miniflare that wrangler itself runs (resolved from wrangler's install, so the runtime is the one
+ * `wrangler dev` and the e2e tests use). Unlike `wrangler dev` there is no proxy Worker and no
+ * log relay between a client and the CPS: requests reach the CPS's workerd directly, and it prints
+ * nothing per request. That path cost about 40 % of the CPU of a local call (issue 20, BENCHMARKS.md).
+ *
+ * State is persisted in the layout `wrangler dev --persist-to <dir>` uses (`<dir>/v3`), so either way
+ * of starting sees the other's stored data. The secrets go to workerd inside Miniflare's
+ * configuration, never on a command line.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { build } from "esbuild";
+import { REPO_ROOT } from "./local-server.mjs";
+
+/** Where the Worker is bundled (git-ignored with the rest of .wrangler/). */
+const BUNDLE_DIR = join(REPO_ROOT, ".wrangler", "tmp", "npm-start");
+
+/** wrangler's own Miniflare (the version it pins, matched to its workerd). */
+function wranglersMiniflare() {
+  const fromWrangler = createRequire(createRequire(import.meta.url).resolve("wrangler/package.json"));
+  return fromWrangler("miniflare");
+}
+
+/**
+ * Bundles src/index.ts as `wrangler dev` does (esbuild, the `workerd`/`worker`/`browser` conditions,
+ * ES modules), after running wrangler.toml's `[build]` (the web pages the assets binding serves).
+ */
+async function bundleWorker() {
+  const web = spawnSync(process.execPath, [join(REPO_ROOT, "src/dev/build-web.mjs")], {
+    cwd: REPO_ROOT,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  if (web.status !== 0) throw new Error(`building the web pages failed (exit ${web.status})`);
+  mkdirSync(BUNDLE_DIR, { recursive: true });
+  const outfile = join(BUNDLE_DIR, "index.js");
+  await build({
+    entryPoints: [join(REPO_ROOT, "src/index.ts")],
+    absWorkingDir: REPO_ROOT,
+    bundle: true,
+    format: "esm",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    external: ["cloudflare:*", "node:*"],
+    outfile,
+    sourcemap: true,
+    logLevel: "warning",
+  });
+  return outfile;
+}
+
+/**
+ * Starts the CPS; resolves to { url, dispose, configVars } (configVars: wrangler.toml's vars for the env). `bindings` are added to wrangler.toml's vars (and
+ * win over them); `onOutput(stdout, stderr)` receives workerd's output streams (the Worker's logs).
+ */
+export async function serveWithMiniflare({
+  host,
+  port,
+  persistTo,
+  envName,
+  bindings,
+  inspectorPort,
+  onOutput,
+}) {
+  const scriptPath = await bundleWorker();
+  const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(REPO_ROOT, "wrangler.toml"), envName);
+  const { Miniflare } = wranglersMiniflare();
+  const mf = new Miniflare({
+    host,
+    port,
+    ...(inspectorPort !== undefined ? { inspectorPort } : {}),
+    defaultPersistRoot: join(persistTo, "v3"),
+    handleRuntimeStdio: onOutput,
+    workers: [
+      {
+        ...workerOptions,
+        name: "stir-oob-cps",
+        // Listed, not discovered: the bundle's guarded `import("crypto")` fallbacks are never reached
+        // on workerd, and Miniflare would refuse a module it cannot resolve.
+        modules: [{ type: "ESModule", path: scriptPath }],
+        bindings: { ...workerOptions.bindings, ...bindings },
+      },
+    ],
+  });
+  const url = await mf.ready;
+  return {
+    url: url.href.replace(/\/$/, ""),
+    dispose: () => mf.dispose(),
+    configVars: { ...workerOptions.bindings },
+  };
+}
