@@ -18,24 +18,32 @@ export const META_DECOY_AT = "dummyAt";
 /** `meta` row: when the decoy stream last pushed (ms): decoys born after it are still to push. */
 export const META_DECOYS_FROM = "decoysFrom";
 
-/** PassportQueue: one number's live blobs; `digest` is the store's retry key (NULL if untokened). */
+/**
+ * PassportQueue: one number's live blobs; `digest` is the store's retry key (NULL if untokened).
+ * Rows are written in the primary key's own tree (WITHOUT ROWID) and the table has no other index: a
+ * number holds a handful of live blobs (at most MAX_LIVE_PER_NUMBER), so a scan finds a retry key or
+ * counts the live rows as fast as an index would, and a store writes one row instead of four (rows
+ * written are what Durable Object storage bills; docs/capacity.md). `ppts_has_digest` holds no
+ * entries (`WHERE 0`) and so costs no write: it names the digest column, so creating it fails on a
+ * table made before that column, which is how `createPassportQueueTables` finds an old table. Objects
+ * made by earlier versions keep their rowid table and its two indexes; every query works on both.
+ */
 export const PASSPORT_QUEUE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS ppts (
     id TEXT PRIMARY KEY,
     blob BLOB NOT NULL,
     expires_at INTEGER NOT NULL,
     digest BLOB
-  );
-  CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
-  CREATE INDEX IF NOT EXISTS ppts_digest ON ppts (digest);
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS ppts_has_digest ON ppts (digest) WHERE 0;
   ${META_SCHEMA}
 `;
 
 /**
  * Creates PassportQueue's tables, or brings a `ppts` table made before the digest column (retried
- * stores) up to date. The common start runs the schema alone: only when its digest index fails on an
- * old table is the column added, so a cold object (most numbers) pays nothing for the migration, and
- * an object that never stored keeps no rows at all.
+ * stores) up to date. The common start runs the schema alone: only when its `ppts_has_digest` index
+ * fails on an old table is the column added, so a cold object (most numbers) pays nothing for the
+ * migration, and an object that never stored keeps no rows at all.
  */
 export function createPassportQueueTables(sql: SqlStorage): void {
   try {
@@ -47,14 +55,18 @@ export function createPassportQueueTables(sql: SqlStorage): void {
   }
 }
 
-/** BlockQueue: a copy of every live blob of one index block, with its number. */
+/**
+ * BlockQueue: a copy of every live blob of one index block, with its number. WITHOUT ROWID: the row
+ * lives in its primary key's tree, one write fewer per store; the two indexes stay (a block holds up
+ * to 100,000 rows, and queries go by number prefix and by expiry).
+ */
 export const BLOCK_QUEUE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     tn TEXT NOT NULL,
     blob BLOB NOT NULL,
     expires_at INTEGER NOT NULL
-  );
+  ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS blobs_expires_at ON blobs (expires_at);
   CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn);
   ${META_SCHEMA}
@@ -68,19 +80,21 @@ export const BLOCK_QUEUE_SCHEMA = `
  * report made worthless, until their expiry; `report_rate` counts reports per window (in the one
  * `feedback-rate` object only). All three are new tables (`CREATE TABLE IF NOT EXISTS`), so an object
  * made before them gains them empty on its next start, with no change to the older tables' rows.
+ * Tables with a primary key are WITHOUT ROWID (the row is its key's tree: one write fewer per row, and
+ * rows written are what storage bills); objects made before keep rowid tables, which work the same.
  */
 export const TOKEN_LEDGER_SCHEMA = `
   CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY,
     uses INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
-  );
+  ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS tokens_expires_at ON tokens (expires_at);
   CREATE TABLE IF NOT EXISTS spends (
     receipt TEXT PRIMARY KEY,
     pair TEXT NOT NULL,
     at INTEGER NOT NULL
-  );
+  ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS spends_pair ON spends (pair, at);
   CREATE INDEX IF NOT EXISTS spends_at ON spends (at);
   DROP TABLE IF EXISTS number_uses;
@@ -95,12 +109,12 @@ export const TOKEN_LEDGER_SCHEMA = `
     spent_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (tag, token)
-  );
+  ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS tags_expires_at ON tags (expires_at);
   CREATE TABLE IF NOT EXISTS revoked (
     token TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
-  );
+  ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS report_rate (
     k TEXT NOT NULL,
     at INTEGER NOT NULL

@@ -94,7 +94,9 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
     // Rebuild the table in the old shape (id, blob, expires_at), then start the object again.
     await runInDurableObject(queueFor(tn), (_obj, state) => {
       const sql = state.storage.sql;
-      sql.exec("DROP INDEX ppts_digest");
+      // Whichever index names the digest column (older objects: ppts_digest; newer: ppts_has_digest).
+      sql.exec("DROP INDEX IF EXISTS ppts_digest");
+      sql.exec("DROP INDEX IF EXISTS ppts_has_digest");
       sql.exec("CREATE TABLE old AS SELECT id, blob, expires_at FROM ppts");
       sql.exec("DROP TABLE ppts");
       sql.exec("ALTER TABLE old RENAME TO ppts");
