@@ -21,8 +21,10 @@ async function connect(port) {
   });
   let next = 1;
   const waiting = new Map();
+  const scripts = [];
   socket.addEventListener("message", (ev) => {
     const msg = JSON.parse(typeof ev.data === "string" ? ev.data : ev.data.toString());
+    if (msg.method === "Debugger.scriptParsed") scripts.push(msg.params);
     const w = waiting.get(msg.id);
     if (!w) return;
     waiting.delete(msg.id);
@@ -35,12 +37,13 @@ async function connect(port) {
       waiting.set(id, { resolve, reject });
       socket.send(JSON.stringify({ id, method, params }));
     });
-  return { send, close: () => socket.close() };
+  return { send, scripts, close: () => socket.close() };
 }
 
 /**
- * Starts sampling the Worker's CPU (every `intervalUs` microseconds); `stop()` resolves to the
- * profile (the DevTools `Profile` object, which Chrome's DevTools and speedscope open as .cpuprofile).
+ * Starts sampling the Worker's CPU (every `intervalUs` microseconds); `stop()` resolves to
+ * { profile, bundle }: the DevTools `Profile` object (Chrome's DevTools and speedscope open it as
+ * .cpuprofile) and the source text of the Worker's bundle as the runtime ran it, for bundleModules.
  */
 export async function startProfile(port, { intervalUs = 200 } = {}) {
   const s = await connect(port);
@@ -51,8 +54,15 @@ export async function startProfile(port, { intervalUs = 200 } = {}) {
     async stop() {
       const { profile } = await s.send("Profiler.stop");
       await s.send("Profiler.disable");
+      // The debugger only after sampling: enabling it lists every script the isolate has parsed.
+      await s.send("Debugger.enable");
+      const script = s.scripts.find((x) => /(^|\/)index\.js$/.test(x.url));
+      const bundle = script
+        ? (await s.send("Debugger.getScriptSource", { scriptId: script.scriptId })).scriptSource
+        : undefined;
+      await s.send("Debugger.disable");
       s.close();
-      return profile;
+      return { profile, bundle };
     },
   };
 }

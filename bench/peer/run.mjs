@@ -6,7 +6,8 @@
  * every request), side by side on this machine, rounds interleaved.
  *
  *   npm run bench:peer -- --peer-repo PATH [--rounds 5] [--calls 1000] [--concurrency 16] [--pool 1000]
- *       [--warmup 100] [--systems cps-untokened,cps-tokened,peer-1,peer-2] [--peer-work DIR] [--out FILE]
+ *       [--warmup 100] [--systems cps-untokened,cps-tokened,cps-watch,peer-1,peer-2] [--peer-work DIR]
+ *       [--out FILE] [--profile]
  *   npm run bench:peer -- --peer-repo PATH --check     # set the peer up, start nothing, exit 0 if it can run
  *
  * PATH (or PEER_REPO) is a copy of github.com/lokingdav/jodi the user fetched: a checkout, or a git dir
@@ -15,8 +16,9 @@
  * copy or package: a message naming it, exit 3. Bad flags: exit 2. Unexpected answers: exit 1.
  *
  * Systems (each its own server processes, all running for the whole run):
- *   cps-untokened  `npm start` (wrangler dev + workerd; untokened stores allowed, as npm start is)
+ *   cps-untokened  `npm start` (workerd through Miniflare's API; untokened stores allowed, as npm start is)
  *   cps-tokened    `npm start -- --var ALLOW_UNTOKENED_STORES:false`: every store pays a storage token
+ *   cps-watch      `npm start -- --watch` (wrangler dev, its proxy Worker and log relay), untokened
  *   peer-1         the peer: uvicorn --workers 1 + its own redis-server
  *   peer-2         the peer: uvicorn --workers 2 + its own redis-server
  *
@@ -32,19 +34,18 @@
  * another's before it is retrieved; a retrieval counts only if it returns that call's PASSporT (ours:
  * that call's sealed blob).
  *
- * CPU per call: the CPU the system's server processes used (/proc, the whole process tree: start.mjs,
- * wrangler and workerd; uvicorn, its workers and redis-server) during its timed rounds over its calls
+ * CPU per call: the CPU the system's server processes used (/proc, the whole process tree: start.mjs
+ * and workerd, with --watch also wrangler and its proxy's workerd; uvicorn, its workers and redis-server) during its timed rounds over its calls
  * (median over rounds); and over the whole run: from the start of the first timed round to the end of
  * the last, everything between rounds included (other systems' rounds, preparation, timers such as
  * expiry alarms), over the same calls.
  */
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { importPKCS8, SignJWT } from "jose";
-import { REPO_ROOT } from "../../src/dev/local-server.mjs";
 import { importBundle } from "../../src/dev/ts-module.mjs";
 import { positive } from "../lib/args.mjs";
 import { closedLoop } from "../lib/closed-loop.mjs";
@@ -96,7 +97,7 @@ const { values: flags } = parseArgs({
 if (flags.help) {
   console.log(
     "npm run bench:peer -- --peer-repo PATH [--rounds N] [--calls N] [--concurrency N] [--pool N] [--warmup N]\n" +
-      `    [--systems ${Object.keys(SYSTEMS).join(",")}] [--peer-work DIR] [--python /usr/bin/python3] [--out FILE] [--check]\n` +
+      `    [--systems ${Object.keys(SYSTEMS).join(",")}] [--peer-work DIR] [--python /usr/bin/python3] [--out FILE] [--check] [--profile]\n` +
       "PATH (or PEER_REPO): a checkout or git dir of github.com/lokingdav/jodi; see bench/peer/README.md",
   );
   process.exit(0);
@@ -366,16 +367,6 @@ async function runCalls(calls) {
   };
 }
 
-/** Source modules of the bundle served now: the newest of npm start's and wrangler dev's builds. */
-function currentBundle() {
-  const tmp = join(REPO_ROOT, ".wrangler", "tmp");
-  const builds = readdirSync(tmp)
-    .filter((d) => (d.startsWith("dev-") || d === "npm-start") && existsSync(join(tmp, d, "index.js")))
-    .map((d) => join(tmp, d, "index.js"))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  return builds[0] ? bundleModules(readFileSync(builds[0], "utf8")) : undefined;
-}
-
 /**
  * `--profile`: one more round of CALLS calls per CPS system with workerd's CPU profiler on (through
  * wrangler's inspector); writes each profile beside the result file (open it in Chrome DevTools or
@@ -389,13 +380,14 @@ async function profileCps(servers, ctx, callerBase) {
     const calls = await prepare(name, servers[name], ctx, keys, callerBase);
     const profiler = await startProfile(servers[name].inspectorPort);
     const res = await runCalls(calls);
-    const profile = await profiler.stop();
+    const { profile, bundle } = await profiler.stop();
     const file = join(WORK, "profiles", `${name}-${Date.now()}.cpuprofile`);
     await writeJson(file, profile);
+    if (bundle) writeFileSync(`${file}.bundle.js`, bundle);
     out[name] = {
       file,
       ok: res.ok,
-      ...summariseProfile(profile, { calls: CALLS, moduleOf: currentBundle() }),
+      ...summariseProfile(profile, { calls: CALLS, moduleOf: bundle && bundleModules(bundle) }),
     };
     progress(
       `${name}: profile of ${CALLS} calls in ${file}: ${fmt(out[name].msPerCall, 2)} ms sampled per call`,

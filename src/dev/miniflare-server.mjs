@@ -11,14 +11,17 @@
  * configuration, never on a command line.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { REPO_ROOT } from "./local-server.mjs";
 
-/** Where the Worker is bundled (git-ignored with the rest of .wrangler/). */
-const BUNDLE_DIR = join(REPO_ROOT, ".wrangler", "tmp", "npm-start");
+/**
+ * Where this process bundles the Worker (git-ignored with the rest of .wrangler/): its own directory,
+ * so that servers started side by side never load each other's half-written bundle. Removed at exit.
+ */
+const BUNDLE_DIR = join(REPO_ROOT, ".wrangler", "tmp", `npm-start-${process.pid}`);
 
 /** wrangler's own Miniflare (the version it pins, matched to its workerd). */
 function wranglersMiniflare() {
@@ -37,6 +40,7 @@ async function bundleWorker() {
   });
   if (web.status !== 0) throw new Error(`building the web pages failed (exit ${web.status})`);
   mkdirSync(BUNDLE_DIR, { recursive: true });
+  process.on("exit", () => rmSync(BUNDLE_DIR, { recursive: true, force: true }));
   const outfile = join(BUNDLE_DIR, "index.js");
   await build({
     entryPoints: [join(REPO_ROOT, "src/index.ts")],
