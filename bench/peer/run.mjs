@@ -368,9 +368,11 @@ async function runCalls(calls) {
 }
 
 /**
- * `--profile`: one more round of CALLS calls per CPS system with workerd's CPU profiler on (through
- * wrangler's inspector); writes each profile beside the result file (open it in Chrome DevTools or
- * speedscope) and returns the self time per call by source file and by function.
+ * `--profile`: per CPS system, after the timed rounds, CALLS stores and then the CALLS retrievals of
+ * those numbers, each phase with workerd's CPU profiler on (through the inspector), so each route has
+ * a profile of its own. Writes each profile and the bundle it ran under <peer-work>/profiles/ (open
+ * the profile in Chrome DevTools or speedscope) and returns the CPU per request by source module and
+ * by function, per phase.
  */
 async function profileCps(servers, ctx, callerBase) {
   const out = {};
@@ -378,20 +380,28 @@ async function profileCps(servers, ctx, callerBase) {
   const keys = Array.from({ length: CALLS }, () => Math.floor(rand() * POOL));
   for (const name of chosen.filter((n) => SYSTEMS[n].kind === "cps")) {
     const calls = await prepare(name, servers[name], ctx, keys, callerBase);
-    const profiler = await startProfile(servers[name].inspectorPort);
-    const res = await runCalls(calls);
-    const { profile, bundle } = await profiler.stop();
-    const file = join(WORK, "profiles", `${name}-${Date.now()}.cpuprofile`);
-    await writeJson(file, profile);
-    if (bundle) writeFileSync(`${file}.bundle.js`, bundle);
-    out[name] = {
-      file,
-      ok: res.ok,
-      ...summariseProfile(profile, { calls: CALLS, moduleOf: bundle && bundleModules(bundle) }),
-    };
-    progress(
-      `${name}: profile of ${CALLS} calls in ${file}: ${fmt(out[name].msPerCall, 2)} ms sampled per call`,
-    );
+    out[name] = {};
+    for (const phase of ["store", "retrieve"]) {
+      const profiler = await startProfile(servers[name].inspectorPort);
+      const unexpected = {};
+      await closedLoop(calls.length, CONCURRENCY, async (i) => {
+        const c = calls[i];
+        const err = phase === "store" ? await step(c.store) : await step(c.retrieve, c.expect.slice(-64));
+        if (err !== null) unexpected[err] = (unexpected[err] ?? 0) + 1;
+      });
+      const { profile, bundle } = await profiler.stop();
+      const file = join(WORK, "profiles", `${name}-${phase}-${Date.now()}.cpuprofile`);
+      await writeJson(file, profile);
+      if (bundle) writeFileSync(`${file}.bundle.js`, bundle);
+      out[name][phase] = {
+        file,
+        unexpected,
+        ...summariseProfile(profile, { calls: CALLS, moduleOf: bundle && bundleModules(bundle) }),
+      };
+      progress(
+        `${name}: ${phase} profile (${CALLS} requests) in ${file}: ${fmt(out[name][phase].msPerCall, 2)} ms sampled per request`,
+      );
+    }
     callerBase += CALLS;
   }
   return out;
@@ -671,12 +681,14 @@ async function main() {
     rounds,
     elapsedSeconds: elapsed,
   });
-  for (const [name, p] of Object.entries(profiles)) {
-    console.log(
-      `\n${name}: workerd CPU profile, ${fmt(p.msPerCall, 2)} ms sampled per call (${p.file}); self time per call:`,
-    );
-    for (const f of p.byFile.slice(0, 12)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
-    for (const f of p.byFunction.slice(0, 15)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
+  for (const [name, phases] of Object.entries(profiles)) {
+    for (const [phase, p] of Object.entries(phases)) {
+      console.log(
+        `\n${name} ${phase}: workerd CPU profile, ${fmt(p.msPerCall, 2)} ms sampled per request (${p.file}); per request:`,
+      );
+      for (const f of p.byFile.slice(0, 12)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
+      for (const f of p.byFunction.slice(0, 15)) console.log(`  ${fmt(f.msPerCall, 3)} ms  ${f.name}`);
+    }
   }
   console.log(`\n${fmt(elapsed)} s in all; figures in ${out}`);
   if (chosen.some((n) => summary[n].errors > 0)) {
