@@ -193,6 +193,8 @@ if (wranglerEnvName === undefined && loopbackOrigin) {
   );
 }
 
+/** True once we stop the server on purpose (its exit is then expected). */
+let stopping = false;
 /** True once the server has exited or failed to start (waitForHealth stops waiting). */
 let serverGone = false;
 
@@ -231,6 +233,14 @@ async function serveDirect() {
       onOutput: (stdout, stderr) => {
         stdout.pipe(lineRedactor()).pipe(process.stdout, { end: false });
         stderr.pipe(lineRedactor()).pipe(process.stderr, { end: false });
+        // workerd's output ends when it exits: unless we are stopping it, the CPS is gone, so say so
+        // and exit rather than keep running with nothing listening.
+        stdout.once("end", () => {
+          if (stopping) return;
+          serverGone = true;
+          console.error("start: workerd exited unexpectedly; the CPS is not running");
+          process.exit(1);
+        });
       },
     });
   } catch (err) {
@@ -247,6 +257,7 @@ async function serveDirect() {
   console.log(`Ready on ${url}`);
   for (const signal of ["SIGINT", "SIGTERM"]) {
     process.on(signal, () => {
+      stopping = true;
       server.dispose().finally(() => process.exit(0));
     });
   }

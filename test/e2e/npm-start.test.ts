@@ -230,6 +230,27 @@ describe("adversary #12: `npm start -- --env production` runs the production con
     expect(((await res.json()) as { code: string }).code).toBe("TOKEN_MISSING");
   });
 
+  it("if workerd dies, npm start says so and exits 1 instead of running on with nothing listening", async () => {
+    const crashState = await mkdtemp(join(tmpdir(), "npm-start-crash-"));
+    const crash = await npmStart(["--persist-to", crashState], { STIR_OOB_HOME: home });
+    try {
+      const exited = new Promise<number | null>((r) => crash.child.once("exit", (c) => r(c)));
+      const children = await new Promise<string>((resolve, reject) =>
+        execFile("pgrep", ["-P", String(crash.child.pid), "workerd"], (err, stdout) =>
+          err ? reject(err) : resolve(stdout),
+        ),
+      );
+      const workerd = Number(children.trim().split("\n")[0]);
+      expect(workerd).toBeGreaterThan(0);
+      process.kill(workerd, "SIGKILL");
+      expect(await exited).toBe(1);
+      expect(crash.output()).toMatch(/workerd exited unexpectedly/);
+    } finally {
+      await crash.stop();
+      await rm(crashState, { recursive: true, force: true });
+    }
+  });
+
   it("an unknown flag without --watch is refused with a message naming it (exit 2)", async () => {
     const child = spawn(
       process.execPath,
