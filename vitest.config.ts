@@ -103,8 +103,9 @@ export default defineConfig(async () => {
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
-                // wrangler.toml is the production configuration; this project adds the dev switch.
-                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "true" },
+                // wrangler.toml is the production configuration; this project adds the dev switch, and one
+                // hot number spread over 4 objects (test/integration/hot-numbers.test.ts; no other test uses it).
+                bindings: { ...workerBindings, ALLOW_UNTOKENED_STORES: "true", HOT_NUMBERS: "13125557700:4" },
                 outboundService,
                 // The ATIS rate limit per credential (wrangler.toml: 5,000 per 10 s) made small enough for
                 // test/integration/atis.test.ts to reach it; miniflare counts it for real, per 10 s window.

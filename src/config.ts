@@ -10,14 +10,21 @@
  */
 import { CpsError } from "./errors.js";
 import { type Candidate, parseProvisionedRecords, parseServedPrefixes } from "./stir/discovery.js";
+import { parseHotNumbers } from "./stir/hot-numbers.js";
 import { type NumberPattern, parseSpcNumberBlocks, type SpcNumberBlocks } from "./stir/number-blocks.js";
+import type { CanonicalTn } from "./stir/tn.js";
 import { isLoopback } from "./stir/urls.js";
 
 export interface CpsConfig {
   /** Lifetime of a stored blob (RFC 8816 §7.5: no longer than the 60 s iat freshness window). */
   ttlSeconds: number;
-  /** Live blobs allowed per called number. */
+  /** Live blobs allowed per called number (per shard of a hot number: `hotNumbers`). */
   maxLivePerNumber: number;
+  /**
+   * Hot numbers (HOT_NUMBERS, `<number>:<shards>,...`; src/stir/hot-numbers.ts): number -> how many
+   * PassportQueue objects its queue is spread over (2..16). Empty by default: every number one object.
+   */
+  hotNumbers: ReadonlyMap<CanonicalTn, number>;
   /**
    * This CPS's public origin (CPS_ORIGIN, e.g. `https://cps.example.net`): the audience credential
    * tokens must name and the origin discovery answers give. Never taken from the request (Host).
@@ -349,6 +356,7 @@ export function readConfig(env: Env): CpsConfig {
   const config: CpsConfig = {
     ttlSeconds: positiveInt(env, "PASSPORT_TTL_SECONDS", 60, 86_400),
     maxLivePerNumber: positiveInt(env, "MAX_LIVE_PER_NUMBER", 1000, 1_000_000),
+    hotNumbers: structured(env, "HOT_NUMBERS", "", parseHotNumbers),
     cpsOrigin: origin,
     spcNumberBlocks: structured(env, "SPC_NUMBER_BLOCKS", "{}", parseSpcNumberBlocks),
     discoveryRecords: structured(env, "DISCOVERY_RECORDS", "[]", parseProvisionedRecords),

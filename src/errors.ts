@@ -92,6 +92,9 @@ export type CpsErrorCode =
   | "BLOCK_TOO_LARGE"
   | "UPGRADE_REQUIRED"
   | "TOO_MANY_SUBSCRIBERS"
+  // ...and a number subscription to a hot number (HOT_NUMBERS): its blobs are on several objects, so
+  // one object's socket would miss some; its block's subscription sees them all
+  | "NUMBER_SHARDED"
   // Oblivious HTTP gateway (RFC 9458): an unknown key or a request that does not decrypt (§5.3),
   // an encapsulation or inner Binary HTTP message that does not parse, an inner request refused
   | "OHTTP_KEY"
@@ -203,6 +206,7 @@ export const ERROR_STATUS: Readonly<Record<CpsErrorCode, number>> = {
   BLOCK_TOO_LARGE: 400,
   UPGRADE_REQUIRED: 426,
   TOO_MANY_SUBSCRIBERS: 429,
+  NUMBER_SHARDED: 409,
   OHTTP_KEY: 400,
   OHTTP_MALFORMED: 400,
   OHTTP_REFUSED: 403,

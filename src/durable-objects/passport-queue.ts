@@ -1,8 +1,10 @@
 /**
  * One PassportQueue per canonical called number, named by the number (storage/objects.ts): the
- * short-lived queue of sealed blobs stored under that number (RFC 8816 §6, §9). It only ever sees
- * opaque blobs, random ids and expiry times: nothing about who stored them (docs/design.md invariants
- * 1 and 3).
+ * short-lived queue of sealed blobs stored under that number (RFC 8816 §6, §9). A hot number
+ * (HOT_NUMBERS) has several, its shards, each holding some of its blobs (up to MAX_LIVE_PER_NUMBER
+ * each) and filing them in the number's index block; retrievals merge them (routes/passports.ts).
+ * It only ever sees opaque blobs, random ids and expiry times: nothing about who stored them
+ * (docs/design.md invariants 1 and 3).
  *
  * Push (RFC 8816 §5.5, docs/push-and-blocks.md): it serves the number's WebSocket subscribers
  * (streaming-queue.ts) and files every stored blob in the number's index block (BlockQueue) so that
@@ -29,7 +31,7 @@ import { newBlobId } from "../stir/blob-id.js";
 import { pushFrame } from "../stir/push-frames.js";
 import type { CanonicalTn } from "../stir/tn.js";
 import { createPassportQueueTables } from "../storage/layout.js";
-import { blockQueueOfTn } from "../storage/objects.js";
+import { blockQueueOfTn, tnOfPassportQueueName } from "../storage/objects.js";
 import { StreamingQueue, type Subscription } from "./streaming-queue.js";
 
 export interface StoredBlob {
@@ -43,9 +45,12 @@ export type StoreResult =
   | { ok: false; code: "QUEUE_FULL"; retryAfterSeconds: number };
 
 export class PassportQueue extends StreamingQueue {
-  /** This object's number: its name. */
+  /**
+   * This object's number: its name, less the shard suffix of a hot number's shard (storage/objects.ts).
+   * Push frames, block filing and decoys are the number's, whichever shard holds the blob.
+   */
   protected get tn(): CanonicalTn {
-    return this.name as CanonicalTn;
+    return tnOfPassportQueueName(this.name);
   }
 
   protected createTables(): void {

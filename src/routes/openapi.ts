@@ -262,6 +262,11 @@ export const openApiDocument = {
           "400": problem,
           "401": problem,
           "403": problem,
+          "409": {
+            description:
+              "NUMBER_SHARDED: a hot number (HOT_NUMBERS) is spread over several objects; subscribe to a block containing it (/cps/blocks/{block}/subscribe), which sees them all",
+            content: { "application/problem+json": {} },
+          },
           "426": problem,
           "429": problem,
         },

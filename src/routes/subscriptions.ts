@@ -64,6 +64,14 @@ export const subscriptionRoutes = new Hono<AppEnv>();
 
 subscriptionRoutes.get("/:tn/subscribe", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
+  // A hot number's blobs are spread over several objects (HOT_NUMBERS): a socket on one would miss
+  // the others' stores. Refused before any upgrade or credential work; no number in the message.
+  if (c.get("config").hotNumbers.has(tn)) {
+    throw new CpsError(
+      "NUMBER_SHARDED",
+      "This number is spread over several queues: subscribe to a block containing it, /cps/blocks/{block}/subscribe (e.g. its last digit as x), which sees them all",
+    );
+  }
   requireWebSocketUpgrade(c.req.raw);
   const callee = await authenticateSubscriber(c, { digits: tn, open: 0 });
   return forwardUpgrade(passportQueue(c.env, tn), "https://passport-queue/subscribe", callee);

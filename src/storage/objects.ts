@@ -3,12 +3,59 @@
  * a route, a middleware and another object cannot drift apart. Each object reads its own name back
  * from the runtime (`ctx.id.name`). Layout and shard counts: docs/storage-schema.md.
  */
+import type { CpsConfig } from "../config.js";
+import { storeShard } from "../stir/hot-numbers.js";
 import { indexBlockOfTn } from "../stir/push-blocks.js";
 import type { CanonicalTn } from "../stir/tn.js";
 
 /** The queue of one canonical called number (RFC 8816 §9): named by the number itself. */
 export function passportQueue(env: Env, tn: CanonicalTn) {
   return env.PASSPORT_QUEUE.getByName(tn);
+}
+
+/**
+ * Between a hot number and its shard index in a shard's object name (`12025550100~3`): a canonical
+ * number is digits only, so no number's own object can take a shard's name.
+ */
+export const SHARD_SEPARATOR = "~";
+
+/**
+ * The object name of shard `shard` of a number's queue (HOT_NUMBERS). Shard 0 is the number's own
+ * object, so a number made hot keeps its live blobs and subscribers reachable.
+ */
+export function passportQueueName(tn: CanonicalTn, shard: number): string {
+  return shard === 0 ? tn : `${tn}${SHARD_SEPARATOR}${shard}`;
+}
+
+/** The number a PassportQueue serves, from its object name (`passportQueueName`). */
+export function tnOfPassportQueueName(name: string): CanonicalTn {
+  const cut = name.indexOf(SHARD_SEPARATOR);
+  return (cut < 0 ? name : name.slice(0, cut)) as CanonicalTn;
+}
+
+/**
+ * Every object holding the number's blobs, for a retrieval to ask: the number's own object, and for a
+ * hot number each of its shards. A normal number pays one map lookup for this.
+ */
+export function passportQueueShards(env: Env, config: Pick<CpsConfig, "hotNumbers">, tn: CanonicalTn) {
+  const shards = config.hotNumbers.get(tn);
+  if (shards === undefined) return [passportQueue(env, tn)];
+  return Array.from({ length: shards }, (_, k) => env.PASSPORT_QUEUE.getByName(passportQueueName(tn, k)));
+}
+
+/**
+ * The object a store goes to: the number's own, or for a hot number one shard (`storeShard`: by the
+ * store's retry key, so a retry meets its first attempt, else at random).
+ */
+export function passportQueueForStore(
+  env: Env,
+  config: Pick<CpsConfig, "hotNumbers">,
+  tn: CanonicalTn,
+  retryKey?: string,
+) {
+  const shards = config.hotNumbers.get(tn);
+  if (shards === undefined) return passportQueue(env, tn);
+  return env.PASSPORT_QUEUE.getByName(passportQueueName(tn, storeShard(shards, retryKey)));
 }
 
 /** Prefix of an index block's object name; the rest is the block's digits (stir/push-blocks.ts). */
