@@ -137,6 +137,8 @@ export default defineConfig(async () => {
                   TOKEN_DAILY_QUOTA: "40",
                   TOKEN_MAX_USES: "10",
                   TOKEN_MAX_USES_PER_NUMBER: "2",
+                  // A hot number, for tokened retries across its shards (hot-retry.test.ts).
+                  HOT_NUMBERS: "13125557701:4",
                 },
                 outboundService,
               },
