@@ -67,7 +67,11 @@ export class Decoys {
   /** The one recipient all this secret's decoys are sealed to, derived from the secret (nobody holds it). */
   private readonly recipient: Promise<CryptoKey>;
 
-  constructor(secret: string) {
+  /** `maxSealed`: the seal cache's bound (CACHE_ENTRIES; smaller only in tests of the bound). */
+  constructor(
+    secret: string,
+    private readonly maxSealed = CACHE_ENTRIES,
+  ) {
     this.prf = hmacPrf(secret);
     this.recipient = this.prf("recipient").then(decoyRecipientKey);
   }
@@ -124,8 +128,13 @@ export class Decoys {
       hit.catch(() => this.sealed.delete(name));
     }
     this.sealed.set(name, hit);
-    while (this.sealed.size > CACHE_ENTRIES) this.sealed.delete(this.sealed.keys().next().value as string);
+    while (this.sealed.size > this.maxSealed) this.sealed.delete(this.sealed.keys().next().value as string);
     return hit;
+  }
+
+  /** Sealed decoys held in this isolate's cache now (never more than the bound). */
+  get cachedSeals(): number {
+    return this.sealed.size;
   }
 }
 

@@ -49,8 +49,13 @@ export interface Subscription {
 export abstract class StreamingQueue extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
   private readonly meta: MetaTable;
-  /** The alarm time we last set (ms), or null: saves a storage round trip per store. */
-  private alarmAt: number | null = null;
+  /**
+   * The alarm time we last set or read (ms), null with none, undefined until first needed in this
+   * wake-up: read then, once (`alarmRead`). A start that schedules nothing (a list) never reads it, nor
+   * does an alarm (none is pending while it runs); a store after the first skips the storage call.
+   */
+  private alarmAt: number | null | undefined = undefined;
+  private alarmRead: Promise<number | null> | undefined;
   /** Accepted sockets, cached between accepts and closes (null = ask the runtime again). */
   private socketCache: WebSocket[] | null = null;
   /** Sockets already reported gone (a close and an error for one socket count once). */
@@ -74,11 +79,16 @@ export abstract class StreamingQueue extends DurableObject<Env> {
     this.meta = new MetaTable(this.sql);
     // Keep-alive pings are answered by the runtime without waking a hibernated object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
-    // Errors escape blockConcurrencyWhile and fail this start only, not every later request.
-    void ctx.blockConcurrencyWhile(async () => {
+    // Synchronous, so a start (the commonest event: most numbers are called once in a while) needs no
+    // blockConcurrencyWhile; an error still goes through it, to fail this start only, not every later
+    // request.
+    try {
       this.createTables();
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
+    } catch (err) {
+      void ctx.blockConcurrencyWhile(async () => {
+        throw err;
+      });
+    }
   }
 
   /** Creates the object's tables (runs before a subclass's own fields are set). */
@@ -215,6 +225,12 @@ export abstract class StreamingQueue extends DurableObject<Env> {
 
   /** Sets the alarm to `at` unless one is already set no later. */
   protected async scheduleAlarm(at: number): Promise<void> {
+    if (this.alarmAt === undefined) {
+      this.alarmRead ??= this.ctx.storage.getAlarm();
+      const set = await this.alarmRead;
+      // An alarm that ran (or a call that set one) while this read was awaited knows better.
+      if (this.alarmAt === undefined) this.alarmAt = set;
+    }
     if (this.alarmAt !== null && this.alarmAt <= at) return;
     await this.ctx.storage.setAlarm(at);
     this.alarmAt = at;
