@@ -58,7 +58,8 @@ async function bundleWorker() {
 }
 
 /**
- * Starts the CPS; resolves to { url, dispose, configVars } (configVars: wrangler.toml's vars for the env). `bindings` are added to wrangler.toml's vars (and
+ * Starts the CPS; resolves to { url, dispose, configVars } (configVars: wrangler.toml's vars for the env).
+ * The Worker's bindings are wrangler.toml's (for `envName`) with `bindings` over its vars. `bindings` are added to wrangler.toml's vars (and
  * win over them); `onOutput(stdout, stderr)` receives workerd's output streams (the Worker's logs).
  */
 export async function serveWithMiniflare({
@@ -71,8 +72,9 @@ export async function serveWithMiniflare({
   onOutput,
 }) {
   const scriptPath = await bundleWorker();
-  const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(REPO_ROOT, "wrangler.toml"), envName);
+  const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
+  const config = unstable_readConfig({ config: join(REPO_ROOT, "wrangler.toml"), env: envName });
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(config, envName);
   const { Miniflare } = wranglersMiniflare();
   const mf = new Miniflare({
     host,
@@ -83,11 +85,13 @@ export async function serveWithMiniflare({
     workers: [
       {
         ...workerOptions,
-        name: "stir-oob-cps",
+        name: config.name,
         // Listed, not discovered: the bundle's guarded `import("crypto")` fallbacks are never reached
         // on workerd, and Miniflare would refuse a module it cannot resolve.
         modules: [{ type: "ESModule", path: scriptPath }],
-        bindings: { ...workerOptions.bindings, ...bindings },
+        // wrangler.toml's vars, then the caller's: not wrangler's own reading of .dev.vars or .env
+        // (start.mjs reads .dev.vars itself, as `--watch` has wrangler do, and never .env).
+        bindings: { ...config.vars, ...bindings },
       },
     ],
   });
@@ -95,6 +99,6 @@ export async function serveWithMiniflare({
   return {
     url: url.href.replace(/\/$/, ""),
     dispose: () => mf.dispose(),
-    configVars: { ...workerOptions.bindings },
+    configVars: { ...config.vars },
   };
 }

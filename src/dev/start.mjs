@@ -143,7 +143,16 @@ const url = baseUrl(host, port);
 const origin = process.env.CPS_ORIGIN || url;
 // The Worker's own rule (src/config.ts honours dev switches only for a loopback CPS_ORIGIN), not a copy.
 const { isLoopback } = await importBundle({ name: "urls", entry: join(REPO_ROOT, "src/stir/urls.ts") });
-const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostname);
+// The development switches (untokened stores, TEST-ONLY demo credentials) only when the CPS is both
+// named and reachable on loopback alone: listening on another address (HOST=0.0.0.0) would open them
+// to the network while the origin still says 127.0.0.1.
+const hostIsLoopback = isLoopback(host.includes(":") && !host.startsWith("[") ? `[${host}]` : host);
+const loopbackOrigin = URL.canParse(origin) && isLoopback(new URL(origin).hostname) && hostIsLoopback;
+if (!hostIsLoopback) {
+  console.log(
+    `start: listening on ${host}, not loopback: no untokened stores and no demo credentials (they would be open to the network)`,
+  );
+}
 
 // Local demo secrets: the blind-signature issuer keys, the decoy secret and the OHTTP gateway key
 // (made once, kept in .wrangler/) and, when `stir-oob ca init` has run, its root as the trust anchor
@@ -248,12 +257,20 @@ async function serveDirect() {
     console.error(`start: the CPS did not start: ${err.message}`);
     process.exit(1);
   }
-  // The configuration in force, as wrangler dev lists it (vars only: the secrets are not printed).
+  // The configuration in force, as wrangler dev lists it: wrangler.toml's vars, npm start's own and
+  // --var's with their values; what .dev.vars sets (it may hold secrets) and the secrets by name only.
   console.log("start: vars (wrangler.toml, then npm start's and --var's):");
-  for (const [name, value] of Object.entries({ ...server.configVars, ...vars, ...direct.vars })) {
+  const shown = { ...server.configVars, ...vars, ...direct.vars };
+  for (const [name, value] of Object.entries(shown)) {
+    if (name in devVars && !(name in vars) && !(name in direct.vars)) {
+      console.log(`  env.${name} (from .dev.vars, not shown)`);
+      continue;
+    }
     const text = String(value);
     console.log(`  env.${name} ("${text.length > 60 ? `${text.slice(0, 57)}...` : text}")`);
   }
+  const hidden = Object.keys({ ...secrets, ...devVars }).filter((name) => !(name in shown));
+  if (hidden.length > 0) console.log(`  secrets and .dev.vars, not shown: ${hidden.join(", ")}`);
   console.log(`Ready on ${url}`);
   for (const signal of ["SIGINT", "SIGTERM"]) {
     process.on(signal, () => {

@@ -45,11 +45,21 @@ export type StoreResult =
   | { ok: false; code: "QUEUE_FULL"; retryAfterSeconds: number };
 
 export class PassportQueue extends StreamingQueue {
+  /** The number as a caller named it (store, subscribe), in this instance's memory. */
+  private knownTn: CanonicalTn | undefined;
+
   /**
    * This object's number: its name, less the shard suffix of a hot number's shard (storage/objects.ts).
-   * Push frames, block filing and decoys are the number's, whichever shard holds the blob.
+   * Push frames, block filing and decoys are the number's, whichever shard holds the blob. An instance
+   * the runtime started for an overdue alarm may have no `ctx.id.name`, even for the requests it then
+   * serves, so the number a store or subscribe names wins, and each subscriber's socket carries it in
+   * its attachment (kept by the runtime, not in storage) for the alarm's decoy pushes.
    */
   protected get tn(): CanonicalTn {
+    if (this.knownTn !== undefined) return this.knownTn;
+    if (this.ctx.id.name !== undefined) return tnOfPassportQueueName(this.ctx.id.name);
+    const attached = this.sockets()[0]?.deserializeAttachment() as { tn?: unknown } | null | undefined;
+    if (typeof attached?.tn === "string") return attached.tn as CanonicalTn;
     return tnOfPassportQueueName(this.name);
   }
 
@@ -61,7 +71,8 @@ export class PassportQueue extends StreamingQueue {
    * Stores one blob until now + TTL, unless the number already holds the maximum live blobs, pushes it
    * to the number's subscribers and files it in its index block.
    */
-  async store(blob: Uint8Array, retryKey?: string): Promise<StoreResult> {
+  async store(blob: Uint8Array, retryKey?: string, tn?: CanonicalTn): Promise<StoreResult> {
+    if (tn !== undefined) this.knownTn = tn;
     const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
     const digest = retryKey === undefined ? null : decodeBase64url(retryKey);
     // From here to the insert nothing awaits: the check and the insert cannot interleave.
@@ -117,9 +128,10 @@ export class PassportQueue extends StreamingQueue {
    * bench Worker can measure the index's cost by overriding it.
    */
   protected async fileInBlock(id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
-    const tn = this.tn;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
+        // Inside the try: the row is in, so nothing here may fail the store.
+        const tn = this.tn;
         const filed = await blockQueueOfTn(this.env, tn).add(tn, id, blob, expiresAt);
         if (!filed) logEvent({ event: "block_full", code: "BLOCK_FULL" });
         return;
@@ -131,11 +143,14 @@ export class PassportQueue extends StreamingQueue {
   }
 
   /** `GET /cps/{tn}/subscribe` (routes/subscriptions.ts): every socket of the number is one stream. */
-  protected async subscription(_params: URLSearchParams, from: number, now: number): Promise<Subscription> {
+  protected async subscription(params: URLSearchParams, from: number, now: number): Promise<Subscription> {
+    // The route names the number (only the Worker reaches this object); the socket keeps it for the alarm.
+    const named = params.get("tn");
+    if (named !== null && /^[0-9]{1,15}$/.test(named)) this.knownTn = named as CanonicalTn;
     const tn = this.tn;
     return {
       group: "",
-      attachment: { v: 1, at: now },
+      attachment: { v: 1, at: now, tn },
       decoys: await numberGreetingDecoys(this.env, tn, from, now),
       rows: () => this.list().map((row) => ({ ...row, tn })),
     };

@@ -42,7 +42,11 @@ passportRoutes.post(
     // the queue dedupes on this key, never on the bytes, so replaying a copied blob, real or decoy,
     // is a new store either way. Untokened stores (local dev) have none.
     const retryKey = c.get("retryKey");
-    const result = await passportQueueForStore(c.env, c.get("config"), tn, retryKey).store(blob, retryKey);
+    const result = await passportQueueForStore(c.env, c.get("config"), tn, retryKey).store(
+      blob,
+      retryKey,
+      tn,
+    );
     if (!result.ok) {
       throw new CpsError("QUEUE_FULL", "Too many live PASSporTs for this number", {
         retryAfter: result.retryAfterSeconds,

@@ -74,7 +74,7 @@ subscriptionRoutes.get("/:tn/subscribe", async (c) => {
   }
   requireWebSocketUpgrade(c.req.raw);
   const callee = await authenticateSubscriber(c, { digits: tn, open: 0 });
-  return forwardUpgrade(passportQueue(c.env, tn), "https://passport-queue/subscribe", callee);
+  return forwardUpgrade(passportQueue(c.env, tn), `https://passport-queue/subscribe?tn=${tn}`, callee);
 });
 
 subscriptionRoutes.all("/:tn/subscribe", methodNotAllowed("GET"));

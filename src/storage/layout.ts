@@ -20,21 +20,25 @@ export const META_DECOYS_FROM = "decoysFrom";
 
 /**
  * PassportQueue: one number's live blobs; `digest` is the store's retry key (NULL if untokened).
- * Rows are written in the primary key's own tree (WITHOUT ROWID) and the table has no other index: a
- * number holds a handful of live blobs (at most MAX_LIVE_PER_NUMBER), so a scan finds a retry key or
- * counts the live rows as fast as an index would, and a store writes one row instead of four (rows
- * written are what Durable Object storage bills; docs/capacity.md). `ppts_has_digest` holds no
+ * One index, on `expires_at`: every read and the live count go by it, and a retry-key lookup scans the
+ * few live rows it yields. No primary key (ids are 128 random bits, so no uniqueness to enforce, and
+ * a number holds few rows to scan for one): a store writes two rows (row and index) instead of four,
+ * and rows written are what Durable Object storage bills (docs/capacity.md). A rowid table, whose
+ * cells hold the ~1.1 KB blob in the page (a WITHOUT ROWID table would spill each into an overflow
+ * page: three times the disk, and an extra page read per row scanned). `ppts_has_digest` holds no
  * entries (`WHERE 0`) and so costs no write: it names the digest column, so creating it fails on a
  * table made before that column, which is how `createPassportQueueTables` finds an old table. Objects
- * made by earlier versions keep their rowid table and its two indexes; every query works on both.
+ * made by earlier versions keep their table with its primary key and digest index; every query works on
+ * both.
  */
 export const PASSPORT_QUEUE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS ppts (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     blob BLOB NOT NULL,
     expires_at INTEGER NOT NULL,
     digest BLOB
-  ) WITHOUT ROWID;
+  );
+  CREATE INDEX IF NOT EXISTS ppts_expires_at ON ppts (expires_at);
   CREATE INDEX IF NOT EXISTS ppts_has_digest ON ppts (digest) WHERE 0;
   ${META_SCHEMA}
 `;
@@ -56,9 +60,8 @@ export function createPassportQueueTables(sql: SqlStorage): void {
 }
 
 /**
- * BlockQueue: a copy of every live blob of one index block, with its number. WITHOUT ROWID: the row
- * lives in its primary key's tree, one write fewer per store; the two indexes stay (a block holds up
- * to 100,000 rows, and queries go by number prefix and by expiry).
+ * BlockQueue: a copy of every live blob of one index block, with its number. The primary key makes a
+ * retried filing a no-op (`INSERT OR IGNORE`); a rowid table keeps each ~1.1 KB blob in its page.
  */
 export const BLOCK_QUEUE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS blobs (
@@ -66,7 +69,7 @@ export const BLOCK_QUEUE_SCHEMA = `
     tn TEXT NOT NULL,
     blob BLOB NOT NULL,
     expires_at INTEGER NOT NULL
-  ) WITHOUT ROWID;
+  );
   CREATE INDEX IF NOT EXISTS blobs_expires_at ON blobs (expires_at);
   CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn);
   ${META_SCHEMA}
@@ -81,7 +84,8 @@ export const BLOCK_QUEUE_SCHEMA = `
  * `feedback-rate` object only). All three are new tables (`CREATE TABLE IF NOT EXISTS`), so an object
  * made before them gains them empty on its next start, with no change to the older tables' rows.
  * Tables with a primary key are WITHOUT ROWID (the row is its key's tree: one write fewer per row, and
- * rows written are what storage bills); objects made before keep rowid tables, which work the same.
+ * rows written are what storage bills; their rows are small); objects made before keep rowid tables,
+ * which work the same.
  */
 export const TOKEN_LEDGER_SCHEMA = `
   CREATE TABLE IF NOT EXISTS tokens (

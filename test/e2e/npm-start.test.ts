@@ -251,6 +251,25 @@ describe("adversary #12: `npm start -- --env production` runs the production con
     }
   });
 
+  it("HOST=0.0.0.0 (reachable from the network) turns the development switches off", async () => {
+    const openState = await mkdtemp(join(tmpdir(), "npm-start-open-"));
+    const open = await npmStart(["--persist-to", openState], { STIR_OOB_HOME: home, HOST: "0.0.0.0" });
+    try {
+      expect(open.output()).toMatch(/listening on 0\.0\.0\.0, not loopback: no untokened stores/);
+      expect(open.output()).not.toMatch(/ALLOW_UNTOKENED_STORES is on/);
+      const { text } = await sealedFor(TN);
+      const res = await fetch(storeRequest(open.url, TN, text));
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { code: string }).code).toBe("TOKEN_MISSING");
+      // Control: the loopback-only run serves the demo credentials; this one does not.
+      expect((await fetch(`${dev.url}/demo/credentials`)).status).toBe(200);
+      expect((await fetch(`${open.url}/demo/credentials`)).status).toBe(404);
+    } finally {
+      await open.stop();
+      await rm(openState, { recursive: true, force: true });
+    }
+  });
+
   it("an unknown flag without --watch is refused with a message naming it (exit 2)", async () => {
     const child = spawn(
       process.execPath,
