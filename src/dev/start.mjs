@@ -90,17 +90,20 @@ function directFlags(args) {
   const vars = {};
   let inspectorPort;
   for (let i = 0; i < args.length; i++) {
-    const [name, inline] = args[i].startsWith("--") ? args[i].split(/=(.*)/s) : [args[i]];
+    const flag = args[i];
+    const [name, inline] = flag.startsWith("-") ? flag.split(/=(.*)/s) : [flag];
     const value = inline ?? args[++i];
     if (name === "--env" || name === "-e") continue;
-    if (name === "--var" && value?.includes(":")) {
+    if (name === "--var") {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*:/.test(value ?? ""))
+        return { error: `--var takes KEY:VALUE, got ${value}` };
       const at = value.indexOf(":");
       vars[value.slice(0, at)] = value.slice(at + 1);
     } else if (name === "--inspector-port" && /^\d+$/.test(value ?? "")) {
       inspectorPort = Number(value);
     } else {
       return {
-        error: `${args[i - (inline === undefined ? 1 : 0)]}: not a flag of npm start (--env, --var KEY:VALUE, --inspector-port N); wrangler dev's flags need --watch`,
+        error: `${flag}: not a flag of npm start (--env NAME, --var KEY:VALUE, --inspector-port N, --persist-to DIR, --port N, --ip ADDRESS, --relay, --watch); wrangler dev's flags need --watch`,
       };
     }
   }
@@ -138,6 +141,12 @@ if (port !== 0 && !(await portIsFree(host, port))) {
   process.exit(1);
 }
 for (const flag of ["--port", "--ip", "--persist-to"]) extraArgs = withoutFlag(extraArgs, flag);
+// Checked before anything is made (keys, demo credentials): a mistyped flag costs nothing.
+const direct = watch ? undefined : directFlags(extraArgs);
+if (direct?.error) {
+  console.error(`start: ${direct.error}`);
+  process.exit(2);
+}
 
 const url = baseUrl(host, port);
 const origin = process.env.CPS_ORIGIN || url;
@@ -215,11 +224,6 @@ else await serveDirect();
  * request path. The secrets reach workerd inside Miniflare's configuration, not a file or `ps`.
  */
 async function serveDirect() {
-  const direct = directFlags(extraArgs);
-  if (direct.error) {
-    console.error(`start: ${direct.error}`);
-    process.exit(2);
-  }
   const devVars = {};
   // .dev.vars(.<env>) as wrangler dev reads it: its values win over ours, as they do there.
   for (const name of [wranglerEnvName && `.dev.vars.${wranglerEnvName}`, ".dev.vars"]) {

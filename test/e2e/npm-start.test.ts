@@ -270,22 +270,33 @@ describe("adversary #12: `npm start -- --env production` runs the production con
     }
   });
 
-  it("an unknown flag without --watch is refused with a message naming it (exit 2)", async () => {
-    const child = spawn(
-      process.execPath,
-      [join(REPO_ROOT, "src/dev/start.mjs"), "--local-protocol", "https"],
-      {
-        cwd: REPO_ROOT,
-        env: { ...process.env, PORT: String(await freePort()), STIR_OOB_HOME: home },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+  /** Runs start.mjs with `args` to its exit; its exit code, stdout and stderr. */
+  async function refused(args: string[]) {
+    const child = spawn(process.execPath, [join(REPO_ROOT, "src/dev/start.mjs"), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PORT: String(await freePort()), STIR_OOB_HOME: home },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
     let err = "";
+    child.stdout?.on("data", (d) => {
+      out += d;
+    });
     child.stderr?.on("data", (d) => {
       err += d;
     });
     const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-    expect(code).toBe(2);
-    expect(err).toMatch(/--local-protocol: not a flag of npm start.*--watch/);
+    return { code, out, err };
+  }
+
+  it("an unknown flag without --watch is refused with a message naming it (exit 2), before anything is made", async () => {
+    const unknown = await refused(["--local-protocol", "https"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/--local-protocol: not a flag of npm start.*--relay, --watch\)/);
+    // Refused before the demo credentials and the rest are made.
+    expect(unknown.out).not.toMatch(/demo credentials made/);
+    const badVar = await refused(["--var", "METRICS=off"]);
+    expect(badVar.code).toBe(2);
+    expect(badVar.err).toMatch(/--var takes KEY:VALUE, got METRICS=off/);
   });
 });
