@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * Builds the web pages (docs/web.md) from `web/` into `dist/web/`, the directory wrangler.toml's
- * `[assets]` serves. wrangler.toml's `[build]` runs it before every `wrangler dev` (`npm start`, the
- * e2e tests of `npm test`) and `wrangler deploy`, so a fresh clone serves the pages. The integration
+ * `[assets]` serves. wrangler.toml's `[build]` runs it before every `wrangler dev` (`npm start --
+ * --watch`, the e2e tests of `npm test`) and `wrangler deploy`, and `npm start` runs it itself
+ * (src/dev/miniflare-server.mjs), so a fresh clone serves the pages. The integration
  * tests (the vitest Workers plugin) do not read the assets and need no build.
  *
  * Convention, one folder per page (`web/<page>/`):

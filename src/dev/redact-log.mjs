@@ -1,5 +1,6 @@
 /**
- * Masks telephone numbers in `wrangler dev` output before `npm start` prints it. wrangler logs one
+ * Masks telephone numbers in the output `npm start` prints: the Worker's own log lines, and with
+ * `--watch` the output of `wrangler dev`, which logs one
  * line per request (`[wrangler:info] GET /cps/12025550123/ppts 200 OK (4ms)`), and paths carry
  * called numbers, number blocks and prefixes, against the invariant that logs carry no telephone
  * numbers (the CPS's own logs never do). No option of wrangler 4 turns those lines off without also
