@@ -87,6 +87,47 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
     expect(await queueFor(tn).liveCount()).toBe(1);
   });
 
+  it("an object made by the previous version (primary key, two indexes) keeps working: store, retry, list, fetch, expire", async () => {
+    const tn = "15550000302";
+    const { text, another } = await sealedFor(tn);
+    // The previous version's exact table (src/storage/layout.ts before issue 20), with one live row.
+    await runInDurableObject(queueFor(tn), (_obj, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE IF EXISTS ppts");
+      sql.exec(
+        "CREATE TABLE ppts (id TEXT PRIMARY KEY, blob BLOB NOT NULL, expires_at INTEGER NOT NULL, digest BLOB)",
+      );
+      sql.exec("CREATE INDEX ppts_expires_at ON ppts (expires_at)");
+      sql.exec("CREATE INDEX ppts_digest ON ppts (digest)");
+      sql.exec(
+        "INSERT INTO ppts (id, blob, expires_at, digest) VALUES (?, ?, ?, NULL)",
+        "0123456789abcdef0123456789abcdef",
+        decodeEnvelope(text),
+        Date.now() + 60_000,
+      );
+      createPassportQueueTables(sql);
+    });
+    const key = "AQEBAQEBAQEBAQEBAQEBAQ";
+    const blob = decodeEnvelope(await another());
+    const first = await queueFor(tn).store(blob, key);
+    const again = await queueFor(tn).store(blob, key);
+    expect(first.ok && again.ok && again.repeat && again.id === first.id).toBe(true);
+    const ids = (await list(tn)).passports.map((p) => p.id);
+    expect(ids).toContain("0123456789abcdef0123456789abcdef");
+    expect(ids).toContain(first.ok ? first.id : "missing");
+    expect((await fetchApp(`${BASE}/cps/${tn}/ppts/0123456789abcdef0123456789abcdef`)).status).toBe(200);
+    await runInDurableObject(queueFor(tn), (_obj, state) => {
+      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
+    });
+    await runDurableObjectAlarm(queueFor(tn));
+    expect(await queueFor(tn).liveCount()).toBe(0);
+    const rows = await runInDurableObject(
+      queueFor(tn),
+      (_obj, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM ppts").one().n,
+    );
+    expect(rows).toBe(0);
+  });
+
   it("adds the digest column to a queue table made before it existed, keeping its rows", async () => {
     const tn = "15550000301";
     const { text, another } = await sealedFor(tn);
