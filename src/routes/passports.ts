@@ -60,7 +60,7 @@ passportRoutes.post(
 type Queue = ReturnType<typeof passportQueueShards>[number];
 
 /**
- * Every shard's live blobs as one read. Its instant is the earliest shard's: the shards are read in
+ * Every shard's live blobs as one read (a normal number has one shard: its own object). Its instant is the earliest shard's: the shards are read in
  * parallel, so their instants lie milliseconds apart, and the decoys judged at the earliest are those
  * live when the whole read had begun; a blob stored or expiring inside that gap may show or not either
  * way, as with one object read a moment earlier or later.
@@ -79,8 +79,7 @@ async function getFromShards(shards: Queue[], id: string) {
 passportRoutes.get("/:tn/ppts", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
   const shards = passportQueueShards(c.env, c.get("config"), tn);
-  const read = shards.length === 1 ? shards[0]!.listAt() : listShards(shards);
-  const items = await listAnswer(c.env, tn, read);
+  const items = await listAnswer(c.env, tn, listShards(shards));
   return c.json({ passports: items.map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) })) });
 });
 
@@ -90,8 +89,7 @@ for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) {
     const tn = canonicalTn(c.req.param("tn") ?? "");
     const id = parseBlobId(c.req.param("id") ?? "");
     const shards = passportQueueShards(c.env, c.get("config"), tn);
-    const read = shards.length === 1 ? shards[0]!.getAt(id) : getFromShards(shards, id);
-    const blob = await blobAnswer(c.env, tn, id, read);
+    const blob = await blobAnswer(c.env, tn, id, getFromShards(shards, id));
     if (!blob) throw new CpsError("NOT_FOUND", "No live PASSporT with this id");
     c.header("Content-Type", PASSPORT_MEDIA_TYPE);
     c.header("Link", `</cps/${tn}/ppts>; rel="collection"`);
