@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
  * Push and block benchmark (RFC 8816 §5.5, §6.2; docs/push-and-blocks.md) over real HTTP and
- * WebSockets against `wrangler dev` on workerd. Two servers run side by side, rounds interleaved:
- * A is the CPS, B the bench Worker bench/no-block-index/ (the CPS with the same wrangler.toml, whose
- * PassportQueue does not file blobs into their block), so the per-store cost of the index is a ratio
- * from the same run.
+ * WebSockets against `wrangler dev` on workerd, rounds of every scenario in turn; each ratio compares
+ * two arms measured in the same round. (The index-cost scenario, a CPS filing copies into its block
+ * index against one that did not, ended when a number's blobs moved into the block itself: there is
+ * no copy left to cost.)
  *
  *   node bench/push.mjs [--rounds 5] [--stores 200] [--concurrency 16] [--direct] [--pin] [--out FILE]
- *                       [--only delivery,throughput,index,block] [--delivery-gap 300] [--rps]
+ *                       [--only delivery,throughput,block] [--delivery-gap 300] [--rps]
  *
  * `wrangler dev` puts a proxy Worker in front of the app that relays every request and every
  * WebSocket message in JavaScript; production has no such hop. `--direct` (Linux, needs `ss`) finds
@@ -32,8 +32,6 @@
  *                 Beside the rates: the server's own CPU time per store in each arm (/proc, all its
  *                 processes), and cpuRatio = none / hundred, the rate ratio a CPU-bound server would
  *                 reach, which the load generator and subscribers sharing the machine cannot disturb.
- *   index-cost    stores at --concurrency, each to a random number of 10 blocks, A (index) vs B (none):
- *                 throughput ratio and p50 latency difference = the block copy's cost per store.
  *   block-get     GET /cps/blocks/{block}/ppts for a block holding 100 live blobs (sequential, p50/p99),
  *                 beside GET /cps/{tn}/ppts of one number holding 100 and a fan-out GET over the 100
  *                 numbers that hold them (a lower bound of what a block read without the index costs).
@@ -63,7 +61,7 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     direct: { type: "boolean", default: false },
     pin: { type: "boolean", default: false },
-    only: { type: "string", default: "delivery,throughput,index,block" },
+    only: { type: "string", default: "delivery,throughput,block" },
     "delivery-gap": { type: "string", default: "300" },
     rps: { type: "boolean", default: false },
   },
@@ -78,8 +76,7 @@ const DELIVERY_STORES = 50;
 const DELIVERY_GAP_MS = Number(flags["delivery-gap"]);
 const SCENARIOS = new Set(flags.only.split(","));
 for (const s of SCENARIOS) {
-  if (!["delivery", "throughput", "index", "block"].includes(s))
-    throw new Error(`--only: unknown scenario ${s}`);
+  if (!["delivery", "throughput", "block"].includes(s)) throw new Error(`--only: unknown scenario ${s}`);
 }
 if (!(DELIVERY_GAP_MS >= 0)) throw new Error("--delivery-gap: a number of milliseconds >= 0");
 if (flags.rps && !flags.pin) throw new Error("--rps needs --pin");
@@ -338,18 +335,6 @@ function cpuMs(pids) {
   return { user: user * TICK_MS, system: system * TICK_MS, total: (user + system) * TICK_MS };
 }
 
-async function indexCost(urlIndex, urlNone) {
-  const blocks = Array.from({ length: 10 }, () => `1777${digits(3)}`);
-  const tn = () => blocks[Math.floor(Math.random() * blocks.length)] + digits(4);
-  const off1 = await load(STORES, () => store(urlNone, tn()));
-  const on1 = await load(STORES, () => store(urlIndex, tn()));
-  const on2 = await load(STORES, () => store(urlIndex, tn()));
-  const off2 = await load(STORES, () => store(urlNone, tn()));
-  const on = { rps: (on1.rps + on2.rps) / 2, p50: (on1.p50 + on2.p50) / 2 };
-  const off = { rps: (off1.rps + off2.rps) / 2, p50: (off1.p50 + off2.p50) / 2 };
-  return { on, off, ratio: on.rps / off.rps, extraP50Ms: on.p50 - off.p50 };
-}
-
 async function timedGets(count, url) {
   const latencies = [];
   for (let i = 0; i < count; i++) {
@@ -432,30 +417,26 @@ async function directUrl(srv) {
 
 async function main() {
   const vars = { ALLOW_UNTOKENED_STORES: "true", MAX_LIVE_PER_NUMBER: "1000000" };
-  log("starting two local servers (block index on / off)...");
+  log("starting the local server...");
   // One at a time, each with its own inspector port (two wrangler devs would both want 9229).
   const server = async (main) =>
     startLocalServer({ vars, main, args: ["--inspector-port", String(await freePort())] });
   const a = await server();
-  const b = await server("bench/no-block-index/index.ts");
   if (flags.pin) {
-    pinCpus([a, b]);
+    pinCpus([a]);
     log("pinned: servers on CPU 0, load and subscribers on CPU 1");
   }
   const restoreRps = flags.rps ? steerLoopbackReceive() : () => {};
   if (flags.rps) log("loopback receive processing steered to CPU 1");
   const aPids = groupPids(a);
   const urlOf = async (srv) => (flags.direct ? await directUrl(srv) : srv.url);
-  const [aUrl, bUrl] = [await urlOf(a), await urlOf(b)];
-  log(`A ${aUrl}, B ${bUrl}${flags.direct ? " (direct, bypassing the dev proxy)" : ""}`);
+  const aUrl = await urlOf(a);
+  log(`CPS at ${aUrl}${flags.direct ? " (direct, bypassing the dev proxy)" : ""}`);
   const rounds = [];
   const failedRounds = [];
   try {
     // Warm-up: isolates, DO classes, JIT.
-    await Promise.all([
-      load(100, () => store(aUrl, `1999${digits(7)}`)),
-      load(100, () => store(bUrl, `1999${digits(7)}`)),
-    ]);
+    await load(100, () => store(aUrl, `1999${digits(7)}`));
     await delivery(aUrl, 1);
     for (let r = 0, failures = 0; r < ROUNDS; ) {
       try {
@@ -468,7 +449,6 @@ async function main() {
           round.throughput = await throughput(aUrl, aPids);
           round.throughputPaused = await throughput(aUrl, aPids, { paused: true });
         }
-        if (SCENARIOS.has("index")) round.indexCost = await indexCost(aUrl, bUrl);
         if (SCENARIOS.has("block")) round.blockGet = await blockGet(aUrl);
         rounds.push(round);
         log(`round ${++r}/${ROUNDS}:`, JSON.stringify(round));
@@ -481,7 +461,7 @@ async function main() {
     }
   } finally {
     restoreRps();
-    await Promise.all([a.stop(), b.stop()]);
+    await a.stop();
   }
   const m = (f) => Number(median(rounds.map(f)).toFixed(2));
   const summary = {};
@@ -518,14 +498,6 @@ async function main() {
   if (SCENARIOS.has("throughput")) {
     summary.throughput = throughputSummary((r) => r.throughput, true);
     summary.throughputPausedSubscribers = throughputSummary((r) => r.throughputPaused, false);
-  }
-  if (SCENARIOS.has("index")) {
-    summary.indexCost = {
-      withIndexStoresPerS: m((r) => r.indexCost.on.rps),
-      withoutIndexStoresPerS: m((r) => r.indexCost.off.rps),
-      ratio: m((r) => r.indexCost.ratio),
-      extraP50Ms: m((r) => r.indexCost.extraP50Ms),
-    };
   }
   if (SCENARIOS.has("block")) {
     summary.blockGet = {

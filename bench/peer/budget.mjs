@@ -42,10 +42,13 @@ function step(frame) {
     /^(createTables|create\w+Tables|getAlarm|StreamingQueue|PassportQueue|BlockQueue|TokenLedger)$/.test(fn)
   )
     return "object start (constructor, schema)";
-  if (fn === "add" && mod.includes("block-queue")) return "block filing: BlockQueue insert";
-  if (fn === "fileInBlock") return "block filing: PassportQueue -> BlockQueue call";
-  if (fn === "store" && mod.includes("passport-queue")) return "PassportQueue store (SQL)";
-  if (/^(listAt|list|getAt)$/.test(fn) && mod.includes("passport-queue")) return "PassportQueue list (SQL)";
+  if (fn === "add" && mod.includes("block-queue")) return "hot shard copy: BlockQueue insert";
+  if (fn === "fileInBlock") return "hot shard copy: PassportQueue -> BlockQueue call";
+  if (fn === "forward" || fn === "pushStored") return "push forward to a watched number's PassportQueue";
+  if (/^(storeNumber|storeRow)$/.test(fn) || (fn === "store" && mod.includes("passport-queue")))
+    return "store in the number's block (SQL)";
+  if (/^(listNumberAt|getNumberAt|liveRows|liveRow|listAt|getAt)$/.test(fn))
+    return "list in the number's block (SQL)";
   if (fn === "spend" && mod.includes("token-ledger")) return "TokenLedger spend (SQL)";
   if (mod.includes("metrics-hub")) return "metrics flush (MetricsHub)";
   if (mod.includes("dummies/") || mod.startsWith("@hpke") || /^(makeDecoy|x25519KeyPair|shuffle)$/.test(fn))
@@ -53,7 +56,8 @@ function step(frame) {
   if (fn === "encodeEnvelope") return "answer encoding";
   if (mod.includes("http/storage-token") || mod.includes("tokens/") || mod.includes("storage-token"))
     return "storage-token checks (signatures, spend call)";
-  if (mod.includes("routes/passports")) return "route handler (incl. the Worker -> PassportQueue call)";
+  if (mod.includes("routes/passports") || mod.includes("storage/objects"))
+    return "route handler (incl. the Worker -> BlockQueue call)";
   if (mod.includes("http/metrics") || mod.includes("metrics/") || fn === "routePath")
     return "metrics middleware";
   if (mod.includes("http/middleware") || mod.includes("config")) return "middleware: no-store, guard, config";

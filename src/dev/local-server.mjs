@@ -194,7 +194,7 @@ function killGroup(child, signal) {
  * @param {string} [options.config] wrangler config, relative to the repository (default: the CPS's
  *   wrangler.toml); e.g. bench/wrangler.toml for the bench Worker
  * @param {string} [options.main] entry module in place of the config's `main`, relative to the
- *   repository; e.g. bench/no-block-index/index.ts, the CPS without its block index
+ *   repository; e.g. bench/baseline-worker/index.ts
  * @param {boolean} [options.quiet] keep wrangler's output to ourselves (default true); it is
  *   included in the error if the server fails to start
  * @param {string[]} [options.args] extra `wrangler dev` arguments

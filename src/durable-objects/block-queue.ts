@@ -1,28 +1,58 @@
 /**
  * One BlockQueue per index block of 10^4 numbers, named `block:{indexBlockOfTn(tn)}` (storage/objects.ts,
- * stir/push-blocks.ts): a second copy of every live blob stored to a number of the block, with the
- * number beside it, so that a block query or a block subscription (RFC 8816 §5.5, §6.2) reads one
- * object instead of fanning out to up to 10,000 PassportQueues.
+ * stir/push-blocks.ts): where the live blobs of every number of the block are kept, with the number
+ * beside each (RFC 8816 §6, §9). A store, a list and a fetch by id of one number are each one call
+ * here (`storeNumber`, `listNumberAt`, `getNumberAt`), and a block query or a block subscription
+ * (RFC 8816 §5.5, §6.2) reads the same rows: one object, no fan-out over 10,000 numbers, and no object
+ * (nor SQLite database) per number for the numbers nobody subscribes to, which are nearly all.
  *
- * Written by the number's PassportQueue on each store (`add`), read by `list` and by hibernatable
- * WebSocket subscribers (streaming-queue.ts) tagged with the sub-block they asked for. Same expiry
- * rule as the number queue: the row carries the number queue's `expires_at`, reads filter expired
- * rows, one alarm.
+ * A hot number (HOT_NUMBERS) keeps its blobs in the PassportQueues of its shards instead, which file a
+ * copy of each here (`add`), so block queries and block sockets see them; its own retrievals read the
+ * shards. A number's reads here take its copies too, so a number no longer hot keeps its live blobs.
+ *
+ * Push: block sockets (streaming-queue.ts) are tagged with the sub-block they asked for; a number's own
+ * subscribers are on its PassportQueue, which asks this object to `watch` the number: while the lease
+ * holds, each store to the number is forwarded to it (`pushStored`).
+ *
+ * Expiry: the rows carry `expires_at`, reads filter expired rows, and one alarm deletes them, set on a
+ * {@link EXPIRY_GRAIN_MS} grid so that a busy block wakes once per grain, not once per store.
  *
  * Platform facts relied on: single-threaded, synchronous SQLite; about 1k requests/s per object, and
  * every store to any number of the block is one request here: that is the ceiling of a hot block
- * (docs/push-and-blocks.md).
+ * (docs/push-and-blocks.md, docs/capacity.md).
  */
+
+import { readConfig } from "../config.js";
 import { decoyTtlMs } from "../dummies/decoys.js";
 import { blockGreetingDecoys, blockStreamTn, decoysBorn } from "../dummies/stream.js";
+import { logEvent } from "../log.js";
 import { formatBlock, type NumberBlock } from "../stir/number-blocks.js";
 import { MAX_BLOCK_OPEN_DIGITS } from "../stir/push-blocks.js";
 import { type PushBlob, pushFrame } from "../stir/push-frames.js";
-import { BLOCK_QUEUE_SCHEMA } from "../storage/layout.js";
+import type { CanonicalTn } from "../stir/tn.js";
+import { createBlockQueueTables } from "../storage/layout.js";
+import { passportQueue } from "../storage/objects.js";
+import {
+  liveCount,
+  liveRow,
+  liveRows,
+  type NumberRows,
+  type StoredBlob,
+  type StoreResult,
+  storeRow,
+} from "./number-rows.js";
 import { StreamingQueue, type Subscription } from "./streaming-queue.js";
 
-/** Live rows one index block keeps; beyond this `add` refuses (false) and the number queue alone has it. */
+/**
+ * Live rows (of any number) beyond which `add` refuses a hot shard's copy (false; the shard alone has
+ * the blob). A number's own stores are never refused for the block's sake: one number's flood must
+ * not fill its neighbours' queues (each number has MAX_LIVE_PER_NUMBER).
+ */
 export const MAX_LIVE_PER_BLOCK = 100_000;
+/** Expiry alarms fall on this grid (ms): a row is deleted at most this long after it stopped being served. */
+export const EXPIRY_GRAIN_MS = 5_000;
+/** How long a `watch` lasts (ms); the number's PassportQueue renews it while it has subscribers. */
+export const WATCH_LEASE_MS = 10 * 60_000;
 /** Most blobs one block answer carries (~14 MB of JSON); the rest is flagged `truncated`. */
 export const MAX_BLOCK_LIST = 10_000;
 
@@ -38,15 +68,138 @@ function blockOf(ws: WebSocket): NumberBlock | null {
   return a && a.v === 1 ? { digits: a.digits, open: a.open } : null;
 }
 
+/** The first grid instant at or after `at` (EXPIRY_GRAIN_MS). */
+function onGrid(at: number): number {
+  return Math.ceil(at / EXPIRY_GRAIN_MS) * EXPIRY_GRAIN_MS;
+}
+
 export class BlockQueue extends StreamingQueue {
   /** Live rows (over-estimate between alarms); null until first needed after a wake-up. */
   private live: number | null = null;
+  /** Watched numbers and their lease ends (ms), from the `watched` table; null until first needed. */
+  private watchers: Map<string, number> | null = null;
+  /** Per number, the ids whose forward to its PassportQueue has not answered yet (see `watch`). */
+  private readonly forwarding = new Map<string, Set<string>>();
 
   protected createTables(): void {
-    this.sql.exec(BLOCK_QUEUE_SCHEMA);
+    createBlockQueueTables(this.sql);
   }
 
-  /** Files one blob stored to `tn` (idempotent by id) and pushes it to the sub-blocks holding `tn`. */
+  private numberRows(tn: string): NumberRows {
+    return { sql: this.sql, table: "blobs", tn };
+  }
+
+  /**
+   * `POST /cps/{tn}/ppts` (routes/passports.ts): stores one blob to `tn` unless the number already
+   * holds MAX_LIVE_PER_NUMBER live blobs (number-rows.ts), pushes it to the sub-blocks' sockets and,
+   * while the number is watched, to its own subscribers.
+   */
+  async storeNumber(tn: CanonicalTn, blob: Uint8Array, retryKey?: string): Promise<StoreResult> {
+    const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
+    const result = storeRow(this.numberRows(tn), blob, retryKey, { ttlSeconds, maxLive: maxLivePerNumber });
+    if (!result.ok || result.repeat) return result;
+    if (this.live !== null) this.live++;
+    const { id, expiresAt } = result;
+    this.batch.begin();
+    try {
+      this.pushToBlocks(tn, id, blob);
+      await Promise.all([this.scheduleAlarm(onGrid(expiresAt)), this.forward(tn, id, blob, expiresAt)]);
+    } finally {
+      this.batch.settle();
+    }
+    return result;
+  }
+
+  /**
+   * Every live blob of `tn` and the instant they were judged live by. The route judges the number's
+   * decoys at that same instant, so a real row and a decoy near the end of its life are treated alike.
+   */
+  listNumberAt(tn: CanonicalTn): { at: number; rows: StoredBlob[] } {
+    const at = Date.now();
+    return { at, rows: liveRows(this.numberRows(tn)) };
+  }
+
+  /** One live blob of `tn` by id (or null), and the instant it was judged by (see `listNumberAt`). */
+  getNumberAt(tn: CanonicalTn, id: string): { at: number; blob: Uint8Array | null } {
+    const at = Date.now();
+    return { at, blob: liveRow(this.numberRows(tn), id) };
+  }
+
+  /** Count of `tn`'s live blobs (tests and operators; reveals nothing a list would not). */
+  numberLiveCount(tn: CanonicalTn): number {
+    return liveCount(this.numberRows(tn));
+  }
+
+  /**
+   * The number's PassportQueue has subscribers: from now until `until` each store to `tn` is
+   * forwarded to it. Returns the number's live blobs except those whose forward is still on its way
+   * (they reach the queue as pushes), so that, with the pushes it records while this call is out, the
+   * queue greets a new socket with every blob exactly once (passport-queue.ts).
+   */
+  async watch(tn: CanonicalTn, until: number): Promise<StoredBlob[]> {
+    const watchers = this.watchersNow();
+    const renewed = (watchers.get(tn) ?? 0) < until;
+    if (renewed) {
+      watchers.set(tn, until);
+      this.sql.exec(
+        "INSERT INTO watched (tn, until) VALUES (?, ?) ON CONFLICT (tn) DO UPDATE SET until = excluded.until",
+        tn,
+        until,
+      );
+    }
+    // Read in the same synchronous stretch as the lease is set: a store is either listed or forwarded.
+    const inFlight = this.forwarding.get(tn);
+    const rows = liveRows(this.numberRows(tn));
+    const answer = inFlight === undefined ? rows : rows.filter((r) => !inFlight.has(r.id));
+    // The alarm forgets the lease once it ends (an object holding nothing keeps nothing).
+    if (renewed) await this.scheduleAlarm(onGrid(until));
+    return answer;
+  }
+
+  private watchersNow(): Map<string, number> {
+    if (this.watchers === null) {
+      const rows = this.sql
+        .exec<{ tn: string; until: number }>("SELECT tn, until FROM watched WHERE until > ?", Date.now())
+        .toArray();
+      this.watchers = new Map(rows.map((r) => [r.tn, r.until]));
+    }
+    return this.watchers;
+  }
+
+  /**
+   * Sends a new blob of a watched number to its PassportQueue. Awaited (a subscriber has it when the
+   * store is answered) but never fails the store: the row is in, and a retried store would duplicate it.
+   */
+  private async forward(tn: CanonicalTn, id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
+    if (!((this.watchersNow().get(tn) ?? 0) > Date.now())) return;
+    const inFlight = this.forwarding.get(tn) ?? new Set<string>();
+    this.forwarding.set(tn, inFlight);
+    inFlight.add(id);
+    try {
+      await passportQueue(this.env, tn).pushStored({ id, tn, blob }, expiresAt);
+    } catch {
+      logEvent({ event: "push_forward_failed", code: "PUSH_FORWARD_FAILED" });
+    } finally {
+      inFlight.delete(id);
+      if (inFlight.size === 0) this.forwarding.delete(tn);
+    }
+  }
+
+  /** A number lies in exactly one sub-block per open-digit count: at most 4 tag look-ups. */
+  private pushToBlocks(tn: string, id: string, blob: Uint8Array): void {
+    let frame: string | null = null;
+    for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
+      const tag = formatBlock({ digits: tn.slice(0, -open), open });
+      if (this.ctx.getWebSockets(tag).length === 0) continue;
+      frame ??= pushFrame({ id, tn, blob });
+      this.batch.add(tag, id, frame);
+    }
+  }
+
+  /**
+   * Files a copy of one blob a hot number's shard stored (idempotent by id) and pushes it to the
+   * sub-blocks holding `tn`.
+   */
   async add(tn: string, id: string, blob: Uint8Array, expiresAt: number): Promise<boolean> {
     // Counted once per wake-up, then kept in memory (an over-estimate until the alarm recounts): a
     // count(*) per add would cost O(live rows) on every store to the block.
@@ -62,16 +215,8 @@ export class BlockQueue extends StreamingQueue {
     this.live++;
     this.batch.begin();
     try {
-      // A number lies in exactly one sub-block per open-digit count: at most 4 tag look-ups, no
-      // per-socket attachment reads on the store path.
-      let frame: string | null = null;
-      for (let open = 1; open <= MAX_BLOCK_OPEN_DIGITS && open < tn.length; open++) {
-        const tag = formatBlock({ digits: tn.slice(0, -open), open });
-        if (this.ctx.getWebSockets(tag).length === 0) continue;
-        frame ??= pushFrame({ id, tn, blob });
-        this.batch.add(tag, id, frame);
-      }
-      await this.scheduleAlarm(expiresAt);
+      this.pushToBlocks(tn, id, blob);
+      await this.scheduleAlarm(onGrid(expiresAt));
     } finally {
       this.batch.settle();
     }
@@ -152,7 +297,15 @@ export class BlockQueue extends StreamingQueue {
   protected expire(now: number): number | null {
     this.sql.exec("DELETE FROM blobs WHERE expires_at <= ?", now);
     this.live = null;
-    return this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM blobs").one().e;
+    this.sql.exec("DELETE FROM watched WHERE until <= ?", now);
+    this.watchers = null;
+    const next = this.sql
+      .exec<{ e: number | null; u: number | null }>(
+        "SELECT (SELECT min(expires_at) FROM blobs) AS e, (SELECT min(until) FROM watched) AS u",
+      )
+      .one();
+    const at = Math.min(next.e ?? Number.POSITIVE_INFINITY, next.u ?? Number.POSITIVE_INFINITY);
+    return Number.isFinite(at) ? onGrid(at) : null;
   }
 
   /** Due at once: the alarm pushes what was born since `from` (nothing) and finds the next birth. */

@@ -1,59 +1,66 @@
 /**
  * One PassportQueue per canonical called number, named by the number (storage/objects.ts): the
- * short-lived queue of sealed blobs stored under that number (RFC 8816 §6, §9). A hot number
- * (HOT_NUMBERS) has several, its shards, each holding some of its blobs (up to MAX_LIVE_PER_NUMBER
- * each) and filing them in the number's index block; retrievals merge them (routes/passports.ts).
- * It only ever sees opaque blobs, random ids and expiry times: nothing about who stored them
- * (docs/design.md invariants 1 and 3).
+ * number's push subscribers (RFC 8816 §5.5, docs/push-and-blocks.md; streaming-queue.ts), and for a
+ * hot number (HOT_NUMBERS) its shards' blobs (shard 0 here, shard k in `{tn}~{k}`). Every other
+ * number's blobs live in its index block's BlockQueue (block-queue.ts), so a number nobody subscribes
+ * to has no object of its own. It only ever sees opaque blobs, random ids and expiry times: nothing
+ * about who stored them (docs/design.md invariants 1 and 3).
  *
- * Push (RFC 8816 §5.5, docs/push-and-blocks.md): it serves the number's WebSocket subscribers
- * (streaming-queue.ts) and files every stored blob in the number's index block (BlockQueue) so that
- * block retrieval reads one object instead of 10^4.
+ * Subscribers: a subscribe asks the index block to `watch` the number (a lease this object renews at
+ * half-life while it has sockets); from then on each store to the number is forwarded here
+ * (`pushStored`) and pushed. The block answers `watch` with the number's live blobs except those whose
+ * forward is on its way; forwards are kept in memory while live (the last RECENT_PUSHES), and a new
+ * socket's greeting is the block's answer and those, each id once. A forward sent before the socket
+ * was accepted never reached it, and one after reaches it as a push, so it sees every blob once.
  *
- * Platform facts relied on: a Durable Object is single-threaded, so the count-then-insert below cannot
- * race; SQLite calls are synchronous inside it; about 1k requests/s per object is the planning figure.
- *
- * Retried stores: a store whose retry key (from the storage-token check: a hash of number, blob and
- * K_temp signature, so only the same request sent again repeats it) matches a live row's is that
- * store sent again after a lost answer, so it gets the id and expiry it already has and is neither
- * stored, pushed nor filed twice. Never matched on the bytes alone: anyone can copy a listed blob, and
- * "same id back" for a real blob but "new id" for a decoy would tell them apart. The key lives in the
- * `digest` column (16 bytes, NULL for untokened stores).
+ * Hot shards: a store lands in one shard (`store`) and is filed in the index block (`add`), so block
+ * queries and block sockets see it; the number's retrievals merge its shards (routes/passports.ts).
  *
  * Decoys are the number's (src/dummies/), computed, not stored: the greeting carries the ones live,
  * and the alarm pushes each one as it is born, as a store pushes a real blob.
+ *
+ * Platform facts relied on: single-threaded, synchronous SQLite; while an outgoing call is awaited,
+ * other calls may run (so `watch` and forwards interleave in any order, as handled above).
  */
 import { readConfig } from "../config.js";
 import { decoysBorn, nextDecoyBirth, numberGreetingDecoys } from "../dummies/stream.js";
 import { logEvent } from "../log.js";
-import { decodeBase64url } from "../stir/base64url.js";
-import { newBlobId } from "../stir/blob-id.js";
-import { pushFrame } from "../stir/push-frames.js";
+import { type PushBlob, pushFrame } from "../stir/push-frames.js";
 import type { CanonicalTn } from "../stir/tn.js";
-import { createPassportQueueTables } from "../storage/layout.js";
+import { createPassportQueueTables, META_WATCH_UNTIL } from "../storage/layout.js";
 import { blockQueueOfTn, tnOfPassportQueueName } from "../storage/objects.js";
+import { WATCH_LEASE_MS } from "./block-queue.js";
+import {
+  liveCount,
+  liveRow,
+  liveRows,
+  type NumberRows,
+  type StoredBlob,
+  type StoreResult,
+  storeRow,
+} from "./number-rows.js";
 import { StreamingQueue, type Subscription } from "./streaming-queue.js";
 
-export interface StoredBlob {
-  id: string;
-  blob: Uint8Array;
-}
+export type { StoredBlob, StoreResult } from "./number-rows.js";
 
-export type StoreResult =
-  /** `repeat`: the same request was already stored under this id (a retried store). */
-  | { ok: true; id: string; expiresAt: number; repeat: boolean }
-  | { ok: false; code: "QUEUE_FULL"; retryAfterSeconds: number };
+/**
+ * Forwarded blobs kept in memory for greetings. A greeting needs those the block left out of its
+ * `watch` answer as in flight, which this object got within a call's round trip of it: more than this
+ * many stores to one number in that time is far beyond one object's rate.
+ */
+const RECENT_PUSHES = 256;
 
 export class PassportQueue extends StreamingQueue {
-  /** The number as a caller named it (store, subscribe), in this instance's memory. */
+  /** The number as a caller named it (store, subscribe, forward), in this instance's memory. */
   private knownTn: CanonicalTn | undefined;
+  /** The last RECENT_PUSHES forwarded blobs and their expiries, in arrival order. */
+  private readonly recent: { blob: PushBlob; expiresAt: number }[] = [];
 
   /**
    * This object's number: its name, less the shard suffix of a hot number's shard (storage/objects.ts).
-   * Push frames, block filing and decoys are the number's, whichever shard holds the blob. An instance
-   * the runtime started for an overdue alarm may have no `ctx.id.name`, even for the requests it then
-   * serves, so the number a store or subscribe names wins, and each subscriber's socket carries it in
-   * its attachment (kept by the runtime, not in storage) for the alarm's decoy pushes.
+   * An instance the runtime started for an overdue alarm may have no `ctx.id.name`, even for the
+   * requests it then serves, so the number a call names wins, and each subscriber's socket carries it
+   * in its attachment (kept by the runtime, not in storage) for the alarm's decoy pushes.
    */
   protected get tn(): CanonicalTn {
     if (this.knownTn !== undefined) return this.knownTn;
@@ -67,65 +74,30 @@ export class PassportQueue extends StreamingQueue {
     createPassportQueueTables(this.sql);
   }
 
+  private get rows(): NumberRows {
+    return { sql: this.sql, table: "ppts", tn: null };
+  }
+
   /**
-   * Stores one blob until now + TTL, unless the number already holds the maximum live blobs, pushes it
-   * to the number's subscribers and files it in its index block.
+   * A hot number's shard: stores one blob until now + TTL, unless this shard already holds the
+   * maximum live blobs, and files it in the number's index block.
    */
   async store(blob: Uint8Array, retryKey?: string, tn?: CanonicalTn): Promise<StoreResult> {
     if (tn !== undefined) this.knownTn = tn;
     const { ttlSeconds, maxLivePerNumber } = readConfig(this.env);
-    const digest = retryKey === undefined ? null : decodeBase64url(retryKey);
-    // From here to the insert nothing awaits: the check and the insert cannot interleave.
-    const now = Date.now();
-    const same =
-      digest === null
-        ? undefined
-        : this.sql
-            .exec<{ id: string; expires_at: number }>(
-              "SELECT id, expires_at FROM ppts WHERE digest = ? AND expires_at > ?",
-              digest,
-              now,
-            )
-            .toArray()[0];
-    if (same) return { ok: true, id: same.id, expiresAt: same.expires_at, repeat: true };
-    const live = this.sql
-      .exec<{ n: number }>("SELECT count(*) AS n FROM ppts WHERE expires_at > ?", now)
-      .one().n;
-    if (live >= maxLivePerNumber) {
-      const oldest = this.sql
-        .exec<{ e: number }>("SELECT min(expires_at) AS e FROM ppts WHERE expires_at > ?", now)
-        .one().e;
-      return {
-        ok: false,
-        code: "QUEUE_FULL",
-        retryAfterSeconds: Math.max(1, Math.ceil((oldest - now) / 1000)),
-      };
-    }
-    const id = newBlobId();
-    const expiresAt = now + ttlSeconds * 1000;
-    this.sql.exec(
-      "INSERT INTO ppts (id, blob, expires_at, digest) VALUES (?, ?, ?, ?)",
-      id,
-      blob,
-      expiresAt,
-      digest,
-    );
-    this.batch.begin();
-    try {
-      if (this.sockets().length > 0) this.batch.add("", id, pushFrame({ id, tn: this.tn, blob }));
-      await Promise.all([this.scheduleAlarm(expiresAt), this.fileInBlock(id, blob, expiresAt)]);
-    } finally {
-      // This store's frame, with those of stores that came in while it waited (push/batch.ts).
-      this.batch.settle();
-    }
-    return { ok: true, id, expiresAt, repeat: false };
+    const result = storeRow(this.rows, blob, retryKey, { ttlSeconds, maxLive: maxLivePerNumber });
+    if (!result.ok || result.repeat) return result;
+    await Promise.all([
+      this.scheduleAlarm(result.expiresAt),
+      this.fileInBlock(result.id, blob, result.expiresAt),
+    ]);
+    return result;
   }
 
   /**
    * Files the blob in its index block. Awaited (a block query right after a 201 sees the blob) but in
-   * parallel with the alarm write; one retry, then logged: the number's own queue stays authoritative
-   * and the store is not failed, since a retried store would duplicate the blob. Protected so that a
-   * bench Worker can measure the index's cost by overriding it.
+   * parallel with the alarm write; one retry, then logged: this shard stays authoritative and the
+   * store is not failed, since a retried store would duplicate the blob.
    */
   protected async fileInBlock(id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -142,23 +114,74 @@ export class PassportQueue extends StreamingQueue {
     logEvent({ event: "block_file_failed", code: "BLOCK_FILE_FAILED" });
   }
 
+  /** A store to the watched number, forwarded by its index block: pushed to every socket. */
+  async pushStored(blob: PushBlob, expiresAt: number): Promise<void> {
+    this.knownTn = blob.tn as CanonicalTn;
+    this.recent.push({ blob, expiresAt });
+    if (this.recent.length > RECENT_PUSHES) this.recent.shift();
+    if (this.sockets().length === 0) return;
+    this.batch.begin();
+    this.batch.add("", blob.id, pushFrame(blob));
+    this.batch.settle();
+  }
+
   /** `GET /cps/{tn}/subscribe` (routes/subscriptions.ts): every socket of the number is one stream. */
   protected async subscription(params: URLSearchParams, from: number, now: number): Promise<Subscription> {
     // The route names the number (only the Worker reaches this object); the socket keeps it for the alarm.
     const named = params.get("tn");
     if (named !== null && /^[0-9]{1,15}$/.test(named)) this.knownTn = named as CanonicalTn;
     const tn = this.tn;
+    const [watched, decoys] = await Promise.all([
+      this.watch(now),
+      numberGreetingDecoys(this.env, tn, from, now),
+    ]);
     return {
       group: "",
       attachment: { v: 1, at: now, tn },
-      decoys: await numberGreetingDecoys(this.env, tn, from, now),
-      rows: () => this.list().map((row) => ({ ...row, tn })),
+      decoys,
+      // Called in the stretch that accepts the socket: later forwards reach it as pushes.
+      rows: () => {
+        const at = Date.now();
+        const byId = new Map<string, PushBlob>();
+        for (const row of [...watched, ...liveRows(this.rows)]) byId.set(row.id, { ...row, tn });
+        for (const p of this.recent) if (p.expiresAt > at) byId.set(p.blob.id, p.blob);
+        return [...byId.values()];
+      },
     };
+  }
+
+  /** Asks the index block to forward the number's stores until a lease from `now`; its live blobs. */
+  private async watch(now: number): Promise<StoredBlob[]> {
+    const until = now + WATCH_LEASE_MS;
+    const rows = await blockQueueOfTn(this.env, this.tn).watch(this.tn, until);
+    if (Number(this.meta.get(META_WATCH_UNTIL) ?? 0) < until) this.meta.set(META_WATCH_UNTIL, String(until));
+    // Wake to renew at half-life even if no decoy is born before then (long TTLs).
+    await this.scheduleAlarm(until - WATCH_LEASE_MS / 2);
+    return rows;
+  }
+
+  /** Renews the watch when half its lease is gone, while sockets are attached; then the shared alarm. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const until = Number(this.meta.get(META_WATCH_UNTIL) ?? 0);
+    if (this.ctx.getWebSockets().length > 0 && until - now < WATCH_LEASE_MS / 2) {
+      try {
+        await this.watch(now);
+      } catch {
+        logEvent({ event: "push_watch_failed", code: "PUSH_WATCH_FAILED" });
+      }
+    }
+    await super.alarm();
   }
 
   protected expire(now: number): number | null {
     this.sql.exec("DELETE FROM ppts WHERE expires_at <= ?", now);
-    return this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;
+    const next = this.sql.exec<{ e: number | null }>("SELECT min(expires_at) AS e FROM ppts").one().e;
+    const until = Number(this.meta.get(META_WATCH_UNTIL) ?? Number.NaN);
+    if (this.ctx.getWebSockets().length === 0 || Number.isNaN(until)) return next;
+    // Wake to renew the watch at half its lease (at least a second from now, should a renewal fail).
+    const renewAt = Math.max(until - WATCH_LEASE_MS / 2, now + 1_000);
+    return Math.min(next ?? Number.POSITIVE_INFINITY, renewAt);
   }
 
   protected firstDecoyAt(from: number): Promise<number> {
@@ -171,37 +194,20 @@ export class PassportQueue extends StreamingQueue {
     return next;
   }
 
-  /** Every live blob. Expired rows are filtered here too, so a late alarm never serves stale data. */
-  list(): StoredBlob[] {
-    const rows = this.sql.exec<{ id: string; blob: ArrayBuffer }>(
-      "SELECT id, blob FROM ppts WHERE expires_at > ?",
-      Date.now(),
-    );
-    return rows.toArray().map((r) => ({ id: r.id, blob: new Uint8Array(r.blob) }));
-  }
-
-  /**
-   * Every live blob and the instant they were judged live by. The route judges the number's decoys at
-   * that same instant, so a real row and a decoy near the end of its life are treated alike.
-   */
+  /** This shard's live blobs and the instant they were judged live by (routes/passports.ts). */
   listAt(): { at: number; rows: StoredBlob[] } {
     const at = Date.now();
-    return { at, rows: this.list() };
+    return { at, rows: liveRows(this.rows) };
   }
 
-  /** One live blob by id (or null), and the instant it was judged by (see `listAt`). */
-  async getAt(id: string): Promise<{ at: number; blob: Uint8Array | null }> {
+  /** One of this shard's live blobs by id (or null), and the instant it was judged by. */
+  getAt(id: string): { at: number; blob: Uint8Array | null } {
     const at = Date.now();
-    const rows = this.sql
-      .exec<{ blob: ArrayBuffer }>("SELECT blob FROM ppts WHERE id = ? AND expires_at > ?", id, Date.now())
-      .toArray();
-    return { at, blob: rows[0] ? new Uint8Array(rows[0].blob) : null };
+    return { at, blob: liveRow(this.rows, id) };
   }
 
-  /** Count of live blobs (for tests and operators; reveals nothing a list would not). */
-  async liveCount(): Promise<number> {
-    return this.sql
-      .exec<{ n: number }>("SELECT count(*) AS n FROM ppts WHERE expires_at > ?", Date.now())
-      .one().n;
+  /** Count of this shard's live blobs (tests and operators). */
+  liveCount(): number {
+    return liveCount(this.rows);
   }
 }

@@ -48,7 +48,7 @@ export interface Subscription {
 
 export abstract class StreamingQueue extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
-  private readonly meta: MetaTable;
+  protected readonly meta: MetaTable;
   /**
    * The alarm time we last set or read (ms), null with none, undefined until first needed in this
    * wake-up: read then, once (`alarmRead`). A start that schedules nothing (a list) never reads it, nor
@@ -238,7 +238,7 @@ export abstract class StreamingQueue extends DurableObject<Env> {
 }
 
 /** The `meta` table (storage/layout.ts): the few facts that must survive hibernation. */
-class MetaTable {
+export class MetaTable {
   constructor(private readonly sql: SqlStorage) {}
 
   get(k: string): string | null {

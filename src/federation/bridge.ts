@@ -11,13 +11,14 @@
  * invariants 1 and 2 hold for the queue). Logs carry counts and codes only (invariant 6).
  */
 
+import { readConfig } from "../config.js";
 import { keysForTn } from "../directory/key-store.js";
 import { CpsError } from "../errors.js";
 import { logEvent } from "../log.js";
 import { decodeBase64url } from "../stir/base64url.js";
 import { MAX_PASSPORT_LENGTH, sealPassport } from "../stir/envelope.js";
 import type { CanonicalTn } from "../stir/tn.js";
-import { passportQueue } from "../storage/objects.js";
+import { numberShardForStore } from "../storage/objects.js";
 
 /**
  * Keys one publish is sealed to, at most (distinct kids). A number's keys are registered only by
@@ -29,9 +30,10 @@ export const MAX_BRIDGE_KEYS = 20;
 const utf8 = new TextEncoder();
 
 /**
- * Seals every PASSporT of a publish to every live key registered for `dest` and stores each blob in
- * `dest`'s PassportQueue. Returns how many blobs were stored. Never throws: a failure is logged
- * (`atis_bridge_failed`) and the ATIS publish stands. A PASSporT too long for an envelope
+ * Seals every PASSporT of a publish to every live key registered for `dest` and stores each blob
+ * where a store to `dest` goes (storage/objects.ts `numberShardForStore`: its index block, or a
+ * shard of a hot number).
+ * Returns how many blobs were stored. Never throws: a failure is logged (`atis_bridge_failed`) and the ATIS publish stands. A PASSporT too long for an envelope
  * (MAX_PASSPORT_LENGTH bytes) is skipped (`atis_bridge_skipped`); a full queue stops the bridge for
  * this publish (`atis_bridge_queue_full`).
  */
@@ -60,7 +62,7 @@ export async function bridgeToRfc8816(
         passports: passports.length - sealable.length,
       });
     }
-    const queue = passportQueue(env, dest);
+    const config = readConfig(env);
     for (const passport of sealable) {
       for (const key of keys.values()) {
         let blob: Uint8Array;
@@ -71,7 +73,7 @@ export async function bridgeToRfc8816(
           logEvent({ event: "atis_bridge_skipped", reason: err instanceof CpsError ? err.code : "seal" });
           continue;
         }
-        const result = await queue.store(blob);
+        const result = await numberShardForStore(env, config, dest).store(blob);
         if (!result.ok) {
           logEvent({ event: "atis_bridge_queue_full", stored });
           return stored;

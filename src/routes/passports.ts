@@ -1,11 +1,12 @@
 /**
  * The CPS store and retrieval API of RFC 8816 §9: `POST /cps/{tn}/ppts`, `GET /cps/{tn}/ppts`,
- * `GET /cps/{tn}/ppts/{id}`. Thin: parse, call the number's PassportQueue, shape the answer.
+ * `GET /cps/{tn}/ppts/{id}`. Thin: parse, call the object holding the number's blobs (its index
+ * block's BlockQueue, storage/objects.ts), shape the answer.
  * Storing carries no auth logic here: the storage-token check slots in as one middleware.
  *
- * A hot number (HOT_NUMBERS; docs/capacity.md "Hot numbers") has several objects: a store goes to one,
- * a retrieval asks all of them in parallel and answers as if they were one queue, with the number's one
- * decoy set. A normal number's requests reach its one object exactly as before.
+ * A hot number (HOT_NUMBERS; docs/capacity.md "Hot numbers") has several PassportQueue shards instead:
+ * a store goes to one, a retrieval asks all of them in parallel and answers as if they were one queue,
+ * with the number's one decoy set. A normal number's requests reach its block alone.
  */
 import { Hono } from "hono";
 import { blobAnswer, listAnswer } from "../dummies/answers.js";
@@ -18,7 +19,7 @@ import type { AppEnv } from "../http/types.js";
 import { parseBlobId } from "../stir/blob-id.js";
 import { encodeEnvelope } from "../stir/envelope.js";
 import { canonicalTn } from "../stir/tn.js";
-import { passportQueueForStore, passportQueueShards } from "../storage/objects.js";
+import { type NumberShard, numberShardForStore, numberShards } from "../storage/objects.js";
 
 /** RFC 8816 §9 media type of an (encrypted) PASSporT body. */
 export const PASSPORT_MEDIA_TYPE = "application/passport";
@@ -42,11 +43,7 @@ passportRoutes.post(
     // the queue dedupes on this key, never on the bytes, so replaying a copied blob, real or decoy,
     // is a new store either way. Untokened stores (local dev) have none.
     const retryKey = c.get("retryKey");
-    const result = await passportQueueForStore(c.env, c.get("config"), tn, retryKey).store(
-      blob,
-      retryKey,
-      tn,
-    );
+    const result = await numberShardForStore(c.env, c.get("config"), tn, retryKey).store(blob, retryKey);
     if (!result.ok) {
       throw new CpsError("QUEUE_FULL", "Too many live PASSporTs for this number", {
         retryAfter: result.retryAfterSeconds,
@@ -57,28 +54,26 @@ passportRoutes.post(
   },
 );
 
-type Queue = ReturnType<typeof passportQueueShards>[number];
-
 /**
- * Every shard's live blobs as one read (a normal number has one shard: its own object). Its instant is the earliest shard's: the shards are read in
- * parallel, so their instants lie milliseconds apart, and the decoys judged at the earliest are those
+ * Every shard's live blobs as one read (a normal number has one shard: its index block). Its instant
+ * is the earliest shard's: the shards are read in parallel, so their instants lie milliseconds apart, and the decoys judged at the earliest are those
  * live when the whole read had begun; a blob stored or expiring inside that gap may show or not either
  * way, as with one object read a moment earlier or later.
  */
-async function listShards(shards: Queue[]) {
+async function listShards(shards: NumberShard[]) {
   const reads = await Promise.all(shards.map((q) => q.listAt()));
   return { at: Math.min(...reads.map((r) => r.at)), rows: reads.flatMap((r) => r.rows) };
 }
 
 /** The shard holding `id` answers (ids are random, so at most one does); else none, at the earliest instant. */
-async function getFromShards(shards: Queue[], id: string) {
+async function getFromShards(shards: NumberShard[], id: string) {
   const reads = await Promise.all(shards.map((q) => q.getAt(id)));
   return reads.find((r) => r.blob !== null) ?? { at: Math.min(...reads.map((r) => r.at)), blob: null };
 }
 
 passportRoutes.get("/:tn/ppts", async (c) => {
   const tn = canonicalTn(c.req.param("tn"));
-  const shards = passportQueueShards(c.env, c.get("config"), tn);
+  const shards = numberShards(c.env, c.get("config"), tn);
   const items = await listAnswer(c.env, tn, listShards(shards));
   return c.json({ passports: items.map((p) => ({ id: p.id, blob: encodeEnvelope(p.blob) })) });
 });
@@ -88,7 +83,7 @@ for (const path of ["/:tn/ppts/:id", "/:tn/ppts/:id/"]) {
   passportRoutes.get(path, async (c) => {
     const tn = canonicalTn(c.req.param("tn") ?? "");
     const id = parseBlobId(c.req.param("id") ?? "");
-    const shards = passportQueueShards(c.env, c.get("config"), tn);
+    const shards = numberShards(c.env, c.get("config"), tn);
     const blob = await blobAnswer(c.env, tn, id, getFromShards(shards, id));
     if (!blob) throw new CpsError("NOT_FOUND", "No live PASSporT with this id");
     c.header("Content-Type", PASSPORT_MEDIA_TYPE);

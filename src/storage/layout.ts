@@ -10,16 +10,20 @@ import { blockLength, formatBlock, type NumberBlock } from "../stir/number-block
 
 /**
  * `meta`: the few facts a streaming object keeps across hibernation (durable-objects/streaming-queue.ts).
- * Its rows, by key: {@link META_DECOY_AT} and {@link META_DECOYS_FROM}.
+ * Its rows, by key: {@link META_DECOY_AT}, {@link META_DECOYS_FROM} and {@link META_WATCH_UNTIL}.
  */
 export const META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
 /** `meta` row: when the decoy stream's next decoy is born (ms), while a socket is attached. */
 export const META_DECOY_AT = "dummyAt";
 /** `meta` row: when the decoy stream last pushed (ms): decoys born after it are still to push. */
 export const META_DECOYS_FROM = "decoysFrom";
+/** `meta` row (PassportQueue): when the number's watch on its index block ends (ms), while subscribed. */
+export const META_WATCH_UNTIL = "watchUntil";
 
 /**
- * PassportQueue: one number's live blobs; `digest` is the store's retry key (NULL if untokened).
+ * PassportQueue: the live blobs of one shard of a hot number (HOT_NUMBERS; other numbers' blobs live
+ * in their index block's `blobs`, and an object made by an earlier version may still hold some until
+ * they expire); `digest` is the store's retry key (NULL if untokened).
  * One index, on `expires_at`: every read and the live count go by it, and a retry-key lookup scans the
  * few live rows it yields. No primary key (ids are 128 random bits, so no uniqueness to enforce, and
  * a number holds few rows to scan for one): a store writes two rows (row and index) instead of four,
@@ -60,20 +64,43 @@ export function createPassportQueueTables(sql: SqlStorage): void {
 }
 
 /**
- * BlockQueue: a copy of every live blob of one index block, with its number. The primary key makes a
- * retried filing a no-op (`INSERT OR IGNORE`); a rowid table keeps each ~1.1 KB blob in its page.
+ * BlockQueue: the live blobs of every number of one index block, with their number: each number's
+ * own store (the number's blobs live here, `digest` its retry key, as in `ppts`) and a copy of every
+ * blob a hot number's shard holds (digest NULL). The primary key makes a retried copy a no-op
+ * (`INSERT OR IGNORE`); a rowid table keeps each ~1.1 KB blob in its page. `watched`: numbers whose
+ * PassportQueue has push subscribers, until when (ms): a store to one is forwarded to it.
+ * `blobs_has_digest` holds no entries (`WHERE 0`: no write): creating it fails on a table made before
+ * the digest column, which is how `createBlockQueueTables` finds an old table.
  */
 export const BLOCK_QUEUE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     tn TEXT NOT NULL,
     blob BLOB NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    digest BLOB
   );
   CREATE INDEX IF NOT EXISTS blobs_expires_at ON blobs (expires_at);
   CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn);
+  CREATE INDEX IF NOT EXISTS blobs_has_digest ON blobs (digest) WHERE 0;
+  CREATE TABLE IF NOT EXISTS watched (tn TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
   ${META_SCHEMA}
 `;
+
+/**
+ * Creates BlockQueue's tables, or brings a `blobs` table made before the digest column up to date (its
+ * rows, copies filed by the numbers' own queues, keep a NULL digest). As `createPassportQueueTables`:
+ * the common start runs the schema alone.
+ */
+export function createBlockQueueTables(sql: SqlStorage): void {
+  try {
+    sql.exec(BLOCK_QUEUE_SCHEMA);
+  } catch {
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(blobs)").toArray();
+    if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE blobs ADD COLUMN digest BLOB");
+    sql.exec(BLOCK_QUEUE_SCHEMA);
+  }
+}
 
 /**
  * TokenLedger: spend counts per token (`tokens`), one row per counted store (`spends`), and issued

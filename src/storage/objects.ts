@@ -7,8 +7,12 @@ import type { CpsConfig } from "../config.js";
 import { storeShard } from "../stir/hot-numbers.js";
 import { indexBlockOfTn } from "../stir/push-blocks.js";
 import type { CanonicalTn } from "../stir/tn.js";
+import type { StoredBlob, StoreResult } from "./stored-blobs.js";
 
-/** The queue of one canonical called number (RFC 8816 §9): named by the number itself. */
+/**
+ * The PassportQueue of one canonical called number, named by the number itself: its push subscribers
+ * (durable-objects/passport-queue.ts). Its blobs live in its index block (`blockQueueOfTn`).
+ */
 export function passportQueue(env: Env, tn: CanonicalTn) {
   return env.PASSPORT_QUEUE.getByName(tn);
 }
@@ -20,8 +24,8 @@ export function passportQueue(env: Env, tn: CanonicalTn) {
 export const SHARD_SEPARATOR = "~";
 
 /**
- * The object name of shard `shard` of a number's queue (HOT_NUMBERS). Shard 0 is the number's own
- * object, so a number made hot keeps its live blobs and subscribers reachable.
+ * The object name of shard `shard` of a hot number (HOT_NUMBERS): shard 0 is the number's own
+ * PassportQueue (free for it: a hot number takes no number subscriptions), the others `{tn}~{k}`.
  */
 export function passportQueueName(tn: CanonicalTn, shard: number): string {
   return shard === 0 ? tn : `${tn}${SHARD_SEPARATOR}${shard}`;
@@ -33,29 +37,63 @@ export function tnOfPassportQueueName(name: string): CanonicalTn {
   return (cut < 0 ? name : name.slice(0, cut)) as CanonicalTn;
 }
 
-/**
- * Every object holding the number's blobs, for a retrieval to ask: the number's own object, and for a
- * hot number each of its shards. A normal number pays one map lookup for this.
- */
-export function passportQueueShards(env: Env, config: Pick<CpsConfig, "hotNumbers">, tn: CanonicalTn) {
-  const shards = config.hotNumbers.get(tn);
-  if (shards === undefined) return [passportQueue(env, tn)];
-  return Array.from({ length: shards }, (_, k) => env.PASSPORT_QUEUE.getByName(passportQueueName(tn, k)));
+/** Where some of one number's blobs are: its index block, or one shard of a hot number. */
+export interface NumberShard {
+  store(blob: Uint8Array, retryKey?: string): Promise<StoreResult>;
+  listAt(): Promise<{ at: number; rows: StoredBlob[] }>;
+  getAt(id: string): Promise<{ at: number; blob: Uint8Array | null }>;
+}
+
+/** A normal number's blobs: its rows in its index block. */
+function inBlock(env: Env, tn: CanonicalTn): NumberShard {
+  const block = blockQueueOfTn(env, tn);
+  return {
+    store: (blob, retryKey) => block.storeNumber(tn, blob, retryKey),
+    listAt: () => block.listNumberAt(tn),
+    getAt: (id) => block.getNumberAt(tn, id),
+  };
 }
 
 /**
- * The object a store goes to: the number's own, or for a hot number one shard (`storeShard`: by the
+ * Shard `shard` of a hot number: a PassportQueue, which files a copy of each blob in the index block
+ * for block queries and block sockets. A hot number's retrievals read its shards only, so per call
+ * its block takes one request (the copy), and the number's ceiling is its shards', not the block's.
+ */
+function hotShard(env: Env, tn: CanonicalTn, shard: number): NumberShard {
+  const queue = env.PASSPORT_QUEUE.getByName(passportQueueName(tn, shard));
+  return {
+    store: (blob, retryKey) => queue.store(blob, retryKey, tn),
+    listAt: () => queue.listAt(),
+    getAt: (id) => queue.getAt(id),
+  };
+}
+
+/**
+ * Every place holding the number's blobs, for a retrieval to ask: its index block, or each shard of a
+ * hot number. A normal number pays one map lookup for this.
+ */
+export function numberShards(
+  env: Env,
+  config: Pick<CpsConfig, "hotNumbers">,
+  tn: CanonicalTn,
+): NumberShard[] {
+  const shards = config.hotNumbers.get(tn);
+  if (shards === undefined) return [inBlock(env, tn)];
+  return Array.from({ length: shards }, (_, k) => hotShard(env, tn, k));
+}
+
+/**
+ * Where a store goes: the number's index block, or for a hot number one shard (`storeShard`: by the
  * store's retry key, so a retry meets its first attempt, else at random).
  */
-export function passportQueueForStore(
+export function numberShardForStore(
   env: Env,
   config: Pick<CpsConfig, "hotNumbers">,
   tn: CanonicalTn,
   retryKey?: string,
-) {
+): NumberShard {
   const shards = config.hotNumbers.get(tn);
-  if (shards === undefined) return passportQueue(env, tn);
-  return env.PASSPORT_QUEUE.getByName(passportQueueName(tn, storeShard(shards, retryKey)));
+  return shards === undefined ? inBlock(env, tn) : hotShard(env, tn, storeShard(shards, retryKey));
 }
 
 /** Prefix of an index block's object name; the rest is the block's digits (stir/push-blocks.ts). */
@@ -66,7 +104,7 @@ export function blockQueue(env: Env, indexBlock: string) {
   return env.BLOCK_QUEUE.getByName(`${BLOCK_OBJECT_PREFIX}${indexBlock}`);
 }
 
-/** The index block a number's blobs are also filed in (PassportQueue.fileInBlock). */
+/** The index block holding a number's blobs (durable-objects/block-queue.ts). */
 export function blockQueueOfTn(env: Env, tn: string) {
   return blockQueue(env, indexBlockOfTn(tn));
 }

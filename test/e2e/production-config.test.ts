@@ -99,7 +99,6 @@ describe("adversary #12: `wrangler deploy` ships the production configuration on
     ["[env.production]", "production"],
   ])("%s: the bundle is the Worker's code only, with its Durable Object classes", async (_name, envName) => {
     const { output, bundle, sources } = await dryRun(envName);
-    // The block index is always on in production: its bench-only switch is gone (bench/no-block-index/).
     expect(output).not.toMatch(/PUSH_BLOCK_INDEX/);
     expect(bundle).not.toMatch(/PUSH_BLOCK_INDEX/);
     // Control: the map lists the Worker's modules, so an absent path below means absent code.
@@ -114,7 +113,7 @@ describe("adversary #12: `wrangler deploy` ships the production configuration on
       expect(s).not.toMatch(/test-pki/);
     }
     // Markers of bench, dev and test-only code, in case a module came in without a map entry.
-    expect(bundle).not.toMatch(/no-block-index|baseline-worker|issuer-key\.mjs|redact-log|local-server/);
+    expect(bundle).not.toMatch(/baseline-worker|issuer-key\.mjs|redact-log|local-server/);
     expect(bundle).not.toMatch(/createTestPki|issueTestLeaf|TEST_PKI|FUZZ_RUNS/);
     // The Durable Object classes wrangler.toml binds are exported by the bundle.
     const exported = [...bundle.matchAll(/^export\s*\{([^}]*)\}/gm)].map((m) => m[1]).join(",");

@@ -18,7 +18,7 @@ import {
   TOKEN_SIGNATURE_HEADER,
 } from "../../src/stir/storage-token.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { passportQueue } from "../../src/storage/objects.js";
+import { blockQueueOfTn } from "../../src/storage/objects.js";
 import { sealedFor } from "../helpers/cps.js";
 import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 import { bearerFor, loadTestPki } from "../helpers/pki.js";
@@ -80,11 +80,11 @@ export async function store(tn: string, text: string, headers: Record<string, st
 }
 
 /**
- * Real blobs live under `tn`, asked of the number's PassportQueue itself: lists mix in decoys, which
- * may persist across reads (issue 13 #6), so the wire cannot tell them apart, by design.
+ * Real blobs live under `tn`, asked of the object holding them (its index block): lists mix in decoys,
+ * which may persist across reads (issue 13 #6), so the wire cannot tell them apart, by design.
  */
 export async function liveCount(tn: string): Promise<number> {
-  return passportQueue(env, canonicalTn(tn)).liveCount();
+  return blockQueueOfTn(env, canonicalTn(tn)).numberLiveCount(canonicalTn(tn));
 }
 
 export { sealedFor };

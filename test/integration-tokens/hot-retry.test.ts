@@ -13,7 +13,7 @@ import { BASE, directToken, issuerPrivateKey, sealedFor, store, tokenHeaders } f
 const HOT = "13125557701";
 const SHARDS = 4;
 
-/** Live rows on each shard of the hot number, asked of each object itself. */
+/** Live rows on each shard of the hot number, asked of each PassportQueue itself (src/storage/objects.ts). */
 async function perShard(): Promise<number[]> {
   const tn = canonicalTn(HOT);
   return Promise.all(

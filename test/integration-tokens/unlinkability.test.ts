@@ -1,7 +1,8 @@
 /**
  * Unlinkability (docs/design.md invariant 3, RFC 8816 §7.5): what the issuer is shown and signs is the
  * blinded message only, never K_temp, the token message or the final signature; and what a store
- * leaves in the number's PassportQueue holds no token data (the ledger holds hashes only).
+ * leaves where the number's blobs are (its index block's BlockQueue; its own PassportQueue, which only
+ * serves subscribers, gets nothing) holds no token data (the ledger holds hashes only).
  */
 import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -17,6 +18,7 @@ import {
   tokenMessage,
 } from "../../src/stir/storage-token.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { blockQueueOfTn } from "../../src/storage/objects.js";
 import { bearerFor } from "../helpers/pki.js";
 import { BASE, pki, sealedFor, store, tokenHeaders } from "./helpers.js";
 
@@ -94,7 +96,7 @@ describe("the issuer never sees K_temp or the final signature", () => {
 });
 
 describe("a store with a token leaves no token data with the blob", () => {
-  it("the PassportQueue row is (id, blob, expires_at, retry key) with the posted bytes; the ledger holds hashes only", async () => {
+  it("the block's row is (id, tn, blob, expires_at, retry key) with the posted bytes; the ledger holds hashes only", async () => {
     const { directToken, issuerPrivateKey } = await import("./helpers.js");
     const tn = "12025559876";
     const { token, privateKey } = await directToken("test-current", await issuerPrivateKey("test-current"));
@@ -113,25 +115,31 @@ describe("a store with a token leaves no token data with the blob", () => {
       h.slice(0, 24),
     );
 
-    const queue = env.PASSPORT_QUEUE.get(env.PASSPORT_QUEUE.idFromName(tn));
-    const rows = await runInDurableObject(queue, (_i, state) => {
-      const sql = state.storage.sql;
-      const tables = sql
-        .exec<{ name: string }>(
-          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'",
-        )
-        .toArray()
-        .map((t) => t.name);
-      return tables.flatMap((t) =>
-        sql
-          .exec(`SELECT * FROM "${t}"`)
+    /** Every row of every table of one object, with its table's name. */
+    const dumpRows = (stub: DurableObjectStub) =>
+      runInDurableObject(stub, (_i, state) => {
+        const sql = state.storage.sql;
+        const tables = sql
+          .exec<{ name: string }>(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'",
+          )
           .toArray()
-          .map((r): Record<string, unknown> => ({ table: t, ...r })),
-      );
-    });
-    const ppts = rows.filter((r) => r.table === "ppts");
+          .map((t) => t.name);
+        return tables.flatMap((t) =>
+          sql
+            .exec(`SELECT * FROM "${t}"`)
+            .toArray()
+            .map((r): Record<string, unknown> => ({ table: t, ...r })),
+        );
+      });
+    // The number's own PassportQueue (subscribers only) holds nothing of the store.
+    expect(await dumpRows(env.PASSPORT_QUEUE.get(env.PASSPORT_QUEUE.idFromName(tn)))).toEqual([]);
+    // Every row of the block (any number's, and its other tables) is searched for token data below.
+    const rows = await dumpRows(blockQueueOfTn(env, tn));
+    const ppts = rows.filter((r) => r.table === "blobs" && r.tn === tn);
     expect(ppts).toHaveLength(1);
-    expect(Object.keys(ppts[0] ?? {}).sort()).toEqual(["blob", "digest", "expires_at", "id", "table"]);
+    expect(Object.keys(ppts[0] ?? {}).sort()).toEqual(["blob", "digest", "expires_at", "id", "table", "tn"]);
+    expect(ppts[0]?.id).toBe(res.body.id);
     expect(new Uint8Array(ppts[0]?.blob as ArrayBuffer)).toEqual(decodeEnvelope(body));
     // The queue's retry key (the `digest` column) is the second half of the store receipt, a hash of
     // (token, number, blob, K_temp signature): the signature is dropped, so nothing stored can

@@ -19,7 +19,7 @@ import { app } from "../../src/app.js";
 import { generateRecipientKeyPair, openPassport } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import type { TnAuthList } from "../../src/stir/tnauthlist.js";
-import { atisStore, passportQueue } from "../../src/storage/objects.js";
+import { atisStore } from "../../src/storage/objects.js";
 import {
   type AtisTokenInput,
   atisCredential,
@@ -39,6 +39,7 @@ import {
 import { signedKeyBody } from "../helpers/key-records.js";
 import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 import { bearerFor, loadTestPki, type WorkerCredential } from "../helpers/pki.js";
+import { blockFor } from "../helpers/worker.js";
 
 const pki = loadTestPki(env.TEST_PKI);
 
@@ -578,11 +579,11 @@ describe("races and expiry: one record per request, nothing served past its time
 });
 
 describe("the bridge to RFC 8816 seals only what was accepted (docs/design.md invariant 7)", () => {
-  /** The sealed blobs in DEST's RFC 8816 queue, opened with the callee's key. */
+  /** The sealed blobs in DEST's RFC 8816 queue (its rows in its index block), opened with the callee's key. */
   async function sealedIn(dest: string, key: CryptoKeyPair): Promise<string[]> {
-    const blobs = await runInDurableObject(passportQueue(env, canonicalTn(dest)), (_obj, state) =>
+    const blobs = await runInDurableObject(blockFor(dest), (_obj, state) =>
       state.storage.sql
-        .exec<{ blob: ArrayBuffer }>("SELECT blob FROM ppts")
+        .exec<{ blob: ArrayBuffer }>("SELECT blob FROM blobs WHERE tn = ?", canonicalTn(dest))
         .toArray()
         .map((r) => new Uint8Array(r.blob)),
     );

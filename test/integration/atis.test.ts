@@ -14,7 +14,7 @@ import { encodeBase64url } from "../../src/stir/base64url.js";
 import { generateRecipientKeyPair } from "../../src/stir/envelope.js";
 import type { TestCredential } from "../../src/stir/test-pki.js";
 import { canonicalTn } from "../../src/stir/tn.js";
-import { atisStore, passportQueue } from "../../src/storage/objects.js";
+import { atisStore } from "../../src/storage/objects.js";
 import {
   atisCredential,
   atisToken,
@@ -33,6 +33,7 @@ import { cpsCredentialSecret } from "../helpers/federation.js";
 import { signedKeyBody } from "../helpers/key-records.js";
 import { TEST_CPS_ORIGIN } from "../helpers/origin.js";
 import { bearerFor, loadTestPki, type WorkerCredential } from "../helpers/pki.js";
+import { liveCountOf } from "../helpers/worker.js";
 
 const pki = loadTestPki(env.TEST_PKI);
 
@@ -424,17 +425,17 @@ describe("the bridge to RFC 8816 (a number with a registered encryption key)", (
       body: JSON.stringify(body),
     });
     expect(put.status, await put.clone().text()).toBe(201);
-    const before = await passportQueue(env, canonicalTn(dest)).liveCount();
+    const before = await liveCountOf(dest);
     await expectCreated((await publish(cred, { dest, orig }, await passportsFor(orig, dest, 2))).res);
-    expect(await passportQueue(env, canonicalTn(dest)).liveCount()).toBe(before + 2);
+    expect(await liveCountOf(dest)).toBe(before + 2);
     // An idempotent repeat bridges nothing again.
     const passports = await passportsFor(orig, dest);
     const headers = { "Idempotency-Key": "bridge-once" };
     await expectCreated((await publish(cred, { dest, orig }, passports, { headers })).res);
     await expectCreated((await publish(cred, { dest, orig }, passports, { headers })).res);
-    expect(await passportQueue(env, canonicalTn(dest)).liveCount()).toBe(before + 3);
+    expect(await liveCountOf(dest)).toBe(before + 3);
     // A resend without a key (a new token, the same live PASSporT) stores no row and seals no second copy.
     await expectCreated((await publish(cred, { dest, orig }, passports)).res);
-    expect(await passportQueue(env, canonicalTn(dest)).liveCount()).toBe(before + 3);
+    expect(await liveCountOf(dest)).toBe(before + 3);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * docs/design.md invariant 7: bad input always gets a 4xx RFC 9457 problem response, never a 5xx, never a
  * stack trace, and never changes stored state. Each table row is one bad request against the real app
- * in workerd; after each, the rows of a number holding one real blob are compared with a snapshot.
+ * in workerd; after each, the rows of the index block of a number holding one real blob (the number's
+ * rows and any of its neighbours') are compared with a snapshot.
  *
  * Bad telephone numbers are spelled as near-misses of that number (e.g. `++1555…`, `1555..0100…`),
  * so a parser that leniently accepted them would reach its queue and the state check would fail.
@@ -14,26 +15,28 @@ import { MAX_STORE_BODY_BYTES } from "../../src/routes/passports.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { decodeEnvelope, ENVELOPE_LENGTH } from "../../src/stir/envelope.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, liveCountOf } from "../helpers/worker.js";
 
 /** The number that holds one real blob for the whole file. */
 const REF = "15550100001";
 /** A well-formed id that no number holds (random ids are 128 bits; all-'a' never comes up). */
 const UNKNOWN_ID = "a".repeat(32);
 
-interface Row {
+type Row = {
   id: string;
+  tn: string;
   blob: string;
   expires_at: number;
-}
+};
 
-/** Every row of the number's queue (expired ones too), blob bytes as hex. */
+/**
+ * Every row of the number's index block (expired ones too, and those of every number of the block:
+ * no other test file uses REF's block), blob bytes as hex.
+ */
 async function snapshot(tn: string): Promise<Row[]> {
-  return runInDurableObject(queueFor(tn), (_obj, state) =>
+  return runInDurableObject(blockFor(tn), (_obj, state) =>
     state.storage.sql
-      .exec<{ id: string; blob: string; expires_at: number }>(
-        "SELECT id, hex(blob) AS blob, expires_at FROM ppts ORDER BY id",
-      )
+      .exec<Row>("SELECT id, tn, hex(blob) AS blob, expires_at FROM blobs ORDER BY id")
       .toArray()
       .map((r) => ({ ...r })),
   );
@@ -60,14 +63,15 @@ beforeAll(async () => {
   const res = await fetchApp(storeRequest(BASE, REF, validText));
   expect(res.status).toBe(201);
   realId = (await res.json<{ id: string }>()).id;
-  expect(await queueFor(REF).liveCount()).toBe(1);
+  expect(await liveCountOf(REF)).toBe(1);
   initial = await snapshot(REF);
+  expect(initial.map((r) => [r.id, r.tn])).toEqual([[realId, REF]]);
 });
 
 // A failing row must not cascade into the next: put REF back to its one real blob.
 afterEach(async () => {
-  await runInDurableObject(queueFor(REF), (_obj, state) => {
-    state.storage.sql.exec("DELETE FROM ppts WHERE id <> ?", realId);
+  await runInDurableObject(blockFor(REF), (_obj, state) => {
+    state.storage.sql.exec("DELETE FROM blobs WHERE id <> ?", realId);
   });
 });
 
@@ -407,7 +411,7 @@ async function expectRejectedWithoutStateChange(c: BadCase): Promise<void> {
   const res = await fetchApp(c.request());
   await expectProblem(res, c);
   expect(await snapshot(REF)).toEqual(before);
-  expect(await queueFor(REF).liveCount()).toBe(1);
+  expect(await liveCountOf(REF)).toBe(1);
 }
 
 describe("docs/design.md invariant 7: bad input gets a 4xx problem and changes nothing", () => {
@@ -465,8 +469,8 @@ describe("docs/design.md invariant 7: bad input gets a 4xx problem and changes n
     expect(after.map((r) => r.id)).toContain(id);
     expect((await fetchApp(req("GET", `/cps/${REF}/ppts/${id}/`))).status).toBe(200);
     // Put REF back to one real blob for any row that runs after this one.
-    await runInDurableObject(queueFor(REF), (_obj, state) => {
-      state.storage.sql.exec("DELETE FROM ppts WHERE id = ?", id);
+    await runInDurableObject(blockFor(REF), (_obj, state) => {
+      state.storage.sql.exec("DELETE FROM blobs WHERE id = ?", id);
     });
     expect(await snapshot(REF)).toEqual(before);
   });

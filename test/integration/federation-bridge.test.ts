@@ -1,11 +1,11 @@
 /**
  * The bridge from the ATIS routes to RFC 8816 (src/federation/bridge.ts) inside workerd, with the real
- * key directory (KV) and PassportQueue objects: every PASSporT sealed once to every distinct live key
- * registered for the number (however many blocks it is registered under), each blob opening with its
- * key for that number only; nothing for a number without keys; a PASSporT too long for an envelope
- * skipped; and a failing key directory (a test double of KV that errors: the point is a misbehaving
- * platform) never failing the publish. The end-to-end path through the ATIS route and `stir-oob
- * verify` is test/e2e/atis-bridge.test.ts.
+ * key directory (KV) and the index blocks' BlockQueue objects, where a number's blobs are: every
+ * PASSporT sealed once to every distinct live key registered for the number (however many blocks it is
+ * registered under), each blob opening with its key for that number only; nothing for a number
+ * without keys; a PASSporT too long for an envelope skipped; and a failing key directory (a test
+ * double of KV that errors: the point is a misbehaving platform) never failing the publish. The
+ * end-to-end path through the ATIS route and `stir-oob verify` is test/e2e/atis-bridge.test.ts.
  */
 import { env } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";

@@ -14,24 +14,27 @@ import { MAX_STORE_BODY_BYTES } from "../../src/routes/passports.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, liveCountOf } from "../helpers/worker.js";
 
 const REF = "15550300001";
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
 const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/** Every row of REF's index block (REF's and any neighbour's: a store to either changes it). */
 async function snapshot(): Promise<string> {
-  return runInDurableObject(queueFor(REF), (_obj, state) =>
+  return runInDurableObject(blockFor(REF), (_obj, state) =>
     JSON.stringify(
-      state.storage.sql.exec("SELECT id, hex(blob) AS blob, expires_at FROM ppts ORDER BY id").toArray(),
+      state.storage.sql
+        .exec("SELECT id, tn, hex(blob) AS blob, expires_at, hex(digest) AS digest FROM blobs ORDER BY id")
+        .toArray(),
     ),
   );
 }
 
-/** Puts REF back to its one real blob (an accepted fuzzed store may have added one). */
+/** Puts REF's block back to REF's one real blob (an accepted fuzzed store may have added one). */
 async function restore(): Promise<void> {
-  await runInDurableObject(queueFor(REF), (_obj, state) => {
-    state.storage.sql.exec("DELETE FROM ppts WHERE id <> ?", realId);
+  await runInDurableObject(blockFor(REF), (_obj, state) => {
+    state.storage.sql.exec("DELETE FROM blobs WHERE id <> ?", realId);
   });
 }
 
@@ -45,10 +48,13 @@ beforeAll(async () => {
   expect(res.status).toBe(201);
   realId = (await res.json<{ id: string }>()).id;
   // A 10,000-request run outlasts the 60 s TTL: keep the reference blob live for the whole file.
-  await runInDurableObject(queueFor(REF), (_obj, state) => {
-    state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() + 3_600_000);
+  await runInDurableObject(blockFor(REF), (_obj, state) => {
+    state.storage.sql.exec("UPDATE blobs SET expires_at = ? WHERE id = ?", Date.now() + 3_600_000, realId);
   });
   initial = await snapshot();
+  // Control: the snapshot holds REF's one real blob, so a change to it shows.
+  expect(initial).toContain(realId);
+  expect(await liveCountOf(REF)).toBe(1);
 });
 afterEach(restore);
 

@@ -1,23 +1,42 @@
 /**
- * Hot numbers (HOT_NUMBERS; docs/capacity.md "Hot numbers"): a number spread over several PassportQueue
- * objects, stores to one shard, retrievals merging every shard, in workerd with real Durable Objects.
+ * Hot numbers (HOT_NUMBERS; docs/capacity.md "Hot numbers"): a number spread over several shards, stores
+ * to one shard, retrievals merging every shard, in workerd with real Durable Objects. The shards are
+ * PassportQueues: shard 0 the number's own, shard k named `{tn}~{k}`; each files a copy of its blobs
+ * in the index block for block queries (src/storage/objects.ts). A normal number's blobs are in its
+ * index block only.
  * vitest.config.ts sets HOT_NUMBERS to HOT_TN with 4 shards for this project; no other test uses
  * HOT_TN, NORMAL_TN or their block (1312555).
  */
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
+import { canonicalTn } from "../../src/stir/tn.js";
 import { sealedFor, storeRequest } from "../helpers/cps.js";
 import { subscribe } from "../helpers/push.js";
-import { BASE, fetchApp, list } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, list, queueFor } from "../helpers/worker.js";
 
 const HOT_TN = "13125557700";
 const SHARDS = 4;
 /** Same index block as HOT_TN, not hot. */
 const NORMAL_TN = "13125557701";
 
-/** The object of shard k of a number, reached as the Worker names it (src/storage/objects.ts). */
+/** The PassportQueue of shard k of a hot number, reached as the Worker names it (src/storage/objects.ts). */
 const shard = (tn: string, k: number) => env.PASSPORT_QUEUE.getByName(k === 0 ? tn : `${tn}~${k}`);
+
+/** Every row of every table of a PassportQueue (its `ppts` and `meta`), counted per table. */
+const rowsOf = (stub: DurableObjectStub) =>
+  runInDurableObject(stub, (_i: unknown, ctx) => {
+    const sql = ctx.storage.sql;
+    const tables = sql
+      .exec<{ name: string }>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'",
+      )
+      .toArray()
+      .map((t) => t.name);
+    return Object.fromEntries(
+      tables.map((t) => [t, sql.exec<{ n: number }>(`SELECT count(*) AS n FROM "${t}"`).one().n]),
+    );
+  });
 
 async function store(tn: string, text: string): Promise<string> {
   const res = await fetchApp(storeRequest(BASE, tn, text));
@@ -100,10 +119,12 @@ describe("a hot number (4 shards) under concurrent stores and retrievals", () =>
     expect(await decoyRes.text()).toBe(decoy.blob);
     expect((await fetchApp(`${BASE}/cps/${HOT_TN}/ppts/${"0".repeat(32)}`)).status).toBe(404);
 
-    // Each of the 4 shard objects holds some rows, no 5th exists, and the counts add up.
+    // Each of the 4 shard objects holds some rows, no 5th exists, and the counts add up; the block holds
+    // a copy of each, under the number.
     const counts = await Promise.all(Array.from({ length: SHARDS }, (_, k) => shard(HOT_TN, k).liveCount()));
     for (const n of counts) expect(n).toBeGreaterThan(0);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(200);
+    expect(await blockFor(HOT_TN).numberLiveCount(canonicalTn(HOT_TN))).toBe(200);
     expect(await shard(HOT_TN, SHARDS).liveCount()).toBe(0);
 
     // Every shard filed its blobs in the number's index block, under the number itself.
@@ -133,15 +154,21 @@ describe("a hot number (4 shards) under concurrent stores and retrievals", () =>
     sub.close();
   });
 
-  it("a normal number uses only its own object: one queue, no shard objects", async () => {
+  it("a normal number uses only its index block: its rows there, no shard objects, no queue rows", async () => {
     const { another } = await sealedFor(NORMAL_TN);
     const texts = await Promise.all(Array.from({ length: 20 }, another));
     const ids = new Set<string>();
     await pool(texts, 8, async (text) => {
       ids.add(await store(NORMAL_TN, text));
     });
-    expect(await shard(NORMAL_TN, 0).liveCount()).toBe(20);
-    for (let k = 1; k < SHARDS; k++) expect(await shard(NORMAL_TN, k).liveCount()).toBe(0);
+    expect(await blockFor(NORMAL_TN).numberLiveCount(canonicalTn(NORMAL_TN))).toBe(20);
+    const inBlock = (await blockFor(NORMAL_TN).listNumberAt(canonicalTn(NORMAL_TN))).rows.map((r) => r.id);
+    expect(new Set(inBlock)).toEqual(ids);
+    for (let k = 1; k < SHARDS; k++) {
+      const rows = await rowsOf(env.PASSPORT_QUEUE.getByName(`${NORMAL_TN}~${k}`));
+      expect(rows, `shard object ${k} of a normal number`).toEqual({ meta: 0, ppts: 0 });
+    }
+    expect(await rowsOf(queueFor(NORMAL_TN)), "the number's own PassportQueue").toEqual({ meta: 0, ppts: 0 });
     const listed = (await list(NORMAL_TN)).passports.filter((p) => ids.has(p.id));
     expect(listed).toHaveLength(20);
   });

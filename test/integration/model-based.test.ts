@@ -9,8 +9,9 @@
  * - fetch   GET one id: a live id gives its exact blob, a listed decoy's id its exact blob while it
  *           lives (issue 13 finding 6); an expired id, another number's id or an unknown id gives 404.
  * - expire  backdate one live row (runInDurableObject), as if its TTL had passed: the model drops it.
- * - alarm   run the Durable Object alarm (runDurableObjectAlarm): no expired row is left in SQLite and
- *           every live row is still there.
+ * - alarm   run the alarm of the number's index block (runDurableObjectAlarm; the block holds the
+ *           blobs of every number of the block): for each of the run's numbers in that block, no
+ *           expired row is left in SQLite and every live row is still there.
  *
  * Each run uses its own numbers, so runs do not share state; spellings vary (dotted, +, spaces).
  */
@@ -18,8 +19,9 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
+import { indexBlockOfTn } from "../../src/stir/push-blocks.js";
 import { type ListBody, sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp } from "../helpers/worker.js";
 
 const NUMBERS = 3;
 const BLOBS_PER_NUMBER = 4;
@@ -163,8 +165,9 @@ class ExpireCmd implements fc.AsyncCommand<Model, Real> {
     const ids = [...m.live[this.n]!.keys()];
     const id = ids[this.pick % ids.length]!;
     const at = Date.now() - this.agoMs;
-    const changed = await runInDurableObject(queueFor(r.tns[this.n]!), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ? WHERE id = ?", at, id);
+    const tn = r.tns[this.n]!;
+    const changed = await runInDurableObject(blockFor(tn), (_obj, state) => {
+      state.storage.sql.exec("UPDATE blobs SET expires_at = ? WHERE id = ? AND tn = ?", at, id, tn);
       return state.storage.sql.exec<{ n: number }>("SELECT changes() AS n").one().n;
     });
     expect(changed).toBe(1); // the row the model calls live was in storage
@@ -178,14 +181,22 @@ class AlarmCmd implements fc.AsyncCommand<Model, Real> {
   constructor(readonly n: number) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
-    const stub = queueFor(r.tns[this.n]!);
+    const stub = blockFor(r.tns[this.n]!);
     await runDurableObjectAlarm(stub);
-    const rows = await runInDurableObject(stub, (_obj, state) =>
-      state.storage.sql.exec<{ id: string; expires_at: number }>("SELECT id, expires_at FROM ppts").toArray(),
-    );
     const now = Date.now();
-    for (const row of rows) expect(row.expires_at).toBeGreaterThan(now - 50); // backdated rows are gone
-    expect(new Set(rows.map((row) => row.id))).toEqual(new Set(m.live[this.n]!.keys()));
+    // The block's alarm expires every number of the block: check each of the run's numbers in it.
+    const block = indexBlockOfTn(r.tns[this.n]!);
+    const inBlock = r.tns.map((tn, k) => [tn, k] as const).filter(([tn]) => indexBlockOfTn(tn) === block);
+    expect(inBlock.length).toBeGreaterThanOrEqual(1);
+    for (const [tn, k] of inBlock) {
+      const rows = await runInDurableObject(stub, (_obj, state) =>
+        state.storage.sql
+          .exec<{ id: string; expires_at: number }>("SELECT id, expires_at FROM blobs WHERE tn = ?", tn)
+          .toArray(),
+      );
+      for (const row of rows) expect(row.expires_at).toBeGreaterThan(now - 50); // backdated rows are gone
+      expect(new Set(rows.map((row) => row.id))).toEqual(new Set(m.live[k]!.keys()));
+    }
   }
   toString = () => `alarm(n${this.n})`;
 }

@@ -24,7 +24,7 @@ import {
 } from "../../src/ohttp/index.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { type ListBody, sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, queueFor } from "../helpers/worker.js";
+import { BASE, fetchApp, liveCountOf } from "../helpers/worker.js";
 
 const GATEWAY = `${BASE}${GATEWAY_PATH}`;
 /** The token of the one relay on OHTTP_RELAYS (vitest.config.ts, TEST ONLY, made per run). */
@@ -117,7 +117,7 @@ async function problemOf(res: Response): Promise<{ code: string; type: string; s
   return res.json();
 }
 
-const liveCount = (tn: string) => queueFor(tn).liveCount();
+const liveCount = (tn: string) => liveCountOf(tn);
 
 describe("GET /.well-known/ohttp-gateway: the key configuration (RFC 9458 §3.2, RFC 9540 §4)", () => {
   it("lists exactly the keys live now, as application/ohttp-keys, cacheable for an hour", async () => {

@@ -1,8 +1,15 @@
 /**
  * The CPS store/retrieve API inside workerd with real Durable Objects (RFC 8816 §6, §7.5, §9).
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import {
+  env,
+  evictDurableObject,
+  listDurableObjectIds,
+  runDurableObjectAlarm,
+  runInDurableObject,
+} from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { EXPIRY_GRAIN_MS } from "../../src/durable-objects/block-queue.js";
 import {
   decodeEnvelope,
   ENVELOPE_LENGTH,
@@ -11,8 +18,29 @@ import {
 } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { createPassportQueueTables } from "../../src/storage/layout.js";
+import { passportQueueName } from "../../src/storage/objects.js";
 import { type ListBody, RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, list, liveCountOf, queueFor } from "../helpers/worker.js";
+
+/** Backdates every row of `tn` in its index block (the block holds its neighbours' rows too). */
+async function expireAllOf(tn: string): Promise<void> {
+  await runInDurableObject(blockFor(tn), (_obj, state) => {
+    state.storage.sql.exec("UPDATE blobs SET expires_at = ? WHERE tn = ?", Date.now() - 1, canonicalTn(tn));
+  });
+}
+
+/** The ids of `tn`'s rows in its index block, live or not. */
+function rowIdsOf(tn: string): Promise<string[]> {
+  return runInDurableObject(blockFor(tn), (_obj, state) =>
+    state.storage.sql
+      .exec<{ id: string }>("SELECT id FROM blobs WHERE tn = ? ORDER BY id", canonicalTn(tn))
+      .toArray()
+      .map((r) => r.id),
+  );
+}
+
+/** The first expiry-alarm instant at or after `at` (block-queue.ts sets alarms on this grid). */
+const onGrid = (at: number) => Math.ceil(at / EXPIRY_GRAIN_MS) * EXPIRY_GRAIN_MS;
 
 describe("RFC 8816 §9 store -> list -> fetch -> open", () => {
   it("gives the PASSporT back to the holder of the callee key", async () => {
@@ -69,71 +97,88 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
     const bodies = await Promise.all(answers.map((r) => r.json<{ id: string; expires: string }>()));
     expect(answers.map((r) => r.status)).toEqual([201, 201, 201]);
     expect(new Set(bodies.map((b) => b.id)).size).toBe(3);
-    expect(await queueFor(tn).liveCount()).toBe(3);
+    expect(await liveCountOf(tn)).toBe(3);
   });
 
   it("a retry key matches while its row lives, and stores anew once the row expired", async () => {
     const tn = "15550000302";
     const { text } = await sealedFor(tn);
     const key = "AAAAAAAAAAAAAAAAAAAAAA";
-    const first = await queueFor(tn).store(decodeEnvelope(text), key);
-    const again = await queueFor(tn).store(decodeEnvelope(text), key);
+    const number = canonicalTn(tn);
+    const first = await blockFor(tn).storeNumber(number, decodeEnvelope(text), key);
+    const again = await blockFor(tn).storeNumber(number, decodeEnvelope(text), key);
     expect(first.ok && again.ok && again.repeat && again.id === first.id).toBe(true);
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
-    });
-    const later = await queueFor(tn).store(decodeEnvelope(text), key);
+    // The same key on another number of the block is another store (keys are matched per number).
+    const neighbour = await blockFor(tn).storeNumber(canonicalTn("15550000303"), decodeEnvelope(text), key);
+    expect(neighbour.ok && !neighbour.repeat && neighbour.id !== (first.ok ? first.id : "")).toBe(true);
+    await expireAllOf(tn);
+    const later = await blockFor(tn).storeNumber(number, decodeEnvelope(text), key);
     expect(later.ok && !later.repeat && later.id !== (first.ok ? first.id : "")).toBe(true);
-    expect(await queueFor(tn).liveCount()).toBe(1);
+    expect(await liveCountOf(tn)).toBe(1);
   });
 
-  it("an object made by the previous version (primary key, two indexes) keeps working: store, retry, list, fetch, expire", async () => {
-    const tn = "15550000302";
+  it("a block made by the previous version (blobs without digest) keeps working: store, retry, list, fetch, expire", async () => {
+    // A block no other test uses (1555096): its table is rebuilt by hand in the old shape.
+    const tn = "15550960302";
+    const number = canonicalTn(tn);
+    const OLD_ID = "0123456789abcdef0123456789abcdef";
     const { text, another } = await sealedFor(tn);
-    // The previous version's exact table (src/storage/layout.ts before issue 20), with one live row.
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
+    // The previous version's exact tables (src/storage/layout.ts before the digest column), with one live
+    // row of the number (a copy its own queue filed) and one of a neighbour.
+    await runInDurableObject(blockFor(tn), (_obj, state) => {
       const sql = state.storage.sql;
-      sql.exec("DROP TABLE IF EXISTS ppts");
+      sql.exec("DROP TABLE IF EXISTS blobs");
+      sql.exec("DROP TABLE IF EXISTS watched");
       sql.exec(
-        "CREATE TABLE ppts (id TEXT PRIMARY KEY, blob BLOB NOT NULL, expires_at INTEGER NOT NULL, digest BLOB)",
+        "CREATE TABLE blobs (id TEXT PRIMARY KEY, tn TEXT NOT NULL, blob BLOB NOT NULL, expires_at INTEGER NOT NULL)",
       );
-      sql.exec("CREATE INDEX ppts_expires_at ON ppts (expires_at)");
-      sql.exec("CREATE INDEX ppts_digest ON ppts (digest)");
+      sql.exec("CREATE INDEX blobs_expires_at ON blobs (expires_at)");
+      sql.exec("CREATE INDEX blobs_tn ON blobs (tn)");
+      const insert = "INSERT INTO blobs (id, tn, blob, expires_at) VALUES (?, ?, ?, ?)";
+      sql.exec(insert, OLD_ID, number, decodeEnvelope(text), Date.now() + 60_000);
       sql.exec(
-        "INSERT INTO ppts (id, blob, expires_at, digest) VALUES (?, ?, ?, NULL)",
-        "0123456789abcdef0123456789abcdef",
+        insert,
+        "fedcba9876543210fedcba9876543210",
+        "15550960303",
         decodeEnvelope(text),
         Date.now() + 60_000,
       );
-      createPassportQueueTables(sql);
+      const columns = sql.exec<{ name: string }>("PRAGMA table_info(blobs)").toArray();
+      expect(columns.map((c) => c.name)).toEqual(["id", "tn", "blob", "expires_at"]);
     });
+    // Start the object again on that storage, as after a deploy.
+    await evictDurableObject(blockFor(tn));
     const key = "AQEBAQEBAQEBAQEBAQEBAQ";
     const blob = decodeEnvelope(await another());
-    const first = await queueFor(tn).store(blob, key);
-    const again = await queueFor(tn).store(blob, key);
-    expect(first.ok && again.ok && again.repeat && again.id === first.id).toBe(true);
+    const first = await blockFor(tn).storeNumber(number, blob, key);
+    const again = await blockFor(tn).storeNumber(number, blob, key);
+    expect(first.ok && again.ok && !first.repeat && again.repeat && again.id === first.id).toBe(true);
     const ids = (await list(tn)).passports.map((p) => p.id);
-    expect(ids).toContain("0123456789abcdef0123456789abcdef");
+    expect(ids).toContain(OLD_ID);
     expect(ids).toContain(first.ok ? first.id : "missing");
-    expect((await fetchApp(`${BASE}/cps/${tn}/ppts/0123456789abcdef0123456789abcdef`)).status).toBe(200);
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
+    expect(ids).not.toContain("fedcba9876543210fedcba9876543210");
+    expect((await fetchApp(`${BASE}/cps/${tn}/ppts/${OLD_ID}`)).status).toBe(200);
+    expect(await liveCountOf(tn)).toBe(2);
+    await runInDurableObject(blockFor(tn), (_obj, state) => {
+      const columns = state.storage.sql.exec<{ name: string }>("PRAGMA table_info(blobs)").toArray();
+      expect(columns.map((c) => c.name)).toEqual(["id", "tn", "blob", "expires_at", "digest"]);
     });
-    await runDurableObjectAlarm(queueFor(tn));
-    expect(await queueFor(tn).liveCount()).toBe(0);
-    const rows = await runInDurableObject(
-      queueFor(tn),
-      (_obj, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM ppts").one().n,
-    );
-    expect(rows).toBe(0);
+    await expireAllOf(tn);
+    expect(await runDurableObjectAlarm(blockFor(tn))).toBe(true);
+    expect(await liveCountOf(tn)).toBe(0);
+    expect(await rowIdsOf(tn)).toEqual([]);
+    // The neighbour's row, still live, was kept.
+    expect(await rowIdsOf("15550960303")).toEqual(["fedcba9876543210fedcba9876543210"]);
   });
 
-  it("adds the digest column to a queue table made before it existed, keeping its rows", async () => {
+  it("adds the digest column to a hot number's shard table made before it existed, keeping its rows", async () => {
     const tn = "15550000301";
+    // A hot number's shard (HOT_NUMBERS) still keeps blobs in a PassportQueue's `ppts`.
+    const shard = env.PASSPORT_QUEUE.getByName(passportQueueName(canonicalTn(tn), 1));
     const { text, another } = await sealedFor(tn);
-    const first = await queueFor(tn).store(decodeEnvelope(text));
+    const first = await shard.store(decodeEnvelope(text), undefined, canonicalTn(tn));
     // Rebuild the table in the old shape (id, blob, expires_at), then start the object again.
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
+    await runInDurableObject(shard, (_obj, state) => {
       const sql = state.storage.sql;
       // Whichever index names the digest column (older objects: ppts_digest; newer: ppts_has_digest).
       sql.exec("DROP INDEX IF EXISTS ppts_digest");
@@ -145,10 +190,48 @@ describe("retried stores (docs/tokens.md): only the same request again is the sa
       const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
       expect(columns.map((c) => c.name)).toEqual(["id", "blob", "expires_at", "digest"]);
     });
-    expect((await list(tn)).passports.map((p) => p.id)).toContain(first.ok ? first.id : "missing");
-    const second = await queueFor(tn).store(decodeEnvelope(await another()));
+    await evictDurableObject(shard);
+    // The shard's own rows (the block's filed copy would hide a loss from a list through the app).
+    expect((await shard.listAt()).rows.map((r) => r.id)).toContain(first.ok ? first.id : "missing");
+    const second = await shard.store(decodeEnvelope(await another()), undefined, canonicalTn(tn));
     expect(second.ok && !second.repeat).toBe(true);
-    expect(await queueFor(tn).liveCount()).toBe(2);
+    expect(await shard.liveCount()).toBe(2);
+  });
+
+  it("a number's store writes nothing to a PassportQueue: no object for a number nobody subscribes to", async () => {
+    // A block no other test uses (1555098).
+    const tn = "15550980001";
+    const { text, another } = await sealedFor(tn);
+    const stored: string[] = [];
+    for (const t of [text, await another()]) {
+      const res = await fetchApp(storeRequest(BASE, tn, t));
+      expect(res.status).toBe(201);
+      stored.push((await res.json<{ id: string }>()).id);
+    }
+    const listed = (await list(tn)).passports.map((p) => p.id);
+    for (const id of stored) {
+      expect(listed).toContain(id);
+      expect((await fetchApp(`${BASE}/cps/${tn}/ppts/${id}`)).status).toBe(200);
+    }
+    // The rows are the number's, in its index block.
+    expect(await rowIdsOf(tn)).toEqual([...stored].sort());
+    expect(await liveCountOf(tn)).toBe(2);
+    // No PassportQueue object was made for the number (control: the block's object is listed).
+    const named = async <T extends Rpc.DurableObjectBranded | undefined>(
+      ns: DurableObjectNamespace<T>,
+      name: string,
+    ) => {
+      const id = ns.idFromName(name);
+      return (await listDurableObjectIds(ns)).some((x) => x.equals(id));
+    };
+    expect(await named(env.BLOCK_QUEUE, "block:1555098")).toBe(true);
+    expect(await named(env.PASSPORT_QUEUE, canonicalTn(tn))).toBe(false);
+    // And, opening it, it holds nothing: no row in `ppts`, nothing in `meta`.
+    await runInDurableObject(queueFor(tn), (_obj, state) => {
+      const sql = state.storage.sql;
+      expect(sql.exec<{ n: number }>("SELECT count(*) AS n FROM ppts").one().n).toBe(0);
+      expect(sql.exec<{ n: number }>("SELECT count(*) AS n FROM meta").one().n).toBe(0);
+    });
   });
 });
 
@@ -186,25 +269,28 @@ describe("RFC 8816 §6.2 retrieval always answers with something", () => {
 
 describe("RFC 8816 §7.5 ageing out (TTL 60 s)", () => {
   it("the alarm deletes expired rows and re-arms for the next expiry", async () => {
-    const tn = "15550005555";
-    const stub = queueFor(tn);
+    // A block no other test uses (1555097): its next expiry is this number's second row's.
+    const tn = "15550975555";
+    const number = canonicalTn(tn);
+    const stub = blockFor(tn);
     const { text, another } = await sealedFor(tn);
-    const first = await stub.store(decodeEnvelope(text));
+    const first = await stub.storeNumber(number, decodeEnvelope(text));
     expect(first.ok).toBe(true);
     // Backdate the first row, add a second fresh one: the alarm must drop only the first.
     await runInDurableObject(stub, async (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
-      expect(await state.storage.getAlarm()).not.toBeNull();
+      state.storage.sql.exec("UPDATE blobs SET expires_at = ? WHERE tn = ?", Date.now() - 1, number);
+      // Set by the store, on the expiry grid.
+      expect(await state.storage.getAlarm()).toBe(first.ok ? onGrid(first.expiresAt) : -1);
     });
-    const second = await stub.store(decodeEnvelope(await another()));
+    const second = await stub.storeNumber(number, decodeEnvelope(await another()));
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await runInDurableObject(stub, async (_obj, state) => {
       const ids = state.storage.sql
-        .exec<{ id: string }>("SELECT id FROM ppts")
+        .exec<{ id: string }>("SELECT id FROM blobs")
         .toArray()
         .map((r) => r.id);
       expect(ids).toEqual([second.ok ? second.id : "missing"]);
-      expect(await state.storage.getAlarm()).toBe(second.ok ? second.expiresAt : -1);
+      expect(await state.storage.getAlarm()).toBe(second.ok ? onGrid(second.expiresAt) : -1);
     });
   });
 
@@ -213,28 +299,27 @@ describe("RFC 8816 §7.5 ageing out (TTL 60 s)", () => {
     const { text } = await sealedFor(tn);
     const res = await fetchApp(storeRequest(BASE, tn, text));
     const { id } = await res.json<{ id: string }>();
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
-    });
+    expect(await rowIdsOf(tn)).toEqual([id]);
+    await expireAllOf(tn);
     expect((await list(tn)).passports.map((p) => p.id)).not.toContain(id);
     expect((await fetchApp(`${BASE}/cps/${tn}/ppts/${id}`)).status).toBe(404);
-    expect(await queueFor(tn).liveCount()).toBe(0);
+    expect(await liveCountOf(tn)).toBe(0);
   });
 });
 
 describe("cap on live blobs per number", () => {
   it("answers 429 QUEUE_FULL with Retry-After once MAX_LIVE_PER_NUMBER are live", async () => {
     const tn = "15550007777";
-    const stub = queueFor(tn);
     const { text } = await sealedFor(tn);
     const blob = decodeEnvelope(text);
     // Fill through the DO directly (1,000 HTTP round trips would only slow the test down).
-    await runInDurableObject(stub, (_obj, state) => {
+    await runInDurableObject(blockFor(tn), (_obj, state) => {
       const expires = Date.now() + 30_000;
       for (let i = 0; i < 1000; i++) {
         state.storage.sql.exec(
-          "INSERT INTO ppts (id, blob, expires_at) VALUES (?, ?, ?)",
+          "INSERT INTO blobs (id, tn, blob, expires_at) VALUES (?, ?, ?, ?)",
           `fill${i}`,
+          canonicalTn(tn),
           blob,
           expires,
         );
@@ -247,6 +332,11 @@ describe("cap on live blobs per number", () => {
     const retry = Number(res.headers.get("Retry-After"));
     expect(retry).toBeGreaterThanOrEqual(1);
     expect(retry).toBeLessThanOrEqual(30);
-    expect(await stub.liveCount()).toBe(1000);
+    expect(await liveCountOf(tn)).toBe(1000);
+    // The cap is the number's: a neighbour in the same index block still stores.
+    const neighbour = "15550007778";
+    expect((await fetchApp(storeRequest(BASE, neighbour, (await sealedFor(neighbour)).text))).status).toBe(
+      201,
+    );
   });
 });

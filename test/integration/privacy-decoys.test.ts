@@ -7,9 +7,10 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { decodeEnvelope, ENVELOPE_TEXT_LENGTH } from "../../src/stir/envelope.js";
+import { canonicalTn } from "../../src/stir/tn.js";
 import { storeRequest } from "../helpers/cps.js";
 import { subscribe } from "../helpers/push.js";
-import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, list, liveCountOf } from "../helpers/worker.js";
 import { directToken, issuerPrivateKey, sealedFor, tokenHeaders } from "../integration-tokens/helpers.js";
 
 let n = 0;
@@ -73,8 +74,8 @@ describe("adversary #6: GET by id and a second poll tell decoys from real blobs"
     const tn = freshTn();
     const { text } = await sealedFor(tn);
     const stored = await storeText(tn, text);
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ?", Date.now() - 1);
+    await runInDurableObject(blockFor(tn), (_obj, state) => {
+      state.storage.sql.exec("UPDATE blobs SET expires_at = ? WHERE tn = ?", Date.now() - 1, canonicalTn(tn));
     });
     const expired = await get(tn, stored.body.id);
     const unknown = await get(tn, "0123456789abcdef0123456789abcdef");
@@ -160,19 +161,21 @@ describe("adversary #5: re-storing a copied blob is a re-store oracle", () => {
     const retry = await storeText(tn, text, headers);
     expect(first.status).toBe(201);
     expect(retry.body).toEqual(first.body);
-    expect(await queueFor(tn).liveCount()).toBe(1);
+    expect(await liveCountOf(tn)).toBe(1);
   });
 
   it("the queue dedupes on the retry key it is given, and never on the bytes alone", async () => {
     const tn = freshTn();
     const { text } = await sealedFor(tn);
     const blob = decodeEnvelope(text);
-    const q = queueFor(tn);
+    // The number's store (its index block's BlockQueue holds its blobs).
+    const q = blockFor(tn);
+    const number = canonicalTn(tn);
     const [keyA, keyB] = ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBA"];
-    const a = await q.store(blob, keyA);
-    const b = await q.store(blob, keyA);
-    const c = await q.store(blob, keyB);
-    const d = await q.store(blob);
+    const a = await q.storeNumber(number, blob, keyA);
+    const b = await q.storeNumber(number, blob, keyA);
+    const c = await q.storeNumber(number, blob, keyB);
+    const d = await q.storeNumber(number, blob);
     expect(a.ok && b.ok && c.ok && d.ok).toBe(true);
     if (!(a.ok && b.ok && c.ok && d.ok)) return;
     expect(b).toEqual({ ...a, repeat: true });

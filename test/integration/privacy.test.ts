@@ -19,7 +19,7 @@ import {
 } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
 import { RFC8816_EXAMPLE_PASSPORT, sealedFor, storeRequest } from "../helpers/cps.js";
-import { BASE, fetchApp, list, queueFor } from "../helpers/worker.js";
+import { BASE, blockFor, fetchApp, list, liveCountOf } from "../helpers/worker.js";
 
 async function store(tn: string, text: string, headers: Record<string, string> = {}): Promise<string> {
   const req = storeRequest(BASE, tn, text);
@@ -82,7 +82,7 @@ describe("docs/design.md invariant 2 / RFC 8816 §6.2: every retrieval answers; 
     const now = (await list(EMPTY)).passports;
     const expected = await decoys.live(canonicalTn(EMPTY), ttlMs);
     expect(now.map((p) => p.id).sort()).toEqual(expected.map((d) => d.id).sort());
-    expect(await queueFor(EMPTY).liveCount()).toBe(0);
+    expect(await liveCountOf(EMPTY)).toBe(0);
 
     // Opening every decoy against every key would cost ~4 HPKE opens per decoy; a spread sample of
     // 200 against 3 fresh keys plus the key a real blob (for another number) was sealed to keeps the
@@ -157,7 +157,8 @@ describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, e
     const after = Date.now();
     const ttlMs = Number(env.PASSPORT_TTL_SECONDS ?? "60") * 1000;
 
-    await runInDurableObject(queueFor(TN), async (_obj, state) => {
+    // The number's blobs live in its index block's BlockQueue, beside its neighbours' (with their number).
+    await runInDurableObject(blockFor(TN), async (_obj, state) => {
       const sql = state.storage.sql;
       const objects = sql
         .exec<{ type: string; name: string; tbl_name: string }>(
@@ -165,11 +166,12 @@ describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, e
         )
         .toArray()
         .map((o) => ({ ...o }));
-      // Per-blob state lives in `ppts` alone, with exactly these columns. Per-number tables (e.g. push
-      // bookkeeping) may exist beside it; no column anywhere may be shaped to hold caller data, and the
-      // marker scan below reads every row of every table.
+      // Per-blob state lives in `blobs` alone, with exactly these columns (`tn`: the called number,
+      // which the request path names anyway). Other tables (e.g. push bookkeeping) may exist beside it;
+      // no column anywhere may be shaped to hold caller data, and the marker scan below reads every row
+      // of every table.
       const userTables = objects.filter((o) => o.type === "table").map((o) => o.name);
-      expect(userTables).toContain("ppts");
+      expect(userTables).toContain("blobs");
       const columnsOf = (t: string) =>
         sql
           .exec<{ name: string }>(`PRAGMA table_info("${t}")`)
@@ -177,14 +179,14 @@ describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, e
           .map((c) => c.name);
       // `digest` holds a tokened store's retry key (16 bytes of a hash of number, blob and K_temp
       // signature), which recognises a true retry; NULL for an untokened store.
-      expect(columnsOf("ppts")).toEqual(["id", "blob", "expires_at", "digest"]);
+      expect(columnsOf("blobs")).toEqual(["id", "tn", "blob", "expires_at", "digest"]);
       for (const t of userTables) {
         for (const c of columnsOf(t)) {
           expect(`${t}.${c}`).not.toMatch(
             /ip|addr|header|token|auth|caller|orig|agent|cookie|forward|sender/i,
           );
         }
-        if (t !== "ppts") {
+        if (t !== "blobs") {
           // No other table keeps one row per stored blob (nothing keyed by or holding the id).
           const dump = JSON.stringify(sql.exec(`SELECT * FROM "${t}"`).toArray());
           expect(dump).not.toContain(id);
@@ -192,14 +194,16 @@ describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, e
       }
 
       const rows = sql
-        .exec<{ id: string; blob: ArrayBuffer; expires_at: number; digest: ArrayBuffer }>(
-          "SELECT * FROM ppts",
+        .exec<{ id: string; tn: string; blob: ArrayBuffer; expires_at: number; digest: ArrayBuffer }>(
+          "SELECT * FROM blobs WHERE tn = ?",
+          canonicalTn(TN),
         )
         .toArray();
       expect(rows).toHaveLength(1);
       const row = rows[0]!;
-      expect(Object.keys(row).sort()).toEqual(["blob", "digest", "expires_at", "id"]);
+      expect(Object.keys(row).sort()).toEqual(["blob", "digest", "expires_at", "id", "tn"]);
       expect(row.id).toBe(id);
+      expect(row.tn).toBe(canonicalTn(TN));
       expect(new Uint8Array(row.blob)).toEqual(decodeEnvelope(text));
       // An untokened store (local dev) has no retry key: nothing derived from the request is kept.
       expect(row.digest).toBeNull();
@@ -239,15 +243,25 @@ describe("docs/design.md invariant 1 / RFC 8816 §12: the DO stores (id, blob, e
 
 describe("docs/design.md invariant 4 / RFC 8816 §7.5: nothing is served after its TTL", () => {
   async function setExpiry(tn: string, id: string, at: number): Promise<void> {
-    await runInDurableObject(queueFor(tn), (_obj, state) => {
-      state.storage.sql.exec("UPDATE ppts SET expires_at = ? WHERE id = ?", at, id);
+    const found = await runInDurableObject(blockFor(tn), (_obj, state) => {
+      const sql = state.storage.sql;
+      sql.exec("UPDATE blobs SET expires_at = ? WHERE id = ? AND tn = ?", at, id, canonicalTn(tn));
+      return sql
+        .exec<{ n: number }>(
+          "SELECT count(*) AS n FROM blobs WHERE id = ? AND tn = ? AND expires_at = ?",
+          id,
+          canonicalTn(tn),
+          at,
+        )
+        .one().n;
     });
+    expect(found).toBe(1);
   }
   const served = async (tn: string, id: string) => {
     const listed = (await list(tn)).passports.some((p) => p.id === id);
     const one = await fetchApp(`${BASE}/cps/${tn}/ppts/${id}`);
     const oneSlash = await fetchApp(`${BASE}/cps/${tn}/ppts/${id}/`);
-    return { listed, one: one.status, oneSlash: oneSlash.status, live: await queueFor(tn).liveCount() };
+    return { listed, one: one.status, oneSlash: oneSlash.status, live: await liveCountOf(tn) };
   };
 
   it.each([
@@ -263,10 +277,13 @@ describe("docs/design.md invariant 4 / RFC 8816 §7.5: nothing is served after i
       await setExpiry(tn, id, Date.now() + delta);
       expect(await served(tn, id)).toEqual({ listed: false, one: 404, oneSlash: 404, live: 0 });
       // The alarm then deletes the row for good.
-      expect(await runDurableObjectAlarm(queueFor(tn))).toBe(true);
+      expect(await runDurableObjectAlarm(blockFor(tn))).toBe(true);
       const left = await runInDurableObject(
-        queueFor(tn),
-        (_obj, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM ppts").one().n,
+        blockFor(tn),
+        (_obj, state) =>
+          state.storage.sql
+            .exec<{ n: number }>("SELECT count(*) AS n FROM blobs WHERE tn = ?", canonicalTn(tn))
+            .one().n,
       );
       expect(left).toBe(0);
     },

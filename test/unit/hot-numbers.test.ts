@@ -1,7 +1,8 @@
 /**
- * HOT_NUMBERS (src/stir/hot-numbers.ts, src/config.ts): the numbers whose queue is spread over several
- * PassportQueue objects, and which shard a store goes to. A malformed value is MISCONFIGURED naming the
- * var, like every var.
+ * HOT_NUMBERS (src/stir/hot-numbers.ts, src/config.ts): the numbers whose blobs are spread over several
+ * PassportQueue shards (shard 0: the number's own; shard k: `{tn}~{k}`) instead of their index block,
+ * and which shard a store goes to. A malformed value is MISCONFIGURED naming the var, like
+ * every var.
  */
 import { describe, expect, it } from "vitest";
 import { readConfig } from "../../src/config.js";
@@ -9,7 +10,12 @@ import { CpsError } from "../../src/errors.js";
 import { encodeBase64url } from "../../src/stir/base64url.js";
 import { MAX_HOT_SHARDS, MIN_HOT_SHARDS, parseHotNumbers, storeShard } from "../../src/stir/hot-numbers.js";
 import type { CanonicalTn } from "../../src/stir/tn.js";
-import { passportQueueName, tnOfPassportQueueName } from "../../src/storage/objects.js";
+import {
+  numberShardForStore,
+  numberShards,
+  passportQueueName,
+  tnOfPassportQueueName,
+} from "../../src/storage/objects.js";
 
 const config = (vars: Record<string, string>) => readConfig(vars as unknown as Env);
 
@@ -78,10 +84,45 @@ describe("parseHotNumbers: malformed values fail loudly (MISCONFIGURED naming HO
 describe("object names of a hot number's shards (src/storage/objects.ts)", () => {
   const tn = "12025550100" as CanonicalTn;
 
-  it("shard 0 is the number's own object; shard k is `<number>~k`, read back as the number", () => {
+  it("shard 0 is the number's own queue; shard k is `<number>~k`, read back as the number", () => {
     expect(passportQueueName(tn, 0)).toBe(tn);
     expect(passportQueueName(tn, 3)).toBe("12025550100~3");
     for (let k = 0; k < MAX_HOT_SHARDS; k++) expect(tnOfPassportQueueName(passportQueueName(tn, k))).toBe(tn);
+  });
+
+  /** An Env whose two namespaces record the object names asked for. */
+  function recordingEnv(): { env: Env; names: string[] } {
+    const names: string[] = [];
+    const namespace = (kind: string) => ({
+      getByName: (name: string) => {
+        names.push(`${kind} ${name}`);
+        return {};
+      },
+    });
+    return {
+      env: { BLOCK_QUEUE: namespace("block"), PASSPORT_QUEUE: namespace("queue") } as unknown as Env,
+      names,
+    };
+  }
+
+  it("a normal number's blobs are in its index block only: no PassportQueue is addressed", () => {
+    const { env, names } = recordingEnv();
+    const hotNumbers = new Map<CanonicalTn, number>();
+    expect(numberShards(env, { hotNumbers }, tn)).toHaveLength(1);
+    numberShardForStore(env, { hotNumbers }, tn, encodeBase64url(new Uint8Array(16)));
+    numberShardForStore(env, { hotNumbers }, tn);
+    expect(names).toEqual(["block block:1202555", "block block:1202555", "block block:1202555"]);
+  });
+
+  it("a hot number's shards are its PassportQueues `<number>` and `<number>~k`; its block is not read", () => {
+    const { env, names } = recordingEnv();
+    expect(numberShards(env, { hotNumbers: new Map([[tn, 4]]) }, tn)).toHaveLength(4);
+    expect(names).toEqual([
+      "queue 12025550100",
+      "queue 12025550100~1",
+      "queue 12025550100~2",
+      "queue 12025550100~3",
+    ]);
   });
 });
 

@@ -8,7 +8,8 @@
  * Runs in the `integration-tokens-scaled` project: the src/config.ts defaults with counts / 100 and
  * time / 30 (TTL 2 s), so "a minute a day" is 2 s here. A greedy attacker takes its credential's whole
  * quota, then keeps the number full for as long as its tokens last, refilling the moment a blob
- * expires, each token rotated so that no per-number window stops it. We watch the queue itself.
+ * expires, each token rotated so that no per-number window stops it. We watch the queue itself: the
+ * victim's rows in its index block's BlockQueue, where a number's blobs live.
  */
 import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -22,6 +23,7 @@ import {
   TOKEN_SIGNATURE_HEADER,
 } from "../../../src/stir/storage-token.js";
 import { canonicalTn } from "../../../src/stir/tn.js";
+import { blockQueueOfTn } from "../../../src/storage/objects.js";
 import { bearerFor } from "../../helpers/pki.js";
 import { BASE, pki, sealedFor, store } from "../helpers.js";
 
@@ -42,13 +44,17 @@ function walletOf(subject: string, usesPerToken: number): TokenWallet {
   });
 }
 
+/** The victim's live blobs, counted in its index block's rows (the block holds other numbers too). */
 async function liveInQueue(tn: string): Promise<number> {
-  const queue = env.PASSPORT_QUEUE.get(env.PASSPORT_QUEUE.idFromName(tn));
   return runInDurableObject(
-    queue,
+    blockQueueOfTn(env, tn),
     (_o, state) =>
       state.storage.sql
-        .exec<{ n: number }>("SELECT count(*) AS n FROM ppts WHERE expires_at > ?", Date.now())
+        .exec<{ n: number }>(
+          "SELECT count(*) AS n FROM blobs WHERE tn = ? AND expires_at > ?",
+          tn,
+          Date.now(),
+        )
         .one().n,
   );
 }
