@@ -54,12 +54,17 @@ export const PASSPORT_QUEUE_SCHEMA = `
  * migration, and an object that never stored keeps no rows at all.
  */
 export function createPassportQueueTables(sql: SqlStorage): void {
+  createWithDigest(sql, "ppts", PASSPORT_QUEUE_SCHEMA);
+}
+
+/** Runs `schema`; if it fails on a `table` made before the digest column, adds the column and runs it again. */
+function createWithDigest(sql: SqlStorage, table: "ppts" | "blobs", schema: string): void {
   try {
-    sql.exec(PASSPORT_QUEUE_SCHEMA);
+    sql.exec(schema);
   } catch {
-    const columns = sql.exec<{ name: string }>("PRAGMA table_info(ppts)").toArray();
-    if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE ppts ADD COLUMN digest BLOB");
-    sql.exec(PASSPORT_QUEUE_SCHEMA);
+    const columns = sql.exec<{ name: string }>(`PRAGMA table_info(${table})`).toArray();
+    if (!columns.some((c) => c.name === "digest")) sql.exec(`ALTER TABLE ${table} ADD COLUMN digest BLOB`);
+    sql.exec(schema);
   }
 }
 
@@ -93,13 +98,7 @@ export const BLOCK_QUEUE_SCHEMA = `
  * the common start runs the schema alone.
  */
 export function createBlockQueueTables(sql: SqlStorage): void {
-  try {
-    sql.exec(BLOCK_QUEUE_SCHEMA);
-  } catch {
-    const columns = sql.exec<{ name: string }>("PRAGMA table_info(blobs)").toArray();
-    if (!columns.some((c) => c.name === "digest")) sql.exec("ALTER TABLE blobs ADD COLUMN digest BLOB");
-    sql.exec(BLOCK_QUEUE_SCHEMA);
-  }
+  createWithDigest(sql, "blobs", BLOCK_QUEUE_SCHEMA);
 }
 
 /**

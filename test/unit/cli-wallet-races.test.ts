@@ -26,6 +26,7 @@ import {
   TOKEN_NONCE_LENGTH,
 } from "../../src/stir/storage-token.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { tokenKeysAnswer } from "../helpers/token-keys.js";
 import { fakeCps } from "./client-fake-cps.js";
 
 const CPS = "https://cps.test";
@@ -123,20 +124,7 @@ describe("the wallet file under concurrent spends", { timeout: 60_000 }, () => {
       const request = new Request(input, init);
       const url = new URL(request.url);
       if (url.pathname === "/tokens/keys") {
-        const now = Date.now();
-        return Response.json({
-          keys: [
-            {
-              id: "k1",
-              suite: "RSABSSA-SHA384-PSS-Randomized",
-              publicKey: spki,
-              notBefore: new Date(now - 60_000).toISOString(),
-              notAfter: new Date(now + 3_600_000).toISOString(),
-              status: "current",
-            },
-          ],
-          limits: { maxUses: 1, maxUsesPerNumber: 1, windowSeconds: 60, batchMax: 1 },
-        });
+        return tokenKeysAnswer(spki, 1);
       }
       const { blindedMessages } = (await request.json()) as { blindedMessages: string[] };
       const signer = RSABSSA.SHA384.PSS.Randomized({ supportsRSARAW: false });

@@ -9,6 +9,7 @@ import { type WalletLike, walletTokens } from "../../src/client/store-tokens.js"
 import { TokenWallet } from "../../src/client/token-wallet.js";
 import { decodeBase64url, encodeBase64url } from "../../src/stir/base64url.js";
 import { canonicalTn } from "../../src/stir/tn.js";
+import { tokenKeysAnswer } from "../helpers/token-keys.js";
 
 function fakeWallet(start: number) {
   const calls: number[] = [];
@@ -109,20 +110,7 @@ describe("TokenWallet through CpsClient", { timeout: 60_000 }, () => {
         body,
       });
       if (url.pathname === "/tokens/keys") {
-        const now = Date.now();
-        return Response.json({
-          keys: [
-            {
-              id: "k1",
-              suite: "RSABSSA-SHA384-PSS-Randomized",
-              publicKey: spki,
-              notBefore: new Date(now - 60_000).toISOString(),
-              notAfter: new Date(now + 3_600_000).toISOString(),
-              status: "current",
-            },
-          ],
-          limits: { maxUses: 1, maxUsesPerNumber: 1, windowSeconds: 60, batchMax: 32 },
-        });
+        return tokenKeysAnswer(spki, 32);
       }
       const next = outcomes.shift() ?? "ok";
       if (next === "busy") return problem(503, "UNAVAILABLE", "1");
