@@ -33,9 +33,12 @@ import type { CanonicalTn } from "../stir/tn.js";
 import { createBlockQueueTables } from "../storage/layout.js";
 import { passportQueue } from "../storage/objects.js";
 import {
+  type ExpiringBlob,
+  expiresIfStoredAt,
   liveCount,
   liveRow,
   liveRows,
+  liveRowsExpiring,
   type NumberRows,
   type StoredBlob,
   type StoreResult,
@@ -100,10 +103,13 @@ export class BlockQueue extends StreamingQueue {
     if (!result.ok || result.repeat) return result;
     if (this.live !== null) this.live++;
     const { id, expiresAt } = result;
+    // Not awaited (forward never throws): the answer's timing must not tell a storer that the number
+    // has subscribers, and a slow queue must not hold this block's pushes of other numbers.
+    this.ctx.waitUntil(this.forward(tn, id, blob, expiresAt));
     this.batch.begin();
     try {
       this.pushToBlocks(tn, id, blob);
-      await Promise.all([this.scheduleAlarm(onGrid(expiresAt)), this.forward(tn, id, blob, expiresAt)]);
+      await this.scheduleAlarm(onGrid(expiresAt));
     } finally {
       this.batch.settle();
     }
@@ -132,11 +138,13 @@ export class BlockQueue extends StreamingQueue {
 
   /**
    * The number's PassportQueue has subscribers: from now until `until` each store to `tn` is
-   * forwarded to it. Returns the number's live blobs except those whose forward is still on its way
-   * (they reach the queue as pushes), so that, with the pushes it records while this call is out, the
-   * queue greets a new socket with every blob exactly once (passport-queue.ts).
+   * forwarded to it. Returns the number's live blobs stored at or after `storedSince` (0: all; a
+   * renewal passes the end of the lease it held, so it gets only what was stored while that lease had
+   * lapsed, never forwarded), less those whose forward is still on its way (they reach the queue as
+   * pushes), so that, with the pushes it records while this call is out, the queue greets a new socket
+   * with every blob exactly once (passport-queue.ts).
    */
-  async watch(tn: CanonicalTn, until: number): Promise<StoredBlob[]> {
+  async watch(tn: CanonicalTn, until: number, storedSince = 0): Promise<ExpiringBlob[]> {
     const watchers = this.watchersNow();
     const renewed = (watchers.get(tn) ?? 0) < until;
     if (renewed) {
@@ -149,7 +157,10 @@ export class BlockQueue extends StreamingQueue {
     }
     // Read in the same synchronous stretch as the lease is set: a store is either listed or forwarded.
     const inFlight = this.forwarding.get(tn);
-    const rows = liveRows(this.numberRows(tn));
+    const rows = liveRowsExpiring(
+      this.numberRows(tn),
+      expiresIfStoredAt(storedSince, readConfig(this.env).ttlSeconds),
+    );
     const answer = inFlight === undefined ? rows : rows.filter((r) => !inFlight.has(r.id));
     // The alarm forgets the lease once it ends (an object holding nothing keeps nothing).
     if (renewed) await this.scheduleAlarm(onGrid(until));
@@ -167,8 +178,8 @@ export class BlockQueue extends StreamingQueue {
   }
 
   /**
-   * Sends a new blob of a watched number to its PassportQueue. Awaited (a subscriber has it when the
-   * store is answered) but never fails the store: the row is in, and a retried store would duplicate it.
+   * Sends a new blob of a watched number to its PassportQueue. Never throws, and the store does not
+   * wait for it: the row is in (a greeting lists it), and a failed forward is logged.
    */
   private async forward(tn: CanonicalTn, id: string, blob: Uint8Array, expiresAt: number): Promise<void> {
     if (!((this.watchersNow().get(tn) ?? 0) > Date.now())) return;

@@ -16,9 +16,9 @@
  */
 import { decodeBase64url } from "../stir/base64url.js";
 import { newBlobId } from "../stir/blob-id.js";
-import type { StoredBlob, StoreResult } from "../storage/stored-blobs.js";
+import type { ExpiringBlob, StoredBlob, StoreResult } from "../storage/stored-blobs.js";
 
-export type { StoredBlob, StoreResult } from "../storage/stored-blobs.js";
+export type { ExpiringBlob, StoredBlob, StoreResult } from "../storage/stored-blobs.js";
 
 /**
  * Where one number's rows are: the table, and the condition (with its arguments) picking the number's
@@ -32,6 +32,14 @@ export interface NumberRows {
 
 function scope(rows: NumberRows): { where: string; args: string[] } {
   return rows.tn === null ? { where: "", args: [] } : { where: "tn = ? AND ", args: [rows.tn] };
+}
+
+/**
+ * When a blob stored at `storedAt` (ms) expires: what lets a lease renewal ask for the blobs stored
+ * since an instant (the rows keep only their expiry). 0 stays 0 (every blob).
+ */
+export function expiresIfStoredAt(storedAt: number, ttlSeconds: number): number {
+  return storedAt === 0 ? 0 : storedAt + ttlSeconds * 1000;
 }
 
 /**
@@ -74,7 +82,7 @@ export function storeRow(
     };
   }
   const id = newBlobId();
-  const expiresAt = now + limits.ttlSeconds * 1000;
+  const expiresAt = expiresIfStoredAt(now, limits.ttlSeconds);
   if (rows.tn === null) {
     rows.sql.exec(
       "INSERT INTO ppts (id, blob, expires_at, digest) VALUES (?, ?, ?, ?)",
@@ -107,6 +115,20 @@ export function liveRows(rows: NumberRows): StoredBlob[] {
     )
     .toArray()
     .map((r) => ({ id: r.id, blob: new Uint8Array(r.blob) }));
+}
+
+/** Every live blob of the number that expires at or after `from` (ms), with its expiry. */
+export function liveRowsExpiring(rows: NumberRows, from: number): ExpiringBlob[] {
+  const { where, args } = scope(rows);
+  return rows.sql
+    .exec<{ id: string; blob: ArrayBuffer; expires_at: number }>(
+      `SELECT id, blob, expires_at FROM ${rows.table} WHERE ${where}expires_at > ? AND expires_at >= ?`,
+      ...args,
+      Date.now(),
+      from,
+    )
+    .toArray()
+    .map((r) => ({ id: r.id, blob: new Uint8Array(r.blob), expiresAt: r.expires_at }));
 }
 
 /** One live blob of the number by id, or null. */

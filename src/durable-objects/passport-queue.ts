@@ -31,6 +31,8 @@ import { createPassportQueueTables, META_WATCH_UNTIL } from "../storage/layout.j
 import { blockQueueOfTn, tnOfPassportQueueName } from "../storage/objects.js";
 import { WATCH_LEASE_MS } from "./block-queue.js";
 import {
+  type ExpiringBlob,
+  expiresIfStoredAt,
   liveCount,
   liveRow,
   liveRows,
@@ -132,31 +134,48 @@ export class PassportQueue extends StreamingQueue {
     if (named !== null && /^[0-9]{1,15}$/.test(named)) this.knownTn = named as CanonicalTn;
     const tn = this.tn;
     const [watched, decoys] = await Promise.all([
-      this.watch(now),
+      this.watch(now, true),
       numberGreetingDecoys(this.env, tn, from, now),
     ]);
     return {
       group: "",
       attachment: { v: 1, at: now, tn },
       decoys,
-      // Called in the stretch that accepts the socket: later forwards reach it as pushes.
+      // Called in the stretch that accepts the socket: later forwards reach it as pushes. Everything
+      // is judged live at this instant (a blob of the block's answer may have expired since).
       rows: () => {
         const at = Date.now();
         const byId = new Map<string, PushBlob>();
-        for (const row of [...watched, ...liveRows(this.rows)]) byId.set(row.id, { ...row, tn });
+        for (const row of watched)
+          if (row.expiresAt > at) byId.set(row.id, { id: row.id, tn, blob: row.blob });
+        for (const row of liveRows(this.rows)) byId.set(row.id, { ...row, tn });
         for (const p of this.recent) if (p.expiresAt > at) byId.set(p.blob.id, p.blob);
         return [...byId.values()];
       },
     };
   }
 
-  /** Asks the index block to forward the number's stores until a lease from `now`; its live blobs. */
-  private async watch(now: number): Promise<StoredBlob[]> {
+  /**
+   * Asks the index block to forward the number's stores until a lease from `now`. A greeting gets the
+   * number's live blobs; a renewal only those stored after the lease this object held had ended: none,
+   * unless it lapsed (a renewal failed for half a lease), and those were never forwarded, so they are
+   * pushed to the sockets connected all along (a greeting's own socket is not accepted yet).
+   */
+  private async watch(now: number, greeting: boolean): Promise<ExpiringBlob[]> {
     const until = now + WATCH_LEASE_MS;
-    const rows = await blockQueueOfTn(this.env, this.tn).watch(this.tn, until);
-    if (Number(this.meta.get(META_WATCH_UNTIL) ?? 0) < until) this.meta.set(META_WATCH_UNTIL, String(until));
+    const held = Number(this.meta.get(META_WATCH_UNTIL) ?? 0);
+    const rows = await blockQueueOfTn(this.env, this.tn).watch(this.tn, until, greeting ? 0 : held);
+    if (held < until) this.meta.set(META_WATCH_UNTIL, String(until));
     // Wake to renew at half-life even if no decoy is born before then (long TTLs).
     await this.scheduleAlarm(until - WATCH_LEASE_MS / 2);
+    const missedFrom = expiresIfStoredAt(held, readConfig(this.env).ttlSeconds);
+    const missed = held === 0 ? [] : rows.filter((r) => r.expiresAt >= missedFrom);
+    if (missed.length > 0 && this.sockets().length > 0) {
+      const tn = this.tn;
+      this.batch.begin();
+      for (const r of missed) this.batch.add("", r.id, pushFrame({ id: r.id, tn, blob: r.blob }));
+      this.batch.settle();
+    }
     return rows;
   }
 
@@ -166,7 +185,7 @@ export class PassportQueue extends StreamingQueue {
     const until = Number(this.meta.get(META_WATCH_UNTIL) ?? 0);
     if (this.ctx.getWebSockets().length > 0 && until - now < WATCH_LEASE_MS / 2) {
       try {
-        await this.watch(now);
+        await this.watch(now, false);
       } catch {
         logEvent({ event: "push_watch_failed", code: "PUSH_WATCH_FAILED" });
       }

@@ -8,6 +8,11 @@ export interface StoredBlob {
   blob: Uint8Array;
 }
 
+/** A live blob with its expiry (ms): what a block's `watch` answers, to be judged again at greeting time. */
+export interface ExpiringBlob extends StoredBlob {
+  expiresAt: number;
+}
+
 export type StoreResult =
   /** `repeat`: the same request was already stored under this id (a retried store). */
   | { ok: true; id: string; expiresAt: number; repeat: boolean }

@@ -6,9 +6,9 @@
  * used by no other test.
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { type BlockQueue, WATCH_LEASE_MS } from "../../src/durable-objects/block-queue.js";
-import type { PassportQueue } from "../../src/durable-objects/passport-queue.js";
+import { PassportQueue } from "../../src/durable-objects/passport-queue.js";
 import { newBlobId } from "../../src/stir/blob-id.js";
 import { decodeEnvelope } from "../../src/stir/envelope.js";
 import { canonicalTn } from "../../src/stir/tn.js";
@@ -273,6 +273,121 @@ describe("a number's stores reach its subscribers through its index block", () =
       return { before, alarm: await ctx.storage.getAlarm() };
     });
     expect(alarm).toBe(before + WATCH_LEASE_MS / 2);
+    sub.close();
+  });
+});
+
+// Attacks on the forward path. Each was seen to succeed before its fix (docs/threat-model.md).
+describe("adversary #18: a slow queue, a lapsed lease, a blob expiring before the greeting", () => {
+  /**
+   * Makes the number's PassportQueue answer forwards `ms` late, as a slow or stuck peer would (a test
+   * double of a misbehaving peer: `pushStored` is wrapped for this number only; runtime and calls are
+   * real). Returns the undo.
+   */
+  const slowQueue = (tn: string, ms: number) => {
+    const proto = PassportQueue.prototype;
+    const pushStored = proto.pushStored;
+    proto.pushStored = async function (this: PassportQueue, blob, expiresAt) {
+      if (blob.tn === tn) await new Promise((r) => setTimeout(r, ms));
+      return pushStored.call(this, blob, expiresAt);
+    };
+    return () => {
+      proto.pushStored = pushStored;
+    };
+  };
+
+  // A storer must not learn from the answer's timing that someone subscribes to the number (the
+  // forward is not awaited), and a slow queue must not hold the block's pushes of other numbers.
+  it("a store to a watched number whose queue is stuck is answered at once, and the block's other pushes go out", async () => {
+    const tn = "15550600101";
+    const neighbour = "15550600102";
+    const [{ another }, { another: anotherNeighbour }] = await Promise.all([
+      sealedFor(tn),
+      sealedFor(neighbour),
+    ]);
+    const [t1, t2] = await Promise.all([another(), anotherNeighbour()]);
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    const blockSub = await subscribe("/cps/blocks/155506001xx/subscribe");
+    await Promise.all([sub.until((f) => f.length >= 1), blockSub.until((f) => f.length >= 0)]);
+    const HOLD_MS = 3_000;
+    onTestFinished(slowQueue(tn, HOLD_MS));
+    const releasedAt = Date.now() + HOLD_MS;
+    const watchedStore = store(tn, t1).then((id) => ({ id, at: Date.now() }));
+    const neighbourStore = store(neighbour, t2);
+    const [watched, otherId] = await Promise.all([watchedStore, neighbourStore]);
+    await blockSub.until((f) => f.some((x) => x.id === otherId));
+    const pushedAt = Date.now();
+    expect(watched.at, "the store waited for the stuck queue").toBeLessThan(releasedAt - 1_000);
+    expect(pushedAt, "the block's push waited for the stuck queue").toBeLessThan(releasedAt - 1_000);
+    // Once the queue is free the forward still reaches the number's subscriber.
+    await sub.until((f) => f.some((x) => x.id === watched.id), HOLD_MS + 5_000);
+    expect(sub.frames.filter((f) => f.id === watched.id)).toHaveLength(1);
+    sub.close();
+    blockSub.close();
+  });
+
+  // Invariant 4 (no expired blob is served): the block's `watch` answer is read before the socket is
+  // accepted; a row that expires in between must not be in the greeting. White box: the queue's
+  // subscription is made, then its greeting rows are read after the row's expiry.
+  it("a blob of the block's watch answer that expires before the greeting is left out of it", async () => {
+    const tn = "15550600103";
+    const { text } = await sealedFor(tn);
+    const blob = decodeEnvelope(text);
+    const id = newBlobId();
+    const expiresAt = Date.now() + 300;
+    await runInDurableObject(blockFor(tn), (_i: BlockQueue, ctx) => {
+      ctx.storage.sql.exec(
+        "INSERT INTO blobs (id, tn, blob, expires_at) VALUES (?, ?, ?, ?)",
+        id,
+        tn,
+        blob,
+        expiresAt,
+      );
+    });
+    type Sub = { rows(): { id: string }[] };
+    type Subscribing = { subscription(p: URLSearchParams, from: number, now: number): Promise<Sub> };
+    const ids = await runInDurableObject(queueFor(tn), async (i: PassportQueue) => {
+      const now = Date.now();
+      const s = await (i as unknown as Subscribing).subscription(new URLSearchParams({ tn }), now, now);
+      const early = s.rows().map((r) => r.id);
+      await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 50));
+      return { early, late: s.rows().map((r) => r.id) };
+    });
+    expect(ids.early).toContain(id);
+    expect(ids.late).not.toContain(id);
+  });
+
+  // Should the queue fail to renew its lease in time, the block stops forwarding; a blob stored then
+  // must still reach the sockets connected all along once the lease is renewed, and only once.
+  it("a blob stored while the lease had lapsed reaches the connected socket when the lease is renewed", async () => {
+    const tn = "15550600104";
+    const { another } = await sealedFor(tn);
+    const [t1, t2] = await Promise.all([another(), another()]);
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1);
+    const forwarded = await store(tn, t1);
+    await sub.until((f) => f.some((x) => x.id === forwarded));
+    // A renewal while the lease holds ships no blob: all stored since the greeting were forwarded.
+    const held = (await watchedUntil(tn)) as number;
+    expect(await blockFor(tn).watch(canonicalTn(tn), held, held)).toEqual([]);
+    const lapsed = Date.now() - 1;
+    await runInDurableObject(queueFor(tn), (_i: PassportQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE meta SET v = ? WHERE k = 'watchUntil'", String(lapsed));
+    });
+    await runInDurableObject(blockFor(tn), (_i: BlockQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE watched SET until = ? WHERE tn = ?", lapsed, tn);
+    });
+    await evictDurableObject(blockFor(tn));
+    const missed = await store(tn, t2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(
+      sub.frames.map((f) => f.id),
+      "not forwarded while the lease had lapsed",
+    ).not.toContain(missed);
+    expect(await runDurableObjectAlarm(queueFor(tn))).toBe(true);
+    await sub.until((f) => f.some((x) => x.id === missed));
+    expect(sub.frames.filter((f) => f.id === missed)).toHaveLength(1);
+    expect(sub.frames.filter((f) => f.id === forwarded)).toHaveLength(1);
     sub.close();
   });
 });
