@@ -46,7 +46,9 @@ describe("adversary #17: docs that overstate", () => {
   it("every finding in the threat model's adversary table has its describe block in the files it names", () => {
     const table = read("docs/threat-model.md").split("## The adversary tests")[1] ?? "";
     const rows = [...table.matchAll(/^\| (\d+) \| [^|]+\| ([^|]+)\|/gm)];
-    expect(rows.map((r) => Number(r[1]))).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    // Numbered 1..n with none skipped, and none of the 18 findings so far dropped.
+    expect(rows.length).toBeGreaterThanOrEqual(18);
+    expect(rows.map((r) => Number(r[1]))).toEqual(Array.from({ length: rows.length }, (_, i) => i + 1));
     const missing: string[] = [];
     for (const [, n, cell] of rows) {
       for (const path of citedTests(cell ?? "")) {
