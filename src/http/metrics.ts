@@ -61,26 +61,52 @@ async function issuedCount(res: Response): Promise<number> {
   }
 }
 
-async function record(
+/**
+ * Labels by method and matched pattern, as computed once: both come from small sets (the router's
+ * patterns; the methods clients send), and the map stops growing at MAX_KEYS, so a client inventing
+ * methods only makes its own requests compute their label again.
+ */
+const keys = new Map<string, string>();
+const MAX_KEYS = 256;
+
+function requestKey(method: string, pattern: string): string {
+  const raw = `${method} ${pattern}`;
+  let key = keys.get(raw);
+  if (key === undefined) {
+    key = `${methodLabel(method)} ${routeLabel(pattern)}`;
+    if (keys.size < MAX_KEYS) keys.set(raw, key);
+  }
+  return key;
+}
+
+/** Files one answer; a promise only when the answer's body must be read (a problem, an issuance). */
+function record(
   c: Parameters<MiddlewareHandler<AppEnv>>[0],
   s: Sample,
   seconds: number,
-): Promise<void> {
+): Promise<void> | undefined {
   // -1: the last route the router matched; with only middleware matched, a wildcard (unmatched).
-  const key = `${methodLabel(c.req.method)} ${routeLabel(routePath(c, -1))}`;
+  const key = requestKey(c.req.method, routePath(c, -1));
   const status = c.res.status;
   addRequest(s, key, statusLabel(status), seconds);
   if (status >= 400) {
-    const code = await problemCode(c);
-    s.errors[code] = (s.errors[code] ?? 0) + 1;
-  } else if (status === 201 && key === STORE) {
+    return problemCode(c).then((code) => {
+      s.errors[code] = (s.errors[code] ?? 0) + 1;
+    });
+  }
+  if (status === 201 && key === STORE) {
     s.stores++;
     if (c.req.header("CPS-Token") !== undefined) s.tokensSpent++;
   } else if (status === 200) {
     const kind = RETRIEVALS[key] ?? RETRIEVALS[key.replace(/\/$/, "")];
     if (kind) s.retrievals[kind] = (s.retrievals[kind] ?? 0) + 1;
-    else if (key === ISSUE) s.tokensIssued += await issuedCount(c.res);
+    else if (key === ISSUE) {
+      return issuedCount(c.res).then((n) => {
+        s.tokensIssued += n;
+      });
+    }
   }
+  return undefined;
 }
 
 /** Flushes under way from this isolate (an operator's read waits for them). */
@@ -105,7 +131,8 @@ export function collectMetrics(): MiddlewareHandler<AppEnv> {
     await next();
     const seconds = (performance.now() - started) / 1000;
     const now = Date.now();
-    await record(c, collector.at(now), seconds);
+    const reading = record(c, collector.at(now), seconds);
+    if (reading !== undefined) await reading;
     if (collector.due(now)) {
       const sent = send(c.env);
       if (sent) {

@@ -86,7 +86,7 @@ export const BLOCK_QUEUE_SCHEMA = `
     digest BLOB
   );
   CREATE INDEX IF NOT EXISTS blobs_expires_at ON blobs (expires_at);
-  CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn);
+  CREATE INDEX IF NOT EXISTS blobs_tn ON blobs (tn, expires_at);
   CREATE INDEX IF NOT EXISTS blobs_has_digest ON blobs (digest) WHERE 0;
   CREATE TABLE IF NOT EXISTS watched (tn TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
   ${META_SCHEMA}

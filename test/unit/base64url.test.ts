@@ -1,8 +1,15 @@
-/** Strict base64url of the wire (RFC 4648 §5, no padding; whitespace tolerated as RFC 8816 §9 folds). */
+/**
+ * Strict base64url of the wire (RFC 4648 §5, no padding; whitespace tolerated as RFC 8816 §9 folds).
+ * Runs in the `unit` project (Node 20: jose's codec) and in `integration` (workerd: the runtime's
+ * own Uint8Array base64), so both paths of src/stir/base64url.ts meet the same cases.
+ */
 import fc from "fast-check";
+import { base64url } from "jose";
 import { describe, expect, it } from "vitest";
 import { CpsError } from "../../src/errors.js";
-import { decodeBase64url, encodeBase64url } from "../../src/stir/base64url.js";
+import { decodeBase64url, encodeBase64url, NATIVE_BASE64 } from "../../src/stir/base64url.js";
+
+const inWorkerd = typeof navigator !== "undefined" && navigator.userAgent === "Cloudflare-Workers";
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
 
@@ -60,6 +67,21 @@ describe("base64url", () => {
     ["non-canonical trailing bits (3 chars)", "Zm9"],
   ])("refuses %s with BLOB_ENCODING", (_label, text) => {
     expect(codeOf(() => decodeBase64url(text))).toBe("BLOB_ENCODING");
+  });
+
+  it("uses the runtime's own base64 in workerd, jose's in Node 20", () => {
+    expect(NATIVE_BASE64).toBe(inWorkerd);
+  });
+
+  it("gives jose's text for any bytes, and its bytes back", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1100 }), (raw) => {
+        const text = base64url.encode(raw);
+        expect(encodeBase64url(raw)).toBe(text);
+        expect(decodeBase64url(text)).toEqual(raw);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("round-trips any bytes", () => {
