@@ -165,17 +165,19 @@ export class PassportQueue extends StreamingQueue {
     const until = now + WATCH_LEASE_MS;
     const held = Number(this.meta.get(META_WATCH_UNTIL) ?? 0);
     const rows = await blockQueueOfTn(this.env, this.tn).watch(this.tn, until, greeting ? 0 : held);
+    // Of two watches out at once (a renewal and a greeting), the first answered pushes what was missed.
+    const first = Number(this.meta.get(META_WATCH_UNTIL) ?? 0) === held;
     if (held < until) this.meta.set(META_WATCH_UNTIL, String(until));
-    // Wake to renew at half-life even if no decoy is born before then (long TTLs).
-    await this.scheduleAlarm(until - WATCH_LEASE_MS / 2);
     const missedFrom = expiresIfStoredAt(held, readConfig(this.env).ttlSeconds);
-    const missed = held === 0 ? [] : rows.filter((r) => r.expiresAt >= missedFrom);
+    const missed = held === 0 || !first ? [] : rows.filter((r) => r.expiresAt >= missedFrom);
     if (missed.length > 0 && this.sockets().length > 0) {
       const tn = this.tn;
       this.batch.begin();
       for (const r of missed) this.batch.add("", r.id, pushFrame({ id: r.id, tn, blob: r.blob }));
       this.batch.settle();
     }
+    // Wake to renew at half-life even if no decoy is born before then (long TTLs).
+    await this.scheduleAlarm(until - WATCH_LEASE_MS / 2);
     return rows;
   }
 

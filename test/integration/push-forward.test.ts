@@ -390,4 +390,31 @@ describe("adversary #18: a slow queue, a lapsed lease, a blob expiring before th
     expect(sub.frames.filter((f) => f.id === forwarded)).toHaveLength(1);
     sub.close();
   });
+
+  it("a renewal and a new subscribe after a lapse, at once: the connected socket gets the missed blob once", async () => {
+    const tn = "15550600105";
+    const { another } = await sealedFor(tn);
+    const sub = await subscribe(`/cps/${tn}/subscribe`);
+    await sub.until((f) => f.length >= 1);
+    const lapsed = Date.now() - 1;
+    await runInDurableObject(queueFor(tn), (_i: PassportQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE meta SET v = ? WHERE k = 'watchUntil'", String(lapsed));
+    });
+    await runInDurableObject(blockFor(tn), (_i: BlockQueue, ctx) => {
+      ctx.storage.sql.exec("UPDATE watched SET until = ? WHERE tn = ?", lapsed, tn);
+    });
+    await evictDurableObject(blockFor(tn));
+    const missed = await store(tn, await another());
+    const [, late] = await Promise.all([
+      runDurableObjectAlarm(queueFor(tn)),
+      subscribe(`/cps/${tn}/subscribe`),
+    ]);
+    await sub.until((f) => f.some((x) => x.id === missed));
+    await late.until((f) => f.some((x) => x.id === missed));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sub.frames.filter((f) => f.id === missed)).toHaveLength(1);
+    expect(late.frames.filter((f) => f.id === missed)).toHaveLength(1);
+    sub.close();
+    late.close();
+  });
 });
