@@ -507,6 +507,8 @@ describe("relay: configuration", () => {
 });
 
 describe("`npm start -- --relay`: the relay beside the CPS, by one command", () => {
+  // Two builds and two runtimes start here: on a loaded CI machine up to the 120 s start deadline
+  // below (as the npm start tests allow), past the e2e project's 60 s.
   it("starts both; a request sealed to the CPS's key through the relay reaches the CPS and comes back", async () => {
     const state = await mkdtemp(join(tmpdir(), "relay-start-"));
     const [port, relayPort] = [await freePort(), await freePort()];
@@ -575,7 +577,7 @@ describe("`npm start -- --relay`: the relay beside the CPS, by one command", () 
     await expect(
       fetch(`http://127.0.0.1:${relayPort}/health`, { signal: AbortSignal.timeout(2_000) }),
     ).rejects.toThrow();
-  });
+  }, 180_000);
 });
 
 function post2(url: string, body: Uint8Array) {
