@@ -38,7 +38,6 @@ import {
   liveCount,
   liveRow,
   liveRows,
-  liveRowsExpiring,
   type NumberRows,
   type StoredBlob,
   type StoreResult,
@@ -157,7 +156,7 @@ export class BlockQueue extends StreamingQueue {
     }
     // Read in the same synchronous stretch as the lease is set: a store is either listed or forwarded.
     const inFlight = this.forwarding.get(tn);
-    const rows = liveRowsExpiring(
+    const rows = liveRows(
       this.numberRows(tn),
       expiresIfStoredAt(storedSince, readConfig(this.env).ttlSeconds),
     );

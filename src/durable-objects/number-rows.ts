@@ -16,7 +16,7 @@
  */
 import { decodeBase64url } from "../stir/base64url.js";
 import { newBlobId } from "../stir/blob-id.js";
-import type { ExpiringBlob, StoredBlob, StoreResult } from "../storage/stored-blobs.js";
+import type { ExpiringBlob, StoreResult } from "../storage/stored-blobs.js";
 
 export type { ExpiringBlob, StoredBlob, StoreResult } from "../storage/stored-blobs.js";
 
@@ -36,10 +36,10 @@ function scope(rows: NumberRows): { where: string; args: string[] } {
 
 /**
  * When a blob stored at `storedAt` (ms) expires: what lets a lease renewal ask for the blobs stored
- * since an instant (the rows keep only their expiry). 0 stays 0 (every blob).
+ * since an instant (the rows keep only their expiry).
  */
 export function expiresIfStoredAt(storedAt: number, ttlSeconds: number): number {
-  return storedAt === 0 ? 0 : storedAt + ttlSeconds * 1000;
+  return storedAt + ttlSeconds * 1000;
 }
 
 /**
@@ -104,28 +104,18 @@ export function storeRow(
   return { ok: true, id, expiresAt, repeat: false };
 }
 
-/** Every live blob of the number. Expired rows are filtered here, so a late alarm never serves them. */
-export function liveRows(rows: NumberRows): StoredBlob[] {
-  const { where, args } = scope(rows);
-  return rows.sql
-    .exec<{ id: string; blob: ArrayBuffer }>(
-      `SELECT id, blob FROM ${rows.table} WHERE ${where}expires_at > ?`,
-      ...args,
-      Date.now(),
-    )
-    .toArray()
-    .map((r) => ({ id: r.id, blob: new Uint8Array(r.blob) }));
-}
-
-/** Every live blob of the number that expires at or after `from` (ms), with its expiry. */
-export function liveRowsExpiring(rows: NumberRows, from: number): ExpiringBlob[] {
+/**
+ * Every live blob of the number that expires at or after `expiresFrom` (ms; 0: every live blob), with
+ * its expiry. Expired rows are filtered here, so a late alarm never serves them.
+ */
+export function liveRows(rows: NumberRows, expiresFrom = 0): ExpiringBlob[] {
   const { where, args } = scope(rows);
   return rows.sql
     .exec<{ id: string; blob: ArrayBuffer; expires_at: number }>(
       `SELECT id, blob, expires_at FROM ${rows.table} WHERE ${where}expires_at > ? AND expires_at >= ?`,
       ...args,
       Date.now(),
-      from,
+      expiresFrom,
     )
     .toArray()
     .map((r) => ({ id: r.id, blob: new Uint8Array(r.blob), expiresAt: r.expires_at }));

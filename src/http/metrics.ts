@@ -79,34 +79,26 @@ function requestKey(method: string, pattern: string): string {
   return key;
 }
 
-/** Files one answer; a promise only when the answer's body must be read (a problem, an issuance). */
-function record(
+async function record(
   c: Parameters<MiddlewareHandler<AppEnv>>[0],
   s: Sample,
   seconds: number,
-): Promise<void> | undefined {
+): Promise<void> {
   // -1: the last route the router matched; with only middleware matched, a wildcard (unmatched).
   const key = requestKey(c.req.method, routePath(c, -1));
   const status = c.res.status;
   addRequest(s, key, statusLabel(status), seconds);
   if (status >= 400) {
-    return problemCode(c).then((code) => {
-      s.errors[code] = (s.errors[code] ?? 0) + 1;
-    });
-  }
-  if (status === 201 && key === STORE) {
+    const code = await problemCode(c);
+    s.errors[code] = (s.errors[code] ?? 0) + 1;
+  } else if (status === 201 && key === STORE) {
     s.stores++;
     if (c.req.header("CPS-Token") !== undefined) s.tokensSpent++;
   } else if (status === 200) {
     const kind = RETRIEVALS[key] ?? RETRIEVALS[key.replace(/\/$/, "")];
     if (kind) s.retrievals[kind] = (s.retrievals[kind] ?? 0) + 1;
-    else if (key === ISSUE) {
-      return issuedCount(c.res).then((n) => {
-        s.tokensIssued += n;
-      });
-    }
+    else if (key === ISSUE) s.tokensIssued += await issuedCount(c.res);
   }
-  return undefined;
 }
 
 /** Flushes under way from this isolate (an operator's read waits for them). */
@@ -131,8 +123,7 @@ export function collectMetrics(): MiddlewareHandler<AppEnv> {
     await next();
     const seconds = (performance.now() - started) / 1000;
     const now = Date.now();
-    const reading = record(c, collector.at(now), seconds);
-    if (reading !== undefined) await reading;
+    await record(c, collector.at(now), seconds);
     if (collector.due(now)) {
       const sent = send(c.env);
       if (sent) {
