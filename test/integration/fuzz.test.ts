@@ -263,7 +263,8 @@ describe("docs/design.md invariant 7 properties: never a 5xx, always a problem, 
       );
       expect(sent).toBe(Number(env.FUZZ_RUNS));
     },
-    Math.max(30_000, Number(env.FUZZ_RUNS) * 20),
+    // ~9 ms a request on a quiet machine; a loaded CI run (two projects at once, a slow VM) took over 30 s.
+    Math.max(120_000, Number(env.FUZZ_RUNS) * 100),
   );
 
   it("RFC 8816 §9 {tn}: GET /cps/{tn}/ppts is 200 exactly when the TN parser accepts the segment, else 400 INVALID_TN", async () => {
