@@ -20,4 +20,12 @@ export class BaselineStore extends DurableObject<BenchEnv> {
     const rows = this.ctx.storage.sql.exec<{ v: ArrayBuffer }>("SELECT v FROM kv WHERE id = ?", id).toArray();
     return rows[0] ? new Uint8Array(rows[0].v) : null;
   }
+
+  /** Every value stored here, with its id: the bare counterpart of a CPS list (bench:peer `bare`). */
+  async list(): Promise<{ id: string; value: Uint8Array }[]> {
+    return this.ctx.storage.sql
+      .exec<{ id: string; v: ArrayBuffer }>("SELECT id, v FROM kv")
+      .toArray()
+      .map((r) => ({ id: r.id, value: new Uint8Array(r.v) }));
+  }
 }

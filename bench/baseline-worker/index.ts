@@ -5,6 +5,8 @@
  *
  *   POST /_bench/baseline/{key}        body stored under a fresh id -> 201 {"id"}
  *   GET  /_bench/baseline/{key}/{id}   the stored body, or 404
+ *   GET  /_bench/baseline/{key}        every body stored under key, as text: {"passports": [{"id", "blob"}]}
+ *                                      (`npm run bench:peer` system `bare`: a list's shape, no CPS logic)
  */
 import { Hono } from "hono";
 import { noStoreByDefault } from "../../src/http/middleware.js";
@@ -29,6 +31,13 @@ app.post("/_bench/baseline/:key", async (c) => {
   const id = newBlobId();
   await store(c.env, c.req.param("key")).write(id, new Uint8Array(await c.req.arrayBuffer()));
   return c.json({ id }, 201);
+});
+
+const text = new TextDecoder();
+
+app.get("/_bench/baseline/:key", async (c) => {
+  const rows = await store(c.env, c.req.param("key")).list();
+  return c.json({ passports: rows.map((r) => ({ id: r.id, blob: text.decode(r.value) })) });
 });
 
 app.get("/_bench/baseline/:key/:id", async (c) => {

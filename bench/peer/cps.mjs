@@ -5,6 +5,8 @@
  * Untokened: as `npm start` is (ALLOW_UNTOKENED_STORES on locally). Tokened: `npm start -- --var
  * ALLOW_UNTOKENED_STORES:false`, so every store must carry a storage token; the tokens are minted with
  * the issuer key `npm start` gives the Worker (.wrangler/dev-issuer-keys.json, made by it if missing).
+ * Bare (`bare`): not the CPS but the bench's bare Durable Object baseline, served the same way
+ * (bench/peer/bare-server.mjs), as the runtime's own floor measured in the same run.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,20 +21,24 @@ import { spawnGroup, tail } from "./peer.mjs";
  * /health answers (and, tokened, once a well-formed untokened store, `probeBlob`, is refused). Returns { url, roots, stop,
  * issuer: { id, key } (the current issuer key, tokened only) }.
  */
-export async function startCps({ name, tokened, watch = false, logDir, log, probeBlob, vars = {} }) {
+export async function startCps({
+  name,
+  tokened,
+  watch = false,
+  bare = false,
+  logDir,
+  log,
+  probeBlob,
+  vars = {},
+}) {
   const port = await freePort();
   const state = await mkdtemp(join(tmpdir(), "cps-peer-bench-"));
   const logFile = join(logDir, `${name}.log`);
   // An inspector port of its own: wrangler's default (9229) is taken by the first `wrangler dev` on the
   // machine, and a second one racing for it can fail to start.
   const inspectorPort = await freePort();
-  const args = [
-    join(REPO_ROOT, "src/dev/start.mjs"),
-    "--persist-to",
-    state,
-    "--inspector-port",
-    String(inspectorPort),
-  ];
+  const script = bare ? "bench/peer/bare-server.mjs" : "src/dev/start.mjs";
+  const args = [join(REPO_ROOT, script), "--persist-to", state, "--inspector-port", String(inspectorPort)];
   if (tokened) args.push("--var", "ALLOW_UNTOKENED_STORES:false");
   // Extra Worker vars for this run (bench/hot-number.mjs: HOT_NUMBERS), as `npm start -- --var K:V`.
   for (const [key, value] of Object.entries(vars)) args.push("--var", `${key}:${value}`);
@@ -72,7 +78,7 @@ export async function startCps({ name, tokened, watch = false, logDir, log, prob
       issuer = await currentIssuerKey();
     }
     log(
-      `${name}: npm start on ${url}${tokened ? " (--var ALLOW_UNTOKENED_STORES:false)" : ""}, state ${state}`,
+      `${name}: ${bare ? "the bare baseline" : "npm start"} on ${url}${tokened ? " (--var ALLOW_UNTOKENED_STORES:false)" : ""}, state ${state}`,
     );
     return {
       url,
@@ -80,7 +86,7 @@ export async function startCps({ name, tokened, watch = false, logDir, log, prob
       stop,
       issuer,
       inspectorPort,
-      command: `PORT=${port} node src/dev/start.mjs ${args.slice(1).join(" ")}`,
+      command: `PORT=${port} node ${script} ${args.slice(1).join(" ")}`,
       // wrangler dev watches the sources: an edit during a round rebuilds and reloads the Worker.
       logFile,
     };

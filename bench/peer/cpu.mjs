@@ -58,13 +58,13 @@ function label(pid, name) {
   if (name === "workerd") {
     // `npm start -- --watch` (wrangler dev) runs two: its proxy Worker, which takes the requests on the
     // chosen port, and the CPS behind it, on a port of the runtime's choosing (`entry=...:0`). The
-    // default `npm start` (Miniflare's API) runs one, the CPS.
+    // default `npm start` (Miniflare's API) runs one, the CPS; system `bare` one, the bare baseline.
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
       const parent = readStat(pid)?.ppid;
       const underWrangler = readFileSync(`/proc/${parent}/cmdline`, "utf8").includes("wrangler-dist/cli.js");
       if (!underWrangler || argv.some((a) => /^--socket-addr=entry=.*:0$/.test(a)))
-        return "workerd (the CPS)";
+        return "workerd (the served Worker)";
       return "workerd (wrangler's proxy)";
     } catch {
       // gone

@@ -6,7 +6,7 @@
  * every request), side by side on this machine, rounds interleaved.
  *
  *   npm run bench:peer -- --peer-repo PATH [--rounds 5] [--calls 1000] [--concurrency 16] [--pool 1000]
- *       [--warmup 100] [--systems cps-untokened,cps-tokened,cps-watch,peer-1,peer-2] [--peer-work DIR]
+ *       [--warmup 100] [--systems cps-untokened,cps-tokened,cps-watch,peer-1,peer-2,bare] [--peer-work DIR]
  *       [--out FILE] [--profile]
  *   npm run bench:peer -- --peer-repo PATH --check     # set the peer up, start nothing, exit 0 if it can run
  *
@@ -21,6 +21,11 @@
  *   cps-watch      `npm start -- --watch` (wrangler dev, its proxy Worker and log relay), untokened
  *   peer-1         the peer: uvicorn --workers 1 + its own redis-server
  *   peer-2         the peer: uvicorn --workers 2 + its own redis-server
+ *   bare           not a CPS: the bench's bare Durable Object baseline (bench/baseline-worker: the
+ *                  Worker -> Durable Object hop and one SQLite write, or one read of the number's
+ *                  rows, per request, no CPS logic) served as `npm start` serves the CPS
+ *                  (bench/peer/bare-server.mjs): what this runtime itself costs per call here, so the
+ *                  CPS's figures can be read against it (`x bare`)
  *
  * Method (issue 20): one load generator (this process), `--concurrency` calls in flight, `--rounds`
  * rounds of `--calls` calls per system, systems interleaved within each round (the order rotates round
@@ -68,6 +73,7 @@ const SYSTEMS = {
   },
   "peer-1": { label: "peer, uvicorn 1 worker + Redis", kind: "peer", workers: 1 },
   "peer-2": { label: "peer, uvicorn 2 workers + Redis", kind: "peer", workers: 2 },
+  bare: { label: "bare Worker + Durable Object (no CPS logic), as `npm start` serves", kind: "bare" },
 };
 /** The goal of issue 20, against the peer's best calls/s. */
 const GOAL = { "cps-untokened": 1.5, "cps-tokened": 1.2, cpu: 0.7 };
@@ -245,8 +251,11 @@ async function peerCall(peer, cred, dest, orig) {
   };
 }
 
-/** One call to this CPS: a fresh PASSporT sealed to the callee, and (tokened) a fresh one-use token. */
-async function cpsCall(cps, ctx, dest, orig) {
+/**
+ * One call to this CPS: a fresh PASSporT sealed to the callee, and (tokened) a fresh one-use token.
+ * To the bare baseline (`bare`): the same body stored and the number's rows listed, at its routes.
+ */
+async function cpsCall(cps, ctx, dest, orig, bare = false) {
   const now = Math.floor(Date.now() / 1000);
   const passport = await m.createPassport(
     {
@@ -265,7 +274,7 @@ async function cpsCall(cps, ctx, dest, orig) {
     headers["CPS-Token"] = m.encodeStorageToken(token);
     headers["CPS-Token-Signature"] = m.encodeBase64url(sig);
   }
-  const url = `${cps.url}/cps/${dest}/ppts`;
+  const url = bare ? `${cps.url}/_bench/baseline/${dest}` : `${cps.url}/cps/${dest}/ppts`;
   return {
     store: [url, { method: "POST", headers, body: blob }, 201],
     retrieve: [url, undefined, 200],
@@ -283,7 +292,7 @@ async function prepare(name, server, ctx, keys, callerBase) {
       const orig = callerOf(callerBase + i + j);
       return SYSTEMS[name].kind === "peer"
         ? peerCall(server, ctx.peerCreds[(callerBase + i + j) % PEER_CREDENTIALS], dest, orig)
-        : cpsCall(server, ctx, dest, orig);
+        : cpsCall(server, ctx, dest, orig, SYSTEMS[name].kind === "bare");
     });
     calls.push(...(await Promise.all(batch)));
   }
@@ -468,9 +477,17 @@ async function main() {
     for (const name of chosen) {
       const sys = SYSTEMS[name];
       servers[name] =
-        sys.kind === "cps"
-          ? await startCps({ name, tokened: sys.tokened, watch: sys.watch, logDir, log: progress, probeBlob })
-          : await startPeer({ python: flags.python, work: WORK, name, workers: sys.workers, log: progress });
+        sys.kind === "peer"
+          ? await startPeer({ python: flags.python, work: WORK, name, workers: sys.workers, log: progress })
+          : await startCps({
+              name,
+              tokened: sys.tokened,
+              watch: sys.watch,
+              bare: sys.kind === "bare",
+              logDir,
+              log: progress,
+              probeBlob,
+            });
     }
     const roots = Object.fromEntries(chosen.map((n) => [n, servers[n].roots]));
     for (const name of chosen) if (SYSTEMS[name].kind === "peer") await probePeer(name, servers[name], ctx);
@@ -591,6 +608,17 @@ async function main() {
     }
   }
 
+  // The runtime's floor, measured in the same run: each CPS system against the bare baseline.
+  if (summary.bare) {
+    for (const name of chosen.filter((n) => SYSTEMS[n].kind === "cps")) {
+      const s = summary[name];
+      s.vsBare = {
+        callsPerSecond: s.callsPerSecond / summary.bare.callsPerSecond,
+        cpuPerCall: s.cpuMsPerCall / summary.bare.cpuMsPerCall,
+      };
+    }
+  }
+
   const elapsed = (Date.now() - started) / 1000;
   console.log(
     `\nThis CPS vs the peer (lokingdav/jodi cps_server.py) on ${env.nproc} x ${env.cpu}, Node ${env.node}, workerd ${env.workerd}`,
@@ -637,6 +665,14 @@ async function main() {
     if (s.reloadsWholeRun > 0) {
       console.log(
         `  ${name}: DISTURBED: wrangler rebuilt or reloaded the Worker ${s.reloadsWholeRun} time(s) during the run, ${s.reloadsDuringRounds} in its timed rounds (source files changed while it ran)`,
+      );
+    }
+  }
+  for (const name of chosen) {
+    const b = summary[name].vsBare;
+    if (b) {
+      console.log(
+        `  ${name}: against the bare baseline: ${fmt(b.callsPerSecond, 2)}x its calls/s at ${fmt(b.cpuPerCall, 2)}x its CPU per call`,
       );
     }
   }

@@ -30,20 +30,23 @@ function wranglersMiniflare() {
 }
 
 /**
- * Bundles src/index.ts as `wrangler dev` does (esbuild, the `workerd`/`worker`/`browser` conditions,
- * ES modules), after running wrangler.toml's `[build]` (the web pages the assets binding serves).
+ * Bundles `entry` (the CPS: src/index.ts) as `wrangler dev` does (esbuild, the `workerd`/`worker`/
+ * `browser` conditions, ES modules), after running wrangler.toml's `[build]` (the web pages the
+ * assets binding serves) if `web`.
  */
-async function bundleWorker() {
-  const web = spawnSync(process.execPath, [join(REPO_ROOT, "src/dev/build-web.mjs")], {
-    cwd: REPO_ROOT,
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  if (web.status !== 0) throw new Error(`building the web pages failed (exit ${web.status})`);
+async function bundleWorker(entry, web) {
+  if (web) {
+    const built = spawnSync(process.execPath, [join(REPO_ROOT, "src/dev/build-web.mjs")], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    if (built.status !== 0) throw new Error(`building the web pages failed (exit ${built.status})`);
+  }
   mkdirSync(BUNDLE_DIR, { recursive: true });
   process.on("exit", () => rmSync(BUNDLE_DIR, { recursive: true, force: true }));
   const outfile = join(BUNDLE_DIR, "index.js");
   await build({
-    entryPoints: [join(REPO_ROOT, "src/index.ts")],
+    entryPoints: [join(REPO_ROOT, entry)],
     absWorkingDir: REPO_ROOT,
     bundle: true,
     format: "esm",
@@ -61,6 +64,9 @@ async function bundleWorker() {
  * Starts the CPS; resolves to { url, dispose, configVars } (configVars: wrangler.toml's vars for the env).
  * The Worker's bindings are wrangler.toml's (for `envName`) with `bindings` over its vars. `bindings` are added to wrangler.toml's vars (and
  * win over them); `onOutput(stdout, stderr)` receives workerd's output streams (the Worker's logs).
+ * `worker` serves another Worker of this repository the same way (bench/peer/bare-server.mjs: the
+ * bench's bare Durable Object baseline): its config and entry, relative to the repository, and
+ * whether to build the web pages first.
  */
 export async function serveWithMiniflare({
   host,
@@ -70,10 +76,11 @@ export async function serveWithMiniflare({
   bindings,
   inspectorPort,
   onOutput,
+  worker = { config: "wrangler.toml", entry: "src/index.ts", web: true },
 }) {
-  const scriptPath = await bundleWorker();
+  const scriptPath = await bundleWorker(worker.entry, worker.web);
   const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
-  const config = unstable_readConfig({ config: join(REPO_ROOT, "wrangler.toml"), env: envName });
+  const config = unstable_readConfig({ config: join(REPO_ROOT, worker.config), env: envName });
   const { workerOptions } = unstable_getMiniflareWorkerOptions(config, envName);
   const { Miniflare } = wranglersMiniflare();
   const mf = new Miniflare({
