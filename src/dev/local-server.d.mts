@@ -74,3 +74,5 @@ export declare function wranglerDevArgs(options: {
 export declare function writeEnvFile(file: string, vars: Record<string, string>): Promise<string>;
 /** Starts `wrangler dev` for this repository and resolves once GET /health answers. */
 export declare function startLocalServer(options?: LocalServerOptions): Promise<LocalServer>;
+/** Whether wrangler's output shows a start that restarted on a watcher event and then lost its own port. */
+export declare function isRestartBindFailure(text: string): boolean;

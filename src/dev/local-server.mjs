@@ -204,6 +204,23 @@ function killGroup(child, signal) {
  * @param {number} [options.timeoutMs] how long to wait for /health (default 60 s)
  */
 export async function startLocalServer(options = {}) {
+  try {
+    return await startOnce(options);
+  } catch (err) {
+    // wrangler dev's source watcher can fire while it starts (seen once in a loaded CI run, with no
+    // file written), and its restart then fails to bind the port its first runtime still holds:
+    // start once more, on a fresh port, unless the caller chose the port.
+    if (options.port !== undefined || !isRestartBindFailure(err.message)) throw err;
+    return startOnce(options);
+  }
+}
+
+/** wrangler's output of a start that restarted on a watcher event and then lost its own port. */
+export function isRestartBindFailure(text) {
+  return /changed, restarting/.test(text) && /Address already in use/.test(text);
+}
+
+async function startOnce(options) {
   const host = options.host ?? "127.0.0.1";
   const port = options.port ?? (await freePort(host === "0.0.0.0" ? "127.0.0.1" : host));
   const ownsState = options.persistTo === undefined;
